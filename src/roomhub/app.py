@@ -1,0 +1,124 @@
+"""Builds the ASGI app: every face's routes, the REST API, the index and the browser client."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from starlette.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
+
+from .hub import Hub
+from .security import DoorMiddleware
+
+WEB_DIR = Path(__file__).parent / "web"
+
+
+def node_modules_dir() -> Path:
+    """Where the browser libraries installed from npm live (``make setup`` puts them there)."""
+    return Path(os.environ.get("ROOMHUB_NODE_MODULES", WEB_DIR / "node_modules"))
+
+
+def api_router(hub: Hub) -> APIRouter:
+    api = APIRouter(prefix="/api")
+
+    @api.get("/health", summary="Liveness: 200 while the hub runs (no auth needed)")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "hub": hub.id, "uptime": time.time() - hub.started_at}
+
+    @api.get("/rooms", summary="Every live room of every face")
+    async def rooms() -> list[dict[str, Any]]:
+        return [
+            room.describe()
+            for face in hub.faces
+            for registry in face.registries()
+            for room in list(registry.rooms.values())
+        ]
+
+    @api.delete("/rooms/{namespace:path}/{name}", summary="Close a room's clients and tear it down")
+    async def drop_room(namespace: str, name: str) -> dict[str, Any]:
+        for face in hub.faces:
+            for registry in face.registries():
+                if registry.namespace.strip("/") == namespace.strip("/") and await registry.drop(name):
+                    return {"dropped": name}
+        raise HTTPException(404, f"no room {name!r} in namespace {namespace!r}")
+
+    @api.get("/metrics", summary="Counters: connections, rooms per namespace, memory")
+    async def metrics() -> dict[str, Any]:
+        import resource
+
+        return {
+            "connections": hub.connections.count,
+            "rooms": {
+                registry.namespace: len(registry.rooms)
+                for face in hub.faces
+                for registry in face.registries()
+            },
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "uptime": time.time() - hub.started_at,
+        }
+
+    return api
+
+
+def index_page(hub: Hub) -> str:
+    items = "".join(
+        f'<li><a href="{html.escape(path)}">{html.escape(page.title or path)}</a>'
+        f" <code>{html.escape(path)}</code></li>"
+        for path, page in hub.config.pages.items()
+    )
+    faces = ", ".join(f.name for f in hub.faces)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>roomhub</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/roomhub.css"></head>
+<body class="rh-index"><main>
+<h1>roomhub</h1>
+<p>A live backend for interactive pages. Faces on this hub: {html.escape(faces)}.</p>
+<h2>Pages</h2><ul>{items or "<li>No pages configured.</li>"}</ul>
+<p><a href="/api/docs">REST API</a> · <a href="/api/rooms">live rooms</a></p>
+</main></body></html>"""
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The ASGI app for ``hub``: its lifespan starts and stops the hub."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = FastAPI(
+        title="roomhub",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+    )
+    app.state.hub = hub
+    app.include_router(api_router(hub))
+    for face in hub.faces:
+        app.router.routes.extend(face.routes())
+    if "/" not in hub.config.pages:
+        page = index_page(hub)
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> HTMLResponse:
+            return HTMLResponse(page)
+
+    vendor = node_modules_dir()
+    if vendor.is_dir():
+        app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    server = hub.config.server
+    app.add_middleware(DoorMiddleware, auth=server.auth, allowed_origins=server.allowed_origins)
+    return app

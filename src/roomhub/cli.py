@@ -1,0 +1,133 @@
+"""The ``roomhub`` command: ``serve``, ``check`` and ``token``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .config import ConfigError, HubConfig, demo_config_path, load_config
+
+log = logging.getLogger("roomhub")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    # Access logs of every static file drown the useful lines.
+    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def _load(config_path: str | None) -> HubConfig:
+    path = Path(config_path) if config_path else demo_config_path()
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+
+
+async def _preflight(config: HubConfig) -> None:
+    """Fail fast with a clear message, before the server binds, if the hub cannot start."""
+    from .hub import Hub
+
+    hub = Hub(config)
+    hub.check_bind()
+    try:
+        for name in sorted(hub.runtimes_in_use()):
+            await hub.runtimes[name].check()
+    finally:
+        for runtime in hub.runtimes.values():
+            await runtime.close()
+
+
+@click.group()
+@click.version_option(package_name="roomhub")
+def main() -> None:
+    """roomhub: one server for interactive pages' rooms, documents, actions, widgets and backends."""
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Port to bind (default: server.port, 8000; 0 picks a free one).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Override server.data_dir.")
+def serve(
+    config: str | None, host: str | None, port: int | None, log_level: str | None,
+    allow_non_loopback: bool, data_dir: str | None,
+) -> None:
+    """Start the hub. Without CONFIG it serves the embedded demo."""
+    import uvicorn
+
+    from .app import create_app
+    from .hub import Hub, HubError
+    from .runtimes import RuntimeUnavailable
+
+    cfg = _load(config)
+    server = cfg.server
+    if host:
+        server.host = host
+    if port is not None:
+        server.port = port
+    if log_level:
+        server.log_level = log_level  # type: ignore[assignment]
+    if allow_non_loopback:
+        server.allow_non_loopback = True
+    if data_dir:
+        server.data_dir = Path(data_dir).resolve()
+    setup_logging(server.log_level)
+    try:
+        asyncio.run(_preflight(cfg))
+    except (HubError, RuntimeUnavailable) as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
+    hub = Hub(cfg)
+    uvicorn.run(
+        create_app(hub),
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        log_level=server.log_level,
+        ws_max_size=server.limits.max_frame_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=int(server.shutdown_timeout),
+        proxy_headers=False,
+    )
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def check(config: str) -> None:
+    """Validate CONFIG: print every error with its key path; exit 0 if valid, 1 if not."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    executors = sum(len(p.executors) for p in cfg.pages.values())
+    click.echo(f"{config}: valid ({len(cfg.pages)} pages, {executors} executors)")
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--subject", default="user", show_default=True, help="Who the token is for (logged).")
+def token(config: str | None, subject: str) -> None:
+    """Print a signed token for CONFIG's server.auth.secret_key."""
+    from .security import make_token
+
+    cfg = _load(config)
+    if not cfg.server.auth.secret_key:
+        click.echo("server.auth.secret_key is not set in the configuration", err=True)
+        sys.exit(1)
+    click.echo(make_token(cfg.server.auth.secret_key, subject))

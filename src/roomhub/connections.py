@@ -1,0 +1,145 @@
+"""One client connection: a bounded send queue drained by its own writer task.
+
+A slow or stuck client never delays the sender: :meth:`Connection.send`
+never awaits. When the queue is full the connection is closed with
+:attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the room
+keeps its pace and the client learns why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator
+from enum import IntEnum
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+log = logging.getLogger("roomhub.connections")
+
+Frame = str | bytes
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes used by every face (RFC 6455 section 7.4, plus 4xxx of our own)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # the hub is shutting down
+    UNSUPPORTED_DATA = 1003  # e.g. a binary frame on a JSON protocol
+    POLICY_VIOLATION = 1008  # read-only client writing, flood of calls, ...
+    MESSAGE_TOO_BIG = 1009  # a frame over limits.max_frame_bytes
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013  # a room, client or connection limit is reached
+    UNAUTHORIZED = 4001  # token missing or invalid after the handshake
+    FORBIDDEN = 4003  # access denied to this room
+    NOT_FOUND = 4004  # no such room, session or resource
+    SLOW_CONSUMER = 4008  # the client did not read fast enough: its send queue overflowed
+    ROOM_FAILED = 4011  # the room could not be created (e.g. a prologue failed)
+
+
+_CLOSE = object()
+_ids = itertools.count(1)
+
+
+class Connection:
+    """A WebSocket with a bounded outgoing queue and a writer task.
+
+    ``queue_size`` is counted in frames. Use :meth:`start` after
+    ``websocket.accept()``, then :meth:`send` from anywhere in the event loop.
+    """
+
+    def __init__(self, websocket: WebSocket, queue_size: int = 1024, label: str = "") -> None:
+        self.websocket = websocket
+        self.id = next(_ids)
+        self.label = label or f"conn-{self.id}"
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self.closing = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = asyncio.Event()
+
+    @property
+    def peer(self) -> str:
+        client = self.websocket.client
+        return f"{client.host}:{client.port}" if client else "?"
+
+    def start(self) -> None:
+        """Start the writer task (call once, after the handshake was accepted)."""
+        self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
+
+    def send(self, frame: Frame) -> bool:
+        """Queue one frame without waiting. Returns False if the connection is closing.
+
+        On overflow the queued frames are dropped and the connection is closed
+        with :attr:`CloseCode.SLOW_CONSUMER`.
+        """
+        if self.closing:
+            return False
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            log.warning("%s (%s): send queue full, closing as slow consumer", self.label, self.peer)
+            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
+            return False
+        return True
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after the frames already queued (unless the queue overflowed)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code, self.close_reason = int(code), reason[:120]
+        if code == CloseCode.SLOW_CONSUMER:
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_CLOSE)
+        if self._writer is None:
+            self.closed.set()
+
+    async def _write_loop(self) -> None:
+        ws = self.websocket
+        try:
+            while True:
+                frame = await self._queue.get()
+                if frame is _CLOSE:
+                    if ws.application_state == WebSocketState.CONNECTED:
+                        await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
+                    return
+                if isinstance(frame, str):
+                    await ws.send_text(frame)
+                else:
+                    await ws.send_bytes(frame)  # type: ignore[arg-type]
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            log.debug("%s: writer stopped: %r", self.label, exc)
+        finally:
+            self.closing = True
+            self.closed.set()
+
+    async def receive(self) -> AsyncIterator[Frame]:
+        """Yield client frames (text as ``str``, binary as ``bytes``) until it disconnects."""
+        ws = self.websocket
+        while True:
+            try:
+                message = await ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                self.closing = True
+                return
+            text = message.get("text")
+            if text is not None:
+                yield text
+            elif message.get("bytes") is not None:
+                yield message["bytes"]
+
+    async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "", timeout: float = 2.0) -> None:
+        """Close and wait (bounded, seconds) until the writer has finished."""
+        self.close(code, reason)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closed.wait(), timeout)
+        if self._writer and not self._writer.done():
+            self._writer.cancel()

@@ -1,0 +1,101 @@
+"""What every face shares: the :class:`Face` shape and the room socket loop.
+
+A face (pages, documents, actions, widgets, backends) gives the hub its
+routes and is started and stopped with it. :func:`serve_room_socket` is the
+one WebSocket loop of room-based faces: accept, join, hand each frame to the
+face, leave — with limits and errors handled the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.routing import BaseRoute
+from starlette.websockets import WebSocket
+
+from .connections import CloseCode, Connection, Frame
+from .rooms import Room, RoomError, RoomRegistry
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger("roomhub.faces")
+
+R = TypeVar("R", bound=Room)
+
+
+class Face:
+    """A part of the hub with its own routes. Subclasses set ``name`` and override what they need."""
+
+    name = "face"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    async def start(self) -> None:
+        """Called at hub start-up, before the first request."""
+
+    async def stop(self) -> None:
+        """Called at shutdown; must be bounded in time and leave nothing running."""
+
+    def registries(self) -> list[RoomRegistry[Any]]:
+        """The room registries of this face (listed by the REST API)."""
+        return []
+
+
+async def serve_room_socket(
+    websocket: WebSocket,
+    hub: Hub,
+    registry: RoomRegistry[R],
+    name: str,
+    handle: Callable[[R, Connection, Frame], Awaitable[None]],
+    *,
+    refused: Callable[[Connection, RoomError], None] | None = None,
+    left: Callable[[R, Connection], None] | None = None,
+) -> None:
+    """Run one client's room socket to the end.
+
+    Accepts the handshake, joins ``registry``'s room ``name`` and calls
+    ``handle(room, connection, frame)`` for each frame, one at a time. A
+    refused join closes with the :class:`RoomError`'s code and reason (after
+    ``refused`` had a chance to send an error frame). ``handle`` must turn bad
+    input into error frames itself; an unexpected exception is logged and
+    closes only this connection (1011).
+    """
+    if not hub.connections.try_acquire():
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
+        return
+    await websocket.accept()
+    conn = Connection(websocket, hub.config.server.limits.send_queue_frames, f"{registry.namespace}:{name}")
+    conn.start()
+    room: R | None = None
+    try:
+        try:
+            room = await registry.join(name, conn)
+        except RoomError as exc:
+            if refused is not None:
+                refused(conn, exc)
+            await conn.aclose(exc.code, exc.reason)
+            return
+        log.debug("%s joined %s:%s (%d members)", conn.peer, registry.namespace, name, len(room.members))
+        async for frame in conn.receive():
+            if conn.closing:
+                break
+            try:
+                await handle(room, conn, frame)
+            except Exception:
+                log.exception("%s:%s: handling a frame from %s failed", registry.namespace, name, conn.peer)
+                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                break
+    finally:
+        if room is not None:
+            if left is not None:
+                left(room, conn)
+            await registry.leave(room, conn)
+        conn.close(CloseCode.NORMAL)
+        hub.connections.release()

@@ -1,0 +1,63 @@
+"""The pages face: HTML pages whose terminals, buttons, editors and viewers run programs per room."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from ..faces import Face
+from ..rooms import RoomRegistry
+from .endpoint import page_routes
+from .room import PageContext, PageRoom
+
+
+def page_slug(path: str) -> str:
+    """A directory name for a page path: readable, and unique through a short hash."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
+    return f"{readable}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+class PagesFace(Face):
+    name = "pages"
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__(hub)
+        self.rooms: dict[str, RoomRegistry[PageRoom]] = {}
+        limits = hub.config.server.limits
+        for path, page in hub.config.pages.items():
+            ctx = PageContext(
+                path=path,
+                page=page,
+                runtimes=hub.runtimes,
+                default_runtime=hub.config.runtime.default,
+                rooms_dir=hub.data_dir / "rooms" / page_slug(path),
+                hub_id=hub.id,
+            )
+            self.rooms[path] = RoomRegistry(
+                path,
+                lambda name, ctx=ctx: PageRoom(name, ctx, hub.bus),
+                grace_period=page.grace_period,
+                max_rooms=limits.max_rooms_per_namespace,
+                max_clients=limits.max_clients_per_room,
+                bus=hub.bus,
+            )
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = []
+        for path, registry in self.rooms.items():
+            routes += page_routes(self.hub, path, registry)
+        return routes
+
+    async def stop(self) -> None:
+        timeout = self.hub.config.server.shutdown_timeout
+        await asyncio.gather(*(registry.close(timeout) for registry in self.rooms.values()))
+
+    def registries(self) -> list[RoomRegistry[Any]]:
+        return list(self.rooms.values())
+
+
+__all__ = ["PageRoom", "PagesFace"]

@@ -1,0 +1,62 @@
+"""The pages face's ASGI adapter: the page's HTML and its room socket.
+
+``GET <page>`` serves the page; ``<page>/ws?roomName=R`` is the room socket
+(interactive-widgets' URL layout). A missing or invalid ``roomName`` gets
+HTTP 400 with a message before the handshake.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from ..connections import Connection
+from ..faces import serve_room_socket
+from ..rooms import RoomError, RoomRegistry, validate_room_name
+from . import protocol as p
+from .room import PageRoom
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+log = logging.getLogger("roomhub.pages")
+
+
+async def handle_frame(room: PageRoom, conn: Connection, frame: str | bytes) -> None:
+    """Hand a frame to the room; bad input becomes an error frame to its sender only."""
+    try:
+        await room.handle(conn, frame)
+    except p.ProtocolError as exc:
+        log.info("%s:%s: %s from %s: %s", room.namespace, room.name, exc.code, conn.peer, exc.message)
+        conn.send(p.error(exc.executor, exc.code, exc.message))
+
+
+def refused(conn: Connection, exc: RoomError) -> None:
+    conn.send(p.error(None, "room-refused", exc.reason))
+
+
+def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[BaseRoute]:
+    page = hub.config.pages[path]
+
+    async def html(request: object) -> FileResponse:
+        return FileResponse(page.html, media_type="text/html")
+
+    async def socket(websocket: WebSocket) -> None:
+        name = websocket.query_params.get("roomName")
+        try:
+            validate_room_name(name, hub.config.server.limits.room_name_max_length)
+        except ValueError as exc:
+            await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=400))
+            return
+        assert name is not None
+        await serve_room_socket(
+            websocket, hub, registry, name, handle_frame, refused=refused,
+            left=lambda room, conn: room.forget(conn),
+        )
+
+    ws_path = "/ws" if path == "/" else f"{path}/ws"
+    return [Route(path, html, methods=["GET"]), WebSocketRoute(ws_path, socket)]

@@ -1,0 +1,294 @@
+"""Executors: programs attached to a page room.
+
+- ``always``: kept running; restarted with capped exponential backoff, and
+  every restart is announced (``exited``, then ``restarted``).
+- ``once``: run on a client's request; a request while it runs gets ``busy``;
+  a timeout kills it and says so; ``finished`` carries the exit code.
+- ``prologue``: run to completion when the room is created, before anything
+  else; failure or timeout fails the room's creation.
+- ``epilogue``: run at teardown with a timeout; its output goes to the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shlex
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecutor, PrologueExecutor
+from ..connections import Connection
+from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
+from . import protocol as p
+
+if TYPE_CHECKING:
+    from .room import PageRoom
+
+log = logging.getLogger("roomhub.pages.executors")
+
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+
+
+class Scrollback:
+    """The last ``limit`` bytes of output, per stream, for late joiners."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: dict[str, bytearray] = {}
+
+    def add(self, stream: str, data: bytes) -> None:
+        if self.limit <= 0:
+            return
+        buf = self.chunks.setdefault(stream, bytearray())
+        buf += data
+        if len(buf) > self.limit:
+            del buf[: len(buf) - self.limit]
+
+    def clear(self) -> None:
+        self.chunks.clear()
+
+
+def argv_of(command: list[str] | str) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+class Executor:
+    """What every executor kind shares: its room, name, configuration and program spec."""
+
+    kind = "executor"
+
+    def __init__(self, room: PageRoom, name: str, config: Any) -> None:
+        self.room = room
+        self.name = name
+        self.config = config
+        self.log = logging.getLogger(f"roomhub.pages.{self.kind}")
+
+    def spec(self, cols: int = 80, rows: int = 24) -> ProgramSpec:
+        c: ExecutorBase = self.config
+        return ProgramSpec(
+            argv=argv_of(c.command),
+            room_dir=self.room.directory,
+            working_directory=c.working_directory,
+            env=dict(c.env),
+            tty=c.tty,
+            cols=cols,
+            rows=rows,
+            limits=c.limits,
+            image=c.image,
+            labels=self.room.labels(self.name),
+            stdin=c.tty or self.kind == "always",
+        )
+
+    async def launch(self, cols: int = 80, rows: int = 24) -> ProgramHandle:
+        return await self.room.runtime_for(self.config).start(self.spec(cols, rows))
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        self.room.broadcast(p.encode(self.name, message))
+
+    async def start(self) -> None:
+        """Called once the room's prologues have succeeded."""
+
+    async def stop(self) -> None:
+        """Called at teardown; must leave no program running."""
+
+    async def handle(self, connection: Connection, message: Any) -> None:
+        raise p.ProtocolError(p.NOT_ACCEPTED, f"{self.kind} executors accept no messages", self.name)
+
+    def state_frames(self) -> list[str]:
+        """Frames that bring a late joiner up to date."""
+        return []
+
+
+class AlwaysRunner(Executor):
+    kind = "always"
+    config: AlwaysExecutor
+
+    def __init__(self, room: PageRoom, name: str, config: AlwaysExecutor) -> None:
+        super().__init__(room, name, config)
+        self.handle_: ProgramHandle | None = None
+        self.scrollback = Scrollback(config.scrollback_bytes)
+        self.restarts = 0
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def size(self) -> tuple[int, int]:
+        """The terminal size shared by every viewer: the smallest of their sizes (as tmux does)."""
+        if not self.sizes:
+            return 80, 24
+        return min(c for c, _ in self.sizes.values()), min(r for _, r in self.sizes.values())
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"always:{self.room.name}:{self.name}")
+
+    async def _run(self) -> None:
+        delay = self.config.restart_delay
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self.handle_ = await self.launch(*self.size())
+            except Exception as exc:
+                code = None
+                self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
+                self.broadcast({"type": "error", "code": p.START_FAILED, "message": str(exc)})
+            else:
+                if self.restarts:
+                    self.broadcast({"type": "restarted", "restarts": self.restarts})
+                async for stream, chunk in self.handle_.output():
+                    self.scrollback.add(stream, chunk)
+                    self.room.broadcast(p.output(self.name, stream, chunk))
+                code = await self.handle_.wait()
+                self.handle_ = None
+            if self._stopping:
+                return
+            if time.monotonic() - started >= self.config.stable_after:
+                delay = self.config.restart_delay  # it ran long enough: start the backoff afresh
+            self.restarts += 1
+            self.log.info(
+                "%s/%s: %s, restart %d in %.2f s", self.room.name, self.name,
+                "not started" if code is None else exit_description(code), self.restarts, delay,
+            )
+            self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay})
+            await asyncio.sleep(delay)
+            delay = min(max(delay * 2, 0.05), self.config.restart_delay_max)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.handle_ is not None:
+            with contextlib.suppress(Exception):
+                await self.handle_.kill(KILL_GRACE)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def handle(self, connection: Connection, message: Any) -> None:
+        msg = p.decode_always(message)
+        if isinstance(msg, p.Resize):
+            self.sizes[connection.id] = (msg.cols, msg.rows)
+            if self.handle_ is not None:
+                await self.handle_.resize(*self.size())
+            return
+        if self.handle_ is None:
+            raise p.ProtocolError(p.NOT_RUNNING, "the program is restarting; input dropped", self.name)
+        try:
+            await self.handle_.write(msg.data)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            raise p.ProtocolError(p.NOT_RUNNING, "the program has exited; input dropped", self.name) from None
+
+    def forget(self, connection: Connection) -> None:
+        if self.sizes.pop(connection.id, None) is not None and self.handle_ is not None:
+            asyncio.create_task(self.handle_.resize(*self.size()))
+
+    def state_frames(self) -> list[str]:
+        frames = [p.encode(self.name, {
+            "type": "state", "kind": self.kind, "running": self.handle_ is not None,
+            "restarts": self.restarts,
+        })]
+        frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
+        return frames
+
+
+class OnceRunner(Executor):
+    kind = "once"
+    config: OnceExecutor
+
+    def __init__(self, room: PageRoom, name: str, config: OnceExecutor) -> None:
+        super().__init__(room, name, config)
+        self.scrollback = Scrollback(config.scrollback_bytes)
+        self.task: asyncio.Task[None] | None = None
+        self.handle_: ProgramHandle | None = None
+        self.last_exit: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def handle(self, connection: Connection, message: Any) -> None:
+        if self.running:
+            connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))
+            return
+        self.scrollback.clear()
+        self.task = asyncio.create_task(self._run(), name=f"once:{self.room.name}:{self.name}")
+
+    async def _run(self) -> None:
+        self.broadcast({"type": "started"})
+        try:
+            self.handle_ = await self.launch()
+        except Exception as exc:
+            self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
+            self.room.broadcast(p.errored(self.name, f"cannot start: {exc}"))
+            return
+        timed_out = False
+
+        async def pump() -> None:
+            assert self.handle_ is not None
+            async for stream, chunk in self.handle_.output():
+                self.scrollback.add(stream, chunk)
+                self.room.broadcast(p.output(self.name, stream, chunk))
+
+        pumping = asyncio.create_task(pump())
+        try:
+            await asyncio.wait_for(asyncio.shield(self.handle_.wait()), self.config.timeout)
+        except TimeoutError:
+            timed_out = True
+            self.broadcast({"type": "timeout", "after": self.config.timeout})
+            self.log.info("%s/%s: timed out after %.1f s", self.room.name, self.name, self.config.timeout)
+        except asyncio.CancelledError:
+            await self.handle_.kill(KILL_GRACE)
+            pumping.cancel()
+            raise
+        code = await self.handle_.kill(KILL_GRACE) if timed_out else await self.handle_.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping
+        self.last_exit = code
+        self.handle_ = None
+        self.broadcast({"type": "finished", "exitCode": code, "timedOut": timed_out})
+
+    async def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+    def state_frames(self) -> list[str]:
+        frames = [p.encode(self.name, {
+            "type": "state", "kind": self.kind, "running": self.running, "exitCode": self.last_exit,
+        })]
+        frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
+        return frames
+
+
+class StepRunner(Executor):
+    """A prologue or epilogue: run to completion with a timeout."""
+
+    config: PrologueExecutor | EpilogueExecutor
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.config.type
+
+    async def run(self) -> tuple[int, bytes]:
+        """Run to the end; returns ``(exit code, output)``. Raises ``TimeoutError`` after ``timeout`` s."""
+        handle = await self.launch()
+        try:
+            out = await asyncio.wait_for(drain(handle, 64 * 1024), self.config.timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            await handle.kill(KILL_GRACE)
+            raise
+        return await handle.wait(), out
+
+
+def make_executor(room: PageRoom, name: str, config: Any) -> Executor:
+    from .files import FileView
+
+    kinds: dict[str, type[Executor]] = {
+        "always": AlwaysRunner,
+        "once": OnceRunner,
+        "prologue": StepRunner,
+        "epilogue": StepRunner,
+        "file": FileView,
+    }
+    return kinds[config.type](room, name, config)

@@ -1,0 +1,183 @@
+"""The pages protocol, sans I/O: decode client frames, encode server frames.
+
+Wire-compatible with interactive-widgets-backend (see the reference
+``pages-interactive-widgets.md``):
+
+- client -> server: ``{"executor": NAME, "message": ...}`` as a TEXT frame;
+  ``always`` takes ``{"stdin": base64}`` or ``{"size": {"cols": N, "rows": M}}``,
+  ``once`` takes anything (``null`` included) as "run", file executors take
+  monitor lines (``{"stdin": base64(json line)}``) or the monitor message
+  itself (``{"contents": base64}``, ``{"delete": true}``).
+- server -> client: ``{"executor": NAME, "message": {"type": ..., ...}}``;
+  output as ``{"type": "output", "stdout"|"stderr": base64}``; ``once`` adds
+  ``started``, ``finished`` and ``errored`` (base64 message).
+
+Additions an old client ignores (new ``type`` values): ``finished`` carries
+``exitCode``; ``busy``, ``timeout``, ``exited``, ``restarted``, ``state`` (on
+join) and ``error`` (``code`` and plain-text ``message``). Frames about the
+room as a whole use ``"executor": null`` (``joined``, ``error``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Error codes carried by {"type": "error", "code": ...}
+BAD_JSON = "bad-json"
+BAD_FRAME = "bad-frame"
+BINARY_UNSUPPORTED = "binary-unsupported"
+UNKNOWN_EXECUTOR = "unknown-executor"
+BAD_MESSAGE = "bad-message"
+NOT_ACCEPTED = "not-accepted"
+NOT_RUNNING = "not-running"
+TOO_LARGE = "too-large"
+WRITE_FAILED = "write-failed"
+START_FAILED = "start-failed"
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be used; ``code`` is one of the error codes above."""
+
+    def __init__(self, code: str, message: str, executor: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.executor = executor
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    executor: str
+    message: Any
+
+
+@dataclass(frozen=True)
+class Stdin:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Resize:
+    cols: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class FileWrite:
+    contents: bytes
+
+
+@dataclass(frozen=True)
+class FileDelete:
+    pass
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ProtocolError(BAD_MESSAGE, f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(BAD_MESSAGE, f"{what} is not valid base64") from None
+
+
+def decode_client(text: str | bytes) -> ClientFrame:
+    """Decode one client frame. Raises :class:`ProtocolError` (bad-json, bad-frame, binary-unsupported)."""
+    if isinstance(text, bytes):
+        raise ProtocolError(BINARY_UNSUPPORTED, "binary frames are not part of the pages protocol")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("executor"), str):
+        raise ProtocolError(BAD_FRAME, 'frame must be {"executor": NAME, "message": ...}')
+    return ClientFrame(data["executor"], data.get("message"))
+
+
+MAX_TERMINAL = 1000
+
+
+def decode_always(message: Any) -> Stdin | Resize:
+    """An ``always`` executor's message: stdin bytes or a terminal size."""
+    if isinstance(message, dict):
+        if "stdin" in message:
+            return Stdin(unb64(message["stdin"], "stdin"))
+        size = message.get("size")
+        if isinstance(size, dict):
+            cols, rows = size.get("cols"), size.get("rows")
+            if (
+                isinstance(cols, int) and isinstance(rows, int)
+                and 0 < cols <= MAX_TERMINAL and 0 < rows <= MAX_TERMINAL
+            ):
+                return Resize(cols, rows)
+            raise ProtocolError(BAD_MESSAGE, f"size needs integer cols and rows in 1..{MAX_TERMINAL}")
+    raise ProtocolError(BAD_MESSAGE, 'expected {"stdin": base64} or {"size": {"cols", "rows"}}')
+
+
+def decode_file(message: Any) -> list[FileWrite | FileDelete]:
+    """A file executor's message: monitor lines wrapped in stdin, or one monitor message.
+
+    Messages that are neither are ignored, as by the interactive-widgets monitor.
+    """
+    if not isinstance(message, dict):
+        raise ProtocolError(BAD_MESSAGE, 'expected {"stdin": base64(monitor line)}')
+    if "stdin" in message:
+        raw = unb64(message["stdin"], "stdin")
+        requests = []
+        for line in raw.splitlines():
+            if not line.strip():
+                continue
+            try:
+                requests.append(json.loads(line))
+            except ValueError:
+                raise ProtocolError(BAD_MESSAGE, "monitor line is not JSON") from None
+    else:
+        requests = [message]
+    out: list[FileWrite | FileDelete] = []
+    for req in requests:
+        if not isinstance(req, dict):
+            continue
+        if "contents" in req:
+            out.append(FileWrite(unb64(req["contents"], "contents")))
+        elif req.get("delete") is True:
+            out.append(FileDelete())
+    return out
+
+
+def encode(executor: str | None, message: dict[str, Any]) -> str:
+    """One server frame as JSON text (encode once, send the same text to every member)."""
+    return json.dumps({"executor": executor, "message": message}, separators=(",", ":"))
+
+
+def output(executor: str, stream: str, data: bytes) -> str:
+    return encode(executor, {"type": "output", stream: b64(data)})
+
+
+def error(executor: str | None, code: str, message: str) -> str:
+    return encode(executor, {"type": "error", "code": code, "message": message})
+
+
+def errored(executor: str, message: str) -> str:
+    return encode(executor, {"type": "errored", "message": b64(message.encode())})
+
+
+def monitor_line(message: dict[str, str]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
+def file_contents(executor: str, contents: bytes) -> str:
+    """The monitor's ``{"contents": base64}`` line, carried in an output frame."""
+    return output(executor, "stdout", monitor_line({"contents": b64(contents)}))
+
+
+def file_error(executor: str, message: str) -> str:
+    """The monitor's ``{"error": base64}`` line, carried in an output frame."""
+    return output(executor, "stdout", monitor_line({"error": b64(message.encode())}))

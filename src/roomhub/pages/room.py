@@ -1,0 +1,165 @@
+"""A page room: its directory, its executors, and the order they start and stop in.
+
+Creation: make the room directory, let the runtime prepare it, write files'
+initial contents, run every ``prologue`` to completion (in page order), then
+start file watching, file views and ``always`` executors. Teardown: stop
+``always`` and ``once`` programs and the watcher, run the ``epilogue``s
+(output to the log), let the runtime release the room, remove the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bus import Bus
+from ..config import PageConfig
+from ..connections import Connection
+from ..rooms import Room
+from ..runtimes.base import Runtime, exit_description
+from . import protocol as p
+from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner, make_executor
+from .files import FileView, RoomWatcher
+
+log = logging.getLogger("roomhub.pages.room")
+
+
+@dataclass
+class PageContext:
+    """What a page's rooms need from the hub."""
+
+    path: str
+    page: PageConfig
+    runtimes: dict[str, Runtime]
+    default_runtime: str
+    rooms_dir: Path
+    hub_id: str
+
+
+class PrologueFailed(Exception):
+    pass
+
+
+class PageRoom(Room):
+    def __init__(self, name: str, ctx: PageContext, bus: Bus) -> None:
+        super().__init__(ctx.path, name, bus)
+        self.ctx = ctx
+        # The name is validated (no '/' nor '..'); its hex keeps the file system happy anyway.
+        self.directory = ctx.rooms_dir / name.encode().hex()
+        self.executors: dict[str, Executor] = {
+            ename: make_executor(self, ename, econf) for ename, econf in ctx.page.executors.items()
+        }
+        self.watcher: RoomWatcher | None = None
+        self.prologue_output: list[str] = []
+
+    def labels(self, executor: str | None = None) -> dict[str, str]:
+        labels = {"roomhub.hub": self.ctx.hub_id, "roomhub.room": f"{self.namespace}:{self.name}"}
+        if executor:
+            labels["roomhub.executor"] = executor
+        return labels
+
+    def runtime_for(self, config: Any) -> Runtime:
+        return self.ctx.runtimes[config.runtime or self.ctx.default_runtime]
+
+    def _of(self, kind: type[Executor], type_: str | None = None) -> list[Any]:
+        return [
+            e for e in self.executors.values()
+            if isinstance(e, kind) and (type_ is None or e.config.type == type_)
+        ]
+
+    def _runtimes_used(self) -> set[Runtime]:
+        return {
+            self.runtime_for(e.config) for e in self.executors.values() if not isinstance(e, FileView)
+        }
+
+    async def on_create(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for runtime in self._runtimes_used():
+            await runtime.prepare_room(self.directory, self.labels())
+        views: list[FileView] = self._of(FileView)
+        for view in views:
+            await view.prepare()
+        for step in self._of(StepRunner, "prologue"):
+            await self._run_prologue(step)
+        if views:
+            self.watcher = RoomWatcher(self.directory, views, min(v.config.debounce for v in views))
+            self.watcher.start()
+        for executor in self.executors.values():
+            if not isinstance(executor, StepRunner):
+                await executor.start()
+
+    async def _run_prologue(self, step: StepRunner) -> None:
+        try:
+            code, out = await step.run()
+        except TimeoutError:
+            raise PrologueFailed(f"prologue {step.name!r} timed out after {step.config.timeout} s") from None
+        except Exception as exc:
+            raise PrologueFailed(f"prologue {step.name!r} could not start: {exc}") from exc
+        if out:
+            self.prologue_output.append(p.output(step.name, "stdout", out))
+        if code != 0:
+            tail = out[-500:].decode(errors="replace")
+            raise PrologueFailed(f"prologue {step.name!r} failed ({exit_description(code)}): {tail}")
+
+    async def on_join(self, connection: Connection) -> None:
+        kinds = {name: e.kind for name, e in self.executors.items()}
+        connection.send(p.encode(None, {"type": "joined", "room": self.name, "executors": kinds}))
+        for frame in self.prologue_output:
+            connection.send(frame)
+        for executor in self.executors.values():
+            for frame in executor.state_frames():
+                connection.send(frame)
+
+    async def handle(self, connection: Connection, frame: str | bytes) -> None:
+        """Dispatch one client frame. Raises :class:`protocol.ProtocolError` for bad input."""
+        msg = p.decode_client(frame)
+        executor = self.executors.get(msg.executor)
+        if executor is None:
+            raise p.ProtocolError(p.UNKNOWN_EXECUTOR, f"no executor named {msg.executor!r}", msg.executor)
+        await executor.handle(connection, msg.message)
+
+    def forget(self, connection: Connection) -> None:
+        for executor in self._of(AlwaysRunner):
+            executor.forget(connection)
+
+    async def on_teardown(self) -> None:
+        await asyncio.gather(
+            *(e.stop() for e in self.executors.values() if isinstance(e, AlwaysRunner | OnceRunner)),
+            return_exceptions=True,
+        )
+        if self.watcher is not None:
+            await self.watcher.stop()
+        for step in self._of(StepRunner, "epilogue"):
+            await self._run_epilogue(step)
+        for runtime in self._runtimes_used():
+            try:
+                await runtime.release_room(self.directory, self.labels())
+            except Exception:
+                log.exception("%s:%s: releasing the room failed", self.namespace, self.name)
+        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+
+    async def _run_epilogue(self, step: StepRunner) -> None:
+        try:
+            code, out = await step.run()
+        except TimeoutError:
+            log.warning("%s:%s: epilogue %r timed out after %s s", self.namespace, self.name,
+                        step.name, step.config.timeout)
+            return
+        except Exception as exc:
+            log.warning("%s:%s: epilogue %r could not start: %s", self.namespace, self.name, step.name, exc)
+            return
+        log.info("%s:%s: epilogue %r ended (%s): %s", self.namespace, self.name, step.name,
+                 exit_description(code), out[-2000:].decode(errors="replace").strip())
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["executors"] = {
+            name: {"kind": e.kind, "running": getattr(e, "running", None)
+                   if isinstance(e, OnceRunner) else getattr(e, "handle_", None) is not None}
+            for name, e in self.executors.items() if isinstance(e, AlwaysRunner | OnceRunner)
+        }
+        return info

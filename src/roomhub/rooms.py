@@ -1,0 +1,281 @@
+"""Rooms: one lifecycle mechanism for every face.
+
+A room is keyed by a name inside a namespace (a page, the documents face, a
+backends partition...). The first join creates it, the last leave tears it
+down (after an optional grace period). Creation and teardown of one name are
+serialised by a per-name lock, so:
+
+- concurrent first joins create the room once;
+- a join that arrives while the room is being torn down waits, then gets a
+  fresh room.
+
+Faces subclass :class:`Room` and override :meth:`Room.on_create`,
+:meth:`Room.on_teardown` and :meth:`Room.on_join`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from .bus import Bus, LocalBus
+from .connections import CloseCode, Connection, Frame
+
+log = logging.getLogger("roomhub.rooms")
+
+ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:@+=-]*$")
+
+
+class RoomError(Exception):
+    """A join refused; ``code`` is the WebSocket close code, ``reason`` says why."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def validate_room_name(name: str | None, max_length: int = 128) -> str:
+    """Return ``name`` if it is a valid room name, else raise ``ValueError`` saying why.
+
+    Valid: 1 to ``max_length`` characters, letters, digits and ``._~:@+=-``,
+    starting with a letter or digit.
+    """
+    if not name:
+        raise ValueError("missing room name")
+    if len(name) > max_length:
+        raise ValueError(f"room name longer than {max_length} characters")
+    if not ROOM_NAME_RE.match(name):
+        raise ValueError(
+            "room name may only contain letters, digits and ._~:@+=- and must start "
+            "with a letter or digit"
+        )
+    return name
+
+
+class Room:
+    """A named place shared by its members (connections).
+
+    Frames the server broadcasts reach every member; what a client sends is
+    never echoed by the room itself. ``namespace`` and ``name`` identify it.
+    """
+
+    def __init__(self, namespace: str, name: str, bus: Bus) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.members: set[Connection] = set()
+        self.created_at = time.time()
+        self.bus = bus
+        self.topic = f"{namespace}\x00{name}"
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.namespace}:{self.name} members={len(self.members)}>"
+
+    # -- to override -------------------------------------------------------
+    async def on_create(self) -> None:
+        """Prepare the room (before any member joins). Raise to refuse creation."""
+
+    async def on_teardown(self) -> None:
+        """Release everything; called once, after the last member left (or on shutdown)."""
+
+    async def on_join(self, connection: Connection) -> None:
+        """Send a new member the state it needs (it is already in ``members``)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON view for the REST API."""
+        return {
+            "namespace": self.namespace,
+            "name": self.name,
+            "clients": len(self.members),
+            "created_at": self.created_at,
+        }
+
+    # -- broadcast ----------------------------------------------------------
+    def broadcast(self, frame: Frame) -> None:
+        """Send one encoded frame to every member (through the bus)."""
+        self.bus.publish(self.topic, frame)
+
+    def _deliver(self, frame: Frame) -> None:
+        for member in tuple(self.members):
+            member.send(frame)
+
+
+R = TypeVar("R", bound=Room)
+
+
+class RoomRegistry(Generic[R]):
+    """The rooms of one namespace, created on first join and torn down on last leave.
+
+    ``factory(name)`` builds a room; ``grace_period`` (seconds) keeps an empty
+    room alive in case somebody comes back. ``max_rooms`` and
+    ``max_clients`` bound the namespace; exceeding them raises
+    :class:`RoomError` with :attr:`CloseCode.TRY_AGAIN_LATER`.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        factory: Callable[[str], R],
+        *,
+        grace_period: float = 0.0,
+        max_rooms: int = 1000,
+        max_clients: int = 200,
+        bus: Bus | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.factory = factory
+        self.grace_period = grace_period
+        self.max_rooms = max_rooms
+        self.max_clients = max_clients
+        self.bus = bus or LocalBus()
+        self.rooms: dict[str, R] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        return lock
+
+    def get(self, name: str) -> R | None:
+        return self.rooms.get(name)
+
+    async def join(self, name: str, connection: Connection) -> R:
+        """Add ``connection`` to room ``name``, creating the room if needed.
+
+        Raises :class:`RoomError` when a limit is reached, the hub is closing
+        or the room's creation failed (then with :attr:`CloseCode.ROOM_FAILED`).
+        """
+        async with self._lock(name):
+            if self.closed:
+                raise RoomError(CloseCode.GOING_AWAY, "hub shutting down")
+            timer = self._timers.pop(name, None)
+            if timer:
+                timer.cancel()
+            room = self.rooms.get(name)
+            if room is None:
+                if len(self.rooms) >= self.max_rooms:
+                    raise RoomError(
+                        CloseCode.TRY_AGAIN_LATER, f"room limit reached ({self.max_rooms})"
+                    )
+                room = await self._create(name)
+            if len(room.members) >= self.max_clients:
+                raise RoomError(
+                    CloseCode.TRY_AGAIN_LATER, f"room is full ({self.max_clients} clients)"
+                )
+            room.members.add(connection)
+        try:
+            await room.on_join(connection)
+        except Exception:
+            log.exception("%r: sending the state to %s failed", room, connection.label)
+        return room
+
+    async def _create(self, name: str) -> R:
+        room = self.factory(name)
+        started = time.perf_counter()
+        try:
+            await room.on_create()
+        except Exception as exc:
+            log.warning("%s:%s: creation failed: %s", self.namespace, name, exc)
+            with contextlib.suppress(Exception):
+                await room.on_teardown()
+            raise RoomError(CloseCode.ROOM_FAILED, f"room creation failed: {exc}") from exc
+        room._unsubscribe = self.bus.subscribe(room.topic, room._deliver)
+        self.rooms[name] = room
+        log.info(
+            "%s:%s: room created in %.1f ms", self.namespace, name,
+            (time.perf_counter() - started) * 1000,
+        )
+        return room
+
+    async def leave(self, room: R, connection: Connection) -> None:
+        """Remove ``connection``; the last leave schedules teardown.
+
+        Safe to call from a ``finally`` of a cancelled handler: the teardown
+        runs in its own task, which :meth:`close` waits for.
+        """
+        room.members.discard(connection)
+        if room.members or self.rooms.get(room.name) is not room:
+            return
+        if self.grace_period > 0 and not self.closed:
+            self._timers[room.name] = self._spawn(self._teardown_later(room))
+        else:
+            self._spawn(self._teardown_if_empty(room))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _teardown_later(self, room: R) -> None:
+        await asyncio.sleep(self.grace_period)
+        self._timers.pop(room.name, None)
+        await self._teardown_if_empty(room)
+
+    async def _teardown_if_empty(self, room: R) -> None:
+        async with self._lock(room.name):
+            if room.members or self.rooms.get(room.name) is not room:
+                return
+            await self._teardown(room)
+
+    async def _teardown(self, room: R) -> None:
+        del self.rooms[room.name]
+        if room._unsubscribe:
+            room._unsubscribe()
+        started = time.perf_counter()
+        try:
+            await room.on_teardown()
+        except Exception:
+            log.exception("%r: teardown failed", room)
+        finally:
+            lock = self._locks.get(room.name)
+            if lock is not None and not lock._waiters:  # nobody waits: forget the lock
+                self._locks.pop(room.name, None)
+        log.info(
+            "%s:%s: room torn down in %.1f ms", self.namespace, room.name,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    async def drop(self, name: str, code: int = CloseCode.NORMAL, reason: str = "room closed") -> bool:
+        """Close every member of room ``name`` and tear it down now. Returns False if absent."""
+        async with self._lock(name):
+            room = self.rooms.get(name)
+            if room is None:
+                return False
+            members = tuple(room.members)
+            room.members.clear()
+            for member in members:
+                member.close(code, reason)
+            await self._teardown(room)
+            return True
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Shut the namespace down: close every member (1001) and tear every room down.
+
+        Bounded by ``timeout`` seconds; rooms still tearing down after that are
+        logged and abandoned.
+        """
+        self.closed = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for name in list(self.rooms):
+            self._spawn(self.drop(name, CloseCode.GOING_AWAY, "hub shutting down"))
+        pending = [t for t in self._tasks if not t.done()]
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        if still:
+            log.error("%s: %d room teardowns did not finish in %.0f s", self.namespace, len(still), timeout)
+            for task in still:
+                task.cancel()
