@@ -136,6 +136,7 @@ async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InPr
     server = uvicorn.Server(uvicorn.Config(
         create_app(hub), host="127.0.0.1", port=port, log_config=None, lifespan="on",
         ws_max_size=config.server.limits.max_frame_bytes, loop="asyncio",
+        ws_per_message_deflate=False,
     ))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -118,7 +118,7 @@ def create_app(hub: Hub) -> FastAPI:
     vendor = node_modules_dir()
     if vendor.is_dir():
         app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
-    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
     server = hub.config.server
     app.add_middleware(DoorMiddleware, auth=server.auth, allowed_origins=server.allowed_origins)
     return app

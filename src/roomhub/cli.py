@@ -99,6 +99,8 @@ def serve(
         log_config=None,
         log_level=server.log_level,
         ws_max_size=server.limits.max_frame_bytes,
+        # Off so that a broadcast frame is encoded once for all members, not compressed per client.
+        ws_per_message_deflate=False,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(server.shutdown_timeout),

@@ -122,9 +122,9 @@ class PageRoom(Room):
             raise p.ProtocolError(p.UNKNOWN_EXECUTOR, f"no executor named {msg.executor!r}", msg.executor)
         await executor.handle(connection, msg.message)
 
-    def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: Connection) -> None:
         for executor in self._of(AlwaysRunner):
-            executor.forget(connection)
+            await executor.forget(connection)
 
     async def on_teardown(self) -> None:
         await asyncio.gather(
