@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -92,20 +93,26 @@ def serve(
         sys.exit(2)
     log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
     hub = Hub(cfg)
-    uvicorn.run(
-        create_app(hub),
-        host=server.host,
-        port=server.port,
-        log_config=None,
-        log_level=server.log_level,
-        ws_max_size=server.limits.max_frame_bytes,
-        # Off so that a broadcast frame is encoded once for all members, not compressed per client.
-        ws_per_message_deflate=False,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=int(server.shutdown_timeout),
-        proxy_headers=False,
-    )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete; the shutdown
+    # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(
+            create_app(hub),
+            host=server.host,
+            port=server.port,
+            log_config=None,
+            log_level=server.log_level,
+            ws_max_size=server.limits.max_frame_bytes,
+            # Off so that a broadcast frame is encoded once for all members, not compressed per client.
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            timeout_graceful_shutdown=int(server.shutdown_timeout),
+            proxy_headers=False,
+        )
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()
