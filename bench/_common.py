@@ -316,14 +316,12 @@ def log_problems(text: str) -> dict[str, int]:
     return counts
 
 
-def print_log_problems(text: str) -> dict[str, int]:
-    """Print :func:`log_problems` of a hub log (if any) and return them."""
-    problems = log_problems(text)
+def print_log_problems(problems: dict[str, int]) -> None:
+    """Print what :func:`log_problems` found in a hub log, if anything."""
     if problems:
         print("hub log warnings/errors (count  line):")
         for key, count in sorted(problems.items(), key=lambda kv: -kv[1]):
             print(f"  {count:6d}  {key}")
-    return problems
 
 
 def machine() -> dict[str, Any]:

@@ -211,7 +211,7 @@ async def main(args: argparse.Namespace) -> None:
             f"ratio hub/floor in bursts (median): "
             f"{stats['burst_first_output']['median'] / stats['burst_floor']['median']:.2f}x"
         )
-    c.print_log_problems(log)
+    c.print_log_problems(c.log_problems(log))
 
 
 if __name__ == "__main__":
