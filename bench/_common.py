@@ -24,7 +24,7 @@ import time
 import urllib.request
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import psutil
 
@@ -90,34 +90,33 @@ def write_config(directory: Path, toml_text: str) -> Path:
     return path
 
 
-class HubProcess:
-    """A hub started with ``python -m roomhub serve CONFIG`` on a free 127.0.0.1 port.
+class ServerProcess:
+    """A server subprocess on a free 127.0.0.1 port, measured from outside (psutil).
 
     Use as a context manager: it waits (up to ``start_timeout`` seconds) until
-    ``/api/health`` answers, and on exit sends SIGTERM and waits for a clean
-    shutdown (SIGKILL after ``stop_timeout`` seconds). The hub's log goes to
-    ``workdir/hub.log``.
+    :meth:`ready`, and on exit sends SIGTERM and waits for a clean shutdown
+    (SIGKILL after ``stop_timeout`` seconds). Output goes to
+    ``workdir/<name>.log``. Subclasses give :meth:`argv` and :meth:`ready`.
     """
+
+    name = "server"
 
     def __init__(
         self,
-        toml_text: str,
         workdir: Path | None = None,
         *,
         start_timeout: float = 30.0,
         stop_timeout: float = 30.0,
-        log_level: str = "warning",
     ) -> None:
         self._tmp = (
             None if workdir is not None else tempfile.TemporaryDirectory(prefix="roomhub-bench-")
         )
         self.workdir = workdir if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
-        self.config = write_config(self.workdir, toml_text)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.log_path = self.workdir / "hub.log"
+        self.log_path = self.workdir / f"{self.name}.log"
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
 
@@ -129,34 +128,29 @@ class HubProcess:
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> HubProcess:
-        args = [
-            sys.executable,
-            "-m",
-            "roomhub",
-            "serve",
-            str(self.config),
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.workdir / "data"),
-            "--log-level",
-            self.log_level,
-        ]
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        """True once the server accepts connections (default: its port accepts TCP)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def __enter__(self) -> Self:
         env = {**os.environ, "PYTHONPATH": str(SRC)}
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
         self.ps = psutil.Process(self.proc.pid)
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             with contextlib.suppress(OSError):
-                if self.get_json("/api/health").get("status") == "ok":
+                if self.ready():
                     return self
             time.sleep(0.05)
         self.__exit__(None, None, None)
-        raise RuntimeError(f"hub did not answer within {self.start_timeout} s:\n{self.log()}")
+        raise RuntimeError(f"{self.name} not ready within {self.start_timeout} s:\n{self.log()}")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,30 +169,86 @@ class HubProcess:
         except FileNotFoundError:
             return ""
 
-    def get_json(self, path: str, timeout: float = 5.0) -> Any:
-        """GET ``path`` on the hub and decode its JSON body (blocking: call it off the loop)."""
-        with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
-            return json.loads(response.read())
-
     def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the hub process itself (not of its children)."""
+        """User + system CPU seconds of the server process itself (not of its children)."""
         assert self.ps is not None
         t = self.ps.cpu_times()
         return float(t.user + t.system)
 
     def rss(self) -> int:
-        """Resident set size of the hub process, bytes."""
+        """Resident set size of the server process, bytes."""
         assert self.ps is not None
         return int(self.ps.memory_info().rss)
 
     def uss(self) -> int:
-        """Unique set size of the hub process (memory only it uses), bytes."""
+        """Unique set size of the server process (memory only it uses), bytes."""
         assert self.ps is not None
         return int(self.ps.memory_full_info().uss)
 
     def children(self) -> list[psutil.Process]:
         assert self.ps is not None
         return self.ps.children(recursive=True)
+
+
+class HubProcess(ServerProcess):
+    """The hub, started with its real command line ``python -m roomhub serve CONFIG``.
+
+    ``toml_text`` is written to ``workdir/roomhub.toml`` (with ``page.html``);
+    rooms live in ``workdir/data``; ready once ``/api/health`` answers.
+    """
+
+    name = "hub"
+
+    def __init__(
+        self,
+        toml_text: str,
+        workdir: Path | None = None,
+        *,
+        log_level: str = "warning",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(workdir, **kwargs)
+        self.config = write_config(self.workdir, toml_text)
+        self.log_level = log_level
+
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "roomhub",
+            "serve",
+            str(self.config),
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.workdir / "data"),
+            "--log-level",
+            self.log_level,
+        ]
+
+    def ready(self) -> bool:
+        return bool(self.get_json("/api/health").get("status") == "ok")
+
+    def get_json(self, path: str, timeout: float = 5.0) -> Any:
+        """GET ``path`` on the hub and decode its JSON body (blocking: call it off the loop)."""
+        with urllib.request.urlopen(self.base + path, timeout=timeout) as response:
+            return json.loads(response.read())
+
+
+class ReferenceProcess(ServerProcess):
+    """``bench/pages_reference.py``: bare ``websockets`` with the hub's data flow."""
+
+    name = "reference"
+
+    def __init__(
+        self, *, queue: int = 1024, seconds: float = 10.0, loop: str = "uvloop", **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.options = ["--queue", str(queue), "--seconds", str(seconds), "--loop", loop]
+
+    def argv(self) -> list[str]:
+        script = Path(__file__).with_name("pages_reference.py")
+        return [sys.executable, str(script), "--port", str(self.port), *self.options]
 
 
 def raise_open_files(wanted: int) -> int:

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import multiprocessing as mp
 import resource
-import sys
 import time
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -99,73 +97,6 @@ async def client_process_main(url: str, count: int, pipe: Pipe) -> None:
 
 def client_process(url: str, count: int, pipe: Pipe, loop: str) -> None:
     c.run(client_process_main(url, count, pipe), loop)
-
-
-# -- the reference server: bare websockets, the same per-client queue design --------------
-async def reference_server(port: int, queue_frames: int, seconds: float) -> None:
-    members: dict[Any, asyncio.Queue[str | None]] = {}
-    running: list[asyncio.Task[None]] = []
-
-    def encode(message: dict[str, Any]) -> str:
-        return json.dumps({"executor": EXECUTOR, "message": message}, separators=(",", ":"))
-
-    def broadcast(frame: str) -> None:
-        for ws, queue in list(members.items()):
-            try:
-                queue.put_nowait(frame)
-            except asyncio.QueueFull:
-                members.pop(ws, None)
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(None)
-                asyncio.get_running_loop().create_task(
-                    ws.close(SLOW_CONSUMER, "send queue overflow")
-                )
-
-    async def firehose() -> None:
-        broadcast(encode({"type": "started"}))
-        proc = await asyncio.create_subprocess_exec(
-            *COMMAND, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
-        )
-        assert proc.stdout is not None
-
-        async def pump() -> None:
-            assert proc.stdout is not None
-            while chunk := await proc.stdout.read(65536):
-                frame = encode({"type": "output", "stdout": base64.b64encode(chunk).decode()})
-                broadcast(frame)
-
-        pumping = asyncio.create_task(pump())
-        await asyncio.sleep(seconds)
-        proc.kill()
-        code = await proc.wait()
-        await pumping
-        broadcast(encode({"type": "finished", "exitCode": code, "timedOut": True}))
-
-    async def writer(ws: Any, queue: asyncio.Queue[str | None]) -> None:
-        while (frame := await queue.get()) is not None:
-            await ws.send(frame)
-
-    async def handler(ws: Any) -> None:
-        queue: asyncio.Queue[str | None] = asyncio.Queue(queue_frames)
-        members[ws] = queue
-        await ws.send(json.dumps({"executor": None, "message": {"type": "joined"}}))
-        writing = asyncio.create_task(writer(ws, queue))
-        try:
-            async for _ in ws:
-                if not running or running[-1].done():
-                    running.append(asyncio.create_task(firehose()))
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            members.pop(ws, None)
-            writing.cancel()
-
-    async with websockets.serve(
-        handler, "127.0.0.1", port, max_size=1 << 20, compression=None
-    ) as server:
-        print("listening", flush=True)
-        await server.serve_forever()
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -265,33 +196,8 @@ async def main(args: argparse.Namespace) -> None:
         hub_rss = hub.rss()
         problems = c.log_problems(hub.log())
     if args.reference:
-        port = c.free_port()
-        ref = await asyncio.create_subprocess_exec(
-            sys.executable,
-            __file__,
-            "--serve-reference",
-            str(port),
-            "--queue",
-            str(args.queue),
-            "--seconds",
-            str(args.seconds),
-            "--loop",
-            args.loop,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        try:
-            assert ref.stdout is not None
-            await asyncio.wait_for(ref.stdout.readline(), 30)
-            ps = c.psutil.Process(ref.pid)
-
-            def ref_cpu() -> float:
-                t = ps.cpu_times()
-                return float(t.user + t.system)
-
-            runs["reference"] = await drive(f"ws://127.0.0.1:{port}/", args, ref_cpu)
-        finally:
-            ref.terminate()
-            await asyncio.wait_for(ref.wait(), 10)
+        with c.ReferenceProcess(queue=args.queue, seconds=args.seconds, loop=args.loop) as ref:
+            runs["reference"] = await drive(f"{ref.ws}/", args, ref.cpu_seconds)
 
     rows = []
     for name, r in runs.items():
@@ -368,12 +274,5 @@ if __name__ == "__main__":
         help="also measure a bare websockets server of the same design",
     )
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
-    parser.add_argument("--serve-reference", type=int, metavar="PORT", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    if arguments.serve_reference:
-        c.run(
-            reference_server(arguments.serve_reference, arguments.queue, arguments.seconds),
-            arguments.loop,
-        )
-    else:
-        c.run(main(arguments), arguments.loop)
+    c.run(main(arguments), arguments.loop)
