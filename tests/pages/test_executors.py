@@ -218,3 +218,37 @@ command = ["sh"]
         )
         await editor.close()
         await viewer.close()
+
+
+async def test_resource_limits_are_enforced(tmp_path, in_process_hub):
+    cfg = page(tmp_path, """
+[pages."/x".executors.hog]
+type = "once"
+command = ["python3", "-c", "x = bytearray(600 * 1024 * 1024); print('allocated')"]
+limits = { memory_bytes = 134217728 }
+[pages."/x".executors.writer]
+type = "once"
+command = ["sh", "-c", "head -c 3000000 /dev/zero > big.bin"]
+limits = { file_size_bytes = 1000000 }
+[pages."/x".executors.spin]
+type = "once"
+command = ["python3", "-c", "while True: pass"]
+limits = { cpu_seconds = 1 }
+timeout = 30
+""")
+    async with in_process_hub(cfg) as hub:
+        c = await PageClient.connect(f"{hub.ws}/x/ws?roomName=r")
+        await c.send("hog")
+        finished = await c.wait_type("hog", "finished")
+        assert finished["message"]["exitCode"] != 0
+        assert b"MemoryError" in c.output("hog") and b"allocated" not in c.output("hog")
+        await c.send("writer")
+        finished = await c.wait_type("writer", "finished")
+        assert finished["message"]["exitCode"] != 0
+        room = hub.hub.face("pages").rooms["/x"].get("r")
+        assert (room.directory / "big.bin").stat().st_size <= 1000000
+        await c.send("spin")
+        finished = await c.wait_type("spin", "finished", timeout=20)
+        assert finished["message"]["timedOut"] is False
+        assert finished["message"]["exitCode"] in (-24, -9)  # SIGXCPU, then SIGKILL at the hard limit
+        await c.close()
