@@ -38,13 +38,10 @@ def write_config(directory: Path, body: str, html: str = "<!doctype html><p>page
     return path
 
 
-@dataclass
-class HubProcess:
-    """A hub started with ``python -m roomhub serve`` (the real command line)."""
+class OnLoopback:
+    """URLs of a hub listening on 127.0.0.1:``port``."""
 
-    proc: subprocess.Popen[bytes]
     port: int
-    log_path: Path
 
     @property
     def base(self) -> str:
@@ -53,6 +50,15 @@ class HubProcess:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+
+@dataclass
+class HubProcess(OnLoopback):
+    """A hub started with ``python -m roomhub serve`` (the real command line)."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -107,19 +113,11 @@ def hub_process(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
 
 
 @dataclass
-class InProcessHub:
+class InProcessHub(OnLoopback):
     """A hub served by uvicorn inside the test's event loop."""
 
     hub: object
     port: int
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
 
 @contextlib.asynccontextmanager
