@@ -1,0 +1,208 @@
+"""The embedded demo in a real headless Chromium (Debian's), driven by Playwright.
+
+The hub runs as a subprocess (``roomhub serve`` with no configuration: the
+embedded demo); the browser loads the tutorial page, the browser libraries
+from npm (through the import map) and talks to the room socket.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from roomhub.app import node_modules_dir
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: object) -> Iterator[Callable[[], object]]:
+    """Factory of tabs (one browser context, like one person's browser); page errors fail the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 1400})  # type: ignore[attr-defined]
+    errors: list[str] = []
+
+    def make() -> object:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+        return page
+
+    yield make
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def require_vendor() -> None:
+    if not (node_modules_dir() / "@xterm" / "xterm").is_dir():
+        pytest.fail("browser libraries missing: run scripts/setup-web.sh (npm ci in src/roomhub/web)")
+
+
+def terminal_text(page: object) -> str:
+    return page.evaluate("document.querySelector('rh-terminal').text()")  # type: ignore[attr-defined]
+
+
+def wait_terminal(page: object, needle: str) -> None:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "needle => document.querySelector('rh-terminal').text().includes(needle)", arg=needle
+    )
+
+
+def wait_connected(page: object) -> None:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => { const s = document.querySelector('rh-status');"
+        " return s.dataset.state === 'open' && s.textContent.includes('Connected'); }"
+    )
+
+
+def code_text(page: object, element: str) -> str:
+    return page.locator(f"{element} .cm-content").inner_text()  # type: ignore[attr-defined]
+
+
+def wait_code(page: object, element: str, needle: str) -> None:
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "([el, needle]) => document.querySelector(el + ' .cm-content')?.textContent.includes(needle)",
+        arg=[element, needle],
+    )
+
+
+def open_room(new_page: Callable[[], object], base: str) -> tuple[object, object, str]:
+    """Two tabs in one room: the first gets a random roomName, the second opens its URL."""
+    first = new_page()
+    first.goto(f"{base}/tutorial")  # type: ignore[attr-defined]
+    first.wait_for_url(re.compile(r"roomName="))  # type: ignore[attr-defined]
+    url = first.url  # type: ignore[attr-defined]
+    second = new_page()
+    second.goto(url)  # type: ignore[attr-defined]
+    for page in (first, second):
+        wait_connected(page)
+        wait_terminal(page, "room$")
+    return first, second, url
+
+
+def test_two_tabs_share_terminal_button_and_file(hub_process, new_page, tmp_path: Path) -> None:
+    require_vendor()
+    hub = hub_process(None)
+    first, second, url = open_room(new_page, hub.base)
+    assert re.search(r"roomName=[0-9a-f-]{32,36}$", url)
+
+    # The terminal: typed in one tab, the output shows in both.
+    first.locator("rh-terminal .xterm").click()
+    first.keyboard.type("echo shared-$((6*7))\n")
+    for page in (first, second):
+        wait_terminal(page, "shared-42")
+
+    # The button: pressed in the second tab; output and exit code in both, final line kept.
+    button = second.locator("rh-button .rh-run")
+    button.click()
+    for page in (first, second):
+        page.wait_for_function(
+            "() => document.querySelector('rh-button .rh-exit').textContent === 'exit code 0'")
+        assert "Hello from the room!" in page.locator("rh-button .rh-output").inner_text()
+    assert button.is_enabled()
+
+    # The editor: replace hello.py, save with Ctrl-S; both viewers follow.
+    wait_code(first, "rh-text-editor", "Hello from the room!")
+    first.locator("rh-text-editor .cm-content").click()
+    first.keyboard.press("Control+A")
+    first.keyboard.insert_text('print("edited", 6 * 7, end="")\nraise SystemExit(3)\n')
+    assert first.locator("rh-text-editor .rh-chip").inner_text() == "unsaved changes"
+    first.keyboard.press("Control+S")
+    for page in (first, second):
+        wait_code(page, "rh-text-viewer", "raise SystemExit(3)")
+        wait_code(page, "rh-text-editor", "raise SystemExit(3)")
+    first.wait_for_function(
+        "() => document.querySelector('rh-text-editor .rh-chip').textContent === 'saved'")
+
+    # The next run uses the saved file: its unterminated last line and exit code 3 show.
+    first.locator("rh-button .rh-run").click()
+    for page in (first, second):
+        page.wait_for_function(
+            "() => document.querySelector('rh-button .rh-exit').textContent === 'exit code 3'")
+        assert page.locator("rh-button .rh-output").inner_text().strip() == "edited 42"
+
+    # A change on disk over unsaved edits is not applied silently: the editor asks.
+    second.locator("rh-text-editor .cm-content").click()
+    second.keyboard.press("Control+End")
+    second.keyboard.insert_text("# my unsaved line\n")
+    first.locator("rh-terminal .xterm").click()
+    first.keyboard.type("echo '# from disk' >> hello.py\n")
+    wait_code(first, "rh-text-viewer", "# from disk")
+    notice = second.locator("rh-text-editor .rh-notice", has_text="changed on disk")
+    notice.wait_for()
+    assert "# my unsaved line" in code_text(second, "rh-text-editor")
+    assert "# from disk" not in code_text(second, "rh-text-editor")
+    notice.get_by_role("button", name="Load the disk version").click()
+    wait_code(second, "rh-text-editor", "# from disk")
+    assert "# my unsaved line" not in code_text(second, "rh-text-editor")
+
+    # `hidden` follows HTML semantics on the widgets.
+    assert first.evaluate(
+        "() => { const b = document.querySelector('rh-button'); b.hidden = true;"
+        " const gone = getComputedStyle(b).display === 'none'; b.hidden = false;"
+        " return gone && getComputedStyle(b).display === 'block'; }")
+
+    shot = tmp_path / "tutorial.png"
+    first.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+
+def test_reconnect_flushes_queued_input_in_order(hub_process, new_page) -> None:
+    require_vendor()
+    hub = hub_process(None)
+    first, second, _ = open_room(new_page, hub.base)
+    # Drop the second tab's socket, then send input in pieces while it is down:
+    # they are queued, and only make a command if sent in order once reconnected.
+    queued = second.evaluate("""async () => {
+        const { pageRoom } = await import('/static/connection.js');
+        const room = pageRoom();
+        window.seenStates = [];
+        room.addEventListener('state', (e) => window.seenStates.push(e.detail.state));
+        room.ws.close();
+        for (const piece of ['ec', 'ho or', 'dered-', '$((40', '+2))', '\\r']) {
+            room.send('terminal', { stdin: btoa(piece) });
+        }
+        return room.queue.length;
+    }""")
+    assert queued == 6
+    second.wait_for_function("() => window.seenStates.includes('reconnecting')")
+    wait_connected(second)
+    for page in (first, second):
+        wait_terminal(page, "ordered-42")
+    assert second.evaluate("window.seenStates.at(-1)") == "open"
+
+
+def test_missing_browser_libraries_say_run_make_setup(hub_process, new_page, tmp_path: Path) -> None:
+    hub = hub_process(None, env={"ROOMHUB_NODE_MODULES": str(tmp_path / "absent")})
+    page = new_page()
+    page.goto(f"{hub.base}/tutorial?roomName=novendor")
+    page.locator("rh-terminal .rh-notice", has_text="make setup").wait_for()
+    page.locator("rh-text-editor .rh-notice", has_text="make setup").wait_for()
+    page.locator(".rh-banner", has_text="make setup").wait_for()
+    wait_connected(page)  # the room itself still works
+    assert hub.log().count("make setup") == 1
