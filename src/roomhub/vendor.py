@@ -73,7 +73,9 @@ def _packages(node_modules: Path) -> list[Path]:
     return found
 
 
-def _imports(node_modules: Path, root: Path, prefix: str, scopes: dict[str, dict[str, str]]) -> dict[str, str]:
+def _imports(
+    node_modules: Path, root: Path, prefix: str, scopes: dict[str, dict[str, str]]
+) -> dict[str, str]:
     imports: dict[str, str] = {}
     for folder in _packages(node_modules):
         try:

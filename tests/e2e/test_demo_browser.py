@@ -7,88 +7,14 @@ from npm (through the import map) and talks to the room socket.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from roomhub.app import node_modules_dir
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from browser_helpers import code_text, require_vendor, wait_code, wait_connected, wait_terminal
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def new_page(browser: object) -> Iterator[Callable[[], object]]:
-    """Factory of tabs (one browser context, like one person's browser); page errors fail the test."""
-    context = browser.new_context(viewport={"width": 1200, "height": 1400})  # type: ignore[attr-defined]
-    errors: list[str] = []
-
-    def make() -> object:
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
-        return page
-
-    yield make
-    context.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
-
-
-def require_vendor() -> None:
-    if not (node_modules_dir() / "@xterm" / "xterm").is_dir():
-        pytest.fail("browser libraries missing: run scripts/setup-web.sh (npm ci in src/roomhub/web)")
-
-
-def terminal_text(page: object) -> str:
-    return page.evaluate("document.querySelector('rh-terminal').text()")  # type: ignore[attr-defined]
-
-
-def wait_terminal(page: object, needle: str) -> None:
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "needle => document.querySelector('rh-terminal').text().includes(needle)", arg=needle
-    )
-
-
-def wait_connected(page: object) -> None:
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "() => { const s = document.querySelector('rh-status');"
-        " return s.dataset.state === 'open' && s.textContent.includes('Connected'); }"
-    )
-
-
-def code_text(page: object, element: str) -> str:
-    return page.locator(f"{element} .cm-content").inner_text()  # type: ignore[attr-defined]
-
-
-def wait_code(page: object, element: str, needle: str) -> None:
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "([el, needle]) => document.querySelector(el + ' .cm-content')?.textContent.includes(needle)",
-        arg=[element, needle],
-    )
 
 
 def open_room(new_page: Callable[[], object], base: str) -> tuple[object, object, str]:
@@ -197,7 +123,7 @@ def test_reconnect_flushes_queued_input_in_order(hub_process, new_page) -> None:
     assert second.evaluate("window.seenStates.at(-1)") == "open"
 
 
-def test_missing_browser_libraries_say_run_make_setup(hub_process, new_page, tmp_path: Path) -> None:
+def test_missing_libraries_say_run_make_setup(hub_process, new_page, tmp_path: Path) -> None:
     hub = hub_process(None, env={"ROOMHUB_NODE_MODULES": str(tmp_path / "absent")})
     page = new_page()
     page.goto(f"{hub.base}/tutorial?roomName=novendor")

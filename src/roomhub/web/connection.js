@@ -58,7 +58,8 @@ export function roomSocketURL(loc, roomName) {
  *
  * Events (CustomEvent, `detail` given): "state" ({state, retryIn, close}),
  * "joined" (the server's joined message), "room-error" (an error frame with
- * executor null), "frame" (every frame), "dropped" ({count}: queue overflow).
+ * executor null, or about an executor no element listens to), "frame" (every
+ * frame), "dropped" ({count}: a message lost to queue overflow).
  */
 export class RoomConnection extends EventTarget {
   /**
@@ -235,6 +236,12 @@ export class RoomConnection extends EventTarget {
           console.error(`roomhub: handler of executor ${executor} failed`, error);
         }
       }
+      return;
+    }
+    if (message.type === "error") {
+      // No element shows this executor: the error still reaches the page (rh-status shows it).
+      console.warn(`roomhub: error about executor ${executor}`, message);
+      this.dispatchEvent(new CustomEvent("room-error", { detail: { ...message, executor } }));
       return;
     }
     let early = this.unclaimed.get(executor);

@@ -14,6 +14,7 @@ const CLOSE_MEANINGS = {
   1008: "policy violation",
   1009: "a message was too big",
   1011: "hub error",
+  1012: "the hub is restarting",
   1013: "limit reached, try again later",
   4001: "not authorised",
   4003: "access denied",
@@ -39,7 +40,8 @@ export class RhStatus extends HTMLElement {
       this.retry = h("button", { type: "button", class: "rh-retry", hidden: true,
         onclick: () => this.room.reconnectNow() }, "Retry now");
       this.copy = h("button", { type: "button", class: "rh-copy", onclick: () => this.copyLink() }, "Copy link");
-      this.append(this.dot, this.label, this.detail, this.retry, this.copy);
+      this.error = h("span", { class: "rh-status-error", hidden: true });
+      this.append(this.dot, this.label, this.detail, this.error, this.retry, this.copy);
       const vendor = globalThis.roomhubVendor;
       if (vendor && !vendor.ok) {
         this.after(h("div", { class: "rh-banner rh-error" }, `Widgets cannot load: ${vendor.hint}.`));
@@ -48,8 +50,14 @@ export class RhStatus extends HTMLElement {
     this.room = pageRoom();
     this.onState = () => this.render();
     this.onRoomError = (event) => {
-      this.roomError = event.detail.message || event.detail.code;
+      const { executor, message, code } = event.detail;
+      this.roomError = `${executor ? `${executor}: ` : ""}${message || code}`;
       this.render();
+      clearTimeout(this.errorTimer); // shown until the next join, or 20 s
+      this.errorTimer = setTimeout(() => {
+        this.roomError = null;
+        this.render();
+      }, 20000);
     };
     this.onJoined = () => {
       this.roomError = null;
@@ -96,7 +104,9 @@ export class RhStatus extends HTMLElement {
       detail = describeClose(room.lastClose);
     }
     if (detail !== null) this.detail.textContent = detail;
-    if (this.roomError) this.detail.textContent = `${this.detail.textContent} · ${this.roomError}`;
+    this.error.textContent = this.roomError || "";
+    this.error.title = this.roomError || "";
+    this.error.hidden = !this.roomError;
     this.classList.toggle("rh-has-error", Boolean(this.roomError));
   }
 
