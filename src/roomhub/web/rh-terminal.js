@@ -38,7 +38,9 @@ export class RhTerminal extends RoomElement {
     try {
       [xterm, fit] = await loadVendor("@xterm/xterm", "@xterm/addon-fit");
     } catch (error) {
-      this.chip.textContent = "unavailable";
+      this.pending = null; // nothing will ever be written: keep nothing
+      this.setChip("unavailable", "fail");
+      this.failed = true;
       this.vendorFailed(error);
       return;
     }
@@ -67,7 +69,7 @@ export class RhTerminal extends RoomElement {
   /** Run `work(term)` now, or once xterm has loaded. */
   withTerm(work) {
     if (this.term) work(this.term);
-    else this.pending.push(work);
+    else this.pending?.push(work);
   }
 
   fit() {
@@ -135,6 +137,7 @@ export class RhTerminal extends RoomElement {
   }
 
   setChip(text, kind) {
+    if (this.failed) return;
     this.chip.textContent = text;
     this.chip.dataset.kind = kind;
   }

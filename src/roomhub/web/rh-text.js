@@ -40,8 +40,6 @@ export function minimalChange(doc, text) {
 }
 
 class FileElement extends RoomElement {
-  static observedAttributes = ["executor", "mode"];
-
   build() {
     this.reader = new MonitorReader();
     this.view = null;
