@@ -28,8 +28,13 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 # npm ci: a clean install of exactly the locked versions; no audit or funding chatter.
-npm ci --prefix "$WEB" --no-audit --no-fund --loglevel=error
-echo "setup-web: browser libraries installed in $WEB/node_modules"
+# Skipped when node_modules already matches the lock file (npm writes its own copy there).
+if [ -f "$WEB/node_modules/.package-lock.json" ] && [ "$WEB/node_modules/.package-lock.json" -nt "$WEB/package-lock.json" ]; then
+    echo "setup-web: browser libraries up to date in $WEB/node_modules"
+else
+    npm ci --prefix "$WEB" --no-audit --no-fund --loglevel=error
+    echo "setup-web: browser libraries installed in $WEB/node_modules"
+fi
 
 if [ "${1:-}" = "--browser" ]; then
     if [ ! -x /usr/bin/chromium ]; then

@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 import websockets
-from conftest import SRC, write_config
+from hubtest import SRC, write_config
 from pageclient import PageClient
 
 SECURE = """

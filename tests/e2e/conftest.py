@@ -11,7 +11,9 @@ from browser_helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright keeps an event loop running in this thread while it is open,
+# which asyncio tests of other modules cannot share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: apt-get install -y chromium"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from conftest import write_config
+from hubtest import write_config
 from pageclient import PageClient, monitor_contents
 
 

@@ -12,7 +12,7 @@ import pytest
 import websockets
 from pageclient import PageClient, monitor_contents
 
-from conftest import write_config
+from hubtest import write_config
 
 BASE = """
 [server]
