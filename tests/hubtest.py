@@ -72,7 +72,9 @@ class HubProcess(OnLoopback):
         return self.proc.wait(timeout)
 
 
-def start_hub_process(config: Path | None, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> HubProcess:
+def start_hub_process(
+    config: Path | None, tmp: Path, *extra: str, env: dict[str, str] | None = None
+) -> HubProcess:
     port = free_port()
     log_path = tmp / f"hub-{port}.log"
     args = [sys.executable, "-m", "roomhub", "serve"]

@@ -64,7 +64,8 @@ class PageClient:
         while needle not in self.output(executor):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{needle!r} not in output of {executor}: {self.output(executor)[-500:]!r}")
+                tail = self.output(executor)[-500:]
+                raise TimeoutError(f"{needle!r} not in output of {executor}: {tail!r}")
             try:
                 frame = json.loads(await asyncio.wait_for(self.ws.recv(), remaining))
             except TimeoutError:

@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 import websockets
+
 from hubtest import SRC, write_config
 from pageclient import PageClient
 
@@ -43,8 +44,9 @@ def test_token_auth_on_http_and_websocket(tmp_path, hub_process):
     assert httpx.get(f"{hub.base}/api/health").status_code == 200  # liveness stays public
     missing = httpx.get(f"{hub.base}/api/rooms")
     assert missing.status_code == 401 and "missing token" in missing.json()["detail"]
-    assert httpx.get(f"{hub.base}/api/rooms", headers={"Authorization": "Bearer nope"}).status_code == 401
-    assert httpx.get(f"{hub.base}/api/rooms", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    for token, status in (("nope", 401), ("s3cret-token", 200)):
+        response = httpx.get(f"{hub.base}/api/rooms", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == status
     assert httpx.get(f"{hub.base}/p", cookies={"roomhub_token": "s3cret-token"}).status_code == 200
     signed = roomhub("token", str(tmp_path / "cfg" / "roomhub.toml")).stdout.strip()
     assert httpx.get(f"{hub.base}/api/rooms", params={"token": signed}).status_code == 200

@@ -60,7 +60,9 @@ def main() -> None:
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port to bind (default: server.port, 8000; 0 picks a free one).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime.")
+@click.option(
+    "--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime."
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Override server.data_dir.")
 def serve(
     config: str | None, host: str | None, port: int | None, log_level: str | None,

@@ -101,7 +101,8 @@ class Hub:
     def check_bind(self) -> None:
         """Refuse a non-loopback bind with the ``process`` runtime unless explicitly allowed."""
         server = self.config.server
-        if "process" in self.runtimes_in_use() and not is_loopback(server.host) and not server.allow_non_loopback:
+        unsandboxed = "process" in self.runtimes_in_use()
+        if unsandboxed and not is_loopback(server.host) and not server.allow_non_loopback:
             raise HubError(
                 f"refusing to bind to {server.host}: the 'process' runtime runs programs unsandboxed "
                 "as the hub's user. Use runtime 'bubblewrap' or 'docker', bind to 127.0.0.1, or set "

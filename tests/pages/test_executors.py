@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import websockets
+
 from hubtest import write_config
 from pageclient import PageClient, monitor_contents
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from pageclient import PageClient, monitor_contents
 
 from hubtest import write_config
+from pageclient import PageClient, monitor_contents
 
 BASE = """
 [server]
@@ -185,7 +185,9 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(tmp_path, in
         await c.close()
 
 
-@pytest.mark.parametrize("query", ["", "?roomName=", "?roomName=../x", "?roomName=" + "a" * 200, "?roomName=a%20b"])
+@pytest.mark.parametrize(
+    "query", ["", "?roomName=", "?roomName=../x", "?roomName=" + "a" * 200, "?roomName=a%20b"]
+)
 async def test_bad_room_names_get_http_400(tmp_path, in_process_hub, query):
     async with in_process_hub(config(tmp_path)) as hub:
         with pytest.raises(websockets.InvalidStatus) as info:
