@@ -107,7 +107,7 @@ def reconstruct_end(msg_id: int) -> dict[str, Any]:
 class Result:
     id: int
     value: Any = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
