@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,20 +14,30 @@ from widgets_helpers import serve_app
 from roomhub.widgets import App, WidgetSession
 
 pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
+
+
+HAVE_CHROMIUM = os.path.exists(CHROMIUM)
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     playwright_api = pytest.importorskip("playwright.async_api")
-    if not Path("/usr/bin/chromium").exists():
+    if not HAVE_CHROMIUM:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     async with playwright_api.async_playwright() as p:
-        b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:
@@ -84,7 +95,7 @@ async def test_click_reload_and_upload(browser: Any, tmp_path: Path) -> None:
         # Reload: the same session is replayed, the UI looks as it did.
         registry = h.hub.face("widgets").registry
         async with asyncio.timeout(5):
-            while not any(s.state.get(5, {}).get("state") for s in registry.rooms.values()):
+            while not any(s.state.get(5, {}).get("state") for s in registry.rooms.values()):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         await page.reload()
         await page.get_by_text("Clicked 1").wait_for(timeout=10_000)

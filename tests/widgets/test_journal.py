@@ -33,8 +33,13 @@ def test_journal_keeps_latest_setter_and_wipes_replaced_items() -> None:
     j.listen(2, "click")
     msgs = list(j.messages(itertools.count(1)))
     assert [(m["type"], m.get("method") or m.get("class") or m.get("action")) for m in msgs] == [
-        ("create", "TableView"), ("create", "Label"), ("call", "set_text"), ("call", "set_rows"),
-        ("call", "append_row"), ("listen", "click")]
+        ("create", "TableView"),
+        ("create", "Label"),
+        ("call", "set_text"),
+        ("call", "set_rows"),
+        ("call", "append_row"),
+        ("listen", "click"),
+    ]
     assert msgs[2]["args"] == ["c"] and msgs[4]["args"] == [[10]]
     assert [m["id"] for m in msgs] == [1, 2, 3, 4, 5, 6]
 
@@ -52,12 +57,15 @@ def test_journal_forgets_destroyed_widgets_and_their_references() -> None:
 def test_decode_browser_messages() -> None:
     assert p.decode('{"type": "result", "id": 3, "value": 1}')[0] == p.Result(3, 1, {})
     assert p.decode('{"type": "callback", "wid": 2, "action": "activated", "args": [true]}') == [
-        p.Callback(2, "activated", [True])]
+        p.Callback(2, "activated", [True])
+    ]
     out = p.decode('[{"type": "result", "id": 1}, {"type": "bogus"}]')
     assert isinstance(out[0], p.Result) and isinstance(out[1], p.ProtocolError)
     with pytest.raises(p.ProtocolError) as err:
         p.decode("{nope")
     assert err.value.code == p.BAD_JSON
     with pytest.raises(p.ProtocolError):
-        p.decode('{"type": "binary-chunk", "wid": 1, "transfer_id": 1, "file_index": 0, '
-                 '"file_count": 1, "chunk_index": 2, "num_chunks": 2}')
+        p.decode(
+            '{"type": "binary-chunk", "wid": 1, "transfer_id": 1, "file_index": 0, '
+            '"file_count": 1, "chunk_index": 2, "num_chunks": 2}'
+        )

@@ -52,8 +52,12 @@ async def test_handshake_and_message_shapes(tmp_path: Path) -> None:
         assert [c["wid"] for c in creates] == [1, 2, 3, 4]
         add = b.of("call", method="add_widget")
         assert add[0]["wid"] == 4 and add[0]["args"] == [{"__wid__": 2}, 0]
-        assert b.of("listen")[0] == {"type": "listen", "id": b.of("listen")[0]["id"], "wid": 3,
-                                     "action": "activated"}
+        assert b.of("listen")[0] == {
+            "type": "listen",
+            "id": b.of("listen")[0]["id"],
+            "wid": 3,
+            "action": "activated",
+        }
         ids = [m["id"] for m in b.messages if "id" in m]
         assert ids == sorted(ids) and len(set(ids)) == len(ids), "one increasing id counter"
         await b.close()
@@ -68,7 +72,7 @@ async def test_callback_runs_handler_and_getter_answers_from_state(tmp_path: Pat
         await b.wait_for(lambda m: b.of("call", method="set_text"))
         assert b.of("call", method="set_text")[0]["args"] == ["Clicked"]
         async with asyncio.timeout(5):
-            while not events:
+            while not events:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert events == ["Clicked"]
         assert not b.of("call", method="get_text"), "the label's text is known: no round trip"
@@ -119,7 +123,7 @@ async def test_waiting_call_fails_when_the_browser_drops(tmp_path: Path) -> None
         started = time.monotonic()
         await b.close()
         async with asyncio.timeout(5):
-            while not outcome:
+            while not outcome:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         assert isinstance(outcome[0], NoBrowser) and time.monotonic() - started < 5
 
@@ -204,7 +208,7 @@ async def test_calls_without_browser_are_recorded_and_replayed(tmp_path: Path) -
         await a.close()
         session = h.hub.face("widgets").registry.get(a.session_id)
         async with asyncio.timeout(5):
-            while session.browsers:
+            while session.browsers:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         label = session.data["label"]
         await label.set_text("changed offline")  # returns at once, no browser
@@ -220,7 +224,9 @@ async def test_max_sessions_frees_slots_after_abandoned_connections(tmp_path: Pa
     closed: list[str] = []
     app = button_app()
     app.on_close(lambda session: closed.append(session.id))
-    async with serve_app(app, tmp_path, max_sessions=2, idle_timeout=0.6, handshake_timeout=0.5) as h:
+    async with serve_app(
+        app, tmp_path, max_sessions=2, idle_timeout=0.6, handshake_timeout=0.5
+    ) as h:
         registry = h.hub.face("widgets").registry
         # Connections abandoned during the handshake never take a slot.
         for _ in range(4):
@@ -241,7 +247,7 @@ async def test_max_sessions_frees_slots_after_abandoned_connections(tmp_path: Pa
         await first.close()  # abandoned: the session lives until reaped
         second.ws.transport.abort()  # dropped without a closing handshake
         async with asyncio.timeout(10):
-            while len(closed) < 2:
+            while len(closed) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         assert sorted(closed) == sorted([first.session_id, second.session_id])
         assert len(registry.rooms) == 0
@@ -269,9 +275,15 @@ async def test_bad_input_never_sticks_the_session(tmp_path: Path) -> None:
     async with serve_app(button_app(events), tmp_path) as h:
         b = await Browser.open(h.ws)
         await b.wait_for(lambda m: b.of("listen"))
-        for bad in ("not json", '{"type": "nope"}', "[1, 2]", '{"type": "result", "id": 99999}',
-                    '{"type": "callback", "wid": 777, "action": "activated", "args": []}',
-                    '{"type": "callback", "wid": 3, "action": 5}', '{"type": "error", "error": "x"}'):
+        for bad in (
+            "not json",
+            '{"type": "nope"}',
+            "[1, 2]",
+            '{"type": "result", "id": 99999}',
+            '{"type": "callback", "wid": 777, "action": "activated", "args": []}',
+            '{"type": "callback", "wid": 3, "action": 5}',
+            '{"type": "error", "error": "x"}',
+        ):
             await b.send(bad)
         await b.callback(3, "activated")  # still served
         await b.wait_for(lambda m: b.of("call", method="set_text"))

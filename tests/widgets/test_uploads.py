@@ -23,19 +23,44 @@ def upload_app(events: list[tuple[str, Any]]) -> App:
     return app
 
 
-async def send_file(b: Browser, transfer_id: int, data: bytes, chunk: int, chunks: int | None = None) -> None:
-    parts = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
-    await b.callback(1, "activated", {"transfer_id": transfer_id, "files": [
-        {"name": "a.bin", "size": len(data), "type": "application/octet-stream", "encoding": "bytes"}]})
+async def send_file(
+    b: Browser, transfer_id: int, data: bytes, chunk: int, chunks: int | None = None
+) -> None:
+    parts = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+    await b.callback(
+        1,
+        "activated",
+        {
+            "transfer_id": transfer_id,
+            "files": [
+                {
+                    "name": "a.bin",
+                    "size": len(data),
+                    "type": "application/octet-stream",
+                    "encoding": "bytes",
+                }
+            ],
+        },
+    )
     for i, part in enumerate(parts[:chunks]):
-        await b.send({"type": "binary-chunk", "wid": 1, "transfer_id": transfer_id, "file_index": 0,
-                      "file_count": 1, "chunk_index": i, "num_chunks": len(parts), "encoding": "binary"})
+        await b.send(
+            {
+                "type": "binary-chunk",
+                "wid": 1,
+                "transfer_id": transfer_id,
+                "file_index": 0,
+                "file_count": 1,
+                "chunk_index": i,
+                "num_chunks": len(parts),
+                "encoding": "binary",
+            }
+        )
         await b.send(part)
 
 
 async def wait_events(events: list[Any], n: int) -> None:
     async with asyncio.timeout(5):
-        while len(events) < n:
+        while len(events) < n:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 

@@ -18,20 +18,23 @@ from typing import Any
 
 import websockets
 
-from roomhub.widgets import App
-
 from conftest import InProcessHub, serve_in_loop
+from roomhub.widgets import App
 
 
 def widgets_config(directory: Path, **widgets: Any) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in widgets.items())
     path = directory / "roomhub.toml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         [server]
         log_level = "debug"
         [widgets]
-        """) + lines + "\n")
+        """)
+        + lines
+        + "\n"
+    )
     return path
 
 
@@ -61,8 +64,9 @@ class Browser:
         self.close_reason = ""
 
     @classmethod
-    async def open(cls, base: str, session_id: str | None = None, token: str | None = None,
-                   answer: bool = True) -> Browser:
+    async def open(
+        cls, base: str, session_id: str | None = None, token: str | None = None, answer: bool = True
+    ) -> Browser:
         ws = await websockets.connect(f"{base}/widgets/ws", max_size=None)
         browser = cls(ws, answer)
         init = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -93,7 +97,9 @@ class Browser:
                         answer["value"] = self.values[msg["method"]]
                     answers.append(answer)
                 if answers:
-                    await self.ws.send(json.dumps(answers if isinstance(data, list) else answers[0]))
+                    await self.ws.send(
+                        json.dumps(answers if isinstance(data, list) else answers[0])
+                    )
                 self._changed.set()
         except websockets.ConnectionClosed:
             pass
@@ -102,7 +108,11 @@ class Browser:
                 self.close_code, self.close_reason = self.ws.close_code, self.ws.close_reason or ""
             self._changed.set()
 
-    async def wait_for(self, predicate: Callable[[list[dict[str, Any]]], Any], timeout: float = 5) -> Any:
+    async def wait_for(
+        self,
+        predicate: Callable[[list[dict[str, Any]]], Any],
+        timeout: float = 5,  # noqa: ASYNC109
+    ) -> Any:
         """Wait until ``predicate(messages)`` is truthy; return its value."""
         async with asyncio.timeout(timeout):
             while True:
@@ -112,14 +122,17 @@ class Browser:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_closed(self, timeout: float = 5) -> int | None:
+    async def wait_closed(self, timeout: float = 5) -> int | None:  # noqa: ASYNC109
         assert self._task is not None
         await asyncio.wait_for(asyncio.shield(self._task), timeout)
         return self.close_code
 
     def of(self, kind: str, **match: Any) -> list[dict[str, Any]]:
-        return [m for m in self.messages if m["type"] == kind
-                and all(m.get(k) == v for k, v in match.items())]
+        return [
+            m
+            for m in self.messages
+            if m["type"] == kind and all(m.get(k) == v for k, v in match.items())
+        ]
 
     async def send(self, msg: Any) -> None:
         await self.ws.send(msg if isinstance(msg, str | bytes) else json.dumps(msg))

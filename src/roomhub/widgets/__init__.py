@@ -29,7 +29,10 @@ log = logging.getLogger("roomhub.widgets")
 
 
 def load_app(spec: str) -> App:
-    """Import ``"package.module:attr"`` or ``"/path/file.py:attr"``; raises ``ValueError`` saying why."""
+    """Import ``"package.module:attr"`` or ``"/path/file.py:attr"``.
+
+    Raises ``ValueError`` saying why it cannot be used.
+    """
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
         raise ValueError(f"widgets.app {spec!r} must look like 'module:attribute'")
@@ -59,7 +62,9 @@ def _placeholder_app() -> App:
     @app.on_connect
     async def setup(session: WidgetSession) -> None:
         page = await session.widgets.Page()
-        await page.set_widget(await session.widgets.Label("No widgets app is configured on this hub."))
+        await page.set_widget(
+            await session.widgets.Label("No widgets app is configured on this hub.")
+        )
         await page.show()
 
     return app
@@ -103,7 +108,9 @@ class WidgetsFace(Face):
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.registry]
 
-    async def open_session(self, conn: Connection, sid: str | None, token: str | None) -> WidgetSession:
+    async def open_session(
+        self, conn: Connection, sid: str | None, token: str | None
+    ) -> WidgetSession:
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session.
 
         Raises :class:`RoomError`: 4001 for a wrong token, 1013 at ``max_sessions``.
@@ -136,6 +143,15 @@ class WidgetsFace(Face):
 
 
 __all__ = [
-    "App", "CallError", "CallTimeout", "NoBrowser", "SessionClosed", "Widget", "WidgetFactory",
-    "WidgetSession", "WidgetsError", "WidgetsFace", "load_app",
+    "App",
+    "CallError",
+    "CallTimeout",
+    "NoBrowser",
+    "SessionClosed",
+    "Widget",
+    "WidgetFactory",
+    "WidgetSession",
+    "WidgetsError",
+    "WidgetsFace",
+    "load_app",
 ]

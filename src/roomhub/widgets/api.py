@@ -66,7 +66,7 @@ class Widget:
             raise AttributeError(method)
         session, wid = self.session, self.wid
 
-        async def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:
+        async def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:  # noqa: ASYNC109
             return await session.call(wid, method, list(args), wait=wait, timeout=timeout)
 
         call.__name__ = method
@@ -78,7 +78,7 @@ class Widget:
         return handler
 
     def add_callback(self, action: str, handler: Handler) -> Handler:
-        """Like :meth:`on`, but ``handler(widget, *args)`` gets the widget first (pgwidgets' form)."""
+        """Like :meth:`on`, but ``handler(widget, *args)`` gets the widget first (as pgwidgets)."""
         self.session.listen(self.wid, action, handler, pass_widget=True)
         return handler
 
@@ -149,8 +149,10 @@ class App:
         """A hub configuration with just the widgets face (and this app's options)."""
         from ..config import parse_config
 
-        return parse_config({"server": {"host": host, "port": port, **server},
-                             "widgets": dict(self.options)}, "<widgets app>")
+        return parse_config(
+            {"server": {"host": host, "port": port, **server}, "widgets": dict(self.options)},
+            "<widgets app>",
+        )
 
     async def serve(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
         """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM)."""
@@ -165,12 +167,19 @@ class App:
         face.use_app(self)
         srv = config.server
         log.info("widgets app on http://%s:%d/widgets/", srv.host, srv.port)
-        await uvicorn.Server(uvicorn.Config(
-            create_app(hub), host=srv.host, port=srv.port, log_config=None,
-            log_level=srv.log_level, ws_max_size=srv.limits.max_frame_bytes,
-            ws_ping_interval=20.0, ws_ping_timeout=20.0,
-            timeout_graceful_shutdown=int(srv.shutdown_timeout),
-        )).serve()
+        await uvicorn.Server(
+            uvicorn.Config(
+                create_app(hub),
+                host=srv.host,
+                port=srv.port,
+                log_config=None,
+                log_level=srv.log_level,
+                ws_max_size=srv.limits.max_frame_bytes,
+                ws_ping_interval=20.0,
+                ws_ping_timeout=20.0,
+                timeout_graceful_shutdown=int(srv.shutdown_timeout),
+            )
+        ).serve()
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
         """``python myapp.py``: start a hub with just the widgets face and serve until stopped."""

@@ -57,19 +57,49 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "FileDialog": ((), ("mode", "accept", "multiple")),
 }
 
-ACTIONS = frozenset({
-    "popup", "set_focus", "raise_", "lower", "open", "start", "stop", "cancel",
-    "scroll_to_end", "scroll_to_top", "scroll_to_bottom", "scroll_to_path",
-    "scroll_to_lineno", "toggleContent", "save", "copy_selection",
-})
+ACTIONS = frozenset(
+    {
+        "popup",
+        "set_focus",
+        "raise_",
+        "lower",
+        "open",
+        "start",
+        "stop",
+        "cancel",
+        "scroll_to_end",
+        "scroll_to_top",
+        "scroll_to_bottom",
+        "scroll_to_path",
+        "scroll_to_lineno",
+        "toggleContent",
+        "save",
+        "copy_selection",
+    }
+)
 
 # Setters whose state key is not their name's tail.
 SETTER_KEYS = {"show": "visible", "hide": "visible", "set_title": "title", "clear": "content"}
 
 # Item methods wiped by a setter that replaces the content (method -> wiped item methods).
-_ROWS = frozenset({"append_row", "insert_row", "delete_row", "set_cell", "update_rows",
-                   "update_data", "add_item", "remove_item", "remove_items", "add_tree",
-                   "update_tree", "delete_tree", "expand_item", "collapse_item"})
+_ROWS = frozenset(
+    {
+        "append_row",
+        "insert_row",
+        "delete_row",
+        "set_cell",
+        "update_rows",
+        "update_data",
+        "add_item",
+        "remove_item",
+        "remove_items",
+        "add_tree",
+        "update_tree",
+        "delete_tree",
+        "expand_item",
+        "collapse_item",
+    }
+)
 _TEXT = frozenset({"append_text", "append_html", "insert_alpha", "delete_alpha"})
 CONTENT_RESETS: dict[str, frozenset[str]] = {
     "clear": _ROWS | _TEXT,

@@ -47,7 +47,9 @@ def read_credentials(frame: str | bytes) -> tuple[str | None, str | None]:
     Raises :class:`~.protocol.ProtocolError` if the frame is not that answer.
     """
     if isinstance(frame, bytes):
-        raise p.ProtocolError(p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame")
+        raise p.ProtocolError(
+            p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
+        )
     try:
         data = json.loads(frame)
     except ValueError:
@@ -97,7 +99,9 @@ async def widgets_socket(websocket: WebSocket, face: WidgetsFace) -> None:
             try:
                 session.handle(conn, frame)
             except Exception:
-                log.exception("widgets session %s: handling a frame from %s failed", session.id, conn.peer)
+                log.exception(
+                    "widgets session %s: handling a frame from %s failed", session.id, conn.peer
+                )
                 conn.close(CloseCode.INTERNAL_ERROR, "internal error")
                 break
     finally:

@@ -81,8 +81,9 @@ class Journal:
     def create(self, wid: int, cls: str, args: list[Any]) -> None:
         self._put(("create", wid), Entry("create", wid, cls, args, refs_in(args)))
 
-    def setter(self, wid: int, key: str, method: str, args: list[Any],
-               wipes: frozenset[str] = frozenset()) -> None:
+    def setter(
+        self, wid: int, key: str, method: str, args: list[Any], wipes: frozenset[str] = frozenset()
+    ) -> None:
         """Record a setter; it replaces the last one of ``key`` and wipes ``wipes`` items."""
         if wipes:
             for k in tuple(self._by_wid.get(wid, ())):

@@ -13,7 +13,8 @@ answered with an array of results):
 - ``{"type": "call", "id": N, "wid": W, "method": M, "args": [...], "silent"?: true}``
 - ``{"type": "batch", "id": N, "calls": [{"wid", "method", "args"}, ...]}``
 - ``{"type": "listen" | "unlisten", "id": N, "wid": W, "action": A}``
-- ``{"type": "reconstruct-start", "id": N, "next_wid": W}`` / ``{"type": "reconstruct-end", "id": N}``
+- ``{"type": "reconstruct-start", "id": N, "next_wid": W}``,
+  ``{"type": "reconstruct-end", "id": N}``
 
 Browser -> server:
 
@@ -61,6 +62,7 @@ def encode(message: dict[str, Any] | list[dict[str, Any]]) -> str:
 
 # -- server -> browser ------------------------------------------------------
 
+
 def init() -> dict[str, Any]:
     return {"type": "init", "id": 0}
 
@@ -73,7 +75,9 @@ def create(msg_id: int, wid: int, cls: str, args: list[Any]) -> dict[str, Any]:
     return {"type": "create", "id": msg_id, "wid": wid, "class": cls, "args": args}
 
 
-def call(msg_id: int, wid: int, method: str, args: list[Any], silent: bool = False) -> dict[str, Any]:
+def call(
+    msg_id: int, wid: int, method: str, args: list[Any], silent: bool = False
+) -> dict[str, Any]:
     msg = {"type": "call", "id": msg_id, "wid": wid, "method": method, "args": args}
     if silent:
         msg["silent"] = True
@@ -102,6 +106,7 @@ def reconstruct_end(msg_id: int) -> dict[str, Any]:
 
 
 # -- browser -> server ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Result:
@@ -147,7 +152,9 @@ BrowserMessage = Result | Error | Callback | Viewport | ChunkHeader
 def _int(data: dict[str, Any], key: str, *, minimum: int = 0) -> int:
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ProtocolError(BAD_MESSAGE, f"{data.get('type')}: {key!r} must be an integer >= {minimum}")
+        raise ProtocolError(
+            BAD_MESSAGE, f"{data.get('type')}: {key!r} must be an integer >= {minimum}"
+        )
     return value
 
 
@@ -173,8 +180,11 @@ def _decode_one(data: Any) -> BrowserMessage:
         if data.get("encoding", "binary") != "binary":
             raise ProtocolError(BAD_MESSAGE, "binary-chunk: only encoding 'binary' is accepted")
         header = ChunkHeader(
-            _int(data, "wid"), _int(data, "transfer_id"), _int(data, "file_index"),
-            _int(data, "file_count", minimum=1), _int(data, "chunk_index"),
+            _int(data, "wid"),
+            _int(data, "transfer_id"),
+            _int(data, "file_index"),
+            _int(data, "file_count", minimum=1),
+            _int(data, "chunk_index"),
             _int(data, "num_chunks", minimum=1),
         )
         if header.chunk_index >= header.num_chunks or header.file_index >= header.file_count:

@@ -112,7 +112,9 @@ class WidgetSession(Room):
         self._batch: list[dict[str, Any]] | None = None
         self._uploads: dict[int, UploadTracker] = {}
         self._bad: dict[int, int] = {}
-        self._events: asyncio.Queue[tuple[Callable[[], Any], str]] = asyncio.Queue(MAX_QUEUED_EVENTS)
+        self._events: asyncio.Queue[tuple[Callable[[], Any], str]] = asyncio.Queue(
+            MAX_QUEUED_EVENTS
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.closed = False
@@ -143,8 +145,10 @@ class WidgetSession(Room):
         return {**super().describe(), "browsers": len(self.browsers), "widgets": len(self.classes)}
 
     def check_token(self, token: Any) -> bool:
-        return isinstance(token, str) and self.token is not None and hmac.compare_digest(
-            token.encode(), self.token.encode()
+        return (
+            isinstance(token, str)
+            and self.token is not None
+            and hmac.compare_digest(token.encode(), self.token.encode())
         )
 
     # -- browsers -----------------------------------------------------------
@@ -200,10 +204,17 @@ class WidgetSession(Room):
         flush()
 
     # -- sending ------------------------------------------------------------
-    def _send(self, msg: dict[str, Any], future: asyncio.Future[Any] | None, what: str,
-              exclude: Connection | None = None) -> None:
+    def _send(
+        self,
+        msg: dict[str, Any],
+        future: asyncio.Future[Any] | None,
+        what: str,
+        exclude: Connection | None = None,
+    ) -> None:
         text = p.encode(msg)
-        self._pending[msg["id"]] = _Pending(future, time.monotonic() + self.config.call_timeout, what)
+        self._pending[msg["id"]] = _Pending(
+            future, time.monotonic() + self.config.call_timeout, what
+        )
         for conn in self.browsers:
             if conn is not exclude:
                 conn.send(text)
@@ -241,13 +252,15 @@ class WidgetSession(Room):
         if self.browsers:
             self._send(p.call(next(self._ids), wid, method, args), None, f"{method} on {wid}")
 
-    async def _round_trip(self, msg: dict[str, Any], timeout: float | None) -> Any:
+    async def _round_trip(self, msg: dict[str, Any], timeout: float | None) -> Any:  # noqa: ASYNC109
         if self.closed:
             raise SessionClosed(f"session {self.id} ended")
         if self._batch:
             await self._flush_batch()
         if not self.browsers:
-            raise NoBrowser(f"{msg.get('method', msg['type'])} needs a browser and none is attached")
+            raise NoBrowser(
+                f"{msg.get('method', msg['type'])} needs a browser and none is attached"
+            )
         await self._window()
         if not self.browsers:
             raise NoBrowser("the browser disconnected")
@@ -286,8 +299,15 @@ class WidgetSession(Room):
             await self.call(wid, f"set_{name}", [value])
         return widget
 
-    async def call(self, wid: int, method: str, args: list[Any], *, wait: bool = False,
-                   timeout: float | None = None) -> Any:
+    async def call(
+        self,
+        wid: int,
+        method: str,
+        args: list[Any],
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
         """Call ``method`` on widget ``wid`` (see the module doc for what is sent and when).
 
         ``wait=True`` makes any call a round trip returning the browser's value.
@@ -303,8 +323,11 @@ class WidgetSession(Room):
             state = self.state[wid]
             if info.key in state and self._state_known(wid, info.key):
                 return state[info.key]
-            return self.from_wire(await self._round_trip(
-                p.call(next(self._ids), wid, method, self.to_wire(args)), timeout))
+            return self.from_wire(
+                await self._round_trip(
+                    p.call(next(self._ids), wid, method, self.to_wire(args)), timeout
+                )
+            )
         wire_args = self.to_wire(args)
         self._record(wid, method, info, args, wire_args)
         if wait:
@@ -320,8 +343,9 @@ class WidgetSession(Room):
         actions = C.USER_KEYS.get((self.classes[wid], key))
         return actions is None or any((wid, a) in self.handlers for a in actions)
 
-    def _record(self, wid: int, method: str, info: C.MethodInfo, args: list[Any],
-                wire_args: list[Any]) -> None:
+    def _record(
+        self, wid: int, method: str, info: C.MethodInfo, args: list[Any], wire_args: list[Any]
+    ) -> None:
         cls = self.classes[wid]
         if info.kind == "setter":
             assert info.key is not None
@@ -501,14 +525,18 @@ class WidgetSession(Room):
                 else:
                     pending.future.set_exception(CallError(error))
         elif error is not None:
-            log.warning("widgets session %s: browser error for %s: %s", self.id, pending.what, error)
+            log.warning(
+                "widgets session %s: browser error for %s: %s", self.id, pending.what, error
+            )
         if self._slot_waiters:
             self._wake()
 
     def _callback(self, conn: Connection, msg: p.Callback) -> None:
         cls = self.classes.get(msg.wid)
         if cls is None:
-            raise p.ProtocolError(p.BAD_MESSAGE, f"callback {msg.action!r} for unknown widget {msg.wid}")
+            raise p.ProtocolError(
+                p.BAD_MESSAGE, f"callback {msg.action!r} for unknown widget {msg.wid}"
+            )
         tracker = self._uploads.get(conn.id)
         if tracker is not None and tracker.is_announcement(msg.args):
             progress_action = "drop-progress" if msg.action == "drop-end" else "progress"
@@ -516,8 +544,17 @@ class WidgetSession(Room):
                 upload = tracker.announce(msg.wid, msg.action, msg.args[0])
             except UploadError as exc:
                 log.warning("widgets session %s: upload refused: %s", self.id, exc)
-                self._fire(msg.wid, progress_action, [{
-                    "transfer_id": msg.args[0].get("transfer_id"), "complete": False, "error": str(exc)}])
+                self._fire(
+                    msg.wid,
+                    progress_action,
+                    [
+                        {
+                            "transfer_id": msg.args[0].get("transfer_id"),
+                            "complete": False,
+                            "error": str(exc),
+                        }
+                    ],
+                )
                 return
             if msg.action == "drop-end":
                 self._fire(msg.wid, "drop-start", [upload.progress()])
@@ -530,8 +567,12 @@ class WidgetSession(Room):
                 wire = self.to_wire([value])
                 self.journal.setter(msg.wid, key, f"set_{key}", wire)
                 if len(self.browsers) > 1:  # keep the other browsers in step
-                    self._send(p.call(next(self._ids), msg.wid, f"set_{key}", wire, silent=True),
-                               None, f"sync set_{key}", exclude=conn)
+                    self._send(
+                        p.call(next(self._ids), msg.wid, f"set_{key}", wire, silent=True),
+                        None,
+                        f"sync set_{key}",
+                        exclude=conn,
+                    )
         self._fire(msg.wid, msg.action, args)
 
     def _fire(self, wid: int, action: str, args: list[Any]) -> None:
@@ -545,7 +586,7 @@ class WidgetSession(Room):
         if tracker is None:
             return
         try:
-            upload, header = tracker.frame(data)
+            upload, _header = tracker.frame(data)
         except UploadError as exc:
             log.warning("widgets session %s: upload from %s dropped: %s", self.id, conn.peer, exc)
             if "without a binary-chunk header" in str(exc):
@@ -563,8 +604,12 @@ class WidgetSession(Room):
         try:
             self._events.put_nowait((thunk, what))
         except asyncio.QueueFull:
-            log.warning("widgets session %s: %d events waiting, dropped %s",
-                        self.id, MAX_QUEUED_EVENTS, what)
+            log.warning(
+                "widgets session %s: %d events waiting, dropped %s",
+                self.id,
+                MAX_QUEUED_EVENTS,
+                what,
+            )
 
     async def _worker(self) -> None:
         """Run handlers one at a time, in arrival order; a failing handler is logged."""
@@ -594,14 +639,19 @@ class WidgetSession(Room):
             for msg_id, pending in expired:
                 del self._pending[msg_id]
                 if pending.future is not None and not pending.future.done():
-                    pending.future.set_exception(CallTimeout(
-                        f"no answer to {pending.what} within {self.config.call_timeout:g} s"))
+                    pending.future.set_exception(
+                        CallTimeout(
+                            f"no answer to {pending.what} within {self.config.call_timeout:g} s"
+                        )
+                    )
                 else:
                     log.warning("widgets session %s: no answer to %s", self.id, pending.what)
             if expired:
                 self._wake()
             for tracker in self._uploads.values():
                 for upload in tracker.expired(self.config.upload_timeout, now):
-                    log.warning("widgets session %s: upload %d timed out", self.id, upload.transfer_id)
+                    log.warning(
+                        "widgets session %s: upload %d timed out", self.id, upload.transfer_id
+                    )
                     action = "drop-progress" if upload.action == "drop-end" else "progress"
                     self._fire(upload.wid, action, [{**upload.progress(), "error": "timed out"}])

@@ -95,8 +95,12 @@ class UploadTracker:
     @staticmethod
     def is_announcement(args: list[Any]) -> bool:
         """True when callback ``args`` carry an upload's metadata."""
-        return bool(args) and isinstance(args[0], dict) and "transfer_id" in args[0] \
+        return (
+            bool(args)
+            and isinstance(args[0], dict)
+            and "transfer_id" in args[0]
             and isinstance(args[0].get("files"), list)
+        )
 
     def announce(self, wid: int, action: str, payload: dict[str, Any]) -> Upload:
         """Open a transfer; raises :class:`UploadError` when it is malformed or too large."""
@@ -116,7 +120,9 @@ class UploadTracker:
             total += size
         if total > self.max_bytes:
             self._dropped.add(tid)
-            raise UploadError(f"transfer {tid}: {total} bytes is over the {self.max_bytes} byte limit")
+            raise UploadError(
+                f"transfer {tid}: {total} bytes is over the {self.max_bytes} byte limit"
+            )
         upload = Upload(wid, action, tid, payload, total, self.max_bytes)
         self.transfers[tid] = upload
         return upload
