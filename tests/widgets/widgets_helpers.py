@@ -18,7 +18,7 @@ from typing import Any
 
 import websockets
 
-from conftest import InProcessHub, serve_in_loop
+from hubtest import InProcessHub, serve_in_loop
 from roomhub.widgets import App
 
 
