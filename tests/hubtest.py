@@ -128,7 +128,7 @@ class InProcessHub(OnLoopback):
 @contextlib.asynccontextmanager
 async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InProcessHub]:
     """Run the hub for ``config_path`` in this event loop; stop it (lifespan shutdown) on exit."""
-    from roomhub.app import create_app
+    from roomhub.app import server_config
     from roomhub.config import load_config
     from roomhub.hub import Hub
 
@@ -136,11 +136,7 @@ async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InPr
     config.server.data_dir = data_dir
     port = free_port()
     hub = Hub(config)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(hub), host="127.0.0.1", port=port, log_config=None, lifespan="on",
-        ws_max_size=config.server.limits.max_frame_bytes, loop="asyncio",
-        ws_per_message_deflate=False,
-    ))
+    server = uvicorn.Server(server_config(hub, host="127.0.0.1", port=port, loop="asyncio"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -85,6 +86,26 @@ def index_page(hub: Hub) -> str:
 <h2>Pages</h2><ul>{items or "<li>No pages configured.</li>"}</ul>
 <p><a href="/api/docs">REST API</a> · <a href="/api/rooms">live rooms</a></p>
 </main></body></html>"""
+
+
+def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
+    """The uvicorn configuration serving ``hub`` as its configuration says (``overrides`` win)."""
+    server = hub.config.server
+    options: dict[str, Any] = {
+        "host": server.host,
+        "port": server.port,
+        "log_config": None,
+        "log_level": server.log_level,
+        "ws_max_size": server.limits.max_frame_bytes,
+        # Off so that a broadcast frame is encoded once for all members, not compressed per client.
+        "ws_per_message_deflate": False,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "timeout_graceful_shutdown": int(server.shutdown_timeout),
+        "proxy_headers": False,
+    }
+    options.update(overrides)
+    return uvicorn.Config(create_app(hub), **options)
 
 
 def create_app(hub: Hub) -> FastAPI:

@@ -71,7 +71,7 @@ def serve(
     """Start the hub. Without CONFIG it serves the embedded demo."""
     import uvicorn
 
-    from .app import create_app
+    from .app import server_config
     from .hub import Hub, HubError
     from .runtimes import RuntimeUnavailable
 
@@ -99,20 +99,7 @@ def serve(
     # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.run(
-            create_app(hub),
-            host=server.host,
-            port=server.port,
-            log_config=None,
-            log_level=server.log_level,
-            ws_max_size=server.limits.max_frame_bytes,
-            # Off so that a broadcast frame is encoded once for all members, not compressed per client.
-            ws_per_message_deflate=False,
-            ws_ping_interval=20.0,
-            ws_ping_timeout=20.0,
-            timeout_graceful_shutdown=int(server.shutdown_timeout),
-            proxy_headers=False,
-        )
+        uvicorn.Server(server_config(hub)).run()
     except KeyboardInterrupt:
         pass
 

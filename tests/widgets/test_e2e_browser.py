@@ -95,7 +95,7 @@ async def test_click_reload_and_upload(browser: Any, tmp_path: Path) -> None:
         # Reload: the same session is replayed, the UI looks as it did.
         registry = h.hub.face("widgets").registry
         async with asyncio.timeout(5):
-            while not any(s.state.get(5, {}).get("state") for s in registry.rooms.values()):  # noqa: ASYNC110
+            while not any(s.state.get(5, {}).get("state") for s in registry.rooms.values()):
                 await asyncio.sleep(0.02)
         await page.reload()
         await page.get_by_text("Clicked 1").wait_for(timeout=10_000)

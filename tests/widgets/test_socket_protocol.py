@@ -72,7 +72,7 @@ async def test_callback_runs_handler_and_getter_answers_from_state(tmp_path: Pat
         await b.wait_for(lambda m: b.of("call", method="set_text"))
         assert b.of("call", method="set_text")[0]["args"] == ["Clicked"]
         async with asyncio.timeout(5):
-            while not events:  # noqa: ASYNC110
+            while not events:
                 await asyncio.sleep(0.01)
         assert events == ["Clicked"]
         assert not b.of("call", method="get_text"), "the label's text is known: no round trip"
@@ -123,7 +123,7 @@ async def test_waiting_call_fails_when_the_browser_drops(tmp_path: Path) -> None
         started = time.monotonic()
         await b.close()
         async with asyncio.timeout(5):
-            while not outcome:  # noqa: ASYNC110
+            while not outcome:
                 await asyncio.sleep(0.01)
         assert isinstance(outcome[0], NoBrowser) and time.monotonic() - started < 5
 
@@ -208,7 +208,7 @@ async def test_calls_without_browser_are_recorded_and_replayed(tmp_path: Path) -
         await a.close()
         session = h.hub.face("widgets").registry.get(a.session_id)
         async with asyncio.timeout(5):
-            while session.browsers:  # noqa: ASYNC110
+            while session.browsers:
                 await asyncio.sleep(0.01)
         label = session.data["label"]
         await label.set_text("changed offline")  # returns at once, no browser
@@ -247,7 +247,7 @@ async def test_max_sessions_frees_slots_after_abandoned_connections(tmp_path: Pa
         await first.close()  # abandoned: the session lives until reaped
         second.ws.transport.abort()  # dropped without a closing handshake
         async with asyncio.timeout(10):
-            while len(closed) < 2:  # noqa: ASYNC110
+            while len(closed) < 2:
                 await asyncio.sleep(0.05)
         assert sorted(closed) == sorted([first.session_id, second.session_id])
         assert len(registry.rooms) == 0

@@ -60,7 +60,7 @@ async def send_file(
 
 async def wait_events(events: list[Any], n: int) -> None:
     async with asyncio.timeout(5):
-        while len(events) < n:  # noqa: ASYNC110
+        while len(events) < n:
             await asyncio.sleep(0.01)
 
 

@@ -111,7 +111,7 @@ class Browser:
     async def wait_for(
         self,
         predicate: Callable[[list[dict[str, Any]]], Any],
-        timeout: float = 5,  # noqa: ASYNC109
+        timeout: float = 5,
     ) -> Any:
         """Wait until ``predicate(messages)`` is truthy; return its value."""
         async with asyncio.timeout(timeout):
@@ -122,7 +122,7 @@ class Browser:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_closed(self, timeout: float = 5) -> int | None:  # noqa: ASYNC109
+    async def wait_closed(self, timeout: float = 5) -> int | None:
         assert self._task is not None
         await asyncio.wait_for(asyncio.shield(self._task), timeout)
         return self.close_code

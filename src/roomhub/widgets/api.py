@@ -66,7 +66,7 @@ class Widget:
             raise AttributeError(method)
         session, wid = self.session, self.wid
 
-        async def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        async def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:
             return await session.call(wid, method, list(args), wait=wait, timeout=timeout)
 
         call.__name__ = method
@@ -158,7 +158,7 @@ class App:
         """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM)."""
         import uvicorn
 
-        from ..app import create_app
+        from ..app import server_config
         from ..hub import Hub
 
         config = self.hub_config(host, port, **server)
@@ -167,19 +167,7 @@ class App:
         face.use_app(self)
         srv = config.server
         log.info("widgets app on http://%s:%d/widgets/", srv.host, srv.port)
-        await uvicorn.Server(
-            uvicorn.Config(
-                create_app(hub),
-                host=srv.host,
-                port=srv.port,
-                log_config=None,
-                log_level=srv.log_level,
-                ws_max_size=srv.limits.max_frame_bytes,
-                ws_ping_interval=20.0,
-                ws_ping_timeout=20.0,
-                timeout_graceful_shutdown=int(srv.shutdown_timeout),
-            )
-        ).serve()
+        await uvicorn.Server(server_config(hub)).serve()
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
         """``python myapp.py``: start a hub with just the widgets face and serve until stopped."""

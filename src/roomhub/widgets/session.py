@@ -252,7 +252,7 @@ class WidgetSession(Room):
         if self.browsers:
             self._send(p.call(next(self._ids), wid, method, args), None, f"{method} on {wid}")
 
-    async def _round_trip(self, msg: dict[str, Any], timeout: float | None) -> Any:  # noqa: ASYNC109
+    async def _round_trip(self, msg: dict[str, Any], timeout: float | None) -> Any:
         if self.closed:
             raise SessionClosed(f"session {self.id} ended")
         if self._batch:
@@ -306,7 +306,7 @@ class WidgetSession(Room):
         args: list[Any],
         *,
         wait: bool = False,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
     ) -> Any:
         """Call ``method`` on widget ``wid`` (see the module doc for what is sent and when).
 
