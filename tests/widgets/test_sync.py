@@ -90,8 +90,8 @@ def button_app(record: Record, **options: Any) -> App:
     return app
 
 
-def hub_threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("roomhub-widgets")}
+def hub_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("roomhub-widgets")}
 
 
 @contextlib.asynccontextmanager
@@ -172,6 +172,9 @@ async def test_round_trip_timeout_and_no_browser_raise_in_the_sync_world(tmp_pat
         except roomhub.widgets.CallTimeout as exc:
             record.set("timeout", (time.monotonic() - started, str(exc)))
         table.set_rows([[1, 2]])  # the session is still usable
+        with session.batch():
+            table.set_tooltip("rows")
+            table.set_enabled(False)
         record.set("after", True)
 
     async with started(app, tmp_path) as ws:
@@ -183,6 +186,11 @@ async def test_round_trip_timeout_and_no_browser_raise_in_the_sync_world(tmp_pat
         assert 0.4 <= elapsed < 3 and "get_size" in message
         assert await record.wait("after") is True
         await b.wait_for(lambda m: b.of("call", method="set_rows"))
+        batch = (await b.wait_for(lambda m: b.of("batch")))[0]
+        assert batch["calls"] == [
+            {"wid": 1, "method": "set_tooltip", "args": ["rows"]},
+            {"wid": 1, "method": "set_enabled", "args": [False]},
+        ]
 
         await b.close()
         session = (await asyncio.to_thread(lambda: app.sessions))[0]
@@ -270,6 +278,26 @@ async def test_a_hub_serves_a_sync_app_as_its_configured_app(tmp_path: Path) -> 
     deadline = time.monotonic() + 5  # the hub's stop ended the worker threads
     while hub_threads() != before and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
+    assert hub_threads() == before
+
+
+async def test_a_handler_can_stop_the_app(tmp_path: Path) -> None:
+    app = App()
+
+    @app.on_connect
+    def setup(session: Session) -> None:
+        session.widgets.Button("Quit").on("activated", app.stop)
+
+    before = hub_threads()
+    async with started(app, tmp_path) as ws:
+        b = await Browser.open(ws)
+        await b.wait_for(lambda m: b.of("listen"))
+        await b.callback(1, "activated")
+        assert await b.wait_closed(10) is not None, "the hub stopped"
+        thread = app._thread
+        assert thread is not None
+        await asyncio.to_thread(thread.join, 10)
+        assert not thread.is_alive()
     assert hub_threads() == before
 
 
