@@ -126,7 +126,7 @@ class Browser:
                     await self.ws.send(f'{{"type":"result","id":{msg["id"]}}}')
                 self.changed.set()
 
-    async def until(self, predicate: Any, timeout: float = 120) -> None:  # noqa: ASYNC109
+    async def until(self, predicate: Any, timeout: float = 120) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 self.changed.clear()

@@ -140,6 +140,7 @@ class WidgetsFace(Face):
 
     async def stop(self) -> None:
         await self.registry.close(self.hub.config.server.shutdown_timeout)
+        await self.app.shutdown(self.hub.config.server.shutdown_timeout)
 
 
 __all__ = [

@@ -140,6 +140,12 @@ class App:
         self.close_handlers.append(handler)
         return handler
 
+    async def shutdown(self, timeout: float) -> None:
+        """Called once the face stopped and every session ended (hub stopping); a no-op here.
+
+        Subclasses release what they hold within ``timeout`` seconds.
+        """
+
     @property
     def sessions(self) -> list[WidgetSession]:
         """The live sessions (when served)."""
@@ -154,8 +160,13 @@ class App:
             "<widgets app>",
         )
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
-        """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM)."""
+    def make_server(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> Any:
+        """A ``uvicorn.Server`` for a hub with just the widgets face serving this app.
+
+        ``server`` holds ``[server]`` options (``data_dir``, ``log_level``...).
+        Nothing is bound until the server's ``serve()`` runs. Raises
+        :class:`~roomhub.config.ConfigError` for bad options.
+        """
         import uvicorn
 
         from ..app import server_config
@@ -165,9 +176,13 @@ class App:
         hub = Hub(config)
         face = hub.face("widgets")
         face.use_app(self)
-        srv = config.server
-        log.info("widgets app on http://%s:%d/widgets/", srv.host, srv.port)
-        await uvicorn.Server(server_config(hub)).serve()
+        return uvicorn.Server(server_config(hub))
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
+        """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM)."""
+        srv = self.make_server(host, port, **server)
+        log.info("widgets app on http://%s:%d/widgets/", srv.config.host, srv.config.port)
+        await srv.serve()
 
     def run(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
         """``python myapp.py``: start a hub with just the widgets face and serve until stopped."""
