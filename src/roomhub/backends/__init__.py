@@ -86,7 +86,8 @@ class BackendsFace(Face):
         await self.installer.install(request, partition, None, f"on-demand-{uuid.uuid4().hex[:8]}")
         inst = self.partitions.find(partition, name, rng)
         if inst is None:  # stopped again in the meantime
-            raise protocol.BadRequest("backend-not-running", f"{name}#{rng} stopped while starting", status=503)
+            raise protocol.BadRequest("backend-not-running", f"{name}#{rng} stopped while starting",
+                                      status=503)
         return inst
 
     def routes(self) -> list[BaseRoute]:

@@ -136,7 +136,7 @@ class Builder:
             if build is not None:
                 on_line(f"using the cached build {fp}")
                 return build, True
-            with open(self.log_path(fp), "w", encoding="utf-8") as logfile:
+            with open(self.log_path(fp), "w", encoding="utf-8") as logfile:  # noqa: ASYNC230 (small lines)
 
                 def sink(line: str) -> None:
                     logfile.write(line + "\n")
@@ -154,7 +154,8 @@ class Builder:
                     raise
                 except TimeoutError:
                     sink(f"build timed out after {self.timeout:.0f} s")
-                    raise self._failed(package, fp, f"the build took longer than {self.timeout:.0f} s") from None
+                    why = f"the build took longer than {self.timeout:.0f} s"
+                    raise self._failed(package, fp, why) from None
                 except (RuntimeError, OSError) as exc:
                     sink(f"build failed: {exc}")
                     raise self._failed(package, fp, str(exc)) from None
@@ -208,7 +209,9 @@ class Builder:
         interpreter, version = find_python(options.get("python", ""))
         target = self.dir / fp
         shutil.rmtree(target, ignore_errors=True)
-        base = getattr(sys, "_base_executable", sys.executable) if interpreter == sys.executable else interpreter
+        base = interpreter
+        if interpreter == sys.executable:  # the hub may run in a venv: start from its base interpreter
+            base = getattr(sys, "_base_executable", sys.executable)
         await self._run([base, "-m", "venv", "--without-pip", str(target)], sink)
         python = target / "bin" / "python"
         manifest = package.manifest.build
@@ -222,8 +225,9 @@ class Builder:
             await self._run([sys.executable, "-m", "pip", "--python", str(python), "install",
                              "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
                              *requirements], sink, env={"PIP_NO_WARN_SCRIPT_LOCATION": "1"})
-        (target / "build.json").write_text(json.dumps({"python": str(python), "options": options,
-                                                       "package": package.name, "version": package.version}))
+        record = {"python": str(python), "options": options, "package": package.name,
+                  "version": package.version}
+        (target / "build.json").write_text(json.dumps(record))
         return Build(fp, "venv", options, python=python)
 
     async def _image(self, package: Package, fp: str, options: dict[str, str], dockerfile: str | None,

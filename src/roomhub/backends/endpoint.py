@@ -111,7 +111,8 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
             result = await face.installer.install(parsed, partition, owner, install_id)
         except p.BadRequest as exc:
             log.info("install %s into %s refused: %s", install_id, partition, exc.detail)
-            if partition and exc.error in ("bad-install-request", "bad-query", "bad-version-range", "bad-owner"):
+            if partition and exc.error in ("bad-install-request", "bad-query", "bad-version-range",
+                                           "bad-owner"):
                 partitions.publish(str(partition), p.event("InstallFailed", installId=install_id,
                                                            error=exc.error, detail=exc.detail))
             return JSONResponse({**exc.body(), "installId": install_id}, status_code=exc.status)

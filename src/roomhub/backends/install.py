@@ -67,7 +67,8 @@ def resolve_graph(catalog: Catalog, queries: list[p.Query]) -> list[Package]:
 class Installer:
     """Runs install requests with a catalog, a builder, a launcher and the partitions."""
 
-    def __init__(self, catalog: Catalog, builder: Builder, launcher: Launcher, partitions: Partitions) -> None:
+    def __init__(self, catalog: Catalog, builder: Builder, launcher: Launcher,
+                 partitions: Partitions) -> None:
         self.catalog = catalog
         self.builder = builder
         self.launcher = launcher
@@ -99,13 +100,15 @@ class Installer:
             try:
                 by_name: dict[str, Instance] = {}
                 for pkg in packages:
-                    inst, reused = await self._one(pkg, options[pkg.name], self._config(request, pkg.name).dockerfile,
-                                                   partition, owner, install_id, aliases.get(pkg.name))
+                    dockerfile = self._config(request, pkg.name).dockerfile
+                    inst, reused = await self._one(pkg, options[pkg.name], dockerfile, partition, owner,
+                                                   install_id, aliases.get(pkg.name))
                     inst.dependencies = [by_name[d].uid for d in pkg.manifest.dependencies if d in by_name]
                     by_name[pkg.name] = inst
                     if not reused:
                         started.append(inst)
-                    results.append({**self.client_view(inst), "alias": aliases.get(pkg.name), "reused": reused})
+                    results.append({**self.client_view(inst), "alias": aliases.get(pkg.name),
+                                    "reused": reused})
             except p.BadRequest as exc:
                 publish(partition, p.event("InstallFailed", installId=install_id, error=exc.error,
                                            detail=exc.detail, partitionId=partition))
@@ -178,5 +181,6 @@ class Installer:
                                              exc.detail))
             raise
         publish(partition, p.start_event(inst.uid, partition, pkg.name, pkg.version, "listening", install_id))
-        log.info("backend %s %s (%s) listening in partition %s", pkg.name, pkg.version, inst.uid[:8], partition)
+        log.info("backend %s %s (%s) listening in partition %s", pkg.name, pkg.version, inst.uid[:8],
+                 partition)
         return inst, False

@@ -154,9 +154,9 @@ class Launcher:
         directory.mkdir(mode=0o700, parents=True)
         return Instance(uid, partition, package, build, owner, directory, install_id, alias)
 
-    def _environment(self, inst: Instance, socket_path: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    def _environment(self, inst: Instance, socket_path: str | None) -> tuple[dict[str, str], dict[str, Any]]:
         hub_port = self.hub_url.rsplit(":", 1)[-1].strip("/")
-        values = {
+        values: dict[str, Any] = {"options": inst.build.options,
             "python": str(inst.build.python or "python3"), "socket": socket_path or "",
             "port": str(inst.port or ""), "host": "127.0.0.1", "base_path": inst.base_path,
             "partition": inst.partition, "package_dir": str(inst.package.directory),
@@ -178,7 +178,7 @@ class Launcher:
             raise StartFailed("bad-manifest", f"{inst.name}: start.env has an unknown placeholder {exc}",
                               status=500) from None
 
-    def _argv(self, inst: Instance, values: dict[str, str]) -> list[str]:
+    def _argv(self, inst: Instance, values: dict[str, Any]) -> list[str]:
         try:
             return [arg.format(**values) for arg in inst.package.manifest.start.command]
         except (KeyError, IndexError, ValueError) as exc:

@@ -24,8 +24,9 @@ whose top holds ``roomhub-backend.toml``::
 
 Placeholders in ``start.command`` and ``start.env``: ``{python}``,
 ``{socket}``, ``{port}``, ``{host}``, ``{base_path}``, ``{partition}``,
-``{package_dir}``. A catalog is a directory whose sub-directories and
-archives are packages; :class:`Catalog` reads several.
+``{package_dir}`` and ``{options[NAME]}`` (a build option's value). A
+catalog is a directory whose sub-directories and archives are packages;
+:class:`Catalog` reads several.
 """
 
 from __future__ import annotations

@@ -97,7 +97,8 @@ def split_path(raw_path: bytes) -> tuple[str, str, str]:
 async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
 

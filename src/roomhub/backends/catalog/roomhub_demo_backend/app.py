@@ -61,7 +61,8 @@ def bubble(message: str, width: int = 40) -> str:
         body = [f"< {lines[0].ljust(size)} >"]
     else:
         edges = [("/", "\\"), *[("|", "|")] * (len(lines) - 2), ("\\", "/")]
-        body = [f"{left} {line.ljust(size)} {right}" for (left, right), line in zip(edges, lines, strict=True)]
+        body = [f"{left} {line.ljust(size)} {right}"
+                for (left, right), line in zip(edges, lines, strict=True)]
     return "\n".join([" " + "_" * (size + 2), *body, " " + "-" * (size + 2)])
 
 
