@@ -64,12 +64,16 @@ class BackendsFace(Face):
                                      limits.max_rooms_per_namespace, limits.max_clients_per_room)
         self.installer = Installer(self.catalog, self.builder, self.launcher, self.partitions)
         self.proxy = BackendProxy(self.partitions, self._on_demand if config.on_demand else None,
-                                  limits.max_frame_bytes)
+                                  limits.max_frame_bytes, self.note_server)
         self._cleanup: asyncio.Task[None] | None = None
+        self._server_known = False
 
     def note_server(self, scope: Scope) -> None:
         """Learn the hub's address from a request (the configured port may be 0)."""
         server = scope.get("server")
+        if self._server_known or not server or not server[1]:
+            return
+        self._server_known = True
         if server and server[1]:
             host = server[0] if server[0] not in ("0.0.0.0", "::") else "127.0.0.1"
             self.launcher.hub_url = f"http://{host}:{server[1]}"

@@ -105,12 +105,16 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 class BackendProxy:
     """The ASGI app behind ``/backends``; ``on_demand(partition, name, range)`` starts a missing backend."""
 
-    def __init__(self, partitions: Partitions, on_demand: OnDemand | None, max_frame_bytes: int) -> None:
+    def __init__(self, partitions: Partitions, on_demand: OnDemand | None, max_frame_bytes: int,
+                 note_server: Callable[[Scope], None] | None = None) -> None:
         self.partitions = partitions
         self.on_demand = on_demand
         self.max_frame_bytes = max_frame_bytes
+        self.note_server = note_server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.note_server is not None:
+            self.note_server(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         try:
             name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
