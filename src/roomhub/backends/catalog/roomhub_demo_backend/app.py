@@ -1,14 +1,15 @@
 """roomhub's demo backend (FastAPI), started by the hub per partition behind ``/backends``.
 
 Endpoints: ``GET /`` (readiness), ``GET /hello-world``, ``POST /cow-say``
-``{message, character}`` (text), ``GET /partition``, ``POST /echo``
-(streams the request body back), ``GET /bytes/{n}`` (streams ``n`` bytes),
+``{message, character}`` (text), ``GET /partition``, ``POST /digest``
+(size and SHA-256 of a streamed body), ``GET /bytes/{n}`` (streams ``n`` bytes),
 ``WS /ws`` (echo), ``GET /docs``. The hub sets ``ROOMHUB_PARTITION`` and
 ``ROOMHUB_BASE_PATH`` (the root path, given to uvicorn as ``--root-path``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import textwrap
@@ -87,15 +88,15 @@ async def partition() -> dict[str, str]:
     return {"partition": PARTITION, "basePath": os.environ.get("ROOMHUB_BASE_PATH", "")}
 
 
-@app.post("/echo")
-async def echo(request: Request) -> StreamingResponse:
-    """Stream the request body back as it arrives."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        async for chunk in request.stream():
-            yield chunk
-
-    return StreamingResponse(chunks(), media_type="application/octet-stream")
+@app.post("/digest")
+async def digest(request: Request) -> dict[str, object]:
+    """Read the request body as it streams in; answer its size and SHA-256."""
+    hasher = hashlib.sha256()
+    size = 0
+    async for chunk in request.stream():
+        hasher.update(chunk)
+        size += len(chunk)
+    return {"bytes": size, "sha256": hasher.hexdigest()}
 
 
 @app.get("/bytes/{size}")
