@@ -105,7 +105,8 @@ class PartitionSocket:
                 self.events.append(json.loads(frame))
                 self._changed.set()
 
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool],
+                       timeout: float = 30.0) -> dict[str, Any]:
         async def find() -> dict[str, Any]:
             while True:
                 for event in self.events:
@@ -124,7 +125,8 @@ class PartitionSocket:
 
 
 @contextlib.asynccontextmanager
-async def partition_socket(ws_base: str, partition: str, owner: str | None = None) -> AsyncIterator[PartitionSocket]:
+async def partition_socket(ws_base: str, partition: str,
+                           owner: str | None = None) -> AsyncIterator[PartitionSocket]:
     url = f"{ws_base}/api/backends/ws?partition={partition}" + (f"&owner={owner}" if owner else "")
     async with websockets.connect(url) as ws:
         sock = PartitionSocket(ws)

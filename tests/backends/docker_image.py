@@ -30,7 +30,8 @@ def engine_problem() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"docker CLI unusable: {exc}"
     if result.returncode != 0:
-        return f"no Docker engine: {result.stderr.strip()[:200]} (start it: dockerd --iptables=false --bridge=none)"
+        return (f"no Docker engine: {result.stderr.strip()[:200]} "
+                "(start it: dockerd --iptables=false --bridge=none)")
     return None
 
 

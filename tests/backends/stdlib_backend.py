@@ -37,7 +37,7 @@ if MODE == "dep":
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         body = json.dumps({
             "name": os.environ.get("ROOMHUB_BACKEND_NAME"), "partition": os.environ.get("ROOMHUB_PARTITION"),
             "greeting": os.environ.get("GREETING"), "dep": DEP, "startedAt": STARTED, "path": self.path,

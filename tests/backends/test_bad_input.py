@@ -1,4 +1,5 @@
-"""Bad input: a clear status and JSON body naming the problem, an event on the socket, nothing half-started."""
+"""Bad input: a clear status and a JSON body naming the problem, an event on the socket, and
+nothing half-started."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import hub_config, partition_socket
 
 

@@ -59,13 +59,15 @@ def test_demo_page_installs_and_calls_both_backends(tmp_path: Path, hub_process,
                          ("InstallBackendEvent", "succeeded"), ("StartBackendEvent", "starting"),
                          ("StartBackendEvent", "listening")]:
             assert expected in kinds, kinds
-        assert kinds.index(("StartBackendEvent", "starting")) < kinds.index(("StartBackendEvent", "listening"))
+        starting = kinds.index(("StartBackendEvent", "starting"))
+        assert starting < kinds.index(("StartBackendEvent", "listening"))
         assert any(k == ("BackendLog", "") for k in kinds)  # build output lines were shown
 
         page.fill("#message", "Hi from Chromium")
         page.select_option("#character", "trex")
         page.click("#say")
-        page.wait_for_function("document.querySelector('#cow-output').textContent.includes('Hi from Chromium')")
+        page.wait_for_function(
+            "document.querySelector('#cow-output').textContent.includes('Hi from Chromium')")
         assert "\\" in page.locator("#cow-output").inner_text()
         page.click("#run")
         page.wait_for_function("document.querySelector('#run-output').textContent.includes('run number 1')")

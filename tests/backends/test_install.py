@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import httpx
+
 from conftest import hub_config, partition_socket
 
 
@@ -29,8 +30,10 @@ async def test_install_into_a_venv_reports_progress_and_proxies(tmp_path: Path, 
         assert any("-m venv" in line for line in build_lines)
         await sock.wait_for(lambda e: e["type"] == "BackendLog" and e["stage"] == "start"
                             and e["text"] == "listening")
-        answer = (await http.get("/backends/hello/^1/anything?x=1", headers={"x-backends-partition": "P1"})).json()
-        assert answer == {**answer, "name": "hello", "partition": "P1", "greeting": "hi", "path": "/anything?x=1"}
+        p1 = {"x-backends-partition": "P1"}
+        answer = (await http.get("/backends/hello/^1/anything?x=1", headers=p1)).json()
+        assert answer == {**answer, "name": "hello", "partition": "P1", "greeting": "hi",
+                          "path": "/anything?x=1"}
 
         # same install again: the instance is reused; another build option restarts it
         again = (await http.post("/api/backends/install", json=["hello#^1.0.0"],

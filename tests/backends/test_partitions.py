@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+
 from conftest import hub_config, partition_socket, wait_until
 
 
@@ -16,7 +17,8 @@ async def run(http: httpx.AsyncClient, partition: str, code: str, out: list[str]
     return r.json()
 
 
-async def test_two_partitions_have_separate_pyrun_state(tmp_path: Path, catalog: Path, in_process_hub) -> None:
+async def test_two_partitions_have_separate_pyrun_state(tmp_path: Path, catalog: Path,
+                                                         in_process_hub) -> None:
     async with in_process_hub(hub_config(tmp_path, catalog)) as h, \
             httpx.AsyncClient(base_url=h.base, timeout=60) as http:
         uids = {}
@@ -38,7 +40,8 @@ async def test_two_partitions_have_separate_pyrun_state(tmp_path: Path, catalog:
         assert "ValueError: no" in err["error"]["message"]
         syntax = await run(http, "left", "x = 1\ny = (", [])
         assert syntax["error"]["kind"] == "AST" and syntax["error"]["lineNumber"] == 2
-        captured = await http.post("/backends/pyrun_backend/0.2.2/run", headers={"x-backends-partition": "left"},
+        captured = await http.post("/backends/pyrun_backend/0.2.2/run",
+                                   headers={"x-backends-partition": "left"},
                                    json={"cellId": "c", "code": "z = x * 2", "capturedIn": {"x": 21},
                                          "capturedOut": ["z"]})
         assert captured.json()["capturedOut"] == {"z": 42}
@@ -54,7 +57,8 @@ async def test_closing_the_owning_socket_stops_its_backends_after_the_grace_peri
             uid = r.json()["backends"][0]["uid"]
         closed = asyncio.get_running_loop().time()
         # within the grace period the backend still answers
-        assert (await http.get("/backends/hello/*/", headers={"x-backends-partition": "tab-7"})).status_code == 200
+        still = await http.get("/backends/hello/*/", headers={"x-backends-partition": "tab-7"})
+        assert still.status_code == 200
         inst = await wait_until(lambda: _status(http, uid, "stopped"), timeout=10)
         assert asyncio.get_running_loop().time() - closed >= 0.9
         assert inst["stopReason"].startswith("the owning tab")

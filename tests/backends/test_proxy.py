@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import websockets
+
 from conftest import hub_config
 
 MiB = 1024 * 1024
@@ -48,7 +49,8 @@ async def test_large_body_streams_both_ways_without_buffering(tmp_path: Path, ca
 async def test_websocket_passthrough_and_every_method(tmp_path: Path, catalog: Path, in_process_hub) -> None:
     async with in_process_hub(config(tmp_path, catalog)) as h, \
             httpx.AsyncClient(base_url=h.base, timeout=60) as http:
-        r = await http.post("/api/backends/install", json={"modules": ["roomhub_demo_backend"], "partition": "W"})
+        r = await http.post("/api/backends/install",
+                            json={"modules": ["roomhub_demo_backend"], "partition": "W"})
         assert r.status_code == 200, r.text
         url = f"{h.ws}/backends/roomhub_demo_backend/%5E0.1.0/ws?backends-partition=W"
         async with websockets.connect(url) as ws:

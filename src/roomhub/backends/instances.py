@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
+import aiohttp
 
 from ..config import ResourceLimits
 from ..runtimes.base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable, exit_description
@@ -58,6 +58,21 @@ class StartFailed(p.BadRequest):
     """A start that did not reach ``listening`` (``start-crashed`` 502, ``start-timeout`` 504, ...)."""
 
     status = 502
+
+
+def upstream_session(inst: Instance) -> aiohttp.ClientSession:
+    """The instance's HTTP client: its Unix socket or loopback port, no connection limit, bodies
+    passed as they are (no decompression), no total timeout (streams may be long), 10 s to connect.
+
+    aiohttp rather than httpx: with 50 concurrent requests on one keep-alive pool httpx managed
+    about 300 requests/s to a backend that answers 9,000/s directly; aiohttp about 8,000/s.
+    """
+    connector = (aiohttp.UnixConnector(path=str(inst.socket_path), limit=0) if inst.socket_path
+                 else aiohttp.TCPConnector(limit=0))
+    return aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0), cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 def free_loopback_port() -> int:
@@ -86,7 +101,7 @@ class Instance:
     exit_code: int | None = None
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=2000))
     handle: ProgramHandle | None = None
-    client: httpx.AsyncClient | None = None
+    client: aiohttp.ClientSession | None = None
     dependencies: list[str] = field(default_factory=list)
     stop_reason: str | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -110,6 +125,11 @@ class Instance:
     @property
     def socket_path(self) -> Path | None:
         return None if self.port else self.directory / SOCKET_NAME
+
+    @property
+    def origin(self) -> str:
+        """The URL origin requests to the instance use (the Unix socket needs no real host)."""
+        return f"http://127.0.0.1:{self.port}" if self.port else "http://backend"
 
     @property
     def alive(self) -> bool:
@@ -220,13 +240,7 @@ class Launcher:
             await self._cleanup(inst)
             raise StartFailed("start-failed", f"{inst.name} {inst.version} could not start: {exc}",
                               uid=inst.uid, name=inst.name, version=inst.version) from None
-        transport = (httpx.AsyncHTTPTransport(uds=str(inst.socket_path)) if inst.socket_path
-                     else httpx.AsyncHTTPTransport())
-        origin = f"http://127.0.0.1:{inst.port}" if inst.port else "http://backend"
-        inst.client = httpx.AsyncClient(
-            transport=transport, base_url=origin, timeout=httpx.Timeout(None, connect=10.0),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128), follow_redirects=False,
-        )
+        inst.client = upstream_session(inst)
         inst._tasks.append(asyncio.create_task(self._pump(inst, on_line)))
         inst._tasks.append(asyncio.create_task(self._watch(inst, on_exit)))
         try:
@@ -255,10 +269,12 @@ class Launcher:
                     log=list(inst.logs)[-40:],
                 )
             try:
-                response = await inst.client.get("/", timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError:
+                wait = aiohttp.ClientTimeout(total=min(5.0, max(0.5, deadline - time.monotonic())))
+                async with inst.client.get(inst.origin + "/", timeout=wait) as response:
+                    await response.read()
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
             if time.monotonic() >= deadline:
                 raise StartFailed(
@@ -321,5 +337,5 @@ class Launcher:
     async def _cleanup(self, inst: Instance) -> None:
         if inst.client is not None:
             with contextlib.suppress(Exception):
-                await inst.client.aclose()
+                await inst.client.close()
         shutil.rmtree(inst.directory, ignore_errors=True)

@@ -3,8 +3,9 @@
 A raw ASGI app (no request buffering anywhere):
 
 - **HTTP**: the request body is streamed to the backend as it arrives
-  (httpx, over the instance's Unix socket or loopback port) and the response
-  body streamed back chunk by chunk (``aiter_raw``: no decoding, so
+  (aiohttp, over the instance's Unix socket or loopback port; see
+  :func:`~roomhub.backends.instances.upstream_session` for why not httpx)
+  and the response body streamed back chunk by chunk (no decoding, so
   ``content-encoding`` and ``content-length`` pass through unchanged). Any
   method. Hop-by-hop headers (RFC 9110 section 7.6.1) are dropped;
   ``X-Forwarded-For/-Proto/-Host/-Prefix`` and ``X-Backends-Partition``
@@ -38,12 +39,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import httpx
+import aiohttp
 import websockets
+from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
+from yarl import URL
 
 from ..rooms import validate_room_name
 from . import protocol as p
@@ -162,7 +165,7 @@ class BackendProxy:
                     partition: str) -> None:
         assert inst.client is not None
         query = scope.get("query_string", b"")
-        url = rest + ("?" + query.decode("latin-1") if query else "")
+        url = URL(inst.origin + rest + ("?" + query.decode("latin-1") if query else ""), encoded=True)
         has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
 
         async def body() -> AsyncIterator[bytes]:
@@ -176,27 +179,28 @@ class BackendProxy:
                 if not message.get("more_body", False):
                     return
 
-        request = inst.client.build_request(
-            scope["method"], url, headers=self._forward_headers(scope, inst, partition),
-            content=body() if has_body else None,
-        )
+        headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
+                              for k, v in self._forward_headers(scope, inst, partition))
         try:
-            response = await inst.client.send(request, stream=True)
-        except (httpx.HTTPError, ConnectionResetError, OSError) as exc:
+            response = await inst.client.request(
+                scope["method"], url, headers=headers, data=body() if has_body else None,
+                allow_redirects=False, compress=None,
+            )
+        except (aiohttp.ClientError, ConnectionResetError, OSError, TimeoutError) as exc:
             log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
             await send_json(send, 502, {"error": "backend-unreachable", "uid": inst.uid,
                                         "detail": f"{inst.name} {inst.version} did not answer: {exc!r}"})
             return
         try:
-            headers = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-            async for chunk in response.aiter_raw():
+            out = [(k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
         finally:
-            await response.aclose()
+            response.release()
 
     async def _deny(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
