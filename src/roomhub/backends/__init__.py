@@ -53,7 +53,8 @@ class BackendsFace(Face):
         self.catalog = Catalog(catalogs, root / "unpacked")
         self.engine = DockerEngine(config.docker_url or hub.config.runtime.docker.url, hub.id)
         self.builder = Builder(root / "builds", self.engine, config.build_timeout)
-        self.socket_root = Path(tempfile.mkdtemp(prefix="roomhub-be-"))
+        # Made in start(): a Hub built only to check the configuration must leave nothing behind.
+        self.socket_root = Path(tempfile.gettempdir()) / "roomhub-be-unstarted"
         self.launcher = Launcher(hub.runtimes["process"], self.engine, self.socket_root, hub.id,
                                  config.limits, config.ready_timeout)
         server = hub.config.server
@@ -98,6 +99,8 @@ class BackendsFace(Face):
         return backend_routes(self)
 
     async def start(self) -> None:
+        # Short and private: Unix socket paths are limited to about 100 bytes.
+        self.socket_root = self.launcher.socket_root = Path(tempfile.mkdtemp(prefix="roomhub-be-"))
         self.partitions.start_reaper()
         self._cleanup = asyncio.create_task(self.engine.cleanup())
 
