@@ -222,6 +222,32 @@ class WidgetsConfig(Model):
     )
 
 
+class BackendsConfig(Model):
+    """The backends face: HTTP services installed on demand, per partition, behind ``/backends``."""
+
+    catalogs: list[Path] = Field(
+        default_factory=list, description="Directories of backend packages (relative to this file)."
+    )
+    shipped: bool = Field(default=True, description="Also offer the backends that ship with roomhub.")
+    grace_period: float = Field(
+        default=10.0, ge=0, description="Seconds a tab may be away (a reload) before its backends stop."
+    )
+    idle_timeout: float = Field(
+        default=900.0, gt=0, description="Seconds before unowned backends of a partition nobody uses stop."
+    )
+    ready_timeout: float = Field(default=60.0, gt=0, description="Seconds for GET / to answer 200.")
+    build_timeout: float = Field(default=900.0, gt=0, description="Seconds for one build.")
+    on_demand: bool = Field(
+        default=True, description="Start a backend (and its dependencies) on its first proxied request."
+    )
+    docker_url: str | None = Field(default=None, description="Engine URL for docker backends.")
+    limits: ResourceLimits = Field(
+        default_factory=lambda: ResourceLimits(memory_bytes=None, cpu_seconds=None, pids=None,
+                                               file_size_bytes=None),
+        description="Limits of venv backends (none by default).",
+    )
+
+
 class HubConfig(Model):
     """The whole file. ``pages`` is keyed by URL path (``"/tutorial"``)."""
 
@@ -229,6 +255,7 @@ class HubConfig(Model):
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     pages: dict[str, PageConfig] = Field(default_factory=dict)
     widgets: WidgetsConfig | None = Field(default=None, description="The widgets face (off if absent).")
+    backends: BackendsConfig | None = Field(default=None, description="Present: the backends face is on.")
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 
     @field_validator("pages")
@@ -276,6 +303,8 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
         file, _, attr = config.widgets.app.rpartition(":")
         if not Path(file).is_absolute():
             config.widgets.app = f"{(base / file).resolve()}:{attr}"
+    if config.backends is not None:
+        config.backends.catalogs = [(base / c).resolve() for c in config.backends.catalogs]
     for page in config.pages.values():
         if not page.html.is_absolute():
             page.html = (base / page.html).resolve()

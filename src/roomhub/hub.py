@@ -89,6 +89,10 @@ class Hub:
             from .widgets import WidgetsFace
 
             faces.append(WidgetsFace(self))
+        if self.config.backends is not None:
+            from .backends import BackendsFace
+
+            faces.append(BackendsFace(self))
         return faces
 
     def face(self, name: str) -> Any:

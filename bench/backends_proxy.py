@@ -1,0 +1,178 @@
+"""Backends: the hub's proxy against the same backend reached directly, in the same run.
+
+1. Small JSON endpoint (``GET /hello-world`` of the shipped demo backend):
+   requests per second and latency percentiles with ``--clients`` concurrent
+   keep-alive clients for ``--seconds``, directly on the backend's Unix
+   socket versus through ``/backends/...`` on the hub's TCP port.
+2. A ``--mib`` MiB body: upload (``POST /digest``) and download
+   (``GET /bytes/N``) throughput, direct versus proxied.
+3. Time to first response of an already-built venv backend in a new
+   partition (an on-demand start through the proxy: build reused, process
+   started, readiness probe, first answer), ``--starts`` times.
+
+The load generator is a small keep-alive HTTP/1.1 client on asyncio streams
+(uvloop when present), so that it costs little next to the servers; all
+processes share this machine's cores, which the JSON line records.
+
+    python bench/backends_proxy.py [--clients 50] [--seconds 5] [--mib 100] [--starts 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import HubProcess, machine, percentile, report, run
+
+DEMO = "roomhub_demo_backend"
+MiB = 1024 * 1024
+
+
+class KeepAliveClient:
+    """One HTTP/1.1 keep-alive connection issuing GETs with fixed headers (content-length bodies only)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> None:
+        self.reader, self.writer, self.request = reader, writer, request
+
+    async def get(self) -> int:
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return status
+
+
+async def open_client(target: dict[str, Any], path: str, headers: dict[str, str]) -> KeepAliveClient:
+    if "uds" in target:
+        reader, writer = await asyncio.open_unix_connection(target["uds"])
+    else:
+        reader, writer = await asyncio.open_connection("127.0.0.1", target["port"])
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = f"GET {path} HTTP/1.1\r\nhost: bench\r\n{extra}\r\n".encode()
+    return KeepAliveClient(reader, writer, request)
+
+
+async def load(target: dict[str, Any], path: str, headers: dict[str, str], clients: int,
+               seconds: float) -> dict[str, float]:
+    conns = [await open_client(target, path, headers) for _ in range(clients)]
+    for conn in conns:  # warm-up
+        assert await conn.get() == 200
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(conn: KeepAliveClient) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            if await conn.get() != 200:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - began
+    for conn in conns:
+        conn.writer.close()
+    return {"rps": len(latencies) / elapsed, "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000, "requests": len(latencies), "errors": errors}
+
+
+async def body_throughput(client: httpx.AsyncClient, base: str, headers: dict[str, str],
+                          size: int) -> dict[str, float]:
+    block = b"\xab" * MiB
+
+    async def upload():
+        for _ in range(size // MiB):
+            yield block
+
+    started = time.perf_counter()
+    r = await client.post(f"{base}/digest", content=upload(), headers=headers)
+    up = time.perf_counter() - started
+    assert r.json()["bytes"] == size, r.text
+    started = time.perf_counter()
+    received = 0
+    async with client.stream("GET", f"{base}/bytes/{size}", headers=headers) as response:
+        async for chunk in response.aiter_raw(MiB):
+            received += len(chunk)
+    down = time.perf_counter() - started
+    assert received == size
+    return {"upload_MBps": size / MiB / up, "download_MBps": size / MiB / down}
+
+
+async def first_response_times(hub: HubProcess, starts: int) -> list[float]:
+    times = []
+    async with httpx.AsyncClient(base_url=hub.base, timeout=120) as http:
+        for i in range(starts):
+            partition = f"bench-new-{i}-{time.monotonic_ns()}"
+            started = time.perf_counter()
+            r = await http.get(f"/backends/{DEMO}/^0.1.0/hello-world",
+                               headers={"x-backends-partition": partition})
+            times.append(time.perf_counter() - started)
+            assert r.status_code == 200, r.text
+            await http.delete(f"/api/backends/partitions/{partition}")
+    return times
+
+
+async def main(args: argparse.Namespace) -> None:
+    toml = "[backends]\non_demand = true\nidle_timeout = 3600\n"
+    with HubProcess(toml) as hub:
+        async with httpx.AsyncClient(base_url=hub.base, timeout=300) as http:
+            r = await http.post("/api/backends/install", json={"modules": [DEMO], "partition": "bench"})
+            r.raise_for_status()
+            uid = r.json()["backends"][0]["uid"]
+        pattern = f"roomhub-be-*/{uid[:12]}/backend.sock"
+        sockets = await asyncio.to_thread(lambda: list(Path(tempfile.gettempdir()).glob(pattern)))
+        assert len(sockets) == 1, sockets
+        direct = {"uds": str(sockets[0])}
+        proxied = {"port": hub.port}
+        header = {"x-backends-partition": "bench"}
+        base_path = f"/backends/{DEMO}/0.1.0"
+        small_direct = await load(direct, "/hello-world", {}, args.clients, args.seconds)
+        small_proxy = await load(proxied, f"{base_path}/hello-world", header, args.clients, args.seconds)
+        size = args.mib * MiB
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=direct["uds"]), timeout=300) as c:
+            big_direct = await body_throughput(c, "http://backend", {}, size)
+        async with httpx.AsyncClient(timeout=300) as c:
+            big_proxy = await body_throughput(c, f"{hub.base}{base_path}", header, size)
+        starts = await first_response_times(hub, args.starts)
+
+    ratio_rps = small_proxy["rps"] / small_direct["rps"]
+    ratio_up = big_proxy["upload_MBps"] / big_direct["upload_MBps"]
+    ratio_down = big_proxy["download_MBps"] / big_direct["download_MBps"]
+    rows = [
+        ["JSON rps", small_direct["rps"], small_proxy["rps"], ratio_rps, ">= 0.70"],
+        ["JSON p50 ms", small_direct["p50_ms"], small_proxy["p50_ms"],
+         small_proxy["p50_ms"] / small_direct["p50_ms"], ""],
+        ["JSON p99 ms", small_direct["p99_ms"], small_proxy["p99_ms"],
+         small_proxy["p99_ms"] / small_direct["p99_ms"], ""],
+        [f"{args.mib} MiB upload MB/s", big_direct["upload_MBps"], big_proxy["upload_MBps"], ratio_up,
+         ">= 0.70"],
+        [f"{args.mib} MiB download MB/s", big_direct["download_MBps"], big_proxy["download_MBps"], ratio_down,
+         ">= 0.70"],
+        ["first response, new partition, median s", "", percentile(starts, 50), "", "< 1 s"],
+    ]
+    report("backends_proxy", ["measure", "direct", "proxy", "proxy/direct", "bar"], rows, {
+        "clients": args.clients, "seconds": args.seconds, "mib": args.mib, "direct": small_direct,
+        "proxy": small_proxy, "body_direct": big_direct, "body_proxy": big_proxy,
+        "first_response_s": starts, "ratios": {"rps": ratio_rps, "upload": ratio_up, "download": ratio_down},
+        "machine": machine(),
+    })
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--mib", type=int, default=100)
+    parser.add_argument("--starts", type=int, default=5)
+    run(main(parser.parse_args()))

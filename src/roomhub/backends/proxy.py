@@ -1,0 +1,285 @@
+"""The proxy: ``/backends/<name>/<semver>/<path>`` to a backend instance, streaming, every method.
+
+A raw ASGI app (no request buffering anywhere):
+
+- **HTTP**: the request body is streamed to the backend as it arrives
+  (aiohttp, over the instance's Unix socket or loopback port; see
+  :func:`~roomhub.backends.instances.upstream_session` for why not httpx)
+  and the response body streamed back chunk by chunk (no decoding, so
+  ``content-encoding`` and ``content-length`` pass through unchanged). Any
+  method. Hop-by-hop headers (RFC 9110 section 7.6.1) are dropped;
+  ``X-Forwarded-For/-Proto/-Host/-Prefix`` and ``X-Backends-Partition``
+  are set. Upstream statuses (4xx and 5xx too) are passed as they are.
+- **WebSocket**: the handshake is forwarded with the ``websockets`` client
+  (subprotocols, cookies, authorization); frames are relayed both ways,
+  text as text and binary as binary, and a close on either side is
+  forwarded with its code and reason.
+
+The partition comes from the ``X-Backends-Partition`` header, else the
+``backends-partition`` query parameter, else that parameter in the
+``Referer`` (so a ``/docs`` page opened with ``?backends-partition=P``
+keeps its own calls in ``P``), else ``Default``. The version segment is an
+npm range (``0.1.0``, ``^0.1.0``, ``*``): the newest matching listening
+instance of the partition is used. With none running, the backend is
+installed on demand (with its dependencies, no owner) when ``on_demand``,
+else the answer is 404 ``backend-not-running``. Errors are JSON
+``{"error", "detail"}``: 400 bad path or partition, 404, 502
+``backend-unreachable``, 504 ``start-timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiohttp
+import websockets
+from multidict import CIMultiDict
+from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.client import unix_connect as ws_unix_connect
+from yarl import URL
+
+from ..rooms import validate_room_name
+from . import protocol as p
+from .instances import Instance
+from .partition import Partitions
+
+log = logging.getLogger("roomhub.backends.proxy")
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"host", b"proxy-connection",
+})
+WS_HANDSHAKE = frozenset({
+    "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "sec-websocket-protocol", "content-length", "origin",
+})
+QUERY_PARTITION = "backends-partition"
+
+OnDemand = Callable[[str, str, str], Awaitable[Instance]]
+
+
+def partition_of(headers: dict[str, str], query: bytes) -> str:
+    """The request's partition (see the module doc); raises ``BadRequest`` if it is not a valid name."""
+    partition = headers.get(p.PARTITION_HEADER)
+    if not partition:
+        values = parse_qs(query.decode("latin-1")).get(QUERY_PARTITION)
+        partition = values[0] if values else None
+    if not partition and "referer" in headers:
+        values = parse_qs(urlsplit(headers["referer"]).query).get(QUERY_PARTITION)
+        partition = values[0] if values else None
+    partition = partition or p.DEFAULT_PARTITION
+    try:
+        return validate_room_name(partition)
+    except ValueError as exc:
+        raise p.BadRequest("bad-partition", f"partition {partition!r}: {exc}") from None
+
+
+def split_path(raw_path: bytes) -> tuple[str, str, str]:
+    """``/backends/<name>/<range>/<rest>`` -> ``(name, range, "/<rest>")`` (``rest`` kept percent-encoded)."""
+    parts = raw_path.decode("latin-1").split("/", 4)
+    if len(parts) < 4 or parts[1] != "backends" or not parts[2] or not parts[3]:
+        raise p.BadRequest("bad-backend-path", "expected /backends/<name>/<version or range>/<path>",
+                           status=404)
+    name, rng = unquote(parts[2]), unquote(parts[3])
+    if not p.NAME_RE.match(name):
+        raise p.BadRequest("bad-backend-path", f"invalid backend name {name!r}", status=404)
+    p.npm_spec(rng)
+    return name, rng, "/" + (parts[4] if len(parts) > 4 else "")
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class BackendProxy:
+    """The ASGI app behind ``/backends``; ``on_demand(partition, name, range)`` starts a missing backend."""
+
+    def __init__(self, partitions: Partitions, on_demand: OnDemand | None, max_frame_bytes: int,
+                 note_server: Callable[[Scope], None] | None = None) -> None:
+        self.partitions = partitions
+        self.on_demand = on_demand
+        self.max_frame_bytes = max_frame_bytes
+        self.note_server = note_server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.note_server is not None:
+            self.note_server(scope)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
+            partition = partition_of(headers, scope.get("query_string", b""))
+            inst = await self._instance(partition, name, rng)
+        except p.BadRequest as exc:
+            log.info("proxy %s %s: %s", scope["type"], scope["path"], exc.detail)
+            if scope["type"] == "http":
+                await send_json(send, exc.status, exc.body())
+            else:
+                await self._deny(scope, send, exc.status, exc.body())
+            return
+        inst.last_used = time.monotonic()
+        self.partitions.touch(partition)
+        if scope["type"] == "http":
+            await self._http(scope, receive, send, inst, rest, partition)
+        else:
+            await self._websocket(scope, receive, send, inst, rest, partition, headers)
+
+    async def _instance(self, partition: str, name: str, rng: str) -> Instance:
+        inst = self.partitions.find(partition, name, rng)
+        if inst is not None:
+            return inst
+        if self.on_demand is None:
+            raise p.BadRequest("backend-not-running",
+                               f"no instance of {name}#{rng} runs in partition {partition!r}",
+                               status=404, name=name, partitionId=partition)
+        return await self.on_demand(partition, name, rng)
+
+    @staticmethod
+    def _forward_headers(scope: Scope, inst: Instance, partition: str) -> list[tuple[bytes, bytes]]:
+        out = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP and k != b"x-backends-partition"]
+        client = scope.get("client") or ("", 0)
+        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        out += [
+            (b"x-backends-partition", partition.encode()),
+            (b"x-forwarded-for", str(client[0]).encode()),
+            (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
+            (b"x-forwarded-host", host),
+            (b"x-forwarded-prefix", inst.base_path.encode()),
+        ]
+        return out
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
+                    partition: str) -> None:
+        assert inst.client is not None
+        query = scope.get("query_string", b"")
+        url = URL(inst.origin + rest + ("?" + query.decode("latin-1") if query else ""), encoded=True)
+        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionResetError("the client went away while sending the body")
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+
+        headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
+                              for k, v in self._forward_headers(scope, inst, partition))
+        try:
+            response = await inst.client.request(
+                scope["method"], url, headers=headers, data=body() if has_body else None,
+                allow_redirects=False, compress=None,
+            )
+        except (aiohttp.ClientError, ConnectionResetError, OSError, TimeoutError) as exc:
+            log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
+            await send_json(send, 502, {"error": "backend-unreachable", "uid": inst.uid,
+                                        "detail": f"{inst.name} {inst.version} did not answer: {exc!r}"})
+            return
+        try:
+            out = [(k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            async for chunk in response.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (aiohttp.ClientError, OSError) as exc:
+            log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
+        finally:
+            response.release()
+
+    async def _deny(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
+        if "websocket.http.response" in scope.get("extensions", {}):
+            data = json.dumps(body).encode()
+            await send({"type": "websocket.http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "websocket.http.response.body", "body": data})
+        else:
+            await send({"type": "websocket.close", "code": 1011, "reason": body.get("detail", "")[:120]})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
+                         partition: str, headers: dict[str, str]) -> None:
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = rest + ("?" + query if query else "")
+        extra = [(k.decode("latin-1"), v.decode("latin-1"))
+                 for k, v in self._forward_headers(scope, inst, partition)
+                 if k.decode("latin-1") not in WS_HANDSHAKE]
+        subprotocols = [s.strip() for s in headers.get("sec-websocket-protocol", "").split(",") if s.strip()]
+        options: dict[str, Any] = {
+            "additional_headers": extra, "subprotocols": subprotocols or None,
+            "max_size": self.max_frame_bytes, "open_timeout": 10, "compression": None,
+            "ping_interval": None,
+        }
+        try:
+            if inst.socket_path is not None:
+                upstream = await ws_unix_connect(str(inst.socket_path), f"ws://backend{path}", **options)
+            else:
+                upstream = await ws_connect(f"ws://127.0.0.1:{inst.port}{path}", **options)
+        except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+            log.info("proxy WebSocket to %s (%s) refused: %r", inst.name, inst.uid[:8], exc)
+            await self._deny(scope, send, 502, {"error": "backend-unreachable", "uid": inst.uid,
+                                                "detail": f"{inst.name} refused the WebSocket: {exc}"})
+            return
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+        await relay(receive, send, upstream, inst)
+
+
+async def relay(receive: Receive, send: Send, upstream: ClientConnection, inst: Instance) -> None:
+    """Relay frames between the ASGI WebSocket and ``upstream`` until either side closes."""
+    label = uuid.uuid4().hex[:6]
+
+    async def down_to_up() -> None:
+        while True:
+            message = await receive()
+            inst.last_used = time.monotonic()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close(message.get("code", 1000) if message.get("code", 1000) != 1006 else 1000,
+                                     message.get("reason") or "")
+                return
+            if message.get("text") is not None:
+                await upstream.send(message["text"])
+            elif message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+
+    async def up_to_down() -> None:
+        try:
+            async for frame in upstream:
+                inst.last_used = time.monotonic()
+                if isinstance(frame, str):
+                    await send({"type": "websocket.send", "text": frame})
+                else:
+                    await send({"type": "websocket.send", "bytes": frame})
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        rcvd = upstream.close_rcvd
+        code = rcvd.code if rcvd is not None and rcvd.code not in (1005, 1006) else 1000
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": code, "reason": rcvd.reason if rcvd else ""})
+
+    tasks = [asyncio.create_task(down_to_up(), name=f"ws-down-{label}"),
+             asyncio.create_task(up_to_down(), name=f"ws-up-{label}")]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await upstream.close()

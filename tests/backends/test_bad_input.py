@@ -1,0 +1,69 @@
+"""Bad input: a clear status and a JSON body naming the problem, an event on the socket, and
+nothing half-started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backends_helpers import hub_config, partition_socket
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    (["nope"], 404, "unknown-backend"),
+    (["hello#^9.0.0"], 404, "no-matching-version"),
+    (["hello#^^1"], 400, "bad-version-range"),
+    ({"modules": ["hello"], "configurations": {"hello": {"build": {"colour": "red"}}}}, 422,
+     "unknown-build-option"),
+    ({"modules": ["hello"], "extra": True}, 400, "bad-install-request"),
+    (["badbuild"], 500, "build-failed"),
+    (["sleeper"], 504, "start-timeout"),
+    (["crasher"], 502, "start-crashed"),
+    (["dep_a", "crasher"], 502, "start-crashed"),
+])
+async def test_failed_installs(tmp_path: Path, catalog: Path, in_process_hub, body: object, status: int,
+                               error: str) -> None:
+    async with in_process_hub(hub_config(tmp_path, catalog)) as h, \
+            httpx.AsyncClient(base_url=h.base, timeout=60) as http, \
+            partition_socket(h.ws, "bad", owner="tab") as sock:
+        r = await http.post("/api/backends/install", json=body,
+                            headers={"x-backends-partition": "bad", "x-install-id": "i-bad"})
+        assert r.status_code == status, r.text
+        assert r.json()["error"] == error and r.json()["detail"]
+        failed = await sock.wait_for(lambda e: e["type"] == "InstallFailed")
+        assert failed["error"] == error and failed["installId"] == "i-bad"
+        # nothing left running: not the failing backend, nor what the install started before it
+        assert [i for i in (await http.get("/api/backends/instances")).json() if i["status"] != "stopped"
+                and i["status"] != "failed"] == []
+        if error == "start-crashed":
+            assert "boom" in " ".join(r.json()["log"]) and r.json()["exitCode"] == 3
+        if error == "build-failed":
+            assert any("no-such-directory" in line for line in r.json()["log"])
+
+
+async def test_requests_for_what_does_not_exist(tmp_path: Path, catalog: Path, in_process_hub) -> None:
+    async with in_process_hub(hub_config(tmp_path, catalog)) as h, \
+            httpx.AsyncClient(base_url=h.base, timeout=30) as http:
+        r = await http.get("/api/backends/partitions/ghost")
+        assert r.status_code == 404 and r.json()["error"] == "unknown-partition"
+        assert (await http.delete("/api/backends/partitions/ghost")).status_code == 404
+        assert (await http.get("/api/backends/instances/nope/logs")).json()["error"] == "unknown-instance"
+        r = await http.get("/backends/hello/^1/", headers={"x-backends-partition": "ghost"})
+        assert r.status_code == 404 and r.json()["error"] == "backend-not-running"
+        r = await http.get("/backends/hello/^1/", headers={"x-backends-partition": "bad name!"})
+        assert r.status_code == 400 and r.json()["error"] == "bad-partition"
+        r = await http.post("/api/backends/install", content=b"{not json")
+        assert r.status_code == 400 and "JSON" in r.json()["detail"]
+        r = await http.get("/backends/x")
+        assert r.status_code == 404
+
+
+async def test_on_demand_start_with_dependencies(tmp_path: Path, catalog: Path, in_process_hub) -> None:
+    async with in_process_hub(hub_config(tmp_path, catalog, on_demand=True)) as h, \
+            httpx.AsyncClient(base_url=h.base, timeout=60) as http:
+        r = await http.get("/backends/dep_a/^1.0.0/", headers={"x-backends-partition": "od"})
+        assert r.status_code == 200 and r.json()["dep"]["body"]["name"] == "dep_b"
+        owners = {i["name"]: i["owner"] for i in (await http.get("/api/backends/instances")).json()}
+        assert owners == {"dep_a": None, "dep_b": None}

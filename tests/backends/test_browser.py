@@ -1,0 +1,91 @@
+"""The browser client in a real Chromium: the demo page installs both shipped backends with progress
+shown, calls them, and a reload keeps the same partition and instances."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from roomhub.config import demo_config_path
+
+pytestmark = pytest.mark.e2e
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_demo_page_installs_and_calls_both_backends(tmp_path: Path, hub_process, browser) -> None:
+    demo = demo_config_path().parent
+    config = tmp_path / "roomhub.toml"
+    config.write_text(
+        "[backends]\ngrace_period = 30.0\n"
+        f'[pages."/backends-demo"]\nhtml = {json.dumps(str(demo / "backends.html"))}\n'
+    )
+    hub = hub_process(config)
+    context = browser.new_context()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{hub.base}/backends-demo")
+        partition = page.locator("#partition").inner_text()
+        assert partition.startswith("tab-")
+        page.click("#install")
+        page.wait_for_function("document.querySelector('#status').textContent === 'installed'")
+        progress = page.locator("#progress li")
+        kinds = [(li.get_attribute("data-type"), li.get_attribute("data-event")) for li in progress.all()]
+        for expected in [("DownloadBackendEvent", "started"), ("InstallBackendEvent", "started"),
+                         ("InstallBackendEvent", "succeeded"), ("StartBackendEvent", "starting"),
+                         ("StartBackendEvent", "listening")]:
+            assert expected in kinds, kinds
+        starting = kinds.index(("StartBackendEvent", "starting"))
+        assert starting < kinds.index(("StartBackendEvent", "listening"))
+        assert any(k == ("BackendLog", "") for k in kinds)  # build output lines were shown
+
+        page.fill("#message", "Hi from Chromium")
+        page.select_option("#character", "trex")
+        page.click("#say")
+        page.wait_for_function(
+            "document.querySelector('#cow-output').textContent.includes('Hi from Chromium')")
+        assert "\\" in page.locator("#cow-output").inner_text()
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#run-output').textContent.includes('run number 1')")
+        assert page.locator("#docs").get_attribute("href").endswith(f"/docs?backends-partition={partition}")
+
+        instances = httpx.get(f"{hub.base}/api/backends/partitions/{partition}").json()["instances"]
+        assert sorted(i["name"] for i in instances) == ["pyrun_backend", "roomhub_demo_backend"]
+        assert {i["owner"] for i in instances} == {partition}
+
+        # a reload keeps the tab's partition and its backends (the runner's state shows it)
+        page.reload()
+        assert page.locator("#partition").inner_text() == partition
+        page.click("#install")
+        page.wait_for_function("document.querySelector('#status').textContent === 'installed'")
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#run-output').textContent.includes('run number 2')")
+        again = httpx.get(f"{hub.base}/api/backends/partitions/{partition}").json()["instances"]
+        assert {i["uid"] for i in again} == {i["uid"] for i in instances}
+    finally:
+        context.close()
+    assert not errors, errors
