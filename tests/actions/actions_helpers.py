@@ -10,20 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+
 from conftest import write_config
 
 HERE = Path(__file__).resolve().parent
 
 
 def actions_config(directory: Path, actions: str = "", more: str = "") -> Path:
-    """A configuration serving ``actions_sample_api:API``; ``actions`` adds keys to ``[actions]``."""
-    return write_config(directory, f"""
+    """A config serving ``actions_sample_api:API``; ``actions`` adds keys to ``[actions]``."""
+    return write_config(
+        directory,
+        f"""
 [actions]
 api = "actions_sample_api:API"
 pythonpath = ["{HERE}"]
 {actions}
 {more}
-""")
+""",
+    )
 
 
 class IgorClient:
@@ -40,7 +44,9 @@ class IgorClient:
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any) -> IgorClient:
+    async def connect(
+        cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any
+    ) -> IgorClient:
         url = f"{base}/actions"
         if session:
             url += f"?sessionId={session['id']}&sessionToken={session['token']}"
@@ -78,32 +84,32 @@ class IgorClient:
         await self.send({"streamId": sid, "action": action, "data": data})
         return sid
 
-    async def next(self, sid: str, timeout: float = 10) -> dict[str, Any]:
-        return await asyncio.wait_for(self.streams[sid].get(), timeout)
+    async def next(self, sid: str, within: float = 10) -> dict[str, Any]:
+        return await asyncio.wait_for(self.streams[sid].get(), within)
 
-    async def finish(self, sid: str, timeout: float = 10) -> list[dict[str, Any]]:
+    async def finish(self, sid: str, within: float = 10) -> list[dict[str, Any]]:
         """Frames of stream ``sid`` up to and including ``close``."""
         frames = []
         while True:
-            msg = await self.next(sid, timeout)
+            msg = await self.next(sid, within)
             frames.append(msg)
             if msg.get("close"):
                 return frames
 
-    async def call(self, action: str, data: Any = None, timeout: float = 10) -> list[dict[str, Any]]:
-        return await self.finish(await self.start(action, data), timeout)
+    async def call(self, action: str, data: Any = None, within: float = 10) -> list[dict[str, Any]]:
+        return await self.finish(await self.start(action, data), within)
 
-    async def value(self, action: str, data: Any = None, timeout: float = 10) -> Any:
+    async def value(self, action: str, data: Any = None, within: float = 10) -> Any:
         """The last data frame of a call that must not fail."""
-        frames = await self.call(action, data, timeout)
+        frames = await self.call(action, data, within)
         assert not any("error" in f for f in frames), frames
         return [f["data"] for f in frames if "data" in f][-1]
 
-    async def protocol_error(self, timeout: float = 10) -> dict[str, Any]:
-        return await asyncio.wait_for(self.other.get(), timeout)
+    async def protocol_error(self, within: float = 10) -> dict[str, Any]:
+        return await asyncio.wait_for(self.other.get(), within)
 
-    async def wait_closed(self, timeout: float = 10) -> None:
-        await asyncio.wait_for(self.closed.wait(), timeout)
+    async def wait_closed(self, within: float = 10) -> None:
+        await asyncio.wait_for(self.closed.wait(), within)
 
     async def close(self) -> None:
         await self.ws.close()
@@ -115,10 +121,10 @@ def data_of(frames: list[dict[str, Any]]) -> list[Any]:
     return [f["data"] for f in frames if "data" in f]
 
 
-async def wait_for(predicate: Any, timeout: float = 10, interval: float = 0.01) -> None:
+async def wait_for(predicate: Any, within: float = 10, interval: float = 0.01) -> None:
     """Poll ``predicate()`` until true (state changes in the hub have no event to await)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
             raise TimeoutError("condition not met")

@@ -13,20 +13,25 @@ PREFIX = "/actions/files"
 
 
 def files_config(tmp_path, root, extra=""):
-    return actions_config(tmp_path / "cfg", more=f"""
+    return actions_config(
+        tmp_path / "cfg",
+        more=f"""
 [actions.files]
 enabled = true
 root = "{root}"
 max_bytes = 1000
 {extra}
-""")
+""",
+    )
 
 
 async def raw_request(port: int, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
     """An HTTP/1.1 request with ``target`` sent byte for byte (no client-side normalisation)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     writer.write(head.encode() + body)
     await writer.drain()
     response = await asyncio.wait_for(reader.read(), 10)
@@ -50,9 +55,16 @@ def layout(tmp_path):
 
 async def test_get_put_delete_below_the_root(tmp_path, in_process_hub, layout):
     root, _ = layout
-    async with in_process_hub(files_config(tmp_path, root)) as h, httpx.AsyncClient(base_url=h.base) as http:
+    async with (
+        in_process_hub(files_config(tmp_path, root)) as h,
+        httpx.AsyncClient(base_url=h.base) as http,
+    ):
         r = await http.get(f"{PREFIX}/hello.txt")
-        assert r.status_code == 200 and r.text == "hello" and r.headers["content-type"].startswith("text/plain")
+        assert (
+            r.status_code == 200
+            and r.text == "hello"
+            and r.headers["content-type"].startswith("text/plain")
+        )
         r = await http.put(f"{PREFIX}/sub/dir/new.json", content=b'{"a": 1}')
         assert r.status_code == 201 and r.json()["bytes"] == 8
         assert (root / "sub" / "dir" / "new.json").read_bytes() == b'{"a": 1}'
@@ -70,19 +82,22 @@ async def test_get_put_delete_below_the_root(tmp_path, in_process_hub, layout):
         assert not list(root.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("target", [
-    f"{PREFIX}/../outside/secret.txt",
-    f"{PREFIX}/sub/../../outside/secret.txt",
-    f"{PREFIX}/%2e%2e/outside/secret.txt",
-    f"{PREFIX}/..%2Foutside%2Fsecret.txt",
-    f"{PREFIX}/sub%2F..%2F..%2Foutside%2Fsecret.txt",
-    f"{PREFIX}/%5c..%5coutside%5csecret.txt",
-    f"{PREFIX}//etc/passwd",
-    f"{PREFIX}/%2Fetc%2Fpasswd",
-    f"{PREFIX}/link.txt",
-    f"{PREFIX}/linkdir/secret.txt",
-    f"{PREFIX}/hello.txt%00.png",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"{PREFIX}/../outside/secret.txt",
+        f"{PREFIX}/sub/../../outside/secret.txt",
+        f"{PREFIX}/%2e%2e/outside/secret.txt",
+        f"{PREFIX}/..%2Foutside%2Fsecret.txt",
+        f"{PREFIX}/sub%2F..%2F..%2Foutside%2Fsecret.txt",
+        f"{PREFIX}/%5c..%5coutside%5csecret.txt",
+        f"{PREFIX}//etc/passwd",
+        f"{PREFIX}/%2Fetc%2Fpasswd",
+        f"{PREFIX}/link.txt",
+        f"{PREFIX}/linkdir/secret.txt",
+        f"{PREFIX}/hello.txt%00.png",
+    ],
+)
 async def test_paths_resolving_outside_are_refused(tmp_path, in_process_hub, layout, target):
     root, outside = layout
     async with in_process_hub(files_config(tmp_path, root)) as h:
@@ -97,7 +112,10 @@ async def test_paths_resolving_outside_are_refused(tmp_path, in_process_hub, lay
 async def test_size_limits(tmp_path, in_process_hub, layout):
     root, _ = layout
     (root / "big.bin").write_bytes(b"x" * 1001)
-    async with in_process_hub(files_config(tmp_path, root)) as h, httpx.AsyncClient(base_url=h.base) as http:
+    async with (
+        in_process_hub(files_config(tmp_path, root)) as h,
+        httpx.AsyncClient(base_url=h.base) as http,
+    ):
         assert (await http.get(f"{PREFIX}/big.bin")).status_code == 413
         assert (await http.put(f"{PREFIX}/up.bin", content=b"y" * 1001)).status_code == 413
 
@@ -112,8 +130,10 @@ async def test_size_limits(tmp_path, in_process_hub, layout):
 
 async def test_read_only(tmp_path, in_process_hub, layout):
     root, _ = layout
-    async with in_process_hub(files_config(tmp_path, root, "read_only = true")) as h, \
-            httpx.AsyncClient(base_url=h.base) as http:
+    async with (
+        in_process_hub(files_config(tmp_path, root, "read_only = true")) as h,
+        httpx.AsyncClient(base_url=h.base) as http,
+    ):
         assert (await http.get(f"{PREFIX}/hello.txt")).status_code == 200
         assert (await http.put(f"{PREFIX}/hello.txt", content=b"x")).status_code == 405
         assert (await http.delete(f"{PREFIX}/hello.txt")).status_code == 405
@@ -133,6 +153,8 @@ async def test_same_auth_as_the_hub(tmp_path, in_process_hub, layout):
 
 
 async def test_off_unless_enabled(tmp_path, in_process_hub):
-    async with in_process_hub(actions_config(tmp_path / "cfg")) as h, \
-            httpx.AsyncClient(base_url=h.base) as http:
+    async with (
+        in_process_hub(actions_config(tmp_path / "cfg")) as h,
+        httpx.AsyncClient(base_url=h.base) as http,
+    ):
         assert (await http.get(f"{PREFIX}/anything")).status_code == 404

@@ -12,7 +12,9 @@ TIMEOUT = 1.0
 
 @pytest.fixture
 async def hub(tmp_path, in_process_hub):
-    async with in_process_hub(actions_config(tmp_path / "cfg", f"session_timeout = {TIMEOUT}")) as h:
+    async with in_process_hub(
+        actions_config(tmp_path / "cfg", f"session_timeout = {TIMEOUT}")
+    ) as h:
         yield h
 
 
@@ -44,7 +46,7 @@ async def test_after_the_timeout_the_session_is_reaped_once(hub):
     a = await IgorClient.connect(hub.ws)
     await a.value("session.set", {"k": 1})
     await a.close()
-    await wait_for(lambda: a.session["id"] not in store, timeout=TIMEOUT + 5)
+    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
     assert store.reaped_count == 1
     b = await IgorClient.connect(hub.ws, session=a.session)
     assert b.session["resumed"] is False and b.session["id"] != a.session["id"]
@@ -55,7 +57,7 @@ async def test_after_the_timeout_the_session_is_reaped_once(hub):
 
 
 async def test_reaped_on_the_timer_of_the_last_disconnect(hub):
-    """Igor deleted a session on its first timer even after a reconnect; here the last one counts."""
+    """Igor deleted a session on its first timer even after a reconnect: the last one counts."""
     store = store_of(hub)
     loop = asyncio.get_running_loop()
     a = await IgorClient.connect(hub.ws)
@@ -69,7 +71,7 @@ async def test_reaped_on_the_timer_of_the_last_disconnect(hub):
     second_detach = loop.time()
     await asyncio.sleep(first_detach + TIMEOUT * 1.3 - loop.time())  # past the first timer
     assert a.session["id"] in store and store[a.session["id"]] == {"k": "v"}
-    await wait_for(lambda: a.session["id"] not in store, timeout=TIMEOUT + 5)
+    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
     assert loop.time() - second_detach >= TIMEOUT * 0.95
     assert store.reaped_count == 1
 
@@ -91,8 +93,13 @@ async def test_introduce_self_resumes_with_the_token(hub):
     await a.close()
     b = await IgorClient.connect(hub.ws)
     fresh = b.session["id"]
-    await b.send({"streamId": "intro", "action": "introduce_self",
-                  "data": {"client_id": a.session["id"], "token": a.session["token"]}})
+    await b.send(
+        {
+            "streamId": "intro",
+            "action": "introduce_self",
+            "data": {"client_id": a.session["id"], "token": a.session["token"]},
+        }
+    )
     assert await b.finish("intro") == [
         {"streamId": "intro", "data": {"sessionId": a.session["id"], "resumed": True}},
         {"streamId": "intro", "close": True},
@@ -106,7 +113,9 @@ async def test_introduce_self_without_the_token_cannot_take_a_session(hub):
     a = await IgorClient.connect(hub.ws)
     await a.value("session.set", {"who": "a"})
     b = await IgorClient.connect(hub.ws)
-    await b.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": a.session["id"]}})
+    await b.send(
+        {"streamId": "i", "action": "introduce_self", "data": {"client_id": a.session["id"]}}
+    )
     frames = await b.finish("i")
     assert frames[0]["code"] == 400 and "token" in frames[0]["error"] and frames[1]["close"]
     assert await b.value("session.get") == {}

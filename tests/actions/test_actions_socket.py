@@ -47,8 +47,11 @@ async def test_return_value_is_the_last_data_frame(hub):
 async def test_handler_exception_is_an_error_frame_and_the_connection_stays(hub):
     c = await IgorClient.connect(hub.ws)
     frames = await c.call("fail", 7)
-    assert [list(f) for f in frames] == [["streamId", "data"], ["streamId", "error", "code"],
-                                         ["streamId", "close"]]
+    assert [list(f) for f in frames] == [
+        ["streamId", "data"],
+        ["streamId", "error", "code"],
+        ["streamId", "close"],
+    ]
     assert frames[1]["error"] == "boom: 7" and frames[1]["code"] == 500
     assert "traceback" not in frames[1]
     frames = await c.call("fail_sync")
@@ -56,7 +59,9 @@ async def test_handler_exception_is_an_error_frame_and_the_connection_stays(hub)
     frames = await c.call("not_json")
     assert "JSON serializable" in frames[0]["error"]
     frames = await c.call("send_error")
-    assert frames[0]["error"] == "soft error" and frames[1]["data"] == "after" and frames[2]["close"]
+    assert (
+        frames[0]["error"] == "soft error" and frames[1]["data"] == "after" and frames[2]["close"]
+    )
     assert await c.value("echo", "still open") == "still open"
     await c.close()
 
@@ -65,7 +70,10 @@ async def test_traceback_only_in_debug_mode(tmp_path, in_process_hub):
     async with in_process_hub(actions_config(tmp_path / "cfg", "debug = true")) as h:
         c = await IgorClient.connect(h.ws)
         frames = await c.call("fail", 1)
-        assert "Traceback" in frames[1]["traceback"] and "ValueError: boom: 1" in frames[1]["traceback"]
+        assert (
+            "Traceback" in frames[1]["traceback"]
+            and "ValueError: boom: 1" in frames[1]["traceback"]
+        )
         await c.close()
 
 
@@ -83,9 +91,13 @@ async def test_bad_input_gets_error_frames_and_never_closes(hub):
     assert (await c.protocol_error())["code"] == 415
     await c.send({"streamId": "na", "data": 1})
     assert await c.finish("na") == [
-        {"streamId": "na", "error": "No action specified", "code": 400}, {"streamId": "na", "close": True}]
+        {"streamId": "na", "error": "No action specified", "code": 400},
+        {"streamId": "na", "close": True},
+    ]
     frames = await c.call("no.such.action")
-    assert frames[0]["error"] == 'No handler for action: "no.such.action"' and frames[0]["code"] == 404
+    assert (
+        frames[0]["error"] == 'No handler for action: "no.such.action"' and frames[0]["code"] == 404
+    )
     assert frames[1]["close"]
     frames = await c.call("add", {"x": 1, "y": "nope"})
     assert frames[0]["code"] == 422 and "y" in frames[0]["error"]
@@ -143,7 +155,7 @@ async def test_fifty_clients_calling_a_slow_handler_at_once_all_succeed(hub):
     clients = await asyncio.gather(*(IgorClient.connect(hub.ws) for _ in range(50)))
     for action in ("slow", "slow_sync"):
         started = time.perf_counter()
-        results = await asyncio.gather(*(c.value(action, 0.5, timeout=30) for c in clients))
+        results = await asyncio.gather(*(c.value(action, 0.5, within=30) for c in clients))
         elapsed = time.perf_counter() - started
         assert results == ["done"] * 50
         assert elapsed < 5, f"{action}: 50 calls of 0.5 s took {elapsed:.1f} s: not concurrent"
@@ -240,7 +252,7 @@ async def test_a_partial_actions_config_keeps_the_defaults(tmp_path):
     cfg = parse_config({"actions": {"session_timeout": 3}}, base=tmp_path)
     assert cfg.actions.session_timeout == 3 and cfg.actions.max_calls_per_client == 256
     assert cfg.actions.files.enabled is False
-    with pytest.raises(ConfigError, match="actions.sesion_timeout: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"actions\.sesion_timeout: Extra inputs"):
         parse_config({"actions": {"sesion_timeout": 3}}, base=tmp_path)
 
 
@@ -248,8 +260,12 @@ async def test_an_unloadable_api_stops_the_hub_with_a_clear_error(tmp_path):
     from roomhub.config import parse_config
     from roomhub.hub import Hub, HubError
 
-    for ref, msg in [("nope_module_x:API", "cannot import"), ("json:NOPE", "no attribute"),
-                     ("json", "package.module:API"), ("json:loads", "not an ActionsAPI")]:
+    for ref, msg in [
+        ("nope_module_x:API", "cannot import"),
+        ("json:NOPE", "no attribute"),
+        ("json", "package.module:API"),
+        ("json:loads", "not an ActionsAPI"),
+    ]:
         cfg = parse_config({"actions": {"api": ref}, "server": {"data_dir": str(tmp_path)}})
         with pytest.raises(HubError, match=msg):
             Hub(cfg)

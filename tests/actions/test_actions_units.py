@@ -22,17 +22,25 @@ def test_decode_a_call_cancel_and_introduce():
     ) == p.Introduce("i", "c", "t")
 
 
-@pytest.mark.parametrize(("frame", "code", "message", "sid"), [
-    (b"\x00", p.UNSUPPORTED, "binary", None),
-    ("{", p.BAD_REQUEST, "not JSON", None),
-    ("null", p.BAD_REQUEST, "JSON object", None),
-    ('{"action":"x"}', p.BAD_REQUEST, "No streamId specified", None),
-    ('{"streamId":5,"action":"x"}', p.BAD_REQUEST, "streamId must be a string", None),
-    ('{"streamId":"' + "s" * 300 + '","action":"x"}', p.BAD_REQUEST, "at most", None),
-    ('{"streamId":"a"}', p.BAD_REQUEST, "No action specified", "a"),
-    ('{"streamId":"a","action":7}', p.BAD_REQUEST, "action must be a string", "a"),
-    ('{"streamId":"a","action":"introduce_self","data":{}}', p.BAD_REQUEST, "No client_id", "a"),
-])
+@pytest.mark.parametrize(
+    ("frame", "code", "message", "sid"),
+    [
+        (b"\x00", p.UNSUPPORTED, "binary", None),
+        ("{", p.BAD_REQUEST, "not JSON", None),
+        ("null", p.BAD_REQUEST, "JSON object", None),
+        ('{"action":"x"}', p.BAD_REQUEST, "No streamId specified", None),
+        ('{"streamId":5,"action":"x"}', p.BAD_REQUEST, "streamId must be a string", None),
+        ('{"streamId":"' + "s" * 300 + '","action":"x"}', p.BAD_REQUEST, "at most", None),
+        ('{"streamId":"a"}', p.BAD_REQUEST, "No action specified", "a"),
+        ('{"streamId":"a","action":7}', p.BAD_REQUEST, "action must be a string", "a"),
+        (
+            '{"streamId":"a","action":"introduce_self","data":{}}',
+            p.BAD_REQUEST,
+            "No client_id",
+            "a",
+        ),
+    ],
+)
 def test_decode_refuses_bad_frames(frame, code, message, sid):
     with pytest.raises(p.ProtocolError) as info:
         p.decode(frame)
@@ -45,7 +53,11 @@ def test_encoders_give_igor_shapes():
     assert json.loads(p.close("s")) == {"streamId": "s", "close": True}
     assert json.loads(p.close("s", cancelled=True))["cancelled"] is True
     assert json.loads(p.protocol_error("x", 400)) == {"error": "x", "code": 400}
-    assert json.loads(p.process_message("pid", "tick", 3)) == {"streamId": "pid", "action": "tick", "data": 3}
+    assert json.loads(p.process_message("pid", "tick", 3)) == {
+        "streamId": "pid",
+        "action": "tick",
+        "data": 3,
+    }
     with pytest.raises(ValueError):
         p.data("s", float("nan"))  # not valid JSON: refused rather than sent
 
@@ -79,7 +91,9 @@ async def test_session_store_limit_and_close():
     assert len(store) == 0 and a.reaped and b.reaped and store.reaped_count == 2
 
 
-@pytest.mark.parametrize("path", ["", "/etc/passwd", "..", "a/../b", "a//b", "./a", "a\\b", "a\x00b"])
+@pytest.mark.parametrize(
+    "path", ["", "/etc/passwd", "..", "a/../b", "a//b", "./a", "a\\b", "a\x00b"]
+)
 def test_split_path_refuses(path):
     with pytest.raises(FileAccessError) as info:
         split_path(path)
@@ -92,8 +106,12 @@ def test_file_server_never_follows_symlinks(tmp_path):
     (tmp_path / "out").mkdir()
     os.symlink(tmp_path / "out", root / "d")
     os.symlink(root, root / "self")  # even a link that stays inside is not followed
-    for call in (lambda: files.read("d/x"), lambda: files.write("d/x", b"1"),
-                 lambda: files.write("self/x", b"1"), lambda: files.delete("d")):
+    for call in (
+        lambda: files.read("d/x"),
+        lambda: files.write("d/x", b"1"),
+        lambda: files.write("self/x", b"1"),
+        lambda: files.delete("d"),
+    ):
         with pytest.raises(FileAccessError) as info:
             call()
         assert info.value.status == 403

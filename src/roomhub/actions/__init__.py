@@ -17,7 +17,7 @@ from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
 from .endpoint import file_routes, socket_route
 from .files import FileAccessError, FileServer
-from .processes import ProcessOutput, Processes
+from .processes import Processes, ProcessOutput
 from .session import ActionsState
 
 
@@ -42,7 +42,9 @@ class ActionsFace(Face):
                 raise HubError(f"actions.api: {exc}") from None
         self.api = api
         self.state = ActionsState(
-            api, config, hub.bus,
+            api,
+            config,
+            hub.bus,
             debug=config.debug or server.log_level == "debug",
             max_frame_bytes=config.max_frame_bytes or server.limits.max_frame_bytes,
         )

@@ -125,8 +125,14 @@ async def run_call(
     except Exception as exc:
         if stream.closed:
             return
-        log.warning("action %r (stream %r) failed: %s: %s", handler.name, sid, type(exc).__name__, exc,
-                    exc_info=debug)
+        log.warning(
+            "action %r (stream %r) failed: %s: %s",
+            handler.name,
+            sid,
+            type(exc).__name__,
+            exc,
+            exc_info=debug,
+        )
         tb = traceback.format_exc() if debug else None
         stream._send(p.error(sid, str(exc) or type(exc).__name__, p.HANDLER_FAILED, tb))
     if not stream.closed:

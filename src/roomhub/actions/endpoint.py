@@ -71,7 +71,9 @@ def socket_route(hub: Hub, state: ActionsState, path: str = "/actions") -> WebSo
             if conn is not None:
                 # A close we started (close_code set) may still be flushing: give it time. A
                 # client that went away gets nothing more: stop the writer at once.
-                await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
+                await conn.aclose(
+                    CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0
+                )
             hub.connections.release()
 
     return WebSocketRoute(path, socket)
@@ -99,7 +101,7 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
 
     async def endpoint(request: Request) -> Response:
         raw = request.scope.get("raw_path") or request.url.path.encode()
-        raw = raw[len(raw_prefix):] if raw.startswith(raw_prefix) else raw
+        raw = raw[len(raw_prefix) :] if raw.startswith(raw_prefix) else raw
         path = request.path_params["path"]
         try:
             if _ENCODED_SEPARATOR.search(raw):
@@ -111,13 +113,20 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
             if request.method in ("PUT", "POST"):
                 body = await read_body(request)
                 created = await asyncio.to_thread(files.write, path, body)
-                return JSONResponse({"message": "File saved.", "path": path, "bytes": len(body)},
-                                    status_code=201 if created else 200)
+                return JSONResponse(
+                    {"message": "File saved.", "path": path, "bytes": len(body)},
+                    status_code=201 if created else 200,
+                )
             await asyncio.to_thread(files.delete, path)
             return JSONResponse({"message": "File deleted.", "path": path})
         except FileAccessError as exc:
-            log.info("file server: %s %s refused: %s (%d)", request.method, request.url.path,
-                     exc.message, exc.status)
+            log.info(
+                "file server: %s %s refused: %s (%d)",
+                request.method,
+                request.url.path,
+                exc.message,
+                exc.status,
+            )
             return _error(exc)
 
     async def bare(request: Request) -> Response:

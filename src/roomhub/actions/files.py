@@ -108,8 +108,9 @@ class FileServer:
         *folders, name = split_path(path)
         with self._folder(folders) as dir_fd:
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                             dir_fd=dir_fd)
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
+                )
             except FileNotFoundError:
                 raise FileAccessError(404, "no such file") from None
             except OSError as exc:
@@ -147,8 +148,12 @@ class FileServer:
                 if not stat.S_ISREG(st.st_mode):
                     raise FileAccessError(409, "not a regular file")
             tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o644, dir_fd=dir_fd)
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=dir_fd,
+            )
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)

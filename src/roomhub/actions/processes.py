@@ -34,14 +34,18 @@ class ProcessOutput:
     an Igor-style ``while True`` thread.
     """
 
-    def __init__(self, process_id: str, state: ActionsState, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, process_id: str, state: ActionsState, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.process_id = process_id
         self._state = state
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self.closed = False
 
-    def send(self, action: str | None = None, data: Any = None, client_id: str | None = None) -> bool:
+    def send(
+        self, action: str | None = None, data: Any = None, client_id: str | None = None
+    ) -> bool:
         """Send ``data`` as ``action`` to every client, or to the client of session ``client_id``.
 
         Returns False if ``client_id`` is not connected (Igor raised instead).
@@ -104,8 +108,10 @@ class Processes:
             if spec.kind == "thread":
                 thread = spec.target() if isinstance(spec.target, type) else spec.target
                 if thread.ident is not None:
-                    raise RuntimeError(f"process {spec.name!r}: this Thread was already started "
-                                       "(register its class to run it in more than one hub)")
+                    raise RuntimeError(
+                        f"process {spec.name!r}: this Thread was already started "
+                        "(register its class to run it in more than one hub)"
+                    )
                 thread.process_id = spec.name
                 thread.output = output
                 thread.scope = self.state.scope
@@ -123,8 +129,10 @@ class Processes:
                     )
                 else:
                     thread = threading.Thread(
-                        target=self._run_sync, args=(spec, output, kwargs, loop),
-                        name=f"process:{spec.name}", daemon=True,
+                        target=self._run_sync,
+                        args=(spec, output, kwargs, loop),
+                        name=f"process:{spec.name}",
+                        daemon=True,
                     )
                     self.threads[spec.name] = thread
                     thread.start()
@@ -139,7 +147,9 @@ class Processes:
         }
         return {k: v for k, v in available.items() if k in spec.kwargs}
 
-    async def _run_async(self, spec: ProcessSpec, output: ProcessOutput, kwargs: dict[str, Any]) -> None:
+    async def _run_async(
+        self, spec: ProcessSpec, output: ProcessOutput, kwargs: dict[str, Any]
+    ) -> None:
         try:
             await spec.target(output, **kwargs)
         except (asyncio.CancelledError, StreamClosed):
@@ -149,8 +159,13 @@ class Processes:
             return
         self._finished(output)
 
-    def _run_sync(self, spec: ProcessSpec, output: ProcessOutput, kwargs: dict[str, Any],
-                  loop: asyncio.AbstractEventLoop) -> None:
+    def _run_sync(
+        self,
+        spec: ProcessSpec,
+        output: ProcessOutput,
+        kwargs: dict[str, Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         try:
             spec.target(output, **kwargs)
         except StreamClosed:
@@ -161,8 +176,13 @@ class Processes:
         loop.call_soon_threadsafe(self._finished, output)
 
     def _failed(self, spec: ProcessSpec, output: ProcessOutput, exc: Exception) -> None:
-        log.error("process %s failed: %s: %s", spec.name, type(exc).__name__, exc,
-                  exc_info=(type(exc), exc, exc.__traceback__))
+        log.error(
+            "process %s failed: %s: %s",
+            spec.name,
+            type(exc).__name__,
+            exc,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
         if not output.closed and not self.stop_event.is_set():
             output.send_error(str(exc) or type(exc).__name__)
             output.finish()
@@ -171,8 +191,8 @@ class Processes:
         if not output.closed and not self.stop_event.is_set():
             output.finish()
 
-    async def stop(self, timeout: float = 5.0) -> None:
-        """Cancel async processes, signal threads (``stop``), wait for them up to ``timeout`` s."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Cancel async processes, signal threads (``stop``), wait for them up to ``grace`` s."""
         self.stop_event.set()
         for output in self.outputs.values():
             output.closed = True
@@ -180,8 +200,12 @@ class Processes:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait(tasks, timeout=grace)
         for name, thread in self.threads.items():
-            await asyncio.to_thread(thread.join, timeout)
+            await asyncio.to_thread(thread.join, grace)
             if thread.is_alive():
-                log.warning("process %s (thread) did not stop within %.0f s; left as a daemon", name, timeout)
+                log.warning(
+                    "process %s (thread) did not stop within %.0f s; left as a daemon",
+                    name,
+                    grace,
+                )

@@ -111,7 +111,9 @@ def decode(frame: str | bytes) -> ClientMessage:
         raise ProtocolError(BAD_REQUEST, "No action specified", stream_id)
     if not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH:
         raise ProtocolError(
-            BAD_REQUEST, f"action must be a string of at most {MAX_ACTION_LENGTH} characters", stream_id
+            BAD_REQUEST,
+            f"action must be a string of at most {MAX_ACTION_LENGTH} characters",
+            stream_id,
         )
     data = msg.get("data")
     if action == INTRODUCE_SELF:
@@ -134,7 +136,9 @@ def data(stream_id: str, value: Any) -> str:
     return _encode({"streamId": stream_id, "data": value})
 
 
-def error(stream_id: str, message: str, code: int | None = None, traceback: str | None = None) -> str:
+def error(
+    stream_id: str, message: str, code: int | None = None, traceback: str | None = None
+) -> str:
     msg: dict[str, Any] = {"streamId": stream_id, "error": message}
     if code is not None:
         msg["code"] = code

@@ -43,8 +43,9 @@ def session_topic(session_id: str) -> str:
 class ActionsState:
     """What every client and process of the actions face shares."""
 
-    def __init__(self, api: ActionsAPI, config: ActionsConfig, bus: Bus, *, debug: bool,
-                 max_frame_bytes: int) -> None:
+    def __init__(
+        self, api: ActionsAPI, config: ActionsConfig, bus: Bus, *, debug: bool, max_frame_bytes: int
+    ) -> None:
         self.api = api
         self.config = config
         self.bus = bus
@@ -94,14 +95,22 @@ class ActionsState:
     def _attach(self, client: Client, session: Session) -> None:
         previous = self.clients.get(session.id)
         if previous is not None and previous is not client:
-            log.info("session %s resumed by %s: closing %s", session.id, client.conn.peer, previous.conn.peer)
+            log.info(
+                "session %s resumed by %s: closing %s",
+                session.id,
+                client.conn.peer,
+                previous.conn.peer,
+            )
             self._detach(previous)
             previous.cancel_all()
             previous.conn.close(SESSION_TAKEN, "session resumed by another connection")
         client.session = session
         self.clients[session.id] = client
         send = client.conn.send
-        client.unsubscribe = [self.bus.subscribe(TOPIC, send), self.bus.subscribe(session_topic(session.id), send)]
+        client.unsubscribe = [
+            self.bus.subscribe(TOPIC, send),
+            self.bus.subscribe(session_topic(session.id), send),
+        ]
 
     def _detach(self, client: Client) -> None:
         for unsubscribe in client.unsubscribe:
@@ -115,7 +124,7 @@ class ActionsState:
         self.bus.publish(TOPIC, frame)
 
     def send_to(self, session_id: str, frame: str) -> bool:
-        """Send an encoded frame to the client holding session ``session_id``; False if none here."""
+        """Send an encoded frame to the client of session ``session_id``; False if none here."""
         if session_id not in self.clients:
             return False
         self.bus.publish(session_topic(session_id), frame)
@@ -154,8 +163,9 @@ class Client:
     def handle(self, frame: str | bytes) -> None:
         """Handle one client frame without waiting (a call becomes a task)."""
         limit = self.state.max_frame_bytes
-        if len(frame) > limit or (isinstance(frame, str) and len(frame) * 4 > limit
-                                  and len(frame.encode()) > limit):
+        if len(frame) > limit or (
+            isinstance(frame, str) and len(frame) * 4 > limit and len(frame.encode()) > limit
+        ):
             self._bad(p.ProtocolError(p.TOO_LARGE, f"frame larger than {limit} bytes"))
             self.conn.close(CloseCode.MESSAGE_TOO_BIG, f"frame larger than {limit} bytes")
             return
@@ -178,11 +188,15 @@ class Client:
             return
         handler = self.state.api.handlers.get(call.action)
         if handler is None:
-            self._bad(p.ProtocolError(p.UNKNOWN_ACTION, f'No handler for action: "{call.action}"', sid))
+            self._bad(
+                p.ProtocolError(p.UNKNOWN_ACTION, f'No handler for action: "{call.action}"', sid)
+            )
             return
         if len(self.calls) >= self.state.config.max_calls_per_client:
             limit = self.state.config.max_calls_per_client
-            self._bad(p.ProtocolError(p.TOO_MANY_CALLS, f"more than {limit} calls running at once", sid))
+            self._bad(
+                p.ProtocolError(p.TOO_MANY_CALLS, f"more than {limit} calls running at once", sid)
+            )
             return
         kwargs: dict[str, Any] = {}
         if "session" in handler.kwargs:
@@ -203,7 +217,7 @@ class Client:
             del self.streams[sid]
 
     def cancel(self, sid: str) -> None:
-        """Cancel the running call ``sid`` (it answers ``close`` with ``cancelled``); unknown: ignored."""
+        """Cancel the running call ``sid`` (answered by a cancelled ``close``); unknown: ignored."""
         task = self.calls.get(sid)
         if task is not None:
             self.streams[sid].cancel_requested = True
@@ -220,9 +234,14 @@ class Client:
         if self.state.resume(self, msg.client_id, msg.token):
             self.conn.send(p.data(sid, {"sessionId": self.session.id, "resumed": True}))
         else:
-            self.conn.send(p.error(
-                sid, "introduce_self: unknown session or wrong token (send the token from the "
-                "session frame)", p.BAD_REQUEST))
+            self.conn.send(
+                p.error(
+                    sid,
+                    "introduce_self: unknown session or wrong token (send the token from the "
+                    "session frame)",
+                    p.BAD_REQUEST,
+                )
+            )
         self.conn.send(p.close(sid))
 
     def _within_rate(self) -> bool:

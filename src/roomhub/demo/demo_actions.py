@@ -33,8 +33,13 @@ async def progress(output: Stream, data: ProgressIn, *, scope: dict[str, Any]) -
 
 
 @API.action("demo.visit")
-def visit(output: Stream, data: Any, *, session: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
-    """Count this client's visits (session) and everyone's (scope). A plain function: runs in a thread."""
+def visit(
+    output: Stream, data: Any, *, session: dict[str, Any], scope: dict[str, Any]
+) -> dict[str, Any]:
+    """Count this client's visits (session) and everyone's (scope).
+
+    A plain function: it runs in the hub's thread pool.
+    """
     session["visits"] = session.get("visits", 0) + 1
     scope["visits"] = scope.get("visits", 0) + 1
     return {"mine": session["visits"], "everyone": scope["visits"], "name": session.get("name")}
@@ -42,7 +47,7 @@ def visit(output: Stream, data: Any, *, session: dict[str, Any], scope: dict[str
 
 @API.action("demo.name")
 async def set_name(output: Stream, data: str, *, session: dict[str, Any]) -> str:
-    """Remember a name in the session: it survives a reconnect (resume) but not the session timeout."""
+    """Remember a name in the session: it survives a reconnect, not the session timeout."""
     session["name"] = data[:40]
     return session["name"]
 
