@@ -283,3 +283,14 @@ async def test_igor_message_shapes_with_a_dict_api(tmp_path):
     assert list(api.handlers) == ["greet.en.hello"]
     assert flatten({"a": {"b": {"c": 1}}}, "/") == {"a/b/c": 1}
     assert json.dumps(sorted(api.handlers["greet.en.hello"].kwargs)) == '["scope", "session"]'
+
+
+async def test_igor_angular_client_path_with_a_client_id(hub):
+    """Igor's Angular client connects to ``<serverAddress>/<clientId>``; the id is ignored."""
+    import websockets
+
+    async with websockets.connect(f"{hub.ws}/actions/client-7") as ws:
+        assert "session" in json.loads(await ws.recv())
+        await ws.send(json.dumps({"streamId": "u-1", "action": "echo", "data": {"x": 1}}))
+        assert json.loads(await ws.recv()) == {"streamId": "u-1", "data": {"x": 1}}
+        assert json.loads(await ws.recv()) == {"streamId": "u-1", "close": True}

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute
 from ..faces import Face
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
-from .endpoint import file_routes, socket_route
+from .endpoint import file_routes, socket_routes
 from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
 from .session import ActionsState
@@ -60,7 +60,7 @@ class ActionsFace(Face):
         return self.state.scope
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = [socket_route(self.hub, self.state)]
+        routes: list[BaseRoute] = socket_routes(self.hub, self.state)
         if self.files is not None:
             routes += file_routes(self.files, self.hub.config.actions.files.prefix)
         return routes

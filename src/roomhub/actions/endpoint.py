@@ -1,8 +1,9 @@
 """The actions face's ASGI adapter: the ``/actions`` socket and the file server routes.
 
 ``/actions[?sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's message
-shapes, see :mod:`.protocol`); with a valid id and token the session is
-resumed, otherwise a new one is made. Refusals: 1013 when the connection or
+shapes, see :mod:`.protocol`), and so is ``/actions/<anything>`` (Igor
+ignored the path). With a valid id and token the session is resumed,
+otherwise a new one is made. Refusals: 1013 when the connection or
 session limit is reached, 1009 for a frame over the limit, 1008 for a call
 flood, 4009 when another connection resumed this session.
 
@@ -39,7 +40,8 @@ log = logging.getLogger("roomhub.actions")
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 
 
-def socket_route(hub: Hub, state: ActionsState, path: str = "/actions") -> WebSocketRoute:
+def socket_routes(hub: Hub, state: ActionsState, path: str = "/actions") -> list[BaseRoute]:
+    """``path`` and ``path/<client id>`` (Igor's Angular client appends its id; it is ignored)."""
     queue_size = hub.config.server.limits.send_queue_frames
 
     async def socket(websocket: WebSocket) -> None:
@@ -76,7 +78,7 @@ def socket_route(hub: Hub, state: ActionsState, path: str = "/actions") -> WebSo
                 )
             hub.connections.release()
 
-    return WebSocketRoute(path, socket)
+    return [WebSocketRoute(path, socket), WebSocketRoute(path + "/{client_id}", socket)]
 
 
 def _error(exc: FileAccessError) -> JSONResponse:
