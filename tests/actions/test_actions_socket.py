@@ -294,3 +294,27 @@ async def test_igor_angular_client_path_with_a_client_id(hub):
         await ws.send(json.dumps({"streamId": "u-1", "action": "echo", "data": {"x": 1}}))
         assert json.loads(await ws.recv()) == {"streamId": "u-1", "data": {"x": 1}}
         assert json.loads(await ws.recv()) == {"streamId": "u-1", "close": True}
+
+
+async def test_the_embedded_demo_serves_actions(hub_process):
+    """``roomhub serve`` with no configuration: the demo's actions, process and file server."""
+    import httpx
+
+    h = await asyncio.to_thread(hub_process, None)
+    c = await IgorClient.connect(h.ws)
+    frames = await c.call("demo.progress", {"steps": 3, "delay": 0})
+    assert data_of(frames) == [{"step": 1, "of": 3}, {"step": 2, "of": 3}, {"step": 3, "of": 3},
+                               "done: 3 steps"]
+    assert (await c.call("demo.progress", {"steps": 0}))[0]["code"] == 422
+    assert (await c.value("demo.visit"))["mine"] == 1
+    tick = await c.next("counter", within=10)
+    assert tick["action"] == "tick" and tick["data"]["sessions"] >= 1
+    async with httpx.AsyncClient(base_url=h.base) as http:
+        page = await http.get("/actions-demo")
+        assert page.status_code == 200 and "/static/actions.js" in page.text
+        assert (await http.get("/static/actions.js")).status_code == 200
+        assert (await http.put("/actions/files/note.txt", content=b"hi")).status_code == 201
+        assert (await http.get("/actions/files/note.txt")).text == "hi"
+    await c.close()
+    assert await asyncio.to_thread(h.stop) in (0, -15)  # uvicorn re-raises SIGTERM when done
+    assert "shutdown complete" in h.log()
