@@ -93,6 +93,8 @@ async def sio_blast(sid: str, data: Any) -> str:
 
 # -- bare baseline ---------------------------------------------------------------------------
 
+encode = json.JSONEncoder(separators=(",", ":")).encode  # the same compact JSON as roomhub's
+
 
 async def baseline_socket(websocket: WebSocket) -> None:
     await websocket.accept()
@@ -102,10 +104,10 @@ async def baseline_socket(websocket: WebSocket) -> None:
             sid = msg["streamId"]
             if msg["action"] == "stream":
                 for i in range(STREAM_FRAMES):
-                    await websocket.send_text(json.dumps({"streamId": sid, "data": {"i": i}}))
+                    await websocket.send_text(encode({"streamId": sid, "data": {"i": i}}))
             else:
-                await websocket.send_text(json.dumps({"streamId": sid, "data": msg.get("data")}))
-            await websocket.send_text(json.dumps({"streamId": sid, "close": True}))
+                await websocket.send_text(encode({"streamId": sid, "data": msg.get("data")}))
+            await websocket.send_text(encode({"streamId": sid, "close": True}))
     except WebSocketDisconnect:
         pass
 

@@ -87,6 +87,17 @@ def fail_sync(output, data):
 
 
 @API.action
+def shutdown(output, data):
+    """Igor's documented Electron shutdown recipe."""
+    raise SystemExit(0)
+
+
+@API.action
+async def shutdown_async(output, data):
+    raise SystemExit(0)
+
+
+@API.action
 async def not_json(output, data):
     return {1, 2, 3}
 

@@ -66,6 +66,26 @@ async def test_handler_exception_is_an_error_frame_and_the_connection_stays(hub)
     await c.close()
 
 
+async def test_system_exit_in_a_handler_does_not_stop_the_hub(hub):
+    c = await IgorClient.connect(hub.ws)
+    for action in ("shutdown", "shutdown_async"):
+        frames = await c.call(action)
+        assert "SystemExit" in frames[0]["error"] and frames[1]["close"]
+    assert await c.value("echo", "alive") == "alive"
+    await c.close()
+
+
+async def test_stream_ids_are_per_connection(hub):
+    """Igor kept one server-wide table of stream ids: two clients could collide."""
+    a, b = await IgorClient.connect(hub.ws), await IgorClient.connect(hub.ws)
+    await a.start("slow", 0.3, sid="same")
+    await b.start("echo", "b's", sid="same")
+    assert data_of(await b.finish("same")) == ["b's"]
+    assert data_of(await a.finish("same")) == ["done"]
+    await a.close()
+    await b.close()
+
+
 async def test_traceback_only_in_debug_mode(tmp_path, in_process_hub):
     async with in_process_hub(actions_config(tmp_path / "cfg", "debug = true")) as h:
         c = await IgorClient.connect(h.ws)

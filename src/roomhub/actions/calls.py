@@ -122,7 +122,9 @@ async def run_call(
         return
     except StreamClosed:
         return
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
+        # SystemExit too: Igor's "shutdown" recipe exits from a handler; here a handler cannot
+        # stop the hub (stop it with a signal); its caller gets an error frame.
         if stream.closed:
             return
         log.warning(
@@ -134,7 +136,10 @@ async def run_call(
             exc_info=debug,
         )
         tb = traceback.format_exc() if debug else None
-        stream._send(p.error(sid, str(exc) or type(exc).__name__, p.HANDLER_FAILED, tb))
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, SystemExit):
+            message = "SystemExit: a handler cannot stop the hub"
+        stream._send(p.error(sid, message, p.HANDLER_FAILED, tb))
     if not stream.closed:
         stream.closed = True
         stream._send(p.close(sid))
