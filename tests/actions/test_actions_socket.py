@@ -323,8 +323,12 @@ async def test_the_embedded_demo_serves_actions(hub_process):
     h = await asyncio.to_thread(hub_process, None)
     c = await IgorClient.connect(h.ws)
     frames = await c.call("demo.progress", {"steps": 3, "delay": 0})
-    assert data_of(frames) == [{"step": 1, "of": 3}, {"step": 2, "of": 3}, {"step": 3, "of": 3},
-                               "done: 3 steps"]
+    assert data_of(frames) == [
+        {"step": 1, "of": 3},
+        {"step": 2, "of": 3},
+        {"step": 3, "of": 3},
+        "done: 3 steps",
+    ]
     assert (await c.call("demo.progress", {"steps": 0}))[0]["code"] == 422
     assert (await c.value("demo.visit"))["mine"] == 1
     tick = await c.next("counter", within=10)
