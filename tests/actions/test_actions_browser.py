@@ -163,3 +163,25 @@ async def test_demo_page(tmp_path, in_process_hub, browser):
             "document.getElementById('visits').textContent.includes('Ada')", timeout=15000
         )
         await page.close()
+
+
+async def test_a_session_taken_over_elsewhere_starts_a_fresh_one(page, browser):
+    """A duplicated tab resumes the same session: the first tab gets 4009 and starts afresh."""
+    first = await page.evaluate("window.ready")
+    other = await browser.new_page()
+    await other.goto(page.url)
+    await other.wait_for_function("window.ready !== undefined")
+    await other.evaluate("window.ready")  # its own session is saved: now overwrite it
+    await other.evaluate(
+        "(s) => sessionStorage.setItem('roomhub.actions.session', JSON.stringify(s))",
+        {"id": first["id"], "token": first["token"]},
+    )
+    await other.reload()
+    await other.wait_for_function("window.ready !== undefined")
+    taken = await other.evaluate("window.ready")
+    assert taken["resumed"] is True and taken["id"] == first["id"]
+    await page.wait_for_function("window.sessions.length >= 2", timeout=15000)
+    fresh = await page.evaluate("window.sessions[window.sessions.length - 1]")
+    assert fresh["resumed"] is False and fresh["id"] != first["id"]
+    assert await page.evaluate('hub.actions.call("echo", 5).value') == 5
+    await other.close()
