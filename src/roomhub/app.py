@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from .hub import Hub
 from .security import DoorMiddleware
+from .vendor import importmap_script
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -116,9 +117,15 @@ def create_app(hub: Hub) -> FastAPI:
             return HTMLResponse(page)
 
     vendor = node_modules_dir()
+    script = importmap_script(vendor)  # logs a warning once when the libraries are missing
+
+    @app.get("/static/importmap.js", include_in_schema=False)
+    async def importmap() -> Response:
+        return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
     if vendor.is_dir():
         app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
-    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
     server = hub.config.server
     app.add_middleware(DoorMiddleware, auth=server.auth, allowed_origins=server.allowed_origins)
     return app

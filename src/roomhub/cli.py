@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def main() -> None:
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port to bind (default: server.port, 8000; 0 picks a free one).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
-@click.option("--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime.")
+@click.option(
+    "--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime."
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Override server.data_dir.")
 def serve(
     config: str | None, host: str | None, port: int | None, log_level: str | None,
@@ -92,18 +95,26 @@ def serve(
         sys.exit(2)
     log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
     hub = Hub(cfg)
-    uvicorn.run(
-        create_app(hub),
-        host=server.host,
-        port=server.port,
-        log_config=None,
-        log_level=server.log_level,
-        ws_max_size=server.limits.max_frame_bytes,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=int(server.shutdown_timeout),
-        proxy_headers=False,
-    )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete; the shutdown
+    # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        uvicorn.run(
+            create_app(hub),
+            host=server.host,
+            port=server.port,
+            log_config=None,
+            log_level=server.log_level,
+            ws_max_size=server.limits.max_frame_bytes,
+            # Off so that a broadcast frame is encoded once for all members, not compressed per client.
+            ws_per_message_deflate=False,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            timeout_graceful_shutdown=int(server.shutdown_timeout),
+            proxy_headers=False,
+        )
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()

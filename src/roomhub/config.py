@@ -196,6 +196,32 @@ class PageConfig(Model):
         return value
 
 
+class WidgetsConfig(Model):
+    """The widgets face: a browser UI driven from Python (``/widgets/``, ``/widgets/ws``)."""
+
+    app: str | None = Field(
+        default=None,
+        description="The app: 'package.module:attribute' or 'file.py:attribute' (relative to the "
+        "configuration file); the attribute is a roomhub.widgets.App.",
+    )
+    title: str = Field(default="roomhub widgets", description="The page's title.")
+    max_sessions: int | None = Field(default=100, ge=1, description="Live sessions; none: unlimited.")
+    idle_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds a session without a browser is kept before it is reaped."
+    )
+    call_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for a browser's answer.")
+    handshake_timeout: float = Field(default=10.0, gt=0, description="Seconds for the init handshake.")
+    max_browsers_per_session: int = Field(default=16, ge=1)
+    max_inflight_calls: int = Field(
+        default=256, ge=1, le=100_000,
+        description="Calls sent and not yet answered before a caller waits (flow control).",
+    )
+    upload_max_bytes: int = Field(default=64 * MiB, ge=1, description="Largest upload (all files).")
+    upload_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds an upload may go without a chunk before it is dropped."
+    )
+
+
 class ActionsFilesConfig(Model):
     """The actions face's file server (opt-in): GET/PUT/DELETE below ``root``."""
 
@@ -223,7 +249,9 @@ class ActionsConfig(Model):
         default=None, ge=64, description="Largest call frame; default: server.limits.max_frame_bytes."
     )
     thread_pool_size: int = Field(default=64, ge=1, description="Threads running plain-function handlers.")
-    debug: bool = Field(default=False, description="Tracebacks in error frames (also on with log_level debug).")
+    debug: bool = Field(
+        default=False, description="Tracebacks in error frames (also on with log_level debug)."
+    )
     files: ActionsFilesConfig = Field(default_factory=ActionsFilesConfig)
 
 
@@ -233,7 +261,8 @@ class HubConfig(Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     pages: dict[str, PageConfig] = Field(default_factory=dict)
-    actions: ActionsConfig | None = None
+    widgets: WidgetsConfig | None = Field(default=None, description="The widgets face (off if absent).")
+    actions: ActionsConfig | None = Field(default=None, description="The actions face (off if absent).")
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 
     @field_validator("pages")
@@ -277,6 +306,10 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
         xdg = os.environ.get("XDG_DATA_HOME")
         data_dir = (Path(xdg) if xdg else Path.home() / ".local" / "share") / "roomhub"
     config.server.data_dir = (base / data_dir).resolve()
+    if config.widgets is not None and config.widgets.app and ".py:" in config.widgets.app:
+        file, _, attr = config.widgets.app.rpartition(":")
+        if not Path(file).is_absolute():
+            config.widgets.app = f"{(base / file).resolve()}:{attr}"
     if config.actions is not None:
         actions = config.actions
         actions.pythonpath = [(base / p).resolve() for p in actions.pythonpath]

@@ -55,7 +55,15 @@ class Connection:
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
+        # Set while the queue is at most a quarter full; producers that can wait use it.
+        self.drained = asyncio.Event()
+        self.drained.set()
+        self._high = max(1, queue_size // 2)
+        self._low = queue_size // 4
         self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[object] | None = None
+        self._abandoned = False
         self.closing = False
         self.close_code: int | None = None
         self.close_reason = ""
@@ -80,6 +88,8 @@ class Connection:
             return False
         try:
             self._queue.put_nowait(frame)
+            if self._queue.qsize() >= self._high:
+                self.drained.clear()
         except asyncio.QueueFull:
             log.warning("%s (%s): send queue full, closing as slow consumer", self.label, self.peer)
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
@@ -92,19 +102,41 @@ class Connection:
             return
         self.closing = True
         self.close_code, self.close_reason = int(code), reason[:120]
-        if code == CloseCode.SLOW_CONSUMER:
-            while not self._queue.empty():
-                self._queue.get_nowait()
+        self.drained.set()  # nobody should wait for a connection that is going away
+        if code == CloseCode.SLOW_CONSUMER and self._writer is not None:
+            # The writer is stuck in a send the client does not read: abandon the queue and
+            # the send, and close from a fresh task (the server aborts if the close stalls too).
+            self._writer.cancel()
+            self._closer = asyncio.create_task(self._close_now(), name=f"close:{self.label}")
+            return
         with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(_CLOSE)
         if self._writer is None:
             self.closed.set()
+
+    async def _close_now(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({self._writer}) if self._writer else None
+        try:
+            await asyncio.wait_for(
+                self.websocket.close(self.close_code or CloseCode.NORMAL, self.close_reason), 5.0
+            )
+        except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect) as exc:
+            log.debug("%s: close did not complete: %r", self.label, exc)
+        finally:
+            self.closed.set()
+            # A client that does not read will not answer the close either: stop waiting for it.
+            if self._reader is not None and not self._reader.done():
+                self._abandoned = True
+                self._reader.cancel()
 
     async def _write_loop(self) -> None:
         ws = self.websocket
         try:
             while True:
                 frame = await self._queue.get()
+                if self._queue.qsize() <= self._low:
+                    self.drained.set()
                 if frame is _CLOSE:
                     if ws.application_state == WebSocketState.CONNECTED:
                         await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
@@ -117,24 +149,41 @@ class Connection:
             log.debug("%s: writer stopped: %r", self.label, exc)
         finally:
             self.closing = True
+            self.drained.set()
             self.closed.set()
 
     async def receive(self) -> AsyncIterator[Frame]:
         """Yield client frames (text as ``str``, binary as ``bytes``) until it disconnects."""
         ws = self.websocket
+        self._reader = asyncio.current_task()
         while True:
             try:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
+                self._peer_gone()
                 return
+            except asyncio.CancelledError:
+                if self._abandoned and self._reader is not None:
+                    self._reader.uncancel()
+                    return
+                raise
             if message["type"] == "websocket.disconnect":
-                self.closing = True
+                self._peer_gone()
                 return
             text = message.get("text")
             if text is not None:
                 yield text
             elif message.get("bytes") is not None:
                 yield message["bytes"]
+
+    def _peer_gone(self) -> None:
+        """The client has gone: nothing can be sent any more, so the writer stops now."""
+        self.closing = True
+        self.drained.set()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+        else:
+            self.closed.set()
 
     async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "", timeout: float = 2.0) -> None:
         """Close and wait (bounded, seconds) until the writer has finished."""

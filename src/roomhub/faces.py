@@ -56,7 +56,7 @@ async def serve_room_socket(
     handle: Callable[[R, Connection, Frame], Awaitable[None]],
     *,
     refused: Callable[[Connection, RoomError], None] | None = None,
-    left: Callable[[R, Connection], None] | None = None,
+    left: Callable[[R, Connection], Awaitable[None]] | None = None,
 ) -> None:
     """Run one client's room socket to the end.
 
@@ -95,7 +95,10 @@ async def serve_room_socket(
     finally:
         if room is not None:
             if left is not None:
-                left(room, conn)
+                try:
+                    await left(room, conn)
+                except Exception:
+                    log.exception("%s:%s: leave hook failed", registry.namespace, name)
             await registry.leave(room, conn)
         conn.close(CloseCode.NORMAL)
         hub.connections.release()

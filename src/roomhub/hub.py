@@ -85,6 +85,10 @@ class Hub:
         from .pages import PagesFace
 
         faces: list[Face] = [PagesFace(self)]
+        if self.config.widgets is not None:
+            from .widgets import WidgetsFace
+
+            faces.append(WidgetsFace(self))
         if self.config.actions is not None:
             from .actions import ActionsFace
 
@@ -106,7 +110,8 @@ class Hub:
     def check_bind(self) -> None:
         """Refuse a non-loopback bind with the ``process`` runtime unless explicitly allowed."""
         server = self.config.server
-        if "process" in self.runtimes_in_use() and not is_loopback(server.host) and not server.allow_non_loopback:
+        unsandboxed = "process" in self.runtimes_in_use()
+        if unsandboxed and not is_loopback(server.host) and not server.allow_non_loopback:
             raise HubError(
                 f"refusing to bind to {server.host}: the 'process' runtime runs programs unsandboxed "
                 "as the hub's user. Use runtime 'bubblewrap' or 'docker', bind to 127.0.0.1, or set "

@@ -101,6 +101,24 @@ class Room:
         """Send one encoded frame to every member (through the bus)."""
         self.bus.publish(self.topic, frame)
 
+    async def wait_writable(self) -> None:
+        """Wait until at least one member can take more frames (backpressure for producers).
+
+        A producer that can pause (a program's output pump) calls this before
+        each broadcast, so it runs at the pace of the fastest member; members
+        that cannot keep up overflow their own queue and are closed
+        (:attr:`CloseCode.SLOW_CONSUMER`) without slowing the others.
+        """
+        members = [m for m in self.members if not m.closing]
+        if not members or any(m.drained.is_set() for m in members):
+            return
+        waiters = {asyncio.ensure_future(m.drained.wait()) for m in members}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
     def _deliver(self, frame: Frame) -> None:
         for member in tuple(self.members):
             member.send(frame)

@@ -11,7 +11,7 @@ from typing import Any
 
 import websockets
 
-from conftest import write_config
+from hubtest import write_config
 
 HERE = Path(__file__).resolve().parent
 

@@ -55,7 +55,7 @@ def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[B
         assert name is not None
         await serve_room_socket(
             websocket, hub, registry, name, handle_frame, refused=refused,
-            left=lambda room, conn: room.forget(conn),
+            left=PageRoom.forget,
         )
 
     ws_path = "/ws" if path == "/" else f"{path}/ws"

@@ -121,22 +121,26 @@ class AlwaysRunner(Executor):
         return min(c for c, _ in self.sizes.values()), min(r for _, r in self.sizes.values())
 
     async def start(self) -> None:
+        # The first launch is awaited so that input sent right after joining finds the program.
+        await self._launch()
         self._task = asyncio.create_task(self._run(), name=f"always:{self.room.name}:{self.name}")
+
+    async def _launch(self) -> None:
+        try:
+            self.handle_ = await self.launch(*self.size())
+        except Exception as exc:
+            self.handle_ = None
+            self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
+            self.broadcast({"type": "error", "code": p.START_FAILED, "message": str(exc)})
 
     async def _run(self) -> None:
         delay = self.config.restart_delay
+        started = time.monotonic()
         while not self._stopping:
-            started = time.monotonic()
-            try:
-                self.handle_ = await self.launch(*self.size())
-            except Exception as exc:
-                code = None
-                self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
-                self.broadcast({"type": "error", "code": p.START_FAILED, "message": str(exc)})
-            else:
-                if self.restarts:
-                    self.broadcast({"type": "restarted", "restarts": self.restarts})
+            code = None
+            if self.handle_ is not None:
                 async for stream, chunk in self.handle_.output():
+                    await self.room.wait_writable()
                     self.scrollback.add(stream, chunk)
                     self.room.broadcast(p.output(self.name, stream, chunk))
                 code = await self.handle_.wait()
@@ -153,6 +157,10 @@ class AlwaysRunner(Executor):
             self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay})
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.05), self.config.restart_delay_max)
+            started = time.monotonic()
+            await self._launch()
+            if self.handle_ is not None:
+                self.broadcast({"type": "restarted", "restarts": self.restarts})
 
     async def stop(self) -> None:
         self._stopping = True
@@ -178,9 +186,10 @@ class AlwaysRunner(Executor):
         except (BrokenPipeError, ConnectionResetError, OSError):
             raise p.ProtocolError(p.NOT_RUNNING, "the program has exited; input dropped", self.name) from None
 
-    def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: Connection) -> None:
+        """A viewer left: the terminal takes the smallest size of those who remain."""
         if self.sizes.pop(connection.id, None) is not None and self.handle_ is not None:
-            asyncio.create_task(self.handle_.resize(*self.size()))
+            await self.handle_.resize(*self.size())
 
     def state_frames(self) -> list[str]:
         frames = [p.encode(self.name, {
@@ -226,6 +235,7 @@ class OnceRunner(Executor):
         async def pump() -> None:
             assert self.handle_ is not None
             async for stream, chunk in self.handle_.output():
+                await self.room.wait_writable()
                 self.scrollback.add(stream, chunk)
                 self.room.broadcast(p.output(self.name, stream, chunk))
 

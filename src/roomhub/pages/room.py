@@ -120,11 +120,15 @@ class PageRoom(Room):
         executor = self.executors.get(msg.executor)
         if executor is None:
             raise p.ProtocolError(p.UNKNOWN_EXECUTOR, f"no executor named {msg.executor!r}", msg.executor)
-        await executor.handle(connection, msg.message)
+        try:
+            await executor.handle(connection, msg.message)
+        except p.ProtocolError as exc:
+            exc.executor = exc.executor or msg.executor  # so the client can show it on the widget
+            raise
 
-    def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: Connection) -> None:
         for executor in self._of(AlwaysRunner):
-            executor.forget(connection)
+            await executor.forget(connection)
 
     async def on_teardown(self) -> None:
         await asyncio.gather(

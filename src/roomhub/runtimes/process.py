@@ -59,6 +59,32 @@ def set_winsize(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+def session_members(sid: int) -> list[int]:
+    """PIDs of the processes in session ``sid`` (read from /proc; empty where there is none).
+
+    An interactive shell puts each background job in a process group of its
+    own, so ending the program's process group is not enough.
+    """
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # Fields after the command (which may hold spaces) start after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and int(fields[3]) == sid:
+            members.append(int(entry))
+    return members
+
+
 class SubprocessHandle(ProgramHandle):
     """A handle on an ``asyncio`` subprocess, with pipes or a pseudo-terminal."""
 
@@ -145,8 +171,12 @@ class SubprocessHandle(ProgramHandle):
         return code
 
     def _signal_group(self, sig: int) -> None:
+        """Signal the program's session: its process group and the groups it made (shell jobs)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
+        for pid in session_members(self.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
 
     async def kill(self, grace: float = 2.0) -> int:
         if self.proc.returncode is None:

@@ -1,0 +1,45 @@
+# roomhub: the two commands of the README, and their parts.
+#   make serve   set up the environment and run `roomhub serve` on the embedded demo
+#   make test    set up everything the tests need and run the whole test suite
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: serve test setup setup-test system-deps lint bench clean
+
+serve: setup
+	$(BIN)/roomhub serve --port $(PORT)
+
+test: setup-test
+	bash scripts/run-tests.sh $(PYTEST_ARGS)
+
+# Python environment and the browser libraries (npm) the pages need.
+setup: $(BIN)/roomhub
+	@if [ -f scripts/setup-web.sh ]; then bash scripts/setup-web.sh; fi
+
+$(BIN)/roomhub: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Everything the tests need besides `setup`: Debian packages (bubblewrap, chromium,
+# docker.io, busybox-static), a Docker engine with locally built test images, npm clients.
+setup-test: setup system-deps
+	@if [ -f scripts/setup-docker.sh ]; then bash scripts/setup-docker.sh; fi
+	@if [ -f scripts/setup-interop.sh ]; then bash scripts/setup-interop.sh; fi
+
+system-deps:
+	bash scripts/setup-system.sh
+
+lint: $(BIN)/roomhub
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	@for b in bench/*.py; do case $$b in */_*) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) src/roomhub/web/node_modules tests/interop/node_modules

@@ -1,0 +1,157 @@
+"""The widgets face: a browser UI built and driven from Python (pgwidgets' protocol).
+
+``/widgets/`` serves the renderer (``web/widgets/``), ``/widgets/ws`` its
+socket. The app is ``[widgets] app = "module:attribute"`` in the hub's
+configuration, or an :class:`App` run standalone with ``App.run()``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from ..config import WidgetsConfig
+from ..connections import CloseCode, Connection
+from ..faces import Face
+from ..rooms import RoomError, RoomRegistry, validate_room_name
+from .api import App, Widget, WidgetFactory
+from .endpoint import widgets_routes
+from .session import CallError, CallTimeout, NoBrowser, SessionClosed, WidgetsError, WidgetSession
+
+log = logging.getLogger("roomhub.widgets")
+
+
+def load_app(spec: str) -> App:
+    """Import ``"package.module:attr"`` or ``"/path/file.py:attr"``.
+
+    Raises ``ValueError`` saying why it cannot be used.
+    """
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ValueError(f"widgets.app {spec!r} must look like 'module:attribute'")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            name = f"roomhub_widgets_app_{path.stem}"
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise ValueError(f"cannot load {path}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except (ImportError, OSError, SyntaxError) as exc:
+        raise ValueError(f"widgets.app {spec!r}: cannot import {target}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ValueError(f"widgets.app {spec!r}: {attr} is not a roomhub.widgets.App")
+    return app
+
+
+def _placeholder_app() -> App:
+    app = App()
+
+    @app.on_connect
+    async def setup(session: WidgetSession) -> None:
+        page = await session.widgets.Page()
+        await page.set_widget(
+            await session.widgets.Label("No widgets app is configured on this hub.")
+        )
+        await page.show()
+
+    return app
+
+
+class WidgetsFace(Face):
+    """Serves the widgets page and socket; its sessions are rooms of namespace ``widgets``."""
+
+    name = "widgets"
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__(hub)
+        self.config: WidgetsConfig = hub.config.widgets or WidgetsConfig()
+        self.registry: RoomRegistry[WidgetSession] = RoomRegistry(
+            "widgets",
+            lambda name: WidgetSession(name, self.app, self.config, hub.bus),
+            grace_period=self.config.idle_timeout,
+            max_rooms=self.config.max_sessions or sys.maxsize,
+            max_clients=self.config.max_browsers_per_session,
+            bus=hub.bus,
+        )
+        app = _placeholder_app()
+        if self.config.app:
+            from ..hub import HubError
+
+            try:
+                app = load_app(self.config.app)
+            except ValueError as exc:
+                raise HubError(str(exc)) from None
+        self.app = app
+        self.use_app(app)
+
+    def use_app(self, app: App) -> None:
+        """Serve ``app`` (standalone mode sets it before start-up)."""
+        self.app = app
+        app.face = self
+
+    def routes(self) -> list[BaseRoute]:
+        return widgets_routes(self)
+
+    def registries(self) -> list[RoomRegistry[Any]]:
+        return [self.registry]
+
+    async def open_session(
+        self, conn: Connection, sid: str | None, token: str | None
+    ) -> WidgetSession:
+        """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session.
+
+        Raises :class:`RoomError`: 4001 for a wrong token, 1013 at ``max_sessions``.
+        """
+        if sid is not None:
+            try:
+                validate_room_name(sid, 64)
+            except ValueError:
+                sid = None
+        existing = self.registry.get(sid) if sid else None
+        if existing is not None and not existing.check_token(token):
+            raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
+        if existing is None:
+            limit = self.config.max_sessions
+            if limit is not None and len(self.registry.rooms) >= limit:
+                raise RoomError(CloseCode.TRY_AGAIN_LATER, f"session limit reached ({limit})")
+            sid, token = secrets.token_hex(8), secrets.token_urlsafe(24)
+        assert sid is not None and token is not None
+        session = await self.registry.join(sid, conn)
+        if session.token is None:
+            session.token = token
+        elif not session.check_token(token):
+            await self.registry.leave(session, conn)
+            raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
+        session.attach(conn)
+        return session
+
+    async def stop(self) -> None:
+        await self.registry.close(self.hub.config.server.shutdown_timeout)
+
+
+__all__ = [
+    "App",
+    "CallError",
+    "CallTimeout",
+    "NoBrowser",
+    "SessionClosed",
+    "Widget",
+    "WidgetFactory",
+    "WidgetSession",
+    "WidgetsError",
+    "WidgetsFace",
+    "load_app",
+]

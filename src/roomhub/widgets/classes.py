@@ -1,0 +1,198 @@
+"""What the server knows about widget classes and methods, to answer from state and replay.
+
+Every method call is classified (pure functions, no I/O):
+
+- **setter** (``set_X``, ``show``/``hide``, ``clear``...): recorded as the
+  widget's state ``X``; only the latest call per state key is replayed.
+- **getter** (``get_X``, ``is_visible``): answered from state ``X`` when it is
+  known, else a round trip to the browser.
+- **action** (``popup``, ``set_focus``, ``scroll_to_end``...): sent, never replayed.
+- **item** (everything else: ``add_widget``, ``append_row``, ``set_cell``...):
+  recorded in call order and replayed in that order.
+
+Constructor arguments and options seed the state (``Label("Hi")`` knows its
+text), and browser callbacks update it (a CheckBox's ``activated`` carries
+its new state), so getters rarely need the browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["setter", "getter", "action", "item"]
+
+# Positional constructor arguments and the options object, per class
+# (class -> (argument names, option names)).
+CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "TopLevel": ((), ("title", "resizable", "moveable", "closeable")),
+    "Page": ((), ()),
+    "VBox": ((), ()),
+    "HBox": ((), ()),
+    "GridBox": ((), ("rows", "columns")),
+    "Splitter": ((), ("orientation",)),
+    "TabWidget": ((), ("closable", "tab_position")),
+    "Frame": ((), ("title",)),
+    "Expander": ((), ("title", "collapsible")),
+    "Label": (("text",), ("halign",)),
+    "Button": (("text",), ()),
+    "CheckBox": (("text",), ()),
+    "RadioButton": (("text",), ("group",)),
+    "ToggleButton": (("text",), ("group",)),
+    "TextEntry": (("text",), ("editable", "password", "placeholder")),
+    "TextArea": (("text",), ("wrap", "editable")),
+    "ComboBox": ((), ("editable",)),
+    "SpinBox": ((), ("min", "max", "step", "value", "decimals")),
+    "Slider": ((), ("orientation", "min", "max", "step", "value", "show_value")),
+    "ProgressBar": ((), ()),
+    "Image": ((), ("url",)),
+    "HtmlView": (("html",), ()),
+    "TableView": ((), ("columns", "show_header", "selection_mode", "sortable")),
+    "TreeView": ((), ("columns", "show_header", "selection_mode", "sortable")),
+    "Dialog": (("title", "buttons"), ("modal", "autoclose")),
+    "MenuBar": ((), ()),
+    "Menu": ((), ()),
+    "MenuAction": ((), ("text", "checkable")),
+    "Timer": ((), ("duration",)),
+    "FileDialog": ((), ("mode", "accept", "multiple")),
+}
+
+ACTIONS = frozenset(
+    {
+        "popup",
+        "set_focus",
+        "raise_",
+        "lower",
+        "open",
+        "start",
+        "stop",
+        "cancel",
+        "scroll_to_end",
+        "scroll_to_top",
+        "scroll_to_bottom",
+        "scroll_to_path",
+        "scroll_to_lineno",
+        "toggleContent",
+        "save",
+        "copy_selection",
+    }
+)
+
+# Setters whose state key is not their name's tail.
+SETTER_KEYS = {"show": "visible", "hide": "visible", "set_title": "title", "clear": "content"}
+
+# Item methods wiped by a setter that replaces the content (method -> wiped item methods).
+_ROWS = frozenset(
+    {
+        "append_row",
+        "insert_row",
+        "delete_row",
+        "set_cell",
+        "update_rows",
+        "update_data",
+        "add_item",
+        "remove_item",
+        "remove_items",
+        "add_tree",
+        "update_tree",
+        "delete_tree",
+        "expand_item",
+        "collapse_item",
+    }
+)
+_TEXT = frozenset({"append_text", "append_html", "insert_alpha", "delete_alpha"})
+CONTENT_RESETS: dict[str, frozenset[str]] = {
+    "clear": _ROWS | _TEXT,
+    "set_rows": _ROWS,
+    "set_data": _ROWS,
+    "set_tree": _ROWS,
+    "set_html": frozenset({"append_html"}),
+}
+TEXT_RESET_CLASSES = frozenset({"TextArea"})  # their set_text replaces appended text
+CHILD_METHODS = frozenset({"add_widget", "insert_widget", "set_widget", "add_button", "add_menu"})
+REMOVE_METHODS = frozenset({"remove", "remove_widget"})
+
+# Browser callbacks that report new state: (class, action) -> [(state key, arg index)].
+CALLBACK_STATE: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {
+    ("CheckBox", "activated"): (("state", 0),),
+    ("RadioButton", "activated"): (("state", 0),),
+    ("ToggleButton", "activated"): (("state", 0),),
+    ("MenuAction", "activated"): (("checked", 0),),
+    ("TextEntry", "activated"): (("text", 0),),
+    ("TextEntry", "modified"): (("text", 0),),
+    ("TextArea", "modified"): (("text", 0),),
+    ("ComboBox", "activated"): (("index", 0), ("text", 1)),
+    ("SpinBox", "activated"): (("value", 0),),
+    ("Slider", "activated"): (("value", 0),),
+    ("TabWidget", "page-switch"): (("index", 1),),
+    ("Expander", "toggled"): (("collapsed", 0),),
+    ("Splitter", "sizing"): (("sizes", 0),),
+}
+
+
+def _user_keys() -> dict[tuple[str, str], frozenset[str]]:
+    keys: dict[tuple[str, str], set[str]] = {}
+    for (cls, action), updates in CALLBACK_STATE.items():
+        for key, _ in updates:
+            keys.setdefault((cls, key), set()).add(action)
+    keys[("TextEntry", "text")] = {"modified"}  # "activated" only reports Enter
+    return {k: frozenset(v) for k, v in keys.items()}
+
+
+# State the user changes in the browser: (class, key) -> the actions that report it.
+# A getter of such state is answered locally only while one of them is listened to.
+USER_KEYS = _user_keys()
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    kind: Kind
+    key: str | None = None  # state key of a setter or getter
+
+
+def classify(method: str) -> MethodInfo:
+    """The kind of ``method`` and, for setters and getters, its state key."""
+    if method in SETTER_KEYS:
+        return MethodInfo("setter", SETTER_KEYS[method])
+    if method in ACTIONS:
+        return MethodInfo("action")
+    if method == "is_visible":
+        return MethodInfo("getter", "visible")
+    if method.startswith("get_"):
+        return MethodInfo("getter", method[4:])
+    if method.startswith("set_") and method not in ("set_cell", "set_widget"):
+        return MethodInfo("setter", method[4:])
+    return MethodInfo("item")
+
+
+def setter_value(method: str, args: list[Any]) -> Any:
+    """The state a setter call records: ``show`` -> True, one argument -> it, else the list."""
+    if method == "show":
+        return True
+    if method == "hide":
+        return False
+    if len(args) == 1:
+        return args[0]
+    return list(args) if args else None
+
+
+def initial_state(cls: str, args: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+    """State known from a constructor call (named arguments and options)."""
+    names, option_names = CLASSES.get(cls, ((), ()))
+    state: dict[str, Any] = {"enabled": True}
+    for name, value in zip(names, args, strict=False):
+        state[name] = value
+    for name in option_names:
+        if name in options:
+            state[name] = options[name]
+    if cls in ("TopLevel", "Page", "Dialog"):
+        state["visible"] = False  # windows appear on show()/popup()
+    return state
+
+
+def split_kwargs(cls: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split constructor keywords into the options object and extra ``set_<name>`` calls."""
+    option_names = CLASSES.get(cls, ((), ()))[1]
+    options = {k: v for k, v in kwargs.items() if k in option_names}
+    extra = {k: v for k, v in kwargs.items() if k not in option_names}
+    return options, extra

@@ -1,0 +1,132 @@
+"""The widgets face's ASGI adapter: ``/widgets/`` (the page) and ``/widgets/ws`` (its socket).
+
+The socket follows pgwidgets' handshake: the server sends ``init``, the
+browser answers with a ``result`` for id 0 carrying ``session_id`` and
+``token`` when it has them; then the session is attached (and replayed) or
+created. Close codes: 4001 "Invalid session credentials" for a known session
+with a wrong token, 1013 when ``max_sessions`` or the connection limit is
+reached, 1008 when the handshake is not answered in time or is malformed,
+1003 for a binary frame without its header, 1009 for an oversize frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from ..connections import CloseCode, Connection
+from ..rooms import RoomError
+from . import protocol as p
+from .session import WidgetSession
+
+if TYPE_CHECKING:
+    from . import WidgetsFace
+
+log = logging.getLogger("roomhub.widgets")
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/static/widgets/widgets.css">
+<script type="module" src="/static/widgets/main.js"></script>
+</head><body class="rw-body"><div class="rw-status" id="rw-status" role="status">Connecting…</div>
+</body></html>"""
+
+
+def read_credentials(frame: str | bytes) -> tuple[str | None, str | None]:
+    """The ``(session_id, token)`` of the browser's answer to ``init``.
+
+    Raises :class:`~.protocol.ProtocolError` if the frame is not that answer.
+    """
+    if isinstance(frame, bytes):
+        raise p.ProtocolError(
+            p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
+        )
+    try:
+        data = json.loads(frame)
+    except ValueError:
+        raise p.ProtocolError(p.BAD_JSON, "the answer to init is not JSON") from None
+    if not isinstance(data, dict) or data.get("type") != "result" or data.get("id") != 0:
+        raise p.ProtocolError(p.BAD_MESSAGE, 'expected {"type": "result", "id": 0} answering init')
+    sid, token = data.get("session_id"), data.get("token")
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        sid = str(sid)
+    if not isinstance(sid, str) or not isinstance(token, str):
+        return None, None
+    return sid, token
+
+
+async def widgets_socket(websocket: WebSocket, face: WidgetsFace) -> None:
+    """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
+    hub = face.hub
+    if not hub.connections.try_acquire():
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
+        return
+    await websocket.accept()
+    conn = Connection(websocket, hub.config.server.limits.send_queue_frames, "widgets")
+    conn.start()
+    session: WidgetSession | None = None
+    try:
+        frames = conn.receive()
+        conn.send(p.encode(p.init()))
+        try:
+            first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
+            sid, token = read_credentials(first)
+        except (TimeoutError, StopAsyncIteration):
+            await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
+            return
+        except p.ProtocolError as exc:
+            log.warning("widgets: bad handshake from %s: %s", conn.peer, exc.message)
+            await conn.aclose(CloseCode.POLICY_VIOLATION, exc.message)
+            return
+        try:
+            session = await face.open_session(conn, sid, token)
+        except RoomError as exc:
+            log.info("widgets: refused %s: %s", conn.peer, exc.reason)
+            await conn.aclose(exc.code, exc.reason)
+            return
+        async for frame in frames:
+            if conn.closing:
+                break
+            try:
+                session.handle(conn, frame)
+            except Exception:
+                log.exception(
+                    "widgets session %s: handling a frame from %s failed", session.id, conn.peer
+                )
+                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                break
+    finally:
+        if session is not None:
+            session.detach(conn)
+            await face.registry.leave(session, conn)
+        conn.close(CloseCode.NORMAL)
+        hub.connections.release()
+
+
+def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
+    page = PAGE.format(title=html.escape(face.config.title))
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers={"cache-control": "no-store"})
+
+    async def redirect(request: Request) -> RedirectResponse:
+        query = request.url.query
+        return RedirectResponse("/widgets/" + (f"?{query}" if query else ""))
+
+    async def socket(websocket: WebSocket) -> None:
+        await widgets_socket(websocket, face)
+
+    return [
+        Route("/widgets", redirect, methods=["GET"]),
+        Route("/widgets/", index, methods=["GET"]),
+        WebSocketRoute("/widgets/ws", socket),
+    ]

@@ -1,0 +1,160 @@
+"""Hub test helpers: a real hub on loopback, started as a subprocess or inside the test's loop.
+
+Import helpers from here (`from hubtest import write_config`); conftest.py only registers the fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(directory: Path, body: str, html: str = "<!doctype html><p>page</p>") -> Path:
+    """Write ``roomhub.toml`` (dedented ``body``) and a ``page.html`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "page.html").write_text(html)
+    path = directory / "roomhub.toml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+class OnLoopback:
+    """URLs of a hub listening on 127.0.0.1:``port``."""
+
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@dataclass
+class HubProcess(OnLoopback):
+    """A hub started with ``python -m roomhub serve`` (the real command line)."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start_hub_process(
+    config: Path | None, tmp: Path, *extra: str, env: dict[str, str] | None = None
+) -> HubProcess:
+    port = free_port()
+    log_path = tmp / f"hub-{port}.log"
+    args = [sys.executable, "-m", "roomhub", "serve"]
+    if config is not None:
+        args.append(str(config))
+    args += ["--port", str(port), "--data-dir", str(tmp / "data"), *extra]
+    full_env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    hub = HubProcess(proc, port, log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hub exited with {proc.returncode}:\n{hub.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{hub.base}/api/health", timeout=1).status_code == 200:
+                return hub
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"hub did not start:\n{hub.log()}")
+
+
+@pytest.fixture
+def hub_process(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
+    """Factory: ``hub_process(config_path, *cli_args)`` -> a running :class:`HubProcess`."""
+    started: list[HubProcess] = []
+
+    def start(config: Path | None, *extra: str, env: dict[str, str] | None = None) -> HubProcess:
+        hub = start_hub_process(config, tmp_path, *extra, env=env)
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        if hub.proc.poll() is None:
+            hub.proc.send_signal(signal.SIGTERM)
+            try:
+                hub.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                hub.proc.kill()
+
+
+@dataclass
+class InProcessHub(OnLoopback):
+    """A hub served by uvicorn inside the test's event loop."""
+
+    hub: object
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InProcessHub]:
+    """Run the hub for ``config_path`` in this event loop; stop it (lifespan shutdown) on exit."""
+    from roomhub.app import create_app
+    from roomhub.config import load_config
+    from roomhub.hub import Hub
+
+    config = load_config(config_path)
+    config.server.data_dir = data_dir
+    port = free_port()
+    hub = Hub(config)
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(hub), host="127.0.0.1", port=port, log_config=None, lifespan="on",
+        ws_max_size=config.server.limits.max_frame_bytes, loop="asyncio",
+        ws_per_message_deflate=False,
+    ))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped during start-up")
+        await asyncio.sleep(0.01)
+    try:
+        yield InProcessHub(hub, port)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+
+
+@pytest.fixture
+def in_process_hub(tmp_path: Path) -> Callable[[Path], contextlib.AbstractAsyncContextManager[InProcessHub]]:
+    """Factory: ``async with in_process_hub(config_path) as h:`` serves a hub in the test's loop."""
+    return lambda config_path: serve_in_loop(config_path, tmp_path / "data")

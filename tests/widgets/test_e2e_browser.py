@@ -1,0 +1,128 @@
+"""The renderer in a real Chromium (Playwright): click, reload, upload."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from widgets_helpers import serve_app
+
+from roomhub.widgets import App, WidgetSession
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+HAVE_CHROMIUM = os.path.exists(CHROMIUM)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    if not HAVE_CHROMIUM:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    async with playwright_api.async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def demo_app(uploads: list[Any]) -> App:
+    app = App()
+
+    @app.on_connect
+    async def setup(session: WidgetSession) -> None:
+        W = session.widgets
+        top = await W.TopLevel(title="E2E")
+        box = await W.VBox()
+        label = await W.Label("Not clicked")
+        btn = await W.Button("Click me")
+        check = await W.CheckBox("Remember")
+        dialog = await W.FileDialog()
+        status = await W.Label("No file")
+        for w in (label, btn, check, status):
+            await box.add_widget(w, 0)
+        clicks = {"n": 0}
+
+        async def clicked() -> None:
+            clicks["n"] += 1
+            await label.set_text(f"Clicked {clicks['n']}")
+
+        async def uploaded(payload: dict[str, Any]) -> None:
+            f = payload["files"][0]
+            uploads.append(f)
+            await status.set_text(f"Got {f['name']}: {len(f['data'])} bytes")
+
+        btn.on("activated", clicked)
+        check.on("activated", lambda state: None)
+        dialog.on("activated", uploaded)
+        await top.set_widget(box)
+        await top.show()
+
+    return app
+
+
+async def test_click_reload_and_upload(browser: Any, tmp_path: Path) -> None:
+    uploads: list[Any] = []
+    async with serve_app(demo_app(uploads), tmp_path) as h:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{h.base}/widgets/")
+        await page.get_by_role("button", name="Click me").click()
+        await page.get_by_text("Clicked 1").wait_for(timeout=10_000)
+        await page.get_by_label("Remember").check()
+        session_url = page.url
+        assert "session=" in session_url and "session_token=" in session_url
+
+        # Reload: the same session is replayed, the UI looks as it did.
+        registry = h.hub.face("widgets").registry
+        async with asyncio.timeout(5):
+            while not any(s.state.get(5, {}).get("state") for s in registry.rooms.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await page.reload()
+        await page.get_by_text("Clicked 1").wait_for(timeout=10_000)
+        assert await page.get_by_label("Remember").is_checked()
+        assert len(registry.rooms) == 1
+        await page.get_by_role("button", name="Click me").click()
+        await page.get_by_text("Clicked 2").wait_for(timeout=10_000)
+
+        # Upload through the FileDialog's input: chunked binary frames, 1.2 MB.
+        data = bytes(range(256)) * 4700
+        path = tmp_path / "upload.bin"
+        path.write_bytes(data)
+        await page.locator("input.rw-filedialog").set_input_files(str(path))
+        await page.get_by_text(f"Got upload.bin: {len(data)} bytes").wait_for(timeout=15_000)
+        assert uploads[0]["data"] == data
+        assert errors == []
+
+
+async def test_demo_page_renders(browser: Any, tmp_path: Path) -> None:
+    from roomhub.demo.demo_widgets import app
+
+    async with serve_app(app, tmp_path) as h:
+        page = await browser.new_page(viewport={"width": 1100, "height": 760})
+        await page.goto(f"{h.base}/widgets/")
+        await page.get_by_placeholder("Full name").fill("Grace Hopper")
+        await page.get_by_role("button", name="Add person").click()
+        await page.get_by_role("cell", name="Grace Hopper").wait_for(timeout=10_000)
+        await page.get_by_role("button", name="Run a job").click()
+        await page.get_by_text("Job done.").wait_for(timeout=15_000)
+        assert await page.locator(".rw-progress").get_attribute("aria-valuenow") == "100"
