@@ -5,11 +5,14 @@
 Measures, for each server, calls per second and p50/p99 latency with ``--clients`` concurrent
 clients each making one call after the other (``echo``: one data frame; ``stream``: ten), then
 the messages per second delivered when one broadcast reaches ``--broadcast-clients`` clients.
-Every server runs under uvicorn in its own process (one worker) and is measured alone; the
-load generator is one process using the ``websockets`` client on uvloop, speaking each
-server's wire protocol itself (Igor's JSON shapes; Engine.IO 4 / Socket.IO 5 over a WebSocket)
-so that the client costs the same for every server. The Igor server is not on PyPI: in its place
-a bare Starlette WebSocket speaking Igor's shapes (``baseline``) shows the floor of the cost.
+Every server runs under uvicorn in its own process (one worker); the cases are measured in
+``--rounds`` interleaved windows (roomhub, python-socketio, baseline, again...) so that the
+load of a shared machine hits all alike; the server's own CPU time per call is reported too,
+the figure least sensitive to that load. The load generator is one process using the
+``websockets`` client on uvloop, speaking each server's wire protocol itself (Igor's JSON
+shapes; Engine.IO 4 / Socket.IO 5 over a WebSocket) with the same minimal parsing, so that the
+client costs the same for every server. The Igor server is not on PyPI: in its place a bare
+Starlette WebSocket speaking Igor's shapes (``baseline``) shows the floor of the cost.
 Prints a table, the ratios to python-socketio, and the JSON of every figure.
 """
 
@@ -192,9 +195,20 @@ class CallResult:
     server_cpu_us_per_call: float
 
 
+@dataclass
+class Sample:
+    """Raw figures of one measured window (several windows are merged into a CallResult)."""
+
+    latencies: list[float]
+    frames: int
+    errors: int
+    cpu: float
+    seconds: float
+
+
 async def measure_calls(
     kind: str, port: int, pid: int, action: str, clients: int, duration: float, warmup: float
-) -> CallResult:
+) -> Sample:
     proto = PROTOCOLS[kind]
     data = {"text": "hello", "n": 42} if action == "echo" else None
     sockets = []
@@ -237,22 +251,25 @@ async def measure_calls(
 
     cpu, *_ = await asyncio.gather(cpu_window(), *(run(ws) for ws in sockets))
     await asyncio.gather(*(ws.close() for ws in sockets))
-    latencies.sort()
+    return Sample(latencies, frames, errors, cpu, duration)
+
+
+def merge(samples: list[Sample]) -> CallResult:
+    latencies = sorted(x for s in samples for x in s.latencies)
+    seconds = sum(s.seconds for s in samples)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return CallResult(
-        len(latencies) / duration,
-        frames / duration,
+        len(latencies) / seconds,
+        sum(s.frames for s in samples) / seconds,
         q[49] * 1000,
         q[98] * 1000,
         len(latencies),
-        errors,
-        cpu / max(1, len(latencies)) * 1e6,
+        sum(s.errors for s in samples),
+        sum(s.cpu for s in samples) / max(1, len(latencies)) * 1e6,
     )
 
 
-async def measure_broadcast(
-    kind: str, port: int, pid: int, clients: int, messages: int
-) -> dict[str, Any]:
+async def measure_broadcast(kind: str, port: int, pid: int, clients: int, messages: int) -> dict[str, Any]:
     proto = PROTOCOLS[kind]
     sockets = []
     for _ in range(clients):
@@ -304,36 +321,43 @@ async def measure_broadcast(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    """Every server runs at once (an idle one costs nothing); the cases are measured in
+    interleaved rounds so that a change of load on a shared machine hits every server alike."""
+    results: dict[str, Any] = {kind: {} for kind in args.servers}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        running = {}
         for kind in args.servers:
             work = Path(tmp) / kind
             work.mkdir()
-            with server(kind, work) as (port, pid):
-                entry: dict[str, Any] = {}
-                for action in ("echo", "stream"):
-                    r = await measure_calls(
-                        kind, port, pid, action, args.clients, args.duration, args.warmup
+            running[kind] = stack.enter_context(server(kind, work))
+        window = args.duration / args.rounds
+        for action in ("echo", "stream"):
+            samples: dict[str, list[Sample]] = {kind: [] for kind in args.servers}
+            for _ in range(args.rounds):
+                for kind, (port, pid) in running.items():
+                    samples[kind].append(
+                        await measure_calls(kind, port, pid, action, args.clients, window, args.warmup)
                     )
-                    entry[action] = r.__dict__
-                    print(
-                        f"  {kind:16} {action:6} {r.calls_per_s:9.0f} calls/s"
-                        f"  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
-                        f"  server CPU {r.server_cpu_us_per_call:5.0f} us/call"
-                        f"  errors {r.errors}",
-                        file=sys.stderr,
-                    )
-                if kind != "baseline":
-                    entry["broadcast"] = await measure_broadcast(
-                        kind, port, pid, args.broadcast_clients, args.broadcast_messages
-                    )
-                    b = entry["broadcast"]
-                    print(
-                        f"  {kind:16} broadcast {b['delivered_per_s']:9.0f} msgs/s delivered "
-                        f"({b['complete_clients']}/{b['clients']} clients complete)",
-                        file=sys.stderr,
-                    )
-                results[kind] = entry
+            for kind in args.servers:
+                r = merge(samples[kind])
+                results[kind][action] = r.__dict__
+                print(
+                    f"  {kind:16} {action:6} {r.calls_per_s:9.0f} calls/s"
+                    f"  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+                    f"  server CPU {r.server_cpu_us_per_call:5.0f} us/call"
+                    f"  errors {r.errors}",
+                    file=sys.stderr,
+                )
+        for kind, (port, pid) in running.items():
+            if kind == "baseline":
+                continue
+            b = await measure_broadcast(kind, port, pid, args.broadcast_clients, args.broadcast_messages)
+            results[kind]["broadcast"] = b
+            print(
+                f"  {kind:16} broadcast {b['delivered_per_s']:9.0f} msgs/s delivered "
+                f"({b['complete_clients']}/{b['clients']} clients complete)",
+                file=sys.stderr,
+            )
     return results
 
 
@@ -357,8 +381,7 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
             )
     lines += [
         "",
-        f"broadcast: one message to {args.broadcast_clients} clients, "
-        f"{args.broadcast_messages} messages",
+        f"broadcast: one message to {args.broadcast_clients} clients, {args.broadcast_messages} messages",
         f"{'server':16} {'delivered/s':>12} {'complete':>9} {'cpu us/msg':>10} {'x sio':>6}",
     ]
     for kind, entry in results.items():
@@ -383,7 +406,8 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=5.0, help="Seconds measured per case.")
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--warmup", type=float, default=0.5, help="Seconds before each window.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved windows per server and case.")
     parser.add_argument("--broadcast-clients", type=int, default=200)
     parser.add_argument("--broadcast-messages", type=int, default=500)
     parser.add_argument(
@@ -401,11 +425,8 @@ def main() -> None:
         pass
     results = asyncio.run(bench(args))
     print(table(results, args))
-    print(
-        json.dumps(
-            {"clients": args.clients, "duration": args.duration, "results": results}, indent=1
-        )
-    )
+    summary = {"bench": "actions", "clients": args.clients, "duration": args.duration}
+    print(json.dumps({**summary, "results": results}))
 
 
 if __name__ == "__main__":

@@ -62,9 +62,7 @@ async def blaster(output: Any, *, scope: dict[str, Any]) -> None:
 
 # -- python-socketio ------------------------------------------------------------------------------
 
-sio = socketio.AsyncServer(
-    async_mode="asgi", cors_allowed_origins="*", max_http_buffer_size=1 << 20
-)
+sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", max_http_buffer_size=1 << 20)
 sio_app = socketio.ASGIApp(sio)
 
 

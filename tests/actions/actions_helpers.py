@@ -44,9 +44,7 @@ class IgorClient:
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def connect(
-        cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any
-    ) -> IgorClient:
+    async def connect(cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any) -> IgorClient:
         url = f"{base}/actions"
         if session:
             url += f"?sessionId={session['id']}&sessionToken={session['token']}"

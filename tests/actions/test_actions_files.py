@@ -61,9 +61,7 @@ async def test_get_put_delete_below_the_root(tmp_path, in_process_hub, layout):
     ):
         r = await http.get(f"{PREFIX}/hello.txt")
         assert (
-            r.status_code == 200
-            and r.text == "hello"
-            and r.headers["content-type"].startswith("text/plain")
+            r.status_code == 200 and r.text == "hello" and r.headers["content-type"].startswith("text/plain")
         )
         r = await http.put(f"{PREFIX}/sub/dir/new.json", content=b'{"a": 1}')
         assert r.status_code == 201 and r.json()["bytes"] == 8

@@ -12,9 +12,7 @@ TIMEOUT = 1.0
 
 @pytest.fixture
 async def hub(tmp_path, in_process_hub):
-    async with in_process_hub(
-        actions_config(tmp_path / "cfg", f"session_timeout = {TIMEOUT}")
-    ) as h:
+    async with in_process_hub(actions_config(tmp_path / "cfg", f"session_timeout = {TIMEOUT}")) as h:
         yield h
 
 
@@ -113,9 +111,7 @@ async def test_introduce_self_without_the_token_cannot_take_a_session(hub):
     a = await IgorClient.connect(hub.ws)
     await a.value("session.set", {"who": "a"})
     b = await IgorClient.connect(hub.ws)
-    await b.send(
-        {"streamId": "i", "action": "introduce_self", "data": {"client_id": a.session["id"]}}
-    )
+    await b.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": a.session["id"]}})
     frames = await b.finish("i")
     assert frames[0]["code"] == 400 and "token" in frames[0]["error"] and frames[1]["close"]
     assert await b.value("session.get") == {}

@@ -59,9 +59,7 @@ async def test_handler_exception_is_an_error_frame_and_the_connection_stays(hub)
     frames = await c.call("not_json")
     assert "JSON serializable" in frames[0]["error"]
     frames = await c.call("send_error")
-    assert (
-        frames[0]["error"] == "soft error" and frames[1]["data"] == "after" and frames[2]["close"]
-    )
+    assert frames[0]["error"] == "soft error" and frames[1]["data"] == "after" and frames[2]["close"]
     assert await c.value("echo", "still open") == "still open"
     await c.close()
 
@@ -90,10 +88,7 @@ async def test_traceback_only_in_debug_mode(tmp_path, in_process_hub):
     async with in_process_hub(actions_config(tmp_path / "cfg", "debug = true")) as h:
         c = await IgorClient.connect(h.ws)
         frames = await c.call("fail", 1)
-        assert (
-            "Traceback" in frames[1]["traceback"]
-            and "ValueError: boom: 1" in frames[1]["traceback"]
-        )
+        assert "Traceback" in frames[1]["traceback"] and "ValueError: boom: 1" in frames[1]["traceback"]
         await c.close()
 
 
@@ -115,9 +110,7 @@ async def test_bad_input_gets_error_frames_and_never_closes(hub):
         {"streamId": "na", "close": True},
     ]
     frames = await c.call("no.such.action")
-    assert (
-        frames[0]["error"] == 'No handler for action: "no.such.action"' and frames[0]["code"] == 404
-    )
+    assert frames[0]["error"] == 'No handler for action: "no.such.action"' and frames[0]["code"] == 404
     assert frames[1]["close"]
     frames = await c.call("add", {"x": 1, "y": "nope"})
     assert frames[0]["code"] == 422 and "y" in frames[0]["error"]

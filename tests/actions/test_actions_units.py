@@ -91,9 +91,7 @@ async def test_session_store_limit_and_close():
     assert len(store) == 0 and a.reaped and b.reaped and store.reaped_count == 2
 
 
-@pytest.mark.parametrize(
-    "path", ["", "/etc/passwd", "..", "a/../b", "a//b", "./a", "a\\b", "a\x00b"]
-)
+@pytest.mark.parametrize("path", ["", "/etc/passwd", "..", "a/../b", "a//b", "./a", "a\\b", "a\x00b"])
 def test_split_path_refuses(path):
     with pytest.raises(FileAccessError) as info:
         split_path(path)

@@ -114,9 +114,7 @@ class Handler:
     def of(cls, name: str, fn: HandlerFn) -> Handler:
         if not callable(fn):
             raise APIError(f"handler {name!r} is not callable: {fn!r}")
-        return cls(
-            name, fn, _kind(fn), _accepted_kwargs(fn, ("session", "scope")), _data_adapter(fn)
-        )
+        return cls(name, fn, _kind(fn), _accepted_kwargs(fn, ("session", "scope")), _data_adapter(fn))
 
 
 @dataclass(frozen=True)
@@ -228,6 +226,4 @@ def load_api(reference: str, pythonpath: list[Path] | None = None) -> ActionsAPI
         return obj
     if isinstance(obj, Mapping):
         return ActionsAPI(obj)
-    raise APIError(
-        f"{reference} is a {type(obj).__name__}, not an ActionsAPI or a dict of handlers"
-    )
+    raise APIError(f"{reference} is a {type(obj).__name__}, not an ActionsAPI or a dict of handlers")

@@ -73,9 +73,7 @@ def socket_routes(hub: Hub, state: ActionsState, path: str = "/actions") -> list
             if conn is not None:
                 # A close we started (close_code set) may still be flushing: give it time. A
                 # client that went away gets nothing more: stop the writer at once.
-                await conn.aclose(
-                    CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0
-                )
+                await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
             hub.connections.release()
 
     return [WebSocketRoute(path, socket), WebSocketRoute(path + "/{client_id}", socket)]

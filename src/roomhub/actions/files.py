@@ -108,9 +108,7 @@ class FileServer:
         *folders, name = split_path(path)
         with self._folder(folders) as dir_fd:
             try:
-                fd = os.open(
-                    name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
-                )
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
             except FileNotFoundError:
                 raise FileAccessError(404, "no such file") from None
             except OSError as exc:

@@ -34,18 +34,14 @@ class ProcessOutput:
     an Igor-style ``while True`` thread.
     """
 
-    def __init__(
-        self, process_id: str, state: ActionsState, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, process_id: str, state: ActionsState, loop: asyncio.AbstractEventLoop) -> None:
         self.process_id = process_id
         self._state = state
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self.closed = False
 
-    def send(
-        self, action: str | None = None, data: Any = None, client_id: str | None = None
-    ) -> bool:
+    def send(self, action: str | None = None, data: Any = None, client_id: str | None = None) -> bool:
         """Send ``data`` as ``action`` to every client, or to the client of session ``client_id``.
 
         Returns False if ``client_id`` is not connected (Igor raised instead).
@@ -147,9 +143,7 @@ class Processes:
         }
         return {k: v for k, v in available.items() if k in spec.kwargs}
 
-    async def _run_async(
-        self, spec: ProcessSpec, output: ProcessOutput, kwargs: dict[str, Any]
-    ) -> None:
+    async def _run_async(self, spec: ProcessSpec, output: ProcessOutput, kwargs: dict[str, Any]) -> None:
         try:
             await spec.target(output, **kwargs)
         except (asyncio.CancelledError, StreamClosed):

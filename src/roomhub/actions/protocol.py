@@ -136,9 +136,7 @@ def data(stream_id: str, value: Any) -> str:
     return _encode({"streamId": stream_id, "data": value})
 
 
-def error(
-    stream_id: str, message: str, code: int | None = None, traceback: str | None = None
-) -> str:
+def error(stream_id: str, message: str, code: int | None = None, traceback: str | None = None) -> str:
     msg: dict[str, Any] = {"streamId": stream_id, "error": message}
     if code is not None:
         msg["code"] = code
@@ -164,6 +162,4 @@ def process_message(process_id: str, action: str | None, value: Any) -> str:
 
 def welcome(session_id: str, token: str, resumed: bool, timeout: float) -> str:
     """The first frame of a connection: the session to resume after a reconnect."""
-    return _encode(
-        {"session": {"id": session_id, "token": token, "resumed": resumed, "timeout": timeout}}
-    )
+    return _encode({"session": {"id": session_id, "token": token, "resumed": resumed, "timeout": timeout}})

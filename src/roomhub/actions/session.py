@@ -188,15 +188,11 @@ class Client:
             return
         handler = self.state.api.handlers.get(call.action)
         if handler is None:
-            self._bad(
-                p.ProtocolError(p.UNKNOWN_ACTION, f'No handler for action: "{call.action}"', sid)
-            )
+            self._bad(p.ProtocolError(p.UNKNOWN_ACTION, f'No handler for action: "{call.action}"', sid))
             return
         if len(self.calls) >= self.state.config.max_calls_per_client:
             limit = self.state.config.max_calls_per_client
-            self._bad(
-                p.ProtocolError(p.TOO_MANY_CALLS, f"more than {limit} calls running at once", sid)
-            )
+            self._bad(p.ProtocolError(p.TOO_MANY_CALLS, f"more than {limit} calls running at once", sid))
             return
         kwargs: dict[str, Any] = {}
         if "session" in handler.kwargs:
@@ -237,8 +233,7 @@ class Client:
             self.conn.send(
                 p.error(
                     sid,
-                    "introduce_self: unknown session or wrong token (send the token from the "
-                    "session frame)",
+                    "introduce_self: unknown session or wrong token (send the token from the session frame)",
                     p.BAD_REQUEST,
                 )
             )

@@ -33,9 +33,7 @@ async def progress(output: Stream, data: ProgressIn, *, scope: dict[str, Any]) -
 
 
 @API.action("demo.visit")
-def visit(
-    output: Stream, data: Any, *, session: dict[str, Any], scope: dict[str, Any]
-) -> dict[str, Any]:
+def visit(output: Stream, data: Any, *, session: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
     """Count this client's visits (session) and everyone's (scope).
 
     A plain function: it runs in the hub's thread pool.
