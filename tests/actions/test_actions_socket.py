@@ -206,6 +206,19 @@ async def test_cancel_stops_a_running_handler(hub):
     await c.close()
 
 
+async def test_cancel_right_after_the_call_ends_the_stream(hub):
+    """Call and cancel in one batch of frames: the close still comes and the id is free again."""
+    c = await IgorClient.connect(hub.ws)
+    for _ in range(20):
+        await c.ws.send(json.dumps({"streamId": "quick", "action": "forever"}))
+        await c.ws.send(json.dumps({"streamId": "quick", "cancel": True}))
+        frames = await c.finish("quick")
+        assert frames == [{"streamId": "quick", "close": True, "cancelled": True}]
+    assert await c.value("echo", "free") == "free"
+    assert not hub.hub.face("actions").state.clients[c.session["id"]].calls
+    await c.close()
+
+
 async def test_disconnect_cancels_running_calls(hub):
     c = await IgorClient.connect(hub.ws)
     for _ in range(3):

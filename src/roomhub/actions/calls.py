@@ -40,7 +40,16 @@ class Stream:
     :class:`StreamClosed` so a looping handler stops.
     """
 
-    __slots__ = ("_loop", "_loop_thread", "_send", "cancel_requested", "closed", "stream_id")
+    __slots__ = (
+        "_loop",
+        "_loop_thread",
+        "_send",
+        "cancel_requested",
+        "closed",
+        "on_end",
+        "started",
+        "stream_id",
+    )
 
     def __init__(self, stream_id: str, send: Send, loop: asyncio.AbstractEventLoop) -> None:
         self.stream_id = stream_id
@@ -49,6 +58,8 @@ class Stream:
         self._loop_thread = threading.get_ident()
         self.closed = False
         self.cancel_requested = False
+        self.started = False
+        self.on_end: Callable[[Stream], object] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -93,7 +104,22 @@ async def run_call(
     pool: Executor,
     debug: bool,
 ) -> None:
-    """Run ``handler`` for ``stream`` to the end; never raises (cancellation included)."""
+    """Run ``handler`` for ``stream`` to the end; never raises (cancellation included).
+
+    ``stream.on_end(stream)`` is called when the call is over (instead of a task done-callback,
+    which would cost one more turn of the event loop per call).
+    """
+    stream.started = True
+    try:
+        await _run(handler, stream, data, kwargs, pool, debug)
+    finally:
+        if stream.on_end is not None:
+            stream.on_end(stream)
+
+
+async def _run(
+    handler: Handler, stream: Stream, data: Any, kwargs: dict[str, Any], pool: Executor, debug: bool
+) -> None:
     sid = stream.stream_id
     try:
         if handler.adapter is not None:

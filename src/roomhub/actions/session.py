@@ -200,30 +200,38 @@ class Client:
         if "scope" in handler.kwargs:
             kwargs["scope"] = self.state.scope
         stream = Stream(sid, self.conn.send, self.loop)
-        task = self.loop.create_task(
+        stream.on_end = self._ended
+        self.calls[sid] = self.loop.create_task(
             run_call(handler, stream, call.data, kwargs, self.state.pool, self.state.debug)
         )
-        self.calls[sid] = task
         self.streams[sid] = stream
-        task.add_done_callback(lambda _t, sid=sid: self._done(sid, task))
 
-    def _done(self, sid: str, task: asyncio.Task[None]) -> None:
-        if self.calls.get(sid) is task:
+    def _ended(self, stream: Stream) -> None:
+        sid = stream.stream_id
+        if self.streams.get(sid) is stream:
             del self.calls[sid]
             del self.streams[sid]
 
     def cancel(self, sid: str) -> None:
         """Cancel the running call ``sid`` (answered by a cancelled ``close``); unknown: ignored."""
         task = self.calls.get(sid)
-        if task is not None:
-            self.streams[sid].cancel_requested = True
-            task.cancel()
+        if task is None:
+            return
+        stream = self.streams[sid]
+        stream.cancel_requested = True
+        task.cancel()
+        if not stream.started:  # cancelled in the same batch of frames: its body never runs
+            stream.closed = True
+            self.conn.send(p.close(sid, cancelled=True))
+            self._ended(stream)
 
     def cancel_all(self) -> None:
         """Cancel every running call silently (the client is gone)."""
-        for sid, task in list(self.calls.items()):
-            self.streams[sid].closed = True
-            task.cancel()
+        for stream in list(self.streams.values()):
+            stream.closed = True
+            self.calls[stream.stream_id].cancel()
+            if not stream.started:
+                self._ended(stream)
 
     def _introduce(self, msg: p.Introduce) -> None:
         sid = msg.stream_id
