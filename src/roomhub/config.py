@@ -248,6 +248,39 @@ class BackendsConfig(Model):
     )
 
 
+class ActionsFilesConfig(Model):
+    """The actions face's file server (opt-in): GET/PUT/DELETE below ``root``."""
+
+    enabled: bool = False
+    root: Path | None = Field(default=None, description="Served folder; default: <data_dir>/actions-files.")
+    prefix: str = Field(default="/actions/files", pattern=r"^/[A-Za-z0-9/_.-]*[A-Za-z0-9_.-]$")
+    max_bytes: int = Field(default=16 * MiB, ge=1, description="Largest file read or written.")
+    read_only: bool = False
+
+
+class ActionsConfig(Model):
+    """The actions face (Igor's message shapes on ``/actions``); present = enabled."""
+
+    api: str | None = Field(default=None, description="Handlers and processes: 'package.module:API'.")
+    pythonpath: list[Path] = Field(
+        default_factory=list, description="Folders put in front of sys.path to import the API."
+    )
+    session_timeout: float = Field(default=10.0, gt=0, description="Seconds a session outlives its client.")
+    max_sessions: int = Field(default=10000, ge=1)
+    max_calls_per_client: int = Field(default=256, ge=1, description="Calls running at once per client.")
+    max_calls_per_second: float = Field(
+        default=5000.0, ge=0, description="Per client; past it the client is closed (1008). 0: no limit."
+    )
+    max_frame_bytes: int | None = Field(
+        default=None, ge=64, description="Largest call frame; default: server.limits.max_frame_bytes."
+    )
+    thread_pool_size: int = Field(default=64, ge=1, description="Threads running plain-function handlers.")
+    debug: bool = Field(
+        default=False, description="Tracebacks in error frames (also on with log_level debug)."
+    )
+    files: ActionsFilesConfig = Field(default_factory=ActionsFilesConfig)
+
+
 class HubConfig(Model):
     """The whole file. ``pages`` is keyed by URL path (``"/tutorial"``)."""
 
@@ -256,6 +289,7 @@ class HubConfig(Model):
     pages: dict[str, PageConfig] = Field(default_factory=dict)
     widgets: WidgetsConfig | None = Field(default=None, description="The widgets face (off if absent).")
     backends: BackendsConfig | None = Field(default=None, description="Present: the backends face is on.")
+    actions: ActionsConfig | None = Field(default=None, description="The actions face (off if absent).")
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 
     @field_validator("pages")
@@ -305,6 +339,11 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
             config.widgets.app = f"{(base / file).resolve()}:{attr}"
     if config.backends is not None:
         config.backends.catalogs = [(base / c).resolve() for c in config.backends.catalogs]
+    if config.actions is not None:
+        actions = config.actions
+        actions.pythonpath = [(base / p).resolve() for p in actions.pythonpath]
+        if actions.files.root is not None:
+            actions.files.root = (base / actions.files.root).resolve()
     for page in config.pages.values():
         if not page.html.is_absolute():
             page.html = (base / page.html).resolve()

@@ -93,6 +93,10 @@ class Hub:
             from .backends import BackendsFace
 
             faces.append(BackendsFace(self))
+        if self.config.actions is not None:
+            from .actions import ActionsFace
+
+            faces.append(ActionsFace(self))
         return faces
 
     def face(self, name: str) -> Any:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from backends_helpers import hub_config, partition_socket
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from docker_image import engine_problem, ensure_python_image
-
 from backends_helpers import hub_config, partition_socket
+from docker_image import engine_problem, ensure_python_image
 
 PARTITION_D = {"x-backends-partition": "D"}
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import httpx
-
 from backends_helpers import hub_config, partition_socket
 
 

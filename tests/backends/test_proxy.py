@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import websockets
-
 from backends_helpers import hub_config
 
 MiB = 1024 * 1024

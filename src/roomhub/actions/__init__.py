@@ -1,0 +1,91 @@
+"""The actions face: Python functions the browser calls, streams, processes, session and scope.
+
+It replaces the Igor server and speaks its message shapes on ``/actions``
+(:mod:`.protocol`). The application gives an :class:`ActionsAPI` (or a dict
+of handlers) named in the configuration's ``[actions] api``; its processes
+start and stop with the hub. See :mod:`.api` for how handlers are written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from ..faces import Face
+from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
+from .calls import Stream, StreamClosed
+from .endpoint import file_routes, socket_routes
+from .files import FileAccessError, FileServer
+from .processes import Processes, ProcessOutput
+from .session import ActionsState
+
+
+class ActionsFace(Face):
+    """Serves ``/actions`` and, if enabled, the file server; runs the API's processes.
+
+    Raises :class:`~roomhub.hub.HubError` when the configured API cannot be loaded.
+    """
+
+    name = "actions"
+
+    def __init__(self, hub: Any, api: ActionsAPI | None = None) -> None:
+        super().__init__(hub)
+        from ..hub import HubError
+
+        config = hub.config.actions
+        server = hub.config.server
+        if api is None:
+            try:
+                api = load_api(config.api, config.pythonpath) if config.api else ActionsAPI()
+            except APIError as exc:
+                raise HubError(f"actions.api: {exc}") from None
+        self.api = api
+        self.state = ActionsState(
+            api,
+            config,
+            hub.bus,
+            debug=config.debug or server.log_level == "debug",
+            max_frame_bytes=config.max_frame_bytes or server.limits.max_frame_bytes,
+        )
+        self.processes = Processes(self.state)
+        self.files: FileServer | None = None
+        if config.files.enabled:
+            root = config.files.root or hub.data_dir / "actions-files"
+            self.files = FileServer(root, config.files.max_bytes, config.files.read_only)
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """The hub-wide dict shared by every handler and process."""
+        return self.state.scope
+
+    def routes(self) -> list[BaseRoute]:
+        routes: list[BaseRoute] = socket_routes(self.hub, self.state)
+        if self.files is not None:
+            routes += file_routes(self.files, self.hub.config.actions.files.prefix)
+        return routes
+
+    async def start(self) -> None:
+        self.processes.start()
+
+    async def stop(self) -> None:
+        timeout = self.hub.config.server.shutdown_timeout
+        await self.processes.stop(min(5.0, timeout / 2))
+        await self.state.close()
+
+
+__all__ = [
+    "APIError",
+    "ActionsAPI",
+    "ActionsFace",
+    "FileAccessError",
+    "FileServer",
+    "Handler",
+    "ProcessOutput",
+    "ProcessSpec",
+    "Processes",
+    "Stream",
+    "StreamClosed",
+    "flatten",
+    "load_api",
+]

@@ -1,0 +1,139 @@
+"""The actions face's ASGI adapter: the ``/actions`` socket and the file server routes.
+
+``/actions[?sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's message
+shapes, see :mod:`.protocol`), and so is ``/actions/<anything>`` (Igor
+ignored the path). With a valid id and token the session is resumed,
+otherwise a new one is made. Refusals: 1013 when the connection or
+session limit is reached, 1009 for a frame over the limit, 1008 for a call
+flood, 4009 when another connection resumed this session.
+
+The file server (``[actions.files] enabled = true``) answers ``GET``,
+``PUT`` (``POST`` as Igor's alias) and ``DELETE`` on ``<prefix>/<path>``.
+Encoded slashes, backslashes and NULs in the raw path get 400 before
+anything else; :mod:`.files` refuses the rest. Token auth and origin checks
+are the hub's middleware's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import re
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from ..connections import CloseCode, Connection
+from ..sessions import SessionLimitReached
+from .files import FileAccessError, FileServer
+from .session import ActionsState
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+
+log = logging.getLogger("roomhub.actions")
+
+_ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+
+
+def socket_routes(hub: Hub, state: ActionsState, path: str = "/actions") -> list[BaseRoute]:
+    """``path`` and ``path/<client id>`` (Igor's Angular client appends its id; it is ignored)."""
+    queue_size = hub.config.server.limits.send_queue_frames
+
+    async def socket(websocket: WebSocket) -> None:
+        if not hub.connections.try_acquire():
+            await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
+            return
+        conn: Connection | None = None
+        try:
+            await websocket.accept()
+            conn = Connection(websocket, queue_size, "actions")
+            conn.start()
+            params = websocket.query_params
+            try:
+                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"))
+            except SessionLimitReached as exc:
+                await conn.aclose(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
+                return
+            try:
+                async for frame in conn.receive():
+                    if conn.closing:
+                        break
+                    client.handle(frame)
+            except Exception:
+                log.exception("actions: handling a frame from %s failed", conn.peer)
+                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            finally:
+                state.leave(client)
+        finally:
+            if conn is not None:
+                # A close we started (close_code set) may still be flushing: give it time. A
+                # client that went away gets nothing more: stop the writer at once.
+                await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
+            hub.connections.release()
+
+    return [WebSocketRoute(path, socket), WebSocketRoute(path + "/{client_id}", socket)]
+
+
+def _error(exc: FileAccessError) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+
+def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
+    raw_prefix = prefix.encode()
+
+    async def read_body(request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > files.max_bytes:
+            raise FileAccessError(413, f"body larger than {files.max_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > files.max_bytes:
+                raise FileAccessError(413, f"body larger than {files.max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def endpoint(request: Request) -> Response:
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        raw = raw[len(raw_prefix) :] if raw.startswith(raw_prefix) else raw
+        path = request.path_params["path"]
+        try:
+            if _ENCODED_SEPARATOR.search(raw):
+                raise FileAccessError(400, "encoded '/', '\\' or NUL in the path")
+            if request.method in ("GET", "HEAD"):
+                data = await asyncio.to_thread(files.read, path)
+                media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+                return Response(data, media_type=media)
+            if request.method in ("PUT", "POST"):
+                body = await read_body(request)
+                created = await asyncio.to_thread(files.write, path, body)
+                return JSONResponse(
+                    {"message": "File saved.", "path": path, "bytes": len(body)},
+                    status_code=201 if created else 200,
+                )
+            await asyncio.to_thread(files.delete, path)
+            return JSONResponse({"message": "File deleted.", "path": path})
+        except FileAccessError as exc:
+            log.info(
+                "file server: %s %s refused: %s (%d)",
+                request.method,
+                request.url.path,
+                exc.message,
+                exc.status,
+            )
+            return _error(exc)
+
+    async def bare(request: Request) -> Response:
+        return _error(FileAccessError(400, "name a file below the root"))
+
+    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    return [
+        Route(prefix + "/{path:path}", endpoint, methods=methods),
+        Route(prefix, bare, methods=methods),
+    ]

@@ -1,0 +1,165 @@
+"""The actions protocol, sans I/O: decode client frames, encode server frames.
+
+Wire-compatible with the Igor server (JSON text frames, see the reference
+``actions-igor.md``):
+
+- client -> server: a call ``{"streamId": S, "action": NAME, "data": ANY}``;
+  Igor's ``introduce_self`` action (``data: {"client_id": ID, "token": T}``)
+  resumes a session.
+- server -> client, per call: zero or more ``{"streamId": S, "data": ANY}``,
+  then maybe ``{"streamId": S, "error": TEXT}``, then always
+  ``{"streamId": S, "close": true}``.
+- from a process: ``{"streamId": PROCESS_ID, "action": NAME, "data": ANY}``,
+  ``{"streamId": PROCESS_ID, "error": TEXT}``, ``{"streamId": PROCESS_ID, "close": true}``.
+- protocol errors without a stream: ``{"error": TEXT, "code": INT}``.
+
+Additions an Igor client can ignore: ``{"streamId": S, "cancel": true}`` from
+the client stops a running call (answered by ``close`` with
+``"cancelled": true``); errors carry a ``code`` (HTTP-like: 400 bad request,
+404 unknown action, 409 stream id in use, 422 data of the wrong shape, 429
+too many calls, 499 cancelled, 500 handler failed) and, in debug mode, a
+``traceback``; on connect the hub sends ``{"session": {"id", "token",
+"resumed", "timeout"}}``. A call whose stream id is known always ends with
+``close``, even when refused, so a client never waits forever.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# Error codes (HTTP-like, as Igor's 400/503).
+BAD_REQUEST = 400
+UNKNOWN_ACTION = 404
+STREAM_IN_USE = 409
+TOO_LARGE = 413
+UNSUPPORTED = 415
+BAD_DATA = 422
+TOO_MANY_CALLS = 429
+CANCELLED = 499
+HANDLER_FAILED = 500
+
+INTRODUCE_SELF = "introduce_self"
+MAX_STREAM_ID_LENGTH = 256
+MAX_ACTION_LENGTH = 256
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_decode = json.JSONDecoder().decode
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be used. ``stream_id`` is set when the frame named one."""
+
+    def __init__(self, code: int, message: str, stream_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.stream_id = stream_id
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    stream_id: str
+    action: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    stream_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Introduce:
+    """Igor's ``introduce_self``: resume the session ``client_id`` with ``token``."""
+
+    stream_id: str
+    client_id: str
+    token: str | None
+
+
+ClientMessage = Call | Cancel | Introduce
+
+
+def decode(frame: str | bytes) -> ClientMessage:
+    """Decode one client frame or raise :class:`ProtocolError` saying what is wrong.
+
+    Binary frames are refused (415); the text must be a JSON object with a
+    string ``streamId`` (Igor's messages: "No streamId specified", "No action
+    specified").
+    """
+    if isinstance(frame, bytes):
+        raise ProtocolError(UNSUPPORTED, "binary frames are not supported: send JSON text")
+    try:
+        msg = _decode(frame)
+    except ValueError as exc:
+        raise ProtocolError(BAD_REQUEST, f"not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
+    stream_id = msg.get("streamId")
+    if stream_id is None or stream_id == "":
+        raise ProtocolError(BAD_REQUEST, "No streamId specified")
+    if not isinstance(stream_id, str) or len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise ProtocolError(
+            BAD_REQUEST, f"streamId must be a string of at most {MAX_STREAM_ID_LENGTH} characters"
+        )
+    if msg.get("cancel") is True:
+        return Cancel(stream_id)
+    action = msg.get("action")
+    if action is None or action == "":
+        raise ProtocolError(BAD_REQUEST, "No action specified", stream_id)
+    if not isinstance(action, str) or len(action) > MAX_ACTION_LENGTH:
+        raise ProtocolError(
+            BAD_REQUEST,
+            f"action must be a string of at most {MAX_ACTION_LENGTH} characters",
+            stream_id,
+        )
+    data = msg.get("data")
+    if action == INTRODUCE_SELF:
+        client_id = data.get("client_id") if isinstance(data, dict) else None
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(client_id, str) or not client_id:
+            raise ProtocolError(BAD_REQUEST, "No client_id for introduce_self action", stream_id)
+        if token is not None and not isinstance(token, str):
+            raise ProtocolError(BAD_REQUEST, "introduce_self: token must be a string", stream_id)
+        return Introduce(stream_id, client_id, token)
+    return Call(stream_id, action, data)
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Compact JSON; raises ``TypeError``/``ValueError`` for data JSON cannot carry."""
+    return _encode(message)
+
+
+def data(stream_id: str, value: Any) -> str:
+    return _encode({"streamId": stream_id, "data": value})
+
+
+def error(stream_id: str, message: str, code: int | None = None, traceback: str | None = None) -> str:
+    msg: dict[str, Any] = {"streamId": stream_id, "error": message}
+    if code is not None:
+        msg["code"] = code
+    if traceback:
+        msg["traceback"] = traceback
+    return _encode(msg)
+
+
+def close(stream_id: str, cancelled: bool = False) -> str:
+    if cancelled:
+        return _encode({"streamId": stream_id, "close": True, "cancelled": True})
+    return _encode({"streamId": stream_id, "close": True})
+
+
+def protocol_error(message: str, code: int) -> str:
+    return _encode({"error": message, "code": code})
+
+
+def process_message(process_id: str, action: str | None, value: Any) -> str:
+    """A process's message (Igor: ``{"streamId": process_id, "action": ..., "data": ...}``)."""
+    return _encode({"streamId": process_id, "action": action, "data": value})
+
+
+def welcome(session_id: str, token: str, resumed: bool, timeout: float) -> str:
+    """The first frame of a connection: the session to resume after a reconnect."""
+    return _encode({"session": {"id": session_id, "token": token, "resumed": resumed, "timeout": timeout}})

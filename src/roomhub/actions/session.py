@@ -1,0 +1,275 @@
+"""Actions state: the hub-wide scope and sessions, and each connected client's calls.
+
+:class:`ActionsState` is shared by every client and process: the API, the
+``scope`` dict, the :class:`~roomhub.sessions.SessionStore` (resume tokens,
+reaped ``session_timeout`` seconds after the last disconnect, exactly once),
+the thread pool of plain-function handlers and the clients by session id.
+Process output reaches clients through the hub's bus (topic ``actions`` for
+everyone, ``actions\\x00<session id>`` for one client), encoded once.
+
+:class:`Client` is one connection: it decodes frames, starts a task per
+call (any number run at once, up to ``max_calls_per_client``), cancels them
+on request or on disconnect, and enforces the call rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..bus import Bus
+from ..config import ActionsConfig
+from ..connections import CloseCode, Connection
+from ..sessions import Session, SessionStore
+from . import protocol as p
+from .api import ActionsAPI
+from .calls import Stream, run_call
+
+log = logging.getLogger("roomhub.actions")
+
+TOPIC = "actions"
+SESSION_TAKEN = 4009  # close code: the session was resumed by another connection
+MAX_LOGGED_ERRORS = 5  # bad frames logged per connection (then one summary line)
+
+
+def session_topic(session_id: str) -> str:
+    return f"{TOPIC}\x00{session_id}"
+
+
+class ActionsState:
+    """What every client and process of the actions face shares."""
+
+    def __init__(
+        self, api: ActionsAPI, config: ActionsConfig, bus: Bus, *, debug: bool, max_frame_bytes: int
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.bus = bus
+        self.debug = debug
+        self.max_frame_bytes = max_frame_bytes
+        self.scope: dict[str, Any] = {}
+        self.sessions = SessionStore(config.session_timeout, config.max_sessions)
+        self.clients: dict[str, Client] = {}
+        self.pool = ThreadPoolExecutor(config.thread_pool_size, thread_name_prefix="roomhub-action")
+
+    def open(self, conn: Connection, session_id: str | None, token: str | None) -> Client:
+        """A client for ``conn`` with its session resumed (if id and token match) or new.
+
+        Raises :class:`~roomhub.sessions.SessionLimitReached`.
+        """
+        session = self.sessions.resume(session_id, token) if session_id and token else None
+        resumed = session is not None
+        if session is None:
+            session = self.sessions.create()
+        client = Client(self, conn, session)
+        self._attach(client, session)
+        conn.send(p.welcome(session.id, session.token, resumed, self.sessions.timeout))
+        return client
+
+    def resume(self, client: Client, session_id: str, token: str | None) -> bool:
+        """Igor's ``introduce_self``: move ``client`` to the session ``session_id``."""
+        if session_id == client.session.id:
+            return token is None or token == client.session.token
+        if token is None:
+            return False
+        session = self.sessions.resume(session_id, token)
+        if session is None:
+            return False
+        old = client.session
+        self._detach(client)
+        self.sessions.drop(old)
+        self._attach(client, session)
+        return True
+
+    def leave(self, client: Client) -> None:
+        """The connection ended: cancel its calls, start its session's reap timer."""
+        client.cancel_all()
+        if self.clients.get(client.session.id) is client:
+            self._detach(client)
+            self.sessions.detach(client.session)
+
+    def _attach(self, client: Client, session: Session) -> None:
+        previous = self.clients.get(session.id)
+        if previous is not None and previous is not client:
+            log.info(
+                "session %s resumed by %s: closing %s",
+                session.id,
+                client.conn.peer,
+                previous.conn.peer,
+            )
+            self._detach(previous)
+            previous.cancel_all()
+            previous.conn.close(SESSION_TAKEN, "session resumed by another connection")
+        client.session = session
+        self.clients[session.id] = client
+        send = client.conn.send
+        client.unsubscribe = [
+            self.bus.subscribe(TOPIC, send),
+            self.bus.subscribe(session_topic(session.id), send),
+        ]
+
+    def _detach(self, client: Client) -> None:
+        for unsubscribe in client.unsubscribe:
+            unsubscribe()
+        client.unsubscribe = []
+        if self.clients.get(client.session.id) is client:
+            del self.clients[client.session.id]
+
+    def broadcast(self, frame: str) -> None:
+        """Send an encoded frame to every connected client."""
+        self.bus.publish(TOPIC, frame)
+
+    def send_to(self, session_id: str, frame: str) -> bool:
+        """Send an encoded frame to the client of session ``session_id``; False if none here."""
+        if session_id not in self.clients:
+            return False
+        self.bus.publish(session_topic(session_id), frame)
+        return True
+
+    async def close(self) -> None:
+        """Cancel every call, close every client (1001), reap every session, stop the pool."""
+        clients = list(self.clients.values())
+        tasks = [t for c in clients for t in c.calls.values()]
+        for client in clients:
+            client.cancel_all()
+            client.conn.close(CloseCode.GOING_AWAY, "hub shutting down")
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        self.sessions.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Client:
+    """One connection's session and running calls (keyed by stream id)."""
+
+    def __init__(self, state: ActionsState, conn: Connection, session: Session) -> None:
+        self.state = state
+        self.conn = conn
+        self.session = session
+        self.calls: dict[str, asyncio.Task[None]] = {}
+        self.streams: dict[str, Stream] = {}
+        self.unsubscribe: list[Callable[[], None]] = []
+        self.loop = asyncio.get_running_loop()
+        rate = state.config.max_calls_per_second
+        self._rate = rate
+        self._allowance = float(rate or 0)
+        self._last = time.monotonic()
+        self._errors = 0
+
+    def handle(self, frame: str | bytes) -> None:
+        """Handle one client frame without waiting (a call becomes a task)."""
+        limit = self.state.max_frame_bytes
+        if len(frame) > limit or (
+            isinstance(frame, str) and len(frame) * 4 > limit and len(frame.encode()) > limit
+        ):
+            self._bad(p.ProtocolError(p.TOO_LARGE, f"frame larger than {limit} bytes"))
+            self.conn.close(CloseCode.MESSAGE_TOO_BIG, f"frame larger than {limit} bytes")
+            return
+        try:
+            msg = p.decode(frame)
+        except p.ProtocolError as exc:
+            self._bad(exc)
+            return
+        if isinstance(msg, p.Cancel):
+            self.cancel(msg.stream_id)
+        elif isinstance(msg, p.Introduce):
+            self._introduce(msg)
+        elif self._within_rate():
+            self._start(msg)
+
+    def _start(self, call: p.Call) -> None:
+        sid = call.stream_id
+        if sid in self.calls:
+            self._bad(p.ProtocolError(p.STREAM_IN_USE, f"streamId {sid!r} is already in use"))
+            return
+        handler = self.state.api.handlers.get(call.action)
+        if handler is None:
+            self._bad(p.ProtocolError(p.UNKNOWN_ACTION, f'No handler for action: "{call.action}"', sid))
+            return
+        if len(self.calls) >= self.state.config.max_calls_per_client:
+            limit = self.state.config.max_calls_per_client
+            self._bad(p.ProtocolError(p.TOO_MANY_CALLS, f"more than {limit} calls running at once", sid))
+            return
+        kwargs: dict[str, Any] = {}
+        if "session" in handler.kwargs:
+            kwargs["session"] = self.session.data
+        if "scope" in handler.kwargs:
+            kwargs["scope"] = self.state.scope
+        stream = Stream(sid, self.conn.send, self.loop)
+        stream.on_end = self._ended
+        self.calls[sid] = self.loop.create_task(
+            run_call(handler, stream, call.data, kwargs, self.state.pool, self.state.debug)
+        )
+        self.streams[sid] = stream
+
+    def _ended(self, stream: Stream) -> None:
+        sid = stream.stream_id
+        if self.streams.get(sid) is stream:
+            del self.calls[sid]
+            del self.streams[sid]
+
+    def cancel(self, sid: str) -> None:
+        """Cancel the running call ``sid`` (answered by a cancelled ``close``); unknown: ignored."""
+        task = self.calls.get(sid)
+        if task is None:
+            return
+        stream = self.streams[sid]
+        stream.cancel_requested = True
+        task.cancel()
+        if not stream.started:  # cancelled in the same batch of frames: its body never runs
+            stream.closed = True
+            self.conn.send(p.close(sid, cancelled=True))
+            self._ended(stream)
+
+    def cancel_all(self) -> None:
+        """Cancel every running call silently (the client is gone)."""
+        for stream in list(self.streams.values()):
+            stream.closed = True
+            self.calls[stream.stream_id].cancel()
+            if not stream.started:
+                self._ended(stream)
+
+    def _introduce(self, msg: p.Introduce) -> None:
+        sid = msg.stream_id
+        if self.state.resume(self, msg.client_id, msg.token):
+            self.conn.send(p.data(sid, {"sessionId": self.session.id, "resumed": True}))
+        else:
+            self.conn.send(
+                p.error(
+                    sid,
+                    "introduce_self: unknown session or wrong token (send the token from the session frame)",
+                    p.BAD_REQUEST,
+                )
+            )
+        self.conn.send(p.close(sid))
+
+    def _within_rate(self) -> bool:
+        if not self._rate:
+            return True
+        now = time.monotonic()
+        self._allowance = min(self._rate, self._allowance + (now - self._last) * self._rate)
+        self._last = now
+        if self._allowance >= 1:
+            self._allowance -= 1
+            return True
+        reason = f"call flood: more than {self._rate:g} calls per second"
+        log.warning("actions client %s: %s, closing", self.conn.peer, reason)
+        self.cancel_all()
+        self.conn.close(CloseCode.POLICY_VIOLATION, reason)
+        return False
+
+    def _bad(self, exc: p.ProtocolError) -> None:
+        self._errors += 1
+        if self._errors <= MAX_LOGGED_ERRORS:
+            log.info("actions client %s: %s (%d)", self.conn.peer, exc.message, exc.code)
+            if self._errors == MAX_LOGGED_ERRORS:
+                log.info("actions client %s: further bad frames are not logged", self.conn.peer)
+        if exc.stream_id is None:
+            self.conn.send(p.protocol_error(exc.message, exc.code))
+        else:
+            self.conn.send(p.error(exc.stream_id, exc.message, exc.code))
+            self.conn.send(p.close(exc.stream_id))

@@ -1,0 +1,160 @@
+"""Sessions: what the hub remembers of one client across reconnects.
+
+A :class:`Session` has a public ``id``, a secret resume ``token`` and a
+``data`` dict. While a client holds it, it is *attached*; when the client
+goes away it is *detached* and a reaper timer starts. A client that comes
+back with the id and the token before ``timeout`` seconds gets the same
+session (:meth:`SessionStore.resume`); otherwise the session is reaped.
+
+Reaping happens exactly once per session, on the timer of its *last*
+detach: every attach cancels the pending timer, every detach starts a new
+one, and a timer that fires for a session attached again (or already
+reaped) does nothing. Igor's server looked the timer up under the wrong id,
+so a session could be deleted early; this store keys timers by the session
+object itself.
+
+The store is also a read-only mapping ``session id -> data dict`` so code
+that wants "the sessions" (Igor processes) can read and write them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+log = logging.getLogger("roomhub.sessions")
+
+
+class SessionLimitReached(Exception):
+    """No new session: ``max_sessions`` sessions are alive (attached or waiting to be reaped)."""
+
+
+class Session:
+    """One client's session. ``data`` is free for the application to use."""
+
+    __slots__ = ("_timer", "attached", "created_at", "data", "detached_at", "id", "reaped", "token")
+
+    def __init__(self, session_id: str, token: str) -> None:
+        self.id = session_id
+        self.token = token
+        self.data: dict[str, Any] = {}
+        self.attached = False
+        self.reaped = False
+        self.created_at = time.time()
+        self.detached_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        state = "reaped" if self.reaped else "attached" if self.attached else "detached"
+        return f"<Session {self.id} {state}>"
+
+
+class SessionStore(Mapping[str, dict[str, Any]]):
+    """Sessions of one face, reaped ``timeout`` seconds after their last detach.
+
+    ``max_sessions`` bounds the sessions alive at once (memory); :meth:`create`
+    raises :class:`SessionLimitReached` past it. Use from the event loop only.
+    """
+
+    def __init__(self, timeout: float = 10.0, max_sessions: int = 10000) -> None:
+        self.timeout = timeout
+        self.max_sessions = max_sessions
+        self._sessions: dict[str, Session] = {}
+        self._on_reap: list[Callable[[Session], None]] = []
+        self.reaped_count = 0
+
+    # -- mapping: session id -> data ----------------------------------------
+
+    def __getitem__(self, session_id: str) -> dict[str, Any]:
+        return self._sessions[session_id].data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._sessions))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def session(self, session_id: str) -> Session | None:
+        """The live session ``session_id``, or None."""
+        return self._sessions.get(session_id)
+
+    def on_reap(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` once for every session reaped (or dropped)."""
+        self._on_reap.append(callback)
+
+    def create(self) -> Session:
+        """A new attached session with a fresh id and token (``secrets``, 72 and 192 bits)."""
+        if len(self._sessions) >= self.max_sessions:
+            raise SessionLimitReached(f"{self.max_sessions} sessions are alive")
+        session = Session(secrets.token_urlsafe(9), secrets.token_urlsafe(24))
+        session.attached = True
+        self._sessions[session.id] = session
+        return session
+
+    def resume(self, session_id: str, token: str) -> Session | None:
+        """The session ``session_id`` if ``token`` is its token, now attached; else None.
+
+        The token is compared in constant time. Resuming an attached session
+        is allowed (the holder of the token wins): the caller must detach it
+        from its previous client. A pending reap is cancelled.
+        """
+        session = self._sessions.get(session_id)
+        if session is None or not hmac.compare_digest(session.token.encode(), token.encode()):
+            return None
+        self._cancel_timer(session)
+        session.attached = True
+        session.detached_at = None
+        return session
+
+    def detach(self, session: Session) -> None:
+        """The client left: reap ``session`` in ``timeout`` seconds unless it is resumed first."""
+        if session.reaped or not session.attached:
+            return
+        session.attached = False
+        session.detached_at = time.monotonic()
+        self._cancel_timer(session)
+        loop = asyncio.get_running_loop()
+        session._timer = loop.call_later(self.timeout, self._expire, session)
+
+    def drop(self, session: Session) -> None:
+        """Reap ``session`` now (e.g. a fresh session replaced by a resumed one)."""
+        self._cancel_timer(session)
+        self._reap(session)
+
+    def close(self) -> None:
+        """Reap every session now (shutdown)."""
+        for session in list(self._sessions.values()):
+            self.drop(session)
+
+    def _cancel_timer(self, session: Session) -> None:
+        if session._timer is not None:
+            session._timer.cancel()
+            session._timer = None
+
+    def _expire(self, session: Session) -> None:
+        session._timer = None
+        if session.attached:
+            return
+        log.debug("session %s reaped after %.1f s detached", session.id, self.timeout)
+        self._reap(session)
+
+    def _reap(self, session: Session) -> None:
+        if session.reaped:
+            return
+        session.reaped = True
+        session.attached = False
+        if self._sessions.get(session.id) is session:
+            del self._sessions[session.id]
+        self.reaped_count += 1
+        for callback in self._on_reap:
+            try:
+                callback(session)
+            except Exception:
+                log.exception("session reap callback failed for %s", session.id)

@@ -1,0 +1,154 @@
+"""Sessions through the real socket: resume inside the timeout, reaped after it, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from actions_helpers import IgorClient, actions_config, wait_for
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture
+async def hub(tmp_path, in_process_hub):
+    async with in_process_hub(actions_config(tmp_path / "cfg", f"session_timeout = {TIMEOUT}")) as h:
+        yield h
+
+
+def store_of(h):
+    return h.hub.face("actions").state.sessions
+
+
+async def test_welcome_gives_a_session_id_and_token(hub):
+    c = await IgorClient.connect(hub.ws)
+    assert set(c.session) == {"id", "token", "resumed", "timeout"}
+    assert c.session["resumed"] is False and c.session["timeout"] == TIMEOUT
+    assert len(c.session["token"]) >= 32
+    await c.close()
+
+
+async def test_resume_inside_the_timeout_keeps_the_session(hub):
+    a = await IgorClient.connect(hub.ws)
+    assert await a.value("session.set", {"name": "Oskar"}) == {"name": "Oskar"}
+    await a.close()
+    b = await IgorClient.connect(hub.ws, session=a.session)
+    assert b.session["resumed"] is True and b.session["id"] == a.session["id"]
+    assert await b.value("session.get") == {"name": "Oskar"}
+    assert store_of(hub).reaped_count == 0
+    await b.close()
+
+
+async def test_after_the_timeout_the_session_is_reaped_once(hub):
+    store = store_of(hub)
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"k": 1})
+    await a.close()
+    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
+    assert store.reaped_count == 1
+    b = await IgorClient.connect(hub.ws, session=a.session)
+    assert b.session["resumed"] is False and b.session["id"] != a.session["id"]
+    assert await b.value("session.get") == {}
+    await asyncio.sleep(TIMEOUT * 1.2)  # nothing else may be reaped for that session
+    assert store.reaped_count == 1
+    await b.close()
+
+
+async def test_reaped_on_the_timer_of_the_last_disconnect(hub):
+    """Igor deleted a session on its first timer even after a reconnect: the last one counts."""
+    store = store_of(hub)
+    loop = asyncio.get_running_loop()
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"k": "v"})
+    await a.close()
+    first_detach = loop.time()
+    await asyncio.sleep(TIMEOUT * 0.6)
+    b = await IgorClient.connect(hub.ws, session=a.session)
+    assert b.session["resumed"] is True
+    await b.close()
+    second_detach = loop.time()
+    await asyncio.sleep(first_detach + TIMEOUT * 1.3 - loop.time())  # past the first timer
+    assert a.session["id"] in store and store[a.session["id"]] == {"k": "v"}
+    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
+    assert loop.time() - second_detach >= TIMEOUT * 0.95
+    assert store.reaped_count == 1
+
+
+async def test_a_wrong_token_gets_a_new_session(hub):
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"secret": 1})
+    forged = {"id": a.session["id"], "token": "x" * 32}
+    b = await IgorClient.connect(hub.ws, session=forged)
+    assert b.session["resumed"] is False and b.session["id"] != a.session["id"]
+    assert await b.value("session.get") == {}
+    await a.close()
+    await b.close()
+
+
+async def test_introduce_self_resumes_with_the_token(hub):
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"who": "a"})
+    await a.close()
+    b = await IgorClient.connect(hub.ws)
+    fresh = b.session["id"]
+    await b.send(
+        {
+            "streamId": "intro",
+            "action": "introduce_self",
+            "data": {"client_id": a.session["id"], "token": a.session["token"]},
+        }
+    )
+    assert await b.finish("intro") == [
+        {"streamId": "intro", "data": {"sessionId": a.session["id"], "resumed": True}},
+        {"streamId": "intro", "close": True},
+    ]
+    assert await b.value("session.get") == {"who": "a"}
+    assert fresh not in store_of(hub)  # the unused fresh session is dropped
+    await b.close()
+
+
+async def test_introduce_self_without_the_token_cannot_take_a_session(hub):
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"who": "a"})
+    b = await IgorClient.connect(hub.ws)
+    await b.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": a.session["id"]}})
+    frames = await b.finish("i")
+    assert frames[0]["code"] == 400 and "token" in frames[0]["error"] and frames[1]["close"]
+    assert await b.value("session.get") == {}
+    assert await a.value("session.get") == {"who": "a"}
+    await a.close()
+    await b.close()
+
+
+async def test_resuming_a_live_session_closes_the_other_connection_4009(hub):
+    a = await IgorClient.connect(hub.ws)
+    await a.value("session.set", {"n": 1})
+    b = await IgorClient.connect(hub.ws, session=a.session)
+    assert b.session["resumed"] is True
+    await a.wait_closed()
+    assert a.close_code == 4009
+    assert await b.value("session.get") == {"n": 1}
+    await b.close()
+
+
+async def test_process_output_reaches_a_resumed_client(hub):
+    a = await IgorClient.connect(hub.ws)
+    sid = a.session["id"]
+    await a.close()
+    b = await IgorClient.connect(hub.ws, session=a.session)
+    await b.value("process.say", {"text": "you again", "to": sid})
+    assert (await b.next("announcer"))["data"] == "you again"
+    await b.close()
+
+
+async def test_session_limit_closes_1013(tmp_path, in_process_hub):
+    async with in_process_hub(actions_config(tmp_path / "cfg", "max_sessions = 2")) as h:
+        a, b = await IgorClient.connect(h.ws), await IgorClient.connect(h.ws)
+        import websockets
+
+        async with websockets.connect(f"{h.ws}/actions") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+            assert ws.close_code == 1013 and "session limit" in ws.close_reason
+        await a.close()
+        await b.close()
