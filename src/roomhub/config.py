@@ -88,20 +88,73 @@ class ResourceLimits(Model):
     cpu_seconds: int | None = Field(default=600, ge=1)
     pids: int | None = Field(default=128, ge=1)
     file_size_bytes: int | None = Field(default=64 * MiB, ge=1)
+    cpus: float | None = Field(
+        default=None, gt=0, le=1024,
+        description="CPU quota in cores (docker: NanoCpus); other runtimes use cpu_seconds.",
+    )
+
+
+class ContainerOptions(Model):
+    """How a sandboxed program runs: its user, root file system and network.
+
+    Honoured by ``docker`` (all keys) and ``bubblewrap`` (``user`` as a
+    numeric ``uid[:gid]``); the ``process`` runtime ignores them.
+    """
+
+    user: str | None = Field(
+        default=None, description='User inside the container ("uid[:gid]" or a name); default: the image\'s.',
+    )
+    read_only_root: bool = Field(default=False, description="Mount the image's root file system read-only.")
+    network: str | None = Field(
+        default=None, description="Docker network to join (e.g. a user-defined network); default: none.",
+    )
 
 
 class BubblewrapConfig(Model):
+    """The ``bubblewrap`` runtime: ``bwrap`` with its own user, pid, ipc, uts and network namespaces."""
+
     executable: str = "bwrap"
     network: bool = Field(default=False, description="Share the host network (off: own namespace).")
     ro_binds: list[str] = Field(
-        default_factory=lambda: ["/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin"],
+        default_factory=lambda: ["/usr", "/etc", "/bin", "/lib", "/lib64", "/lib32", "/sbin"],
         description="Host paths mounted read-only inside the sandbox (missing ones are skipped).",
+    )
+    masked: list[str] = Field(
+        default_factory=lambda: ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssl/private"],
+        description="Paths under ro_binds hidden from the sandbox (files read as empty, folders as empty).",
+    )
+    room_mount: str = Field(default="/room", description="Where the room directory appears inside.")
+    uid: int = Field(default=1000, ge=0, description="User id inside the sandbox (its own user namespace).")
+    gid: int = Field(default=1000, ge=0, description="Group id inside the sandbox.")
+    hostname: str = Field(default="room", description="Host name inside (own UTS namespace).")
+    pids_cgroup: bool = Field(
+        default=True,
+        description="Enforce limits.pids with a pids cgroup (v1 or delegated v2); off or unavailable: not enforced.",
     )
 
 
 class DockerConfig(Model):
-    url: str | None = Field(default=None, description="Engine URL; default: DOCKER_HOST or the local socket.")
+    """The ``docker`` runtime: executors as containers on a Docker engine."""
+
+    url: str | None = Field(
+        default=None,
+        description="Engine URL (unix:///path, tcp://host:port); default: DOCKER_HOST or the local socket.",
+    )
     pull: bool = Field(default=False, description="Pull a missing image instead of failing.")
+    image: str | None = Field(default=None, description="Image of executors that name none.")
+    room_mount: str = Field(
+        default="/room", description='Where the room directory appears in containers ("/data" for interactive-widgets images).',
+    )
+    room_storage: Literal["auto", "bind", "volume"] = Field(
+        default="auto",
+        description="bind: the hub's room directory (local engine); volume: a labelled named volume; auto: bind if local.",
+    )
+    init: bool = Field(default=True, description="Run docker-init as PID 1 (signals reach the program).")
+    tmpfs_bytes: int = Field(default=64 * MiB, ge=1 * MiB, description="Size of /tmp when the root is read-only.")
+    stop_grace: float | None = Field(
+        default=None, ge=0, description="Seconds between SIGTERM and SIGKILL at stop; default: the executor's.",
+    )
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to reach the engine at start-up.")
 
 
 class RuntimeConfig(Model):
@@ -118,6 +171,7 @@ class ExecutorBase(Model):
     tty: bool = False
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
     image: str | None = Field(default=None, description="Container image (docker runtime).")
+    container: ContainerOptions = Field(default_factory=ContainerOptions)
 
     @field_validator("command")
     @classmethod

@@ -79,6 +79,7 @@ class Executor:
             image=c.image,
             labels=self.room.labels(self.name),
             stdin=c.tty or self.kind == "always",
+            container=c.container,
         )
 
     async def launch(self, cols: int = 80, rows: int = 24) -> ProgramHandle:

@@ -20,7 +20,7 @@ def make_runtimes(config: RuntimeConfig, hub_id: str) -> dict[str, Runtime]:
     except ImportError:  # pragma: no cover - module always shipped
         pass
     else:
-        runtimes["bubblewrap"] = BubblewrapRuntime(config.bubblewrap)
+        runtimes["bubblewrap"] = BubblewrapRuntime(config.bubblewrap, hub_id)
     try:
         from .docker import DockerRuntime
     except ImportError:

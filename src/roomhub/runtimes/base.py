@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import ResourceLimits
+from ..config import ContainerOptions, ResourceLimits
 
 Stream = Literal["stdout", "stderr"]
 
@@ -34,7 +34,8 @@ class ProgramSpec:
     (the hub's own environment is never passed on); ``tty``: run under a
     pseudo-terminal (``cols`` x ``rows``), stdout and stderr merged.
     ``labels`` identify the program (hub, room, executor) for runtimes that
-    can tag what they create.
+    can tag what they create. ``container``: user, read-only root and
+    network of sandboxing runtimes (ignored by ``process``).
     """
 
     argv: list[str]
@@ -48,6 +49,7 @@ class ProgramSpec:
     image: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     stdin: bool = True
+    container: ContainerOptions = field(default_factory=ContainerOptions)
 
     @property
     def cwd(self) -> Path:

@@ -20,7 +20,7 @@ import resource
 import signal
 import struct
 import termios
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from ..config import ResourceLimits
@@ -29,8 +29,11 @@ from .base import ProgramHandle, ProgramSpec, Runtime, Stream
 CHUNK = 65536
 
 
-def rlimit_setter(limits: ResourceLimits, tty_fd: int | None = None) -> Callable[[], None]:
-    """A ``preexec_fn``: a new session, ``limits`` applied, and ``tty_fd`` as controlling terminal.
+def rlimit_setter(
+    limits: ResourceLimits, tty_fd: int | None = None, extra: Callable[[], None] | None = None,
+) -> Callable[[], None]:
+    """A ``preexec_fn``: a new session, ``limits`` applied, ``tty_fd`` as controlling terminal,
+    then ``extra`` (e.g. joining a cgroup).
 
     ``tty_fd`` is the slave side of the pseudo-terminal, addressed by its own
     number because uvloop runs this before it duplicates the standard streams.
@@ -51,6 +54,8 @@ def rlimit_setter(limits: ResourceLimits, tty_fd: int | None = None) -> Callable
             resource.setrlimit(kind, (value, value))
         if tty_fd is not None:
             fcntl.ioctl(tty_fd, termios.TIOCSCTTY, 0)
+        if extra is not None:
+            extra()
 
     return preexec
 
@@ -88,8 +93,12 @@ def session_members(sid: int) -> list[int]:
 class SubprocessHandle(ProgramHandle):
     """A handle on an ``asyncio`` subprocess, with pipes or a pseudo-terminal."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, master_fd: int | None) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, master_fd: int | None,
+        on_exit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.proc = proc
+        self._on_exit = on_exit
         self.pid = proc.pid
         self._master = master_fd
         self._queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue(maxsize=64)
@@ -195,6 +204,9 @@ class SubprocessHandle(ProgramHandle):
         # The program is gone; stragglers of its group holding the output open are ended,
         # then the readers get a bounded time to deliver what is left.
         self._signal_group(signal.SIGKILL)
+        if self._on_exit is not None:  # e.g. a cgroup sweep: reaches what left the group
+            on_exit, self._on_exit = self._on_exit, None
+            await on_exit()
         if self._readers:
             _, pending = await asyncio.wait(self._readers, timeout=2.0)
             for task in pending:
@@ -205,11 +217,20 @@ class SubprocessHandle(ProgramHandle):
             self._master = None
 
 
-async def spawn(argv: list[str], spec: ProgramSpec, env: dict[str, str], cwd: Path) -> SubprocessHandle:
-    """Start ``argv`` as a subprocess with ``spec``'s TTY and limits (shared by local runtimes)."""
+async def spawn(
+    argv: list[str], spec: ProgramSpec, env: dict[str, str], cwd: Path,
+    *, before_exec: Callable[[], None] | None = None,
+    on_exit: Callable[[], Awaitable[None]] | None = None,
+) -> SubprocessHandle:
+    """Start ``argv`` as a subprocess with ``spec``'s TTY and limits (shared by local runtimes).
+
+    ``before_exec`` runs in the child after the limits are set (it must be
+    async-signal-safe enough for ``preexec_fn``); ``on_exit`` runs once after
+    the program and its process group are gone.
+    """
     if spec.tty:
         master, slave = pty.openpty()
-        preexec = rlimit_setter(spec.limits, slave)
+        preexec = rlimit_setter(spec.limits, slave, before_exec)
         set_winsize(slave, spec.cols, spec.rows)
         os.set_blocking(master, False)
         try:
@@ -222,15 +243,15 @@ async def spawn(argv: list[str], spec: ProgramSpec, env: dict[str, str], cwd: Pa
             raise
         finally:
             os.close(slave)
-        return SubprocessHandle(proc, master)
-    preexec = rlimit_setter(spec.limits)
+        return SubprocessHandle(proc, master, on_exit)
+    preexec = rlimit_setter(spec.limits, None, before_exec)
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if spec.stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         cwd=cwd, env=env, preexec_fn=preexec,
     )
-    return SubprocessHandle(proc, None)
+    return SubprocessHandle(proc, None, on_exit)
 
 
 class ProcessRuntime(Runtime):
