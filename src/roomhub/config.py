@@ -102,16 +102,20 @@ class ContainerOptions(Model):
     """
 
     user: str | None = Field(
-        default=None, description='User inside the container ("uid[:gid]" or a name); default: the image\'s.',
+        default=None,
+        description='User inside the container ("uid[:gid]" or a name); default: the image\'s.',
     )
-    read_only_root: bool = Field(default=False, description="Mount the image's root file system read-only.")
+    read_only_root: bool = Field(
+        default=False, description="Mount the image's root file system read-only."
+    )
     network: str | None = Field(
-        default=None, description="Docker network to join (e.g. a user-defined network); default: none.",
+        default=None,
+        description="Docker network to join (e.g. a user-defined network); default: none.",
     )
 
 
 class BubblewrapConfig(Model):
-    """The ``bubblewrap`` runtime: ``bwrap`` with its own user, pid, ipc, uts and network namespaces."""
+    """The ``bubblewrap`` runtime: ``bwrap`` with own user, pid, ipc, uts, network namespaces."""
 
     executable: str = "bwrap"
     network: bool = Field(default=False, description="Share the host network (off: own namespace).")
@@ -121,15 +125,16 @@ class BubblewrapConfig(Model):
     )
     masked: list[str] = Field(
         default_factory=lambda: ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssl/private"],
-        description="Paths under ro_binds hidden from the sandbox (files read as empty, folders as empty).",
+        description="Paths under ro_binds hidden in the sandbox (files unreadable, folders empty).",
     )
     room_mount: str = Field(default="/room", description="Where the room directory appears inside.")
-    uid: int = Field(default=1000, ge=0, description="User id inside the sandbox (its own user namespace).")
+    uid: int = Field(default=1000, ge=0, description="User id in the sandbox (own user namespace).")
     gid: int = Field(default=1000, ge=0, description="Group id inside the sandbox.")
     hostname: str = Field(default="room", description="Host name inside (own UTS namespace).")
     pids_cgroup: bool = Field(
         default=True,
-        description="Enforce limits.pids with a pids cgroup (v1 or delegated v2); off or unavailable: not enforced.",
+        description="Enforce limits.pids with a pids cgroup (v1, or a delegated v2 subtree); "
+        "off or unavailable: not enforced (logged at start-up).",
     )
 
 
@@ -138,23 +143,26 @@ class DockerConfig(Model):
 
     url: str | None = Field(
         default=None,
-        description="Engine URL (unix:///path, tcp://host:port); default: DOCKER_HOST or the local socket.",
+        description="Engine URL (unix:///path, tcp://host:port); default: DOCKER_HOST or local.",
     )
     pull: bool = Field(default=False, description="Pull a missing image instead of failing.")
     image: str | None = Field(default=None, description="Image of executors that name none.")
     room_mount: str = Field(
-        default="/room", description='Where the room directory appears in containers ("/data" for interactive-widgets images).',
+        default="/room",
+        description='Where containers see the room directory ("/data": interactive-widgets).',
     )
     room_storage: Literal["auto", "bind", "volume"] = Field(
         default="auto",
-        description="bind: the hub's room directory (local engine); volume: a labelled named volume; auto: bind if local.",
+        description="bind: the hub's room directory (local engine only); volume: a labelled named "
+        "volume; auto: bind when the engine is local, else volume.",
     )
-    init: bool = Field(default=True, description="Run docker-init as PID 1 (signals reach the program).")
-    tmpfs_bytes: int = Field(default=64 * MiB, ge=1 * MiB, description="Size of /tmp when the root is read-only.")
-    stop_grace: float | None = Field(
-        default=None, ge=0, description="Seconds between SIGTERM and SIGKILL at stop; default: the executor's.",
+    init: bool = Field(default=True, description="docker-init as PID 1 (signals reach programs).")
+    tmpfs_bytes: int = Field(
+        default=64 * MiB, ge=1 * MiB, description="Size of /tmp when the root is read-only."
     )
-    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to reach the engine at start-up.")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to reach the engine at start-up."
+    )
 
 
 class RuntimeConfig(Model):

@@ -31,7 +31,9 @@ from .process import spawn
 
 log = logging.getLogger("roomhub.runtimes.bubblewrap")
 
-INSTALL_HINT = "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+INSTALL_HINT = (
+    "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+)
 
 
 def parse_user(user: str | None, default_uid: int, default_gid: int) -> tuple[int, int]:
@@ -40,9 +42,7 @@ def parse_user(user: str | None, default_uid: int, default_gid: int) -> tuple[in
         return default_uid, default_gid
     uid, _, gid = user.partition(":")
     if not uid.isdigit() or (gid and not gid.isdigit()):
-        raise RuntimeUnavailable(
-            f"bubblewrap needs a numeric user (\"uid[:gid]\"), got {user!r}"
-        )
+        raise RuntimeUnavailable(f'bubblewrap needs a numeric user ("uid[:gid]"), got {user!r}')
     return int(uid), int(gid) if gid else int(uid)
 
 
@@ -63,20 +63,28 @@ class BubblewrapRuntime(Runtime):
         """The ``bwrap`` path; raises :class:`RuntimeUnavailable` with the install hint."""
         path = shutil.which(self.config.executable)
         if path is None:
-            raise RuntimeUnavailable(f"{self.config.executable!r} not found on PATH; {INSTALL_HINT}")
+            raise RuntimeUnavailable(
+                f"{self.config.executable!r} not found on PATH; {INSTALL_HINT}"
+            )
         return path
 
     async def check(self) -> None:
         """Run a trivial sandbox once, and set up the pids cgroup (or log why not)."""
-        argv = [*self.sandbox_args(self.executable(), "/", "/", tty=False, uid=1000, gid=1000), "true"]
+        argv = [
+            *self.sandbox_args(self.executable(), "/", "/", tty=False, uid=1000, gid=1000),
+            "true",
+        ]
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            *argv,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await proc.communicate()
         if proc.returncode != 0:
             raise RuntimeUnavailable(
-                f"bwrap cannot create its namespaces here ({err.decode(errors='replace').strip()}); "
-                "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)"
+                f"bwrap cannot create its namespaces here ({err.decode(errors='replace').strip()});"
+                " unprivileged user namespaces may be disabled"
+                " (sysctl kernel.unprivileged_userns_clone=1)"
             )
         self.cgroups()
 
@@ -92,23 +100,46 @@ class BubblewrapRuntime(Runtime):
                 except OSError as exc:
                     log.warning(
                         "bubblewrap: pids limit NOT enforced: no usable pids cgroup (%s); "
-                        "memory, CPU time and file size limits still apply", exc,
+                        "memory, CPU time and file size limits still apply",
+                        exc,
                     )
                 else:
-                    log.info("bubblewrap: pids limits enforced with cgroup %s %s",
-                             self._cgroups.version, self._cgroups.parent)
+                    log.info(
+                        "bubblewrap: pids limits enforced with cgroup %s %s",
+                        self._cgroups.version,
+                        self._cgroups.parent,
+                    )
         return self._cgroups
 
     def sandbox_args(
-        self, bwrap: str, room_dir: str, workdir: str, *, tty: bool, uid: int, gid: int,
+        self,
+        bwrap: str,
+        room_dir: str,
+        workdir: str,
+        *,
+        tty: bool,
+        uid: int,
+        gid: int,
         network: bool = False,
     ) -> list[str]:
         """The ``bwrap`` command line up to (not including) the program's argv."""
         c = self.config
         args = [
-            bwrap, "--unshare-user", "--uid", str(uid), "--gid", str(gid),
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", c.hostname,
-            "--unshare-cgroup-try", "--die-with-parent", "--cap-drop", "ALL",
+            bwrap,
+            "--unshare-user",
+            "--uid",
+            str(uid),
+            "--gid",
+            str(gid),
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--hostname",
+            c.hostname,
+            "--unshare-cgroup-try",
+            "--die-with-parent",
+            "--cap-drop",
+            "ALL",
         ]
         if not (c.network or network):
             args.append("--unshare-net")
@@ -125,8 +156,17 @@ class BubblewrapRuntime(Runtime):
             elif os.path.exists(path):
                 args += ["--ro-bind", "/dev/null", path]
         args += [
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", room_dir, c.room_mount, "--chdir", workdir,
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--bind",
+            room_dir,
+            c.room_mount,
+            "--chdir",
+            workdir,
         ]
         return args
 
@@ -145,9 +185,17 @@ class BubblewrapRuntime(Runtime):
         relative = host_cwd.relative_to(spec.room_dir.resolve())
         inside = str(PurePosixPath(self.config.room_mount) / relative)
         argv = [
-            *self.sandbox_args(bwrap, str(spec.room_dir.resolve()), inside, tty=spec.tty, uid=uid,
-                               gid=gid, network=spec.container.network == "host"),
-            "--", *spec.argv,
+            *self.sandbox_args(
+                bwrap,
+                str(spec.room_dir.resolve()),
+                inside,
+                tty=spec.tty,
+                uid=uid,
+                gid=gid,
+                network=spec.container.network == "host",
+            ),
+            "--",
+            *spec.argv,
         ]
         env = spec.base_env(self.config.room_mount)
         cgroups = self.cgroups() if spec.limits.pids else None
@@ -160,8 +208,14 @@ class BubblewrapRuntime(Runtime):
             await cgroups.remove(group)
 
         try:
-            return await spawn(argv, spec, env, spec.room_dir,
-                               before_exec=PidsCgroups.joiner(group), on_exit=release)
+            return await spawn(
+                argv,
+                spec,
+                env,
+                spec.room_dir,
+                before_exec=PidsCgroups.joiner(group),
+                on_exit=release,
+            )
         except BaseException:
             await release()
             raise

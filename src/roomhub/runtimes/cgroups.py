@@ -68,7 +68,12 @@ def find_pids_base() -> tuple[Path | None, str, str]:
         except OSError:
             continue
         if "pids" not in controllers:
-            return None, "", f"cgroup v2 at {base} offers no pids controller ({' '.join(controllers) or 'none'})"
+            return (
+                None,
+                "",
+                f"cgroup v2 at {base} offers no pids controller"
+                f" (it offers: {' '.join(controllers) or 'none'})",
+            )
         return base, "v2", ""
     return None, "", "no cgroup hierarchy with a pids controller is mounted"
 
@@ -154,14 +159,14 @@ class PidsCgroups:
                     return False
                 time.sleep(0.01)
 
-    async def remove(self, path: Path, timeout: float = 3.0) -> None:
+    async def remove(self, path: Path, timeout: float = 3.0) -> None:  # noqa: ASYNC109
         """Kill whatever is left in ``path`` and remove it (logged if it stays busy)."""
         ok = await asyncio.to_thread(self._remove_now, path, time.monotonic() + timeout)
         if not ok:
             log.warning("cgroup %s still busy after %.1f s; left in place", path, timeout)
 
     def remove_all(self, keep_parent: bool = True) -> int:
-        """Remove every program cgroup of this hub (leftovers of a crashed run); returns the count."""
+        """Remove every program cgroup of this hub (leftovers of a crash); returns the count."""
         count = 0
         with contextlib.suppress(FileNotFoundError):
             for child in self.parent.iterdir():

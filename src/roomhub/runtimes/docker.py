@@ -64,7 +64,7 @@ MiB = 1024 * 1024
 
 
 def engine_url(config: DockerConfig) -> str | None:
-    """The engine URL from the configuration or ``DOCKER_HOST`` (``None``: aiodocker's default socket)."""
+    """The engine URL from the configuration or ``DOCKER_HOST`` (``None``: the local socket)."""
     return config.url or os.environ.get("DOCKER_HOST") or None
 
 
@@ -86,8 +86,13 @@ def describe_error(exc: BaseException) -> str:
 class DockerHandle(ProgramHandle):
     """A running container: attached streams, resize, wait (then removal), stop with grace."""
 
-    def __init__(self, runtime: DockerRuntime, container: DockerContainer, stream: AttachStream,
-                 spec: ProgramSpec) -> None:
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        container: DockerContainer,
+        stream: AttachStream,
+        spec: ProgramSpec,
+    ) -> None:
         self.runtime = runtime
         self.container = container
         self.id = container.id
@@ -141,9 +146,13 @@ class DockerHandle(ProgramHandle):
         if self.oom_killed:
             limit = f" ({self._memory // MiB} MiB)" if self._memory else ""
             nl = b"\r\n" if self._tty else b"\n"
-            yield ("stderr" if not self._tty else "stdout",
-                   nl + f"[roomhub] {OOM_NOTICE}: a process exceeded the memory limit{limit} "
-                   "and was killed".encode() + nl)
+            yield (
+                "stderr" if not self._tty else "stdout",
+                nl
+                + f"[roomhub] {OOM_NOTICE}: a process exceeded the memory limit{limit} "
+                "and was killed".encode()
+                + nl,
+            )
 
     async def write(self, data: bytes) -> None:
         if self._exit.done() or self._eof.is_set():
@@ -210,7 +219,7 @@ class DockerRuntime(Runtime):
         return self.url or "the local socket"
 
     async def check(self) -> None:
-        """Reach the engine (``connect_timeout`` s); raise :class:`RuntimeUnavailable` if it cannot be used."""
+        """Reach the engine within ``connect_timeout`` s; else raise :class:`RuntimeUnavailable`."""
         try:
             version = await asyncio.wait_for(self.docker.version(), self.config.connect_timeout)
         except (DockerError, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
@@ -218,12 +227,21 @@ class DockerRuntime(Runtime):
                 f"cannot reach the Docker engine at {self._where()}: {describe_error(exc)}. "
                 "Start it (e.g. `dockerd`, or scripts/setup-docker.sh) or set runtime.docker.url"
             ) from None
-        log.info("docker engine %s (API %s) at %s; room directories as %s", version.get("Version"),
-                 version.get("ApiVersion"), self._where(), "volumes" if self.use_volumes else "bind mounts")
+        log.info(
+            "docker engine %s (API %s) at %s; room directories as %s",
+            version.get("Version"),
+            version.get("ApiVersion"),
+            self._where(),
+            "volumes" if self.use_volumes else "bind mounts",
+        )
         if self.config.image and not await self.image_exists(self.config.image):
-            log.warning("docker: the default image %r is not on the engine%s", self.config.image,
-                        "; it will be pulled on first use" if self.config.pull else
-                        " (roomhub does not pull unless runtime.docker.pull = true)")
+            log.warning(
+                "docker: the default image %r is not on the engine%s",
+                self.config.image,
+                "; it will be pulled on first use"
+                if self.config.pull
+                else " (roomhub does not pull unless runtime.docker.pull = true)",
+            )
 
     async def image_exists(self, image: str) -> bool:
         try:
@@ -245,12 +263,15 @@ class DockerRuntime(Runtime):
         """Create the room's labelled volume (volume mode); nothing to do for bind mounts."""
         if not self.use_volumes:
             return
-        await self.docker.volumes.create({
-            "Name": self.volume_name(room_dir), "Labels": {**labels, HUB_LABEL: self.hub_id},
-        })
+        await self.docker.volumes.create(
+            {
+                "Name": self.volume_name(room_dir),
+                "Labels": {**labels, HUB_LABEL: self.hub_id},
+            }
+        )
 
     async def release_room(self, room_dir: Path, labels: dict[str, str]) -> None:
-        """Remove the room's volume (retrying briefly while the engine finishes removing containers)."""
+        """Remove the room's volume (retried briefly while containers are still being removed)."""
         if not self.use_volumes:
             return
         volume = DockerVolume(self.docker, self.volume_name(room_dir))
@@ -268,7 +289,7 @@ class DockerRuntime(Runtime):
     # -- programs -------------------------------------------------------------------------
 
     def container_config(self, spec: ProgramSpec, image: str) -> dict[str, Any]:
-        """The engine's create-container body for ``spec`` (Docker Engine API ``/containers/create``)."""
+        """The create-container body for ``spec`` (Engine API ``POST /containers/create``)."""
         mount = PurePosixPath(self.config.room_mount)
         workdir = str(mount / PurePosixPath(spec.working_directory))
         env = dict(spec.env)
@@ -286,11 +307,13 @@ class DockerRuntime(Runtime):
         if spec.tty:
             host["ConsoleSize"] = [spec.rows, spec.cols]  # honoured by engines with API >= 1.42
         if self.use_volumes:
-            host["Mounts"] = [{"Type": "volume", "Source": self.volume_name(spec.room_dir),
-                               "Target": str(mount)}]
+            host["Mounts"] = [
+                {"Type": "volume", "Source": self.volume_name(spec.room_dir), "Target": str(mount)}
+            ]
         else:
-            host["Mounts"] = [{"Type": "bind", "Source": str(spec.room_dir.resolve()),
-                               "Target": str(mount)}]
+            host["Mounts"] = [
+                {"Type": "bind", "Source": str(spec.room_dir.resolve()), "Target": str(mount)}
+            ]
         if spec.container.read_only_root:
             host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.config.tmpfs_bytes}"}
         if limits.memory_bytes:
@@ -304,8 +327,9 @@ class DockerRuntime(Runtime):
         if limits.cpu_seconds:
             ulimits.append({"Name": "cpu", "Soft": limits.cpu_seconds, "Hard": limits.cpu_seconds})
         if limits.file_size_bytes:
-            ulimits.append({"Name": "fsize", "Soft": limits.file_size_bytes,
-                            "Hard": limits.file_size_bytes})
+            ulimits.append(
+                {"Name": "fsize", "Soft": limits.file_size_bytes, "Hard": limits.file_size_bytes}
+            )
         if ulimits:
             host["Ulimits"] = ulimits
         return {
@@ -331,7 +355,9 @@ class DockerRuntime(Runtime):
             return await self.docker.containers.create(config, name=name)
         except DockerError as exc:
             if exc.status != 404 or "image" not in str(exc.message).lower():
-                raise RuntimeUnavailable(f"cannot create a container of {image!r}: {describe_error(exc)}") from None
+                raise RuntimeUnavailable(
+                    f"cannot create a container of {image!r}: {describe_error(exc)}"
+                ) from None
             if not self.config.pull:
                 raise RuntimeUnavailable(
                     f"image {image!r} not found on the Docker engine; build or pull it there "
@@ -342,11 +368,20 @@ class DockerRuntime(Runtime):
             await self.docker.images.pull(image)
             return await self.docker.containers.create(config, name=name)
         except DockerError as exc:
-            raise RuntimeUnavailable(f"cannot pull image {image!r}: {describe_error(exc)}") from None
+            raise RuntimeUnavailable(
+                f"cannot pull image {image!r}: {describe_error(exc)}"
+            ) from None
 
     def _attach(self, container: DockerContainer, stdin: bool, tty: bool) -> AttachStream:
-        """An attach stream (opened by the caller before start); built directly to skip an inspect."""
-        query = {"logs": 0, "stream": 1, "stdin": int(stdin), "stdout": 1, "stderr": 1, "detachKeys": ""}
+        """An attach stream (the caller opens it before start); built here to skip an inspect."""
+        query = {
+            "logs": 0,
+            "stream": 1,
+            "stdin": int(stdin),
+            "stdout": 1,
+            "stderr": 1,
+            "detachKeys": "",
+        }
 
         async def setup() -> tuple[URL, bytes | None, bool]:
             return URL(f"containers/{container.id}/attach").with_query(query), None, tty
@@ -365,11 +400,14 @@ class DockerRuntime(Runtime):
         if not self.use_volumes:
             spec.cwd.mkdir(parents=True, exist_ok=True)
         config = self.container_config(spec, image)
-        name = f"roomhub-{safe_name(self.hub_id, 24)}-{safe_name(spec.labels.get(EXECUTOR_LABEL, 'run'), 30)}-{uuid.uuid4().hex[:8]}"
+        executor = safe_name(spec.labels.get(EXECUTOR_LABEL, "run"), 30)
+        name = f"roomhub-{safe_name(self.hub_id, 24)}-{executor}-{uuid.uuid4().hex[:8]}"
         try:
             container = await self._create(config, name)
         except (aiohttp.ClientError, OSError) as exc:
-            raise RuntimeUnavailable(f"cannot reach the Docker engine at {self._where()}: {exc}") from None
+            raise RuntimeUnavailable(
+                f"cannot reach the Docker engine at {self._where()}: {exc}"
+            ) from None
         stream = self._attach(container, config["OpenStdin"], spec.tty)
         try:
             await stream.__aenter__()  # attach before start: nothing the program prints is lost
@@ -378,7 +416,9 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(Exception):
                 await stream.close()
             await self.remove_container(container)
-            raise RuntimeUnavailable(f"cannot start a container of {image!r}: {describe_error(exc)}") from None
+            raise RuntimeUnavailable(
+                f"cannot start a container of {image!r}: {describe_error(exc)}"
+            ) from None
         handle = DockerHandle(self, container, stream, spec)
         self._handles.add(handle)
         handle._exit.add_done_callback(lambda _: self._handles.discard(handle))
@@ -392,7 +432,9 @@ class DockerRuntime(Runtime):
             await container.delete(force=True, v=True)
         except DockerError as exc:
             if exc.status not in (404, 409):  # 409: removal already in progress
-                log.warning("container %s: removal failed: %s", container.id[:12], describe_error(exc))
+                log.warning(
+                    "container %s: removal failed: %s", container.id[:12], describe_error(exc)
+                )
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("container %s: removal failed: %s", container.id[:12], exc)
 
@@ -407,13 +449,19 @@ class DockerRuntime(Runtime):
             with contextlib.suppress(DockerError):
                 await DockerVolume(self.docker, name).delete()
         if containers or volumes:
-            log.info("docker: removed %d containers and %d volumes left by an earlier run of hub %s",
-                     len(containers), len(volumes), hub_id)
+            log.info(
+                "docker: removed %d containers and %d volumes left by an earlier run of hub %s",
+                len(containers),
+                len(volumes),
+                hub_id,
+            )
 
     async def close(self) -> None:
-        """Stop what is still running (a safety net: rooms stop their programs first), close the client."""
+        """Stop what still runs (a safety net: rooms stop their own programs), close the client."""
         if self._handles:
-            log.warning("docker: %d containers still running at close; stopping them", len(self._handles))
+            log.warning(
+                "docker: %d containers still running at close; stopping them", len(self._handles)
+            )
             await asyncio.gather(*(h.kill(0) for h in list(self._handles)), return_exceptions=True)
         if self._docker is not None:
             await self._docker.close()

@@ -1,0 +1,132 @@
+"""Start-up: unusable runtimes are refused with a reason; a crashed hub's leftovers are removed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiodocker
+import pytest
+from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, page_config
+
+from roomhub.config import BubblewrapConfig
+from roomhub.runtimes.base import RuntimeUnavailable
+from roomhub.runtimes.bubblewrap import BubblewrapRuntime
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def check_config(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``roomhub serve`` expecting it to refuse to start (bounded in time)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "roomhub",
+            "serve",
+            str(config),
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)},
+    )
+
+
+async def test_missing_bwrap_says_how_to_install() -> None:
+    runtime = BubblewrapRuntime(BubblewrapConfig(executable="bwrap-not-installed-here"), "t")
+    with pytest.raises(RuntimeUnavailable, match=r"apt-get install bubblewrap"):
+        await runtime.check()
+
+
+def test_unreachable_engine_fails_at_start_up(tmp_path: Path) -> None:
+    config = page_config(
+        tmp_path,
+        "docker",
+        """
+        [x.t]
+        type = "always"
+        command = ["sh"]
+    """,
+        docker='url = "tcp://127.0.0.1:9"',
+    )
+    result = check_config(config, tmp_path)
+    assert result.returncode != 0
+    log = result.stdout + result.stderr
+    assert "cannot reach the Docker engine at tcp://127.0.0.1:9" in log, log
+
+
+async def test_restart_after_sigkill_removes_only_own_leftovers(
+    docker_runtime: str, tmp_path: Path, hub_process
+) -> None:
+    config = page_config(
+        tmp_path,
+        docker_runtime,
+        """
+        [x.spin]
+        type = "always"
+        command = ["sh", "-c", "echo up; exec sleep 600"]
+    """,
+        docker='room_storage = "volume"',
+    )
+    hub = hub_process(config)
+    hub_id = (tmp_path / "data" / "hub-id").read_text().strip()
+    own = f"roomhub.hub={hub_id}"
+    for room in ("a", "b", "c"):
+        client = await PageClient.connect(hub.ws, room)
+        await client.wait_output("spin", b"up")
+        await client.ws.close()  # grace 0: the hub tears these rooms down...
+    live = []
+    for room in ("d", "e"):
+        client = await PageClient.connect(hub.ws, room)
+        live.append(client)
+        await client.wait_output("spin", b"up")  # ...and keeps these two live
+    containers, volumes = await docker_objects(own)
+    assert len(containers) == 2 and len(volumes) == 2, (containers, volumes)
+
+    hub.stop(signal.SIGKILL)
+    left_containers, left_volumes = await docker_objects(own)  # left behind, still labelled
+    assert set(left_containers) == set(containers) and set(left_volumes) == set(volumes)
+    for client in live:
+        await client.close()
+
+    other = f"other-{uuid.uuid4().hex[:8]}"
+    async with aiodocker.Docker() as docker:
+        foreign_volume = await docker.volumes.create(
+            {"Name": f"roomhub-{other}", "Labels": {"roomhub.hub": other, "roomhub.room": "/p:x"}}
+        )
+        foreign = await docker.containers.create(
+            {
+                "Image": TEST_IMAGE,
+                "Cmd": ["sleep", "600"],
+                "HostConfig": {"NetworkMode": "none"},
+                "Labels": {
+                    "roomhub.hub": other,
+                    "roomhub.room": "/p:x",
+                    "roomhub.executor": "spin",
+                },
+            },
+            name=f"roomhub-{other}",
+        )
+        await foreign.start()
+        try:
+            hub2 = hub_process(config)
+            assert "removed 2 containers and 2 volumes left by an earlier run" in hub2.log()
+            assert await docker_objects(own) == ([], [])
+            assert await docker_objects(f"roomhub.hub={other}") == (
+                [foreign.id],
+                [foreign_volume.name],
+            )
+            # the restarted hub works normally
+            async with await PageClient.connect(hub2.ws, "a") as client:
+                await client.wait_output("spin", b"up")
+        finally:
+            await foreign.delete(force=True)
+            await foreign_volume.delete()
