@@ -6,7 +6,12 @@ import pytest
 from runtime_helpers import RUNTIMES, require
 
 
-@pytest.fixture(params=RUNTIMES)
+def _param(name: str) -> object:
+    marks = [getattr(pytest.mark, name)] if name != "process" else []
+    return pytest.param(name, marks=marks)
+
+
+@pytest.fixture(params=[_param(name) for name in RUNTIMES])
 def runtime(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once per runtime (skipped locally / failed on CI when unusable)."""
     require(request.param)

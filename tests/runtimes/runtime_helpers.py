@@ -150,7 +150,11 @@ class PageClient:
                 return frame
 
     async def message(
-        self, executor: str, type_: str, timeout: float = 20.0, **fields: Any  # noqa: ASYNC109
+        self,
+        executor: str,
+        type_: str,
+        timeout: float = 20.0,  # noqa: ASYNC109
+        **fields: Any,
     ) -> dict[str, Any]:
         """Wait for ``{"executor": executor, "message": {"type": type_, **fields}}``; return it."""
 
@@ -214,7 +218,9 @@ async def docker_objects(label: str) -> tuple[list[str], list[str]]:
 
 
 async def eventually(
-    check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05  # noqa: ASYNC109
+    check: Callable[[], Any],
+    timeout: float = 15.0,  # noqa: ASYNC109
+    interval: float = 0.05,
 ) -> Any:
     """Poll ``check`` (sync or async) until it returns a truthy value; fails after ``timeout`` s."""
     deadline = time.monotonic() + timeout

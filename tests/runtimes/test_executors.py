@@ -204,7 +204,13 @@ async def test_clean_shutdown_leaves_no_program(runtime: str, tmp_path: Path, hu
         await client.close()
 
 
-@pytest.mark.parametrize("runtime_name", ["bubblewrap", "docker"])
+@pytest.mark.parametrize(
+    "runtime_name",
+    [
+        pytest.param("bubblewrap", marks=pytest.mark.bubblewrap),
+        pytest.param("docker", marks=pytest.mark.docker),
+    ],
+)
 async def test_pids_limit(runtime_name: str, tmp_path: Path, in_process_hub) -> None:
     from runtime_helpers import require
 

@@ -15,7 +15,10 @@ from runtime_helpers import PageClient, page_config, require
 
 
 async def run_once(
-    hub_ws: str, room: str, executor: str, timeout: float = 30  # noqa: ASYNC109
+    hub_ws: str,
+    room: str,
+    executor: str,
+    timeout: float = 30,  # noqa: ASYNC109
 ) -> tuple[dict, bytes]:
     """Join ``room``, press ``executor`` once; returns its ``finished`` message and output."""
     async with await PageClient.connect(hub_ws, room) as client:
@@ -27,6 +30,7 @@ async def run_once(
 # -- bubblewrap -----------------------------------------------------------------------------
 
 
+@pytest.mark.bubblewrap
 async def test_bubblewrap_cannot_write_outside_the_room(
     bubblewrap_runtime: str, tmp_path: Path, in_process_hub
 ) -> None:
@@ -65,7 +69,9 @@ async def test_bubblewrap_cannot_write_outside_the_room(
         assert not target.exists(), target
 
 
-@pytest.mark.parametrize("runtime_name", ["process", "bubblewrap"])
+@pytest.mark.parametrize(
+    "runtime_name", ["process", pytest.param("bubblewrap", marks=pytest.mark.bubblewrap)]
+)
 async def test_bubblewrap_has_no_network(runtime_name: str, tmp_path: Path, in_process_hub) -> None:
     """A TCP connection to the hub's own port on loopback: refused in the sandbox, else works."""
     require(runtime_name)
@@ -100,6 +106,7 @@ async def test_bubblewrap_has_no_network(runtime_name: str, tmp_path: Path, in_p
 # -- docker -----------------------------------------------------------------------------------
 
 
+@pytest.mark.docker
 async def test_docker_network_is_off_unless_opted_in(
     docker_runtime: str, tmp_path: Path, in_process_hub
 ) -> None:
@@ -131,6 +138,7 @@ async def test_docker_network_is_off_unless_opted_in(
     assert b"CONNECTED" in opted, opted  # the control: the same probe works with a network
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("storage", ["bind", "volume"])
 async def test_docker_room_cannot_see_another_rooms_files(
     docker_runtime: str, storage: str, tmp_path: Path, in_process_hub
@@ -166,6 +174,7 @@ async def test_docker_room_cannot_see_another_rooms_files(
     assert b"secret-beta" in seen_by_beta and b"secret-alpha" not in seen_by_beta, seen_by_beta
 
 
+@pytest.mark.docker
 async def test_docker_memory_limit_kills_and_tells_the_client(
     docker_runtime: str, tmp_path: Path, in_process_hub
 ) -> None:
@@ -193,6 +202,7 @@ async def test_docker_memory_limit_kills_and_tells_the_client(
     assert small["exitCode"] == 0 and b"out of memory" not in small_out, small_out  # the control
 
 
+@pytest.mark.docker
 async def test_docker_missing_image_is_named(
     docker_runtime: str, tmp_path: Path, in_process_hub
 ) -> None:
@@ -213,3 +223,64 @@ async def test_docker_missing_image_is_named(
 
     text = base64.b64decode(errored["message"]).decode()
     assert "roomhub-no-such-image:0" in text and "not found" in text, text
+
+
+PROBE = (
+    "echo UID=$(id -u); echo HOST=$(hostname); grep -E '^(CapEff|NoNewPrivs)' /proc/self/status;"
+    " touch /probe-root 2>/dev/null && echo ROOT-WRITABLE || echo ROOT-READONLY;"
+    " touch /tmp/probe && echo TMP-OK; touch probe && echo ROOM-OK"
+)
+
+
+@pytest.mark.docker
+async def test_docker_container_is_hardened(docker_runtime: str, tmp_path: Path, in_process_hub):
+    config = page_config(
+        tmp_path,
+        docker_runtime,
+        f"""
+        [x.default]
+        type = "once"
+        command = ["sh", "-c", "{PROBE}"]
+
+        [x.locked]
+        type = "once"
+        command = ["sh", "-c", "{PROBE}"]
+        container = {{ user = "65534:65534", read_only_root = true }}
+        working_directory = "sub"
+    """,
+    )
+    async with in_process_hub(config) as hub:
+        async with await PageClient.connect(hub.ws, "r1") as client:
+            await client.send("default", None)
+            await client.message("default", "finished", timeout=30)
+            (sub,) = (tmp_path / "data" / "rooms").glob("*/*")
+            (sub / "sub").mkdir()
+            (sub / "sub").chmod(0o777)  # a non-root user needs a writable directory (bind mount)
+            await client.send("locked", None)
+            await client.message("locked", "finished", timeout=30)
+            default, locked = client.output("default"), client.output("locked")
+    assert b"UID=0" in default and b"ROOT-WRITABLE" in default and b"ROOM-OK" in default, default
+    assert b"CapEff:\t0000000000000000" in default, default  # every capability dropped, even root's
+    assert b"NoNewPrivs:\t1" in default, default
+    assert b"UID=65534" in locked and b"ROOT-READONLY" in locked, locked
+    assert b"TMP-OK" in locked and b"ROOM-OK" in locked, locked  # tmpfs /tmp; shared room
+
+
+@pytest.mark.bubblewrap
+async def test_bubblewrap_sandbox_identity(bubblewrap_runtime: str, tmp_path: Path, in_process_hub):
+    config = page_config(
+        tmp_path,
+        bubblewrap_runtime,
+        f"""
+        [x.probe]
+        type = "once"
+        command = ["sh", "-c", "{PROBE}; ls /home /root 2>&1 | head -3; ps -e | wc -l"]
+    """,
+    )
+    async with in_process_hub(config) as hub:
+        _, out = await run_once(hub.ws, "r1", "probe")
+    assert b"UID=1000" in out and b"HOST=room" in out, out
+    assert b"CapEff:\t0000000000000000" in out and b"NoNewPrivs:\t1" in out, out
+    assert b"ROOT-READONLY" in out and b"TMP-OK" in out and b"ROOM-OK" in out, out
+    assert b"No such file" in out, out  # /home and /root are not in the sandbox
+    assert int(out.split()[-1]) <= 6, out  # own pid namespace: bwrap, sh, ps, wc, header

@@ -40,6 +40,7 @@ def check_config(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.bubblewrap
 async def test_missing_bwrap_says_how_to_install() -> None:
     runtime = BubblewrapRuntime(BubblewrapConfig(executable="bwrap-not-installed-here"), "t")
     with pytest.raises(RuntimeUnavailable, match=r"apt-get install bubblewrap"):
@@ -63,6 +64,7 @@ def test_unreachable_engine_fails_at_start_up(tmp_path: Path) -> None:
     assert "cannot reach the Docker engine at tcp://127.0.0.1:9" in log, log
 
 
+@pytest.mark.docker
 async def test_restart_after_sigkill_removes_only_own_leftovers(
     docker_runtime: str, tmp_path: Path, hub_process
 ) -> None:

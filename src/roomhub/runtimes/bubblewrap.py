@@ -4,7 +4,7 @@ Each program gets its own user, pid, ipc, uts, cgroup and (unless
 ``runtime.bubblewrap.network``) network namespaces, a read-only view of the
 system directories (``ro_binds``, with ``masked`` secrets hidden), the room
 directory read-write at ``room_mount`` (the working directory is inside it),
-a private ``/tmp``, fresh ``/proc`` and ``/dev``, no capabilities, and
+a private ``/tmp``, fresh ``/proc`` and ``/dev``, a read-only root, no capabilities, and
 ``--die-with-parent`` so that nothing outlives the hub.
 
 Limits: memory (address space), CPU seconds and file size are rlimits set
@@ -165,6 +165,8 @@ class BubblewrapRuntime(Runtime):
             "--bind",
             room_dir,
             c.room_mount,
+            "--remount-ro",
+            "/",
             "--chdir",
             workdir,
         ]
