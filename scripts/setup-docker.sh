@@ -5,12 +5,24 @@
 #   2. start dockerd when no engine answers (--iptables=false --bridge=none suits
 #      containers and CI machines without netfilter; log in $DOCKERD_LOG);
 #   3. build the test image roomhub-test-busybox:latest locally: a static busybox in
-#      an otherwise empty root file system, imported with `docker import`.
-#      Nothing is pulled from a registry.
+#      an otherwise empty root file system, imported with `docker import`;
+#   4. with --demo-image: also build roomhub-demo:latest (Debian minbase with bash and
+#      python3, made by debootstrap from the Debian archive) for the demo pages.
+#      Nothing is pulled from a Docker registry.
 #
 # Environment: DOCKERD_LOG (default /var/log/roomhub-dockerd.log),
-# ROOMHUB_TEST_IMAGE (default roomhub-test-busybox:latest), REBUILD=1 to rebuild the image.
+# ROOMHUB_TEST_IMAGE (default roomhub-test-busybox:latest), ROOMHUB_DEMO_IMAGE (default
+# roomhub-demo:latest), DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# REBUILD=1 to rebuild images that exist.
 set -eu
+
+DEMO=0
+for arg in "$@"; do
+    case "$arg" in
+        --demo-image) DEMO=1 ;;
+        *) echo "usage: $0 [--demo-image]" >&2; exit 2 ;;
+    esac
+done
 
 IMAGE="${ROOMHUB_TEST_IMAGE:-roomhub-test-busybox:latest}"
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/roomhub-dockerd.log}"
@@ -41,8 +53,31 @@ if ! docker info >/dev/null 2>&1; then
 fi
 echo "docker engine: $(docker version --format '{{.Server.Version}}')"
 
+build_demo() {
+    demo="${ROOMHUB_DEMO_IMAGE:-roomhub-demo:latest}"
+    if [ "${REBUILD:-0}" != 1 ] && docker image inspect "$demo" >/dev/null 2>&1; then
+        echo "image $demo already present"
+        return
+    fi
+    command -v debootstrap >/dev/null 2>&1 || {
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    }
+    rootfs=$(mktemp -d)
+    echo "building $demo with debootstrap (about a minute)"
+    debootstrap --variant=minbase --include=bash,python3-minimal,procps bookworm "$rootfs" \
+        "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >/dev/null
+    rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc \
+        "$rootfs"/usr/share/man "$rootfs"/usr/share/locale "$rootfs"/usr/share/info
+    tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' \
+        --change 'LABEL org.roomhub.demo-image=debian' - "$demo" >/dev/null
+    rm -rf "$rootfs"
+    echo "built $demo"
+}
+
 if [ "${REBUILD:-0}" != 1 ] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "image $IMAGE already present"
+    [ "$DEMO" = 1 ] && build_demo
     exit 0
 fi
 
@@ -69,3 +104,5 @@ tar -C "$root" -c . | docker import \
     --change 'LABEL org.roomhub.test-image=busybox' \
     --message "roomhub test image: static busybox" - "$IMAGE" >/dev/null
 echo "built $IMAGE ($("$busybox" | head -n 1))"
+[ "$DEMO" = 1 ] && build_demo
+exit 0

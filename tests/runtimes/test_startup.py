@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiodocker
 import pytest
-from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, page_config
+from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, eventually, page_config
 
 from roomhub.config import BubblewrapConfig
 from roomhub.runtimes.base import RuntimeUnavailable
@@ -132,3 +132,67 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
         finally:
             await foreign.delete(force=True)
             await foreign_volume.delete()
+
+
+@pytest.mark.bubblewrap
+async def test_bubblewrap_without_pids_cgroup_says_so(
+    bubblewrap_runtime: str, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    from roomhub.runtimes import cgroups
+    from roomhub.runtimes.base import ProgramSpec, drain
+
+    monkeypatch.setattr(cgroups, "find_pids_base", lambda: (None, "", "no pids controller (test)"))
+    runtime = BubblewrapRuntime(BubblewrapConfig(), "t-" + uuid.uuid4().hex[:8])
+    await runtime.check()
+    assert (
+        "pids limit NOT enforced: no usable pids cgroup (no pids controller (test))" in caplog.text
+    )
+    handle = await runtime.start(
+        ProgramSpec(["sh", "-c", "echo still-runs"], tmp_path, stdin=False)
+    )
+    assert b"still-runs" in await drain(handle)  # the other limits and the sandbox still apply
+    assert await handle.wait() == 0
+
+
+@pytest.mark.bubblewrap
+async def test_bubblewrap_after_sigkill(
+    bubblewrap_runtime: str, tmp_path: Path, hub_process
+) -> None:
+    """The sandboxes die with the hub (--die-with-parent); the restart removes their cgroups."""
+    import psutil
+
+    from roomhub.runtimes.cgroups import find_pids_base
+
+    marker = str(uuid.uuid4().int % 900000 + 100000)
+    config = page_config(
+        tmp_path,
+        bubblewrap_runtime,
+        f"""
+        [x.spin]
+        type = "always"
+        command = ["sh", "-c", "echo up; sleep {marker}"]
+    """,
+    )
+    hub = hub_process(config)
+    hub_id = (tmp_path / "data" / "hub-id").read_text().strip()
+    client = await PageClient.connect(hub.ws, "a")
+    await client.wait_output("spin", b"up")
+
+    def sandboxed() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] and marker in " ".join(p.info["cmdline"])
+        ]
+
+    assert sandboxed()
+    hub.stop(signal.SIGKILL)
+    await client.close()
+    await eventually(lambda: not sandboxed(), timeout=10)
+    base, _, _ = find_pids_base()
+    if base is None:
+        return
+    parent = base / f"roomhub-{hub_id}"
+    assert [p for p in parent.iterdir() if p.is_dir()]  # the dead run's cgroup is still there
+    hub_process(config)
+    assert [p for p in parent.iterdir() if p.is_dir()] == []
