@@ -234,11 +234,7 @@ async def main() -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
-        torn = [
-            line
-            for line in log.read_text().splitlines()
-            if "/three:" in line and "torn down" in line
-        ]
+        torn = [line for line in log.read_text().splitlines() if "/three:" in line and "torn down" in line]
 
     results = {
         "hub_cold_start": summary(hub),

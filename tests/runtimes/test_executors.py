@@ -17,9 +17,7 @@ import pytest
 from runtime_helpers import PageClient, docker_objects, eventually, page_config
 
 
-async def test_always_restarts_with_backoff_and_notice(
-    runtime: str, tmp_path: Path, in_process_hub
-) -> None:
+async def test_always_restarts_with_backoff_and_notice(runtime: str, tmp_path: Path, in_process_hub) -> None:
     config = page_config(
         tmp_path,
         runtime,
@@ -32,7 +30,7 @@ async def test_always_restarts_with_backoff_and_notice(
         stable_after = 30
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         delays = []
         for restart in (1, 2, 3):
             exited = await client.message("tick", "exited")
@@ -45,9 +43,7 @@ async def test_always_restarts_with_backoff_and_notice(
         assert client.output("tick").count(b"tick") >= 4
 
 
-async def test_once_busy_timeout_and_exit_code(
-    runtime: str, tmp_path: Path, in_process_hub
-) -> None:
+async def test_once_busy_timeout_and_exit_code(runtime: str, tmp_path: Path, in_process_hub) -> None:
     config = page_config(
         tmp_path,
         runtime,
@@ -63,7 +59,7 @@ async def test_once_busy_timeout_and_exit_code(
         timeout = 1
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         await client.send("run", None)
         await client.message("run", "started")
         await client.wait_output("run", b"started-run")
@@ -100,15 +96,13 @@ async def test_prologue_runs_before_always(runtime: str, tmp_path: Path, in_proc
         command = ["sh", "-c", "sleep 0.5; echo prologue-ready > flag; echo set-up"]
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         out = await client.wait_output("watch", b"prologue-ready")
         assert b"NO-FLAG" not in out
         assert b"set-up" in client.output("setup")  # the prologue's output reached the joiner
 
 
-async def test_epilogue_runs_at_teardown(
-    runtime: str, tmp_path: Path, in_process_hub, caplog
-) -> None:
+async def test_epilogue_runs_at_teardown(runtime: str, tmp_path: Path, in_process_hub, caplog) -> None:
     caplog.set_level(logging.INFO, logger="roomhub")
     config = page_config(
         tmp_path,
@@ -125,7 +119,7 @@ async def test_epilogue_runs_at_teardown(
     """,
     )
     async with in_process_hub(config) as hub:
-        async with await PageClient.connect(hub.ws, "r1") as client:
+        async with await PageClient.join(hub.ws, "r1") as client:
             await client.wait_output("keep", b"written")
         # the last client left: teardown stops `keep`, then runs the epilogue in the room directory
         await eventually(lambda: "epilogue-saw-alive" in caplog.text, timeout=30)
@@ -143,17 +137,16 @@ async def test_tty_resize(runtime: str, tmp_path: Path, in_process_hub) -> None:
         tty = true
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         await client.wait_for(
-            lambda f: f.get("executor") == "term" and f["message"].get("type") == "output",
-            what="a prompt",
-        )
+            lambda f: f.get("executor") == "term" and f["message"].get("type") == "output", 20
+        )  # the shell's prompt: it runs
         await client.send("term", {"size": {"cols": 91, "rows": 33}})
-        await client.stdin("term", b"stty size; echo marker-$((40+2))\n")
+        await client.stdin("term", "stty size; echo marker-$((40+2))\n")
         out = await client.wait_output("term", b"marker-42")
         assert b"33 91" in out
         await client.send("term", {"size": {"cols": 120, "rows": 40}})
-        await client.stdin("term", b"stty size; echo again-$((40+3))\n")
+        await client.stdin("term", "stty size; echo again-$((40+3))\n")
         out = await client.wait_output("term", b"again-43")
         assert b"40 120" in out
 
@@ -187,7 +180,7 @@ async def test_clean_shutdown_leaves_no_program(runtime: str, tmp_path: Path, hu
 
     rooms = []
     for name in ("a", "b"):
-        client = await PageClient.connect(hub.ws, name)
+        client = await PageClient.join(hub.ws, name)
         rooms.append(client)
         await client.wait_output("spin", b"up")
         await client.send("job", None)
@@ -231,7 +224,7 @@ async def test_pids_limit(runtime_name: str, tmp_path: Path, in_process_hub) -> 
         limits = { pids = 6 }
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         await client.send("forks", None)
         await client.message("forks", "finished", timeout=30)
         out = client.output("forks").lower()

@@ -18,10 +18,10 @@ async def run_once(
     hub_ws: str,
     room: str,
     executor: str,
-    timeout: float = 30,  # noqa: ASYNC109
+    timeout: float = 30,
 ) -> tuple[dict, bytes]:
     """Join ``room``, press ``executor`` once; returns its ``finished`` message and output."""
-    async with await PageClient.connect(hub_ws, room) as client:
+    async with await PageClient.join(hub_ws, room) as client:
         await client.send(executor, None)
         finished = await client.message(executor, "finished", timeout=timeout)
         return finished, client.output(executor)
@@ -54,13 +54,11 @@ async def test_bubblewrap_cannot_write_outside_the_room(
     """,
     )
     async with in_process_hub(config) as hub:
-        async with await PageClient.connect(hub.ws, "r1") as client:
+        async with await PageClient.join(hub.ws, "r1") as client:
             await client.send("probe", None)
             finished = await client.message("probe", "finished", timeout=30)
             out = client.output("probe")
-            inside = [
-                p.read_text() for p in (tmp_path / "data" / "rooms").rglob(f"inside-{token}.txt")
-            ]
+            inside = [p.read_text() for p in (tmp_path / "data" / "rooms").rglob(f"inside-{token}.txt")]
     assert finished["exitCode"] == 0
     assert b"ROOM-OK" in out and b"/room" in out, out
     assert inside == ["room\n"]  # the room directory is writable
@@ -97,9 +95,7 @@ async def test_bubblewrap_has_no_network(runtime_name: str, tmp_path: Path, in_p
     else:
         assert b"REFUSED" in out, out
         table = out.split(b"REFUSED", 1)[1].splitlines()
-        interfaces = [
-            line.split(b":")[0].strip() for line in table if b":" in line and b"|" not in line
-        ]
+        interfaces = [line.split(b":")[0].strip() for line in table if b":" in line and b"|" not in line]
         assert interfaces == [b"lo"], out
 
 
@@ -162,7 +158,7 @@ async def test_docker_room_cannot_see_another_rooms_files(
     async with in_process_hub(config) as hub:
         executors = hub.hub.config.pages["/p"].executors
         executors["setup"].env["ROOM"] = "alpha"
-        async with await PageClient.connect(hub.ws, "alpha") as alpha:
+        async with await PageClient.join(hub.ws, "alpha") as alpha:
             await alpha.message("look", "state")
             executors["setup"].env["ROOM"] = "beta"
             _, seen_by_beta = await run_once(hub.ws, "beta", "look")
@@ -203,9 +199,7 @@ async def test_docker_memory_limit_kills_and_tells_the_client(
 
 
 @pytest.mark.docker
-async def test_docker_missing_image_is_named(
-    docker_runtime: str, tmp_path: Path, in_process_hub
-) -> None:
+async def test_docker_missing_image_is_named(docker_runtime: str, tmp_path: Path, in_process_hub) -> None:
     config = page_config(
         tmp_path,
         docker_runtime,
@@ -216,7 +210,7 @@ async def test_docker_missing_image_is_named(
         image = "roomhub-no-such-image:0"
     """,
     )
-    async with in_process_hub(config) as hub, await PageClient.connect(hub.ws, "r1") as client:
+    async with in_process_hub(config) as hub, await PageClient.join(hub.ws, "r1") as client:
         await client.send("ghost", None)
         errored = await client.message("ghost", "errored")
     import base64
@@ -250,7 +244,7 @@ async def test_docker_container_is_hardened(docker_runtime: str, tmp_path: Path,
     """,
     )
     async with in_process_hub(config) as hub:
-        async with await PageClient.connect(hub.ws, "r1") as client:
+        async with await PageClient.join(hub.ws, "r1") as client:
             await client.send("default", None)
             await client.message("default", "finished", timeout=30)
             (sub,) = (tmp_path / "data" / "rooms").glob("*/*")

@@ -82,12 +82,12 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
     hub_id = (tmp_path / "data" / "hub-id").read_text().strip()
     own = f"roomhub.hub={hub_id}"
     for room in ("a", "b", "c"):
-        client = await PageClient.connect(hub.ws, room)
+        client = await PageClient.join(hub.ws, room)
         await client.wait_output("spin", b"up")
         await client.ws.close()  # grace 0: the hub tears these rooms down...
     live = []
     for room in ("d", "e"):
-        client = await PageClient.connect(hub.ws, room)
+        client = await PageClient.join(hub.ws, room)
         live.append(client)
         await client.wait_output("spin", b"up")  # ...and keeps these two live
     containers, volumes = await docker_objects(own)
@@ -127,7 +127,7 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
                 [foreign_volume.name],
             )
             # the restarted hub works normally
-            async with await PageClient.connect(hub2.ws, "a") as client:
+            async with await PageClient.join(hub2.ws, "a") as client:
                 await client.wait_output("spin", b"up")
         finally:
             await foreign.delete(force=True)
@@ -144,20 +144,14 @@ async def test_bubblewrap_without_pids_cgroup_says_so(
     monkeypatch.setattr(cgroups, "find_pids_base", lambda: (None, "", "no pids controller (test)"))
     runtime = BubblewrapRuntime(BubblewrapConfig(), "t-" + uuid.uuid4().hex[:8])
     await runtime.check()
-    assert (
-        "pids limit NOT enforced: no usable pids cgroup (no pids controller (test))" in caplog.text
-    )
-    handle = await runtime.start(
-        ProgramSpec(["sh", "-c", "echo still-runs"], tmp_path, stdin=False)
-    )
+    assert "pids limit NOT enforced: no usable pids cgroup (no pids controller (test))" in caplog.text
+    handle = await runtime.start(ProgramSpec(["sh", "-c", "echo still-runs"], tmp_path, stdin=False))
     assert b"still-runs" in await drain(handle)  # the other limits and the sandbox still apply
     assert await handle.wait() == 0
 
 
 @pytest.mark.bubblewrap
-async def test_bubblewrap_after_sigkill(
-    bubblewrap_runtime: str, tmp_path: Path, hub_process
-) -> None:
+async def test_bubblewrap_after_sigkill(bubblewrap_runtime: str, tmp_path: Path, hub_process) -> None:
     """The sandboxes die with the hub (--die-with-parent); the restart removes their cgroups."""
     import psutil
 
@@ -175,7 +169,7 @@ async def test_bubblewrap_after_sigkill(
     )
     hub = hub_process(config)
     hub_id = (tmp_path / "data" / "hub-id").read_text().strip()
-    client = await PageClient.connect(hub.ws, "a")
+    client = await PageClient.join(hub.ws, "a")
     await client.wait_output("spin", b"up")
 
     def sandboxed() -> list[psutil.Process]:

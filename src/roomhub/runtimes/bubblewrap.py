@@ -31,9 +31,7 @@ from .process import spawn
 
 log = logging.getLogger("roomhub.runtimes.bubblewrap")
 
-INSTALL_HINT = (
-    "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
-)
+INSTALL_HINT = "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
 
 
 def parse_user(user: str | None, default_uid: int, default_gid: int) -> tuple[int, int]:
@@ -63,9 +61,7 @@ class BubblewrapRuntime(Runtime):
         """The ``bwrap`` path; raises :class:`RuntimeUnavailable` with the install hint."""
         path = shutil.which(self.config.executable)
         if path is None:
-            raise RuntimeUnavailable(
-                f"{self.config.executable!r} not found on PATH; {INSTALL_HINT}"
-            )
+            raise RuntimeUnavailable(f"{self.config.executable!r} not found on PATH; {INSTALL_HINT}")
         return path
 
     async def check(self) -> None:

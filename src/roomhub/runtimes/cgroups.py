@@ -159,7 +159,7 @@ class PidsCgroups:
                     return False
                 time.sleep(0.01)
 
-    async def remove(self, path: Path, timeout: float = 3.0) -> None:  # noqa: ASYNC109
+    async def remove(self, path: Path, timeout: float = 3.0) -> None:
         """Kill whatever is left in ``path`` and remove it (logged if it stays busy)."""
         ok = await asyncio.to_thread(self._remove_now, path, time.monotonic() + timeout)
         if not ok:

@@ -311,9 +311,7 @@ class DockerRuntime(Runtime):
                 {"Type": "volume", "Source": self.volume_name(spec.room_dir), "Target": str(mount)}
             ]
         else:
-            host["Mounts"] = [
-                {"Type": "bind", "Source": str(spec.room_dir.resolve()), "Target": str(mount)}
-            ]
+            host["Mounts"] = [{"Type": "bind", "Source": str(spec.room_dir.resolve()), "Target": str(mount)}]
         if spec.container.read_only_root:
             host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.config.tmpfs_bytes}"}
         if limits.memory_bytes:
@@ -327,9 +325,7 @@ class DockerRuntime(Runtime):
         if limits.cpu_seconds:
             ulimits.append({"Name": "cpu", "Soft": limits.cpu_seconds, "Hard": limits.cpu_seconds})
         if limits.file_size_bytes:
-            ulimits.append(
-                {"Name": "fsize", "Soft": limits.file_size_bytes, "Hard": limits.file_size_bytes}
-            )
+            ulimits.append({"Name": "fsize", "Soft": limits.file_size_bytes, "Hard": limits.file_size_bytes})
         if ulimits:
             host["Ulimits"] = ulimits
         return {
@@ -368,9 +364,7 @@ class DockerRuntime(Runtime):
             await self.docker.images.pull(image)
             return await self.docker.containers.create(config, name=name)
         except DockerError as exc:
-            raise RuntimeUnavailable(
-                f"cannot pull image {image!r}: {describe_error(exc)}"
-            ) from None
+            raise RuntimeUnavailable(f"cannot pull image {image!r}: {describe_error(exc)}") from None
 
     def _attach(self, container: DockerContainer, stdin: bool, tty: bool) -> AttachStream:
         """An attach stream (the caller opens it before start); built here to skip an inspect."""
@@ -405,9 +399,7 @@ class DockerRuntime(Runtime):
         try:
             container = await self._create(config, name)
         except (aiohttp.ClientError, OSError) as exc:
-            raise RuntimeUnavailable(
-                f"cannot reach the Docker engine at {self._where()}: {exc}"
-            ) from None
+            raise RuntimeUnavailable(f"cannot reach the Docker engine at {self._where()}: {exc}") from None
         stream = self._attach(container, config["OpenStdin"], spec.tty)
         try:
             await stream.__aenter__()  # attach before start: nothing the program prints is lost
@@ -432,9 +424,7 @@ class DockerRuntime(Runtime):
             await container.delete(force=True, v=True)
         except DockerError as exc:
             if exc.status not in (404, 409):  # 409: removal already in progress
-                log.warning(
-                    "container %s: removal failed: %s", container.id[:12], describe_error(exc)
-                )
+                log.warning("container %s: removal failed: %s", container.id[:12], describe_error(exc))
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("container %s: removal failed: %s", container.id[:12], exc)
 
@@ -459,9 +449,7 @@ class DockerRuntime(Runtime):
     async def close(self) -> None:
         """Stop what still runs (a safety net: rooms stop their own programs), close the client."""
         if self._handles:
-            log.warning(
-                "docker: %d containers still running at close; stopping them", len(self._handles)
-            )
+            log.warning("docker: %d containers still running at close; stopping them", len(self._handles))
             await asyncio.gather(*(h.kill(0) for h in list(self._handles)), return_exceptions=True)
         if self._docker is not None:
             await self._docker.close()
