@@ -163,6 +163,16 @@ class DockerConfig(Model):
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to reach the engine at start-up."
     )
+    mirror: bool = Field(
+        default=True,
+        description="With volumes: mirror each room's volume and the hub's room directory "
+        "through a monitor container, so that file viewers and editors work.",
+    )
+    mirror_image: str | None = Field(
+        default=None, description="Monitor image (needs sh, find, md5sum, base64, awk); default: image."
+    )
+    mirror_interval: float = Field(default=0.25, gt=0, description="Seconds between the monitor's scans.")
+    mirror_max_bytes: int = Field(default=1 * MiB, ge=1, description="Largest file mirrored, bytes.")
 
 
 class RuntimeConfig(Model):

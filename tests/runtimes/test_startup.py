@@ -91,7 +91,7 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
         live.append(client)
         await client.wait_output("spin", b"up")  # ...and keeps these two live
     containers, volumes = await docker_objects(own)
-    assert len(containers) == 2 and len(volumes) == 2, (containers, volumes)
+    assert len(containers) == 4 and len(volumes) == 2, (containers, volumes)  # program + monitor
 
     hub.stop(signal.SIGKILL)
     left_containers, left_volumes = await docker_objects(own)  # left behind, still labelled
@@ -120,7 +120,7 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
         await foreign.start()
         try:
             hub2 = hub_process(config)
-            assert "removed 2 containers and 2 volumes left by an earlier run" in hub2.log()
+            assert "removed 4 containers and 2 volumes left by an earlier run" in hub2.log()
             assert await docker_objects(own) == ([], [])
             assert await docker_objects(f"roomhub.hub={other}") == (
                 [foreign.id],

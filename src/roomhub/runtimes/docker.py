@@ -17,7 +17,8 @@ private ``/tmp`` tmpfs), every capability dropped, ``no-new-privileges``,
 The room's directory is shared by the room's containers at
 ``runtime.docker.room_mount``: a bind mount of the hub's room directory when
 the engine is local (so the hub's own file watching sees every write), or a
-named volume when the engine is remote (``room_storage``). Volumes and
+named volume when the engine is remote (``room_storage``), kept in step with
+the hub's room directory by a monitor container (:mod:`.docker_mirror`). Volumes and
 containers carry the labels ``roomhub.hub``, ``roomhub.room`` and
 ``roomhub.executor``; :meth:`DockerRuntime.cleanup_orphans` removes only
 objects with this hub's label.
@@ -53,6 +54,7 @@ from yarl import URL
 from ..config import DockerConfig
 from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable
 from .base import Stream as StreamName
+from .docker_mirror import RoomMirror
 
 log = logging.getLogger("roomhub.runtimes.docker")
 
@@ -162,7 +164,7 @@ class DockerHandle(ProgramHandle):
         try:
             await self._stream.write_in(data)
         except (RuntimeError, AssertionError, aiohttp.ClientError) as exc:
-            raise BrokenPipeError(f"the container's stdin is closed: {exc}") from None
+            raise BrokenPipeError(f"the container's stdin is closed: {exc!r}") from None
 
     async def resize(self, cols: int, rows: int) -> None:
         if self._tty and not self._exit.done():
@@ -202,6 +204,7 @@ class DockerRuntime(Runtime):
         self.use_volumes = storage == "volume" or (storage == "auto" and not self.local)
         self._docker: aiodocker.Docker | None = None
         self._handles: set[DockerHandle] = set()
+        self._mirrors: dict[Path, RoomMirror] = {}
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -260,7 +263,7 @@ class DockerRuntime(Runtime):
         return f"roomhub-{safe_name(self.hub_id, 24)}-{digest}"
 
     async def prepare_room(self, room_dir: Path, labels: dict[str, str]) -> None:
-        """Create the room's labelled volume (volume mode); nothing to do for bind mounts."""
+        """Create the room's labelled volume and its mirror (volume mode); nothing for bind mounts."""
         if not self.use_volumes:
             return
         await self.docker.volumes.create(
@@ -269,11 +272,23 @@ class DockerRuntime(Runtime):
                 "Labels": {**labels, HUB_LABEL: self.hub_id},
             }
         )
+        image = self.config.mirror_image or self.config.image
+        if not self.config.mirror:
+            return
+        if not image:
+            log.warning("docker: no mirror_image nor image configured: room files are not mirrored")
+            return
+        mirror = RoomMirror(self, room_dir, labels)
+        await mirror.start(image)
+        self._mirrors[room_dir] = mirror
 
     async def release_room(self, room_dir: Path, labels: dict[str, str]) -> None:
         """Remove the room's volume (retried briefly while containers are still being removed)."""
         if not self.use_volumes:
             return
+        mirror = self._mirrors.pop(room_dir, None)
+        if mirror is not None:
+            await mirror.stop()
         volume = DockerVolume(self.docker, self.volume_name(room_dir))
         for attempt in range(20):
             try:
@@ -385,9 +400,17 @@ class DockerRuntime(Runtime):
     async def start(self, spec: ProgramSpec) -> ProgramHandle:
         """Create, attach, start (and size) a container for ``spec``.
 
-        Raises :class:`RuntimeUnavailable` for a missing image (naming it), an
-        unreachable engine or a container the engine refuses to start.
+        With a room mirror, the room's pending local changes reach the volume
+        first. Raises :class:`RuntimeUnavailable` for a missing image (naming
+        it), an unreachable engine or a container the engine refuses to start.
         """
+        mirror = self._mirrors.get(spec.room_dir)
+        if mirror is not None:
+            await mirror.flush()
+        return await self.launch(spec)
+
+    async def launch(self, spec: ProgramSpec) -> DockerHandle:
+        """:meth:`start` without the mirror's flush (the monitor itself starts this way)."""
         image = spec.image or self.config.image
         if not image:
             raise RuntimeUnavailable("no image: set the executor's image or runtime.docker.image")
@@ -448,6 +471,9 @@ class DockerRuntime(Runtime):
 
     async def close(self) -> None:
         """Stop what still runs (a safety net: rooms stop their own programs), close the client."""
+        for mirror in list(self._mirrors.values()):
+            await mirror.stop()
+        self._mirrors.clear()
         if self._handles:
             log.warning("docker: %d containers still running at close; stopping them", len(self._handles))
             await asyncio.gather(*(h.kill(0) for h in list(self._handles)), return_exceptions=True)
