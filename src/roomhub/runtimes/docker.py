@@ -434,6 +434,11 @@ class DockerRuntime(Runtime):
             raise RuntimeUnavailable(
                 f"cannot start a container of {image!r}: {describe_error(exc)}"
             ) from None
+        except BaseException:  # cancelled (e.g. the room is torn down): leave nothing behind
+            with contextlib.suppress(Exception):
+                await stream.close()
+            await asyncio.shield(self.remove_container(container))
+            raise
         handle = DockerHandle(self, container, stream, spec)
         self._handles.add(handle)
         handle._exit.add_done_callback(lambda _: self._handles.discard(handle))
