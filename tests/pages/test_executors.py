@@ -253,3 +253,24 @@ timeout = 30
         assert finished["message"]["timedOut"] is False
         assert finished["message"]["exitCode"] in (-24, -9)  # SIGXCPU, then SIGKILL at the hard limit
         await c.close()
+
+
+async def test_file_in_a_folder_made_just_before_is_pushed(tmp_path, in_process_hub):
+    cfg = page(tmp_path, """
+[pages."/x".executors.gen]
+type = "file"
+path = "out/deep/gen.txt"
+[pages."/x".executors.make]
+type = "once"
+command = ["sh", "-c", "mkdir -p out/deep && echo generated > out/deep/gen.txt"]
+""")
+    async with in_process_hub(cfg) as hub:
+        for attempt in range(5):
+            room = f"r{attempt}"
+            c = await PageClient.connect(f"{hub.ws}/x/ws?roomName={room}")
+            await c.wait_type(None, "joined")
+            await c.send("make")
+            await c.wait_for(
+                lambda f: f["executor"] == "gen" and monitor_contents(f) == b"generated\n", timeout=5
+            )
+            await c.close()

@@ -122,6 +122,9 @@ def _umask() -> int:
     return mask
 
 
+RESCAN_AFTER = 0.3  # seconds
+
+
 class RoomWatcher:
     """One watchfiles watcher per room directory, refreshing the file executors it concerns."""
 
@@ -143,11 +146,23 @@ class RoomWatcher:
                 recursive=True, ignore_permission_denied=True,
             ):
                 changed = {Path(path) for _, path in changes}
-                for view in self.views:
-                    if view.path.resolve() in changed or view.path in changed:
+                concerned = [v for v in self.views if self._concerns(v, changed)]
+                for view in concerned:
+                    await view.refresh()
+                if any(p.is_dir() for p in changed) and concerned:
+                    # A folder just made may get files before the watcher watches inside it:
+                    # look again once the watch is surely in place.
+                    await asyncio.sleep(RESCAN_AFTER)
+                    for view in concerned:
                         await view.refresh()
         except Exception:
             log.exception("watcher of %s stopped", root)
+
+    @staticmethod
+    def _concerns(view: FileView, changed: set[Path]) -> bool:
+        """The file itself changed, or a folder on its path appeared, moved or went away."""
+        path = view.path.resolve()
+        return path in changed or any(p in path.parents for p in changed)
 
     async def stop(self) -> None:
         self._stop.set()
