@@ -12,11 +12,17 @@
 #
 # Environment: DOCKERD_LOG (default /var/log/roomhub-dockerd.log),
 # ROOMHUB_TEST_IMAGE (default roomhub-test-busybox:latest), ROOMHUB_DEMO_IMAGE (default
-# roomhub-demo:latest), DEBIAN_MIRROR (default http://deb.debian.org/debian),
+# roomhub-demo:latest), DEBIAN_MIRROR (default: the first Debian archive apt is set up with),
 # REBUILD=1 to rebuild images that exist.
 set -eu
 
 DEMO=0
+
+# The Debian archive this machine's apt already uses (deb822 sources, then the classic list).
+apt_mirror() {
+    sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 | grep . ||
+        sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\).*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n 1
+}
 for arg in "$@"; do
     case "$arg" in
         --demo-image) DEMO=1 ;;
@@ -66,7 +72,7 @@ build_demo() {
     rootfs=$(mktemp -d)
     echo "building $demo with debootstrap (about a minute)"
     debootstrap --variant=minbase --include=bash,python3-minimal,procps bookworm "$rootfs" \
-        "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >/dev/null
+        "${DEBIAN_MIRROR:-$(apt_mirror)}" >/dev/null
     rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc \
         "$rootfs"/usr/share/man "$rootfs"/usr/share/locale "$rootfs"/usr/share/info
     tar -C "$rootfs" -c . | docker import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' \
