@@ -74,6 +74,10 @@ def index_page(hub: Hub) -> str:
         f'<li><a href="{html.escape(path)}">{html.escape(page.title or path)}</a>'
         f" <code>{html.escape(path)}</code></li>"
         for path, page in hub.config.pages.items()
+    ) + "".join(
+        f'<li><a href="{html.escape(path)}">{html.escape(title)}</a> <code>{html.escape(path)}</code></li>'
+        for face in hub.faces
+        for title, path in face.links()
     )
     faces = ", ".join(f.name for f in hub.faces)
     return f"""<!doctype html>

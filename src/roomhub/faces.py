@@ -43,6 +43,10 @@ class Face:
     async def stop(self) -> None:
         """Called at shutdown; must be bounded in time and leave nothing running."""
 
+    def links(self) -> list[tuple[str, str]]:
+        """``(title, path)`` of the pages this face serves besides configured pages (for the index)."""
+        return []
+
     def registries(self) -> list[RoomRegistry[Any]]:
         """The room registries of this face (listed by the REST API)."""
         return []

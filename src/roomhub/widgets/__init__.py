@@ -75,6 +75,9 @@ class WidgetsFace(Face):
 
     name = "widgets"
 
+    def links(self) -> list[tuple[str, str]]:
+        return [(self.config.title, "/widgets/")]
+
     def __init__(self, hub: Any) -> None:
         super().__init__(hub)
         self.config: WidgetsConfig = hub.config.widgets or WidgetsConfig()
