@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .hub import Hub
 from .security import DoorMiddleware
@@ -109,7 +110,36 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "proxy_headers": False,
     }
     options.update(overrides)
-    return uvicorn.Config(create_app(hub), **options)
+    return uvicorn.Config(asgi_app(hub), **options)
+
+
+class PrefixDispatch:
+    """ASGI: HTTP and WebSocket requests whose path is one of the prefixes or lies under it go
+    straight to that prefix's app; everything else (and the lifespan) goes to ``app``."""
+
+    def __init__(self, app: ASGIApp, prefixes: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self.prefixes = [(prefix.rstrip("/"), prefix.rstrip("/") + "/", handler)
+                         for prefix, handler in prefixes.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            path = scope["path"]
+            for exact, under, handler in self.prefixes:
+                if path.startswith(under) or path == exact:
+                    await handler(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def asgi_app(hub: Hub) -> ASGIApp:
+    """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.prefix_apps`
+    dispatched ahead of it (no routing, no FastAPI middleware, the same origin and token checks)."""
+    app = create_app(hub)
+    server = hub.config.server
+    prefixes = {prefix: DoorMiddleware(handler, auth=server.auth, allowed_origins=server.allowed_origins)
+                for face in hub.faces for prefix, handler in face.prefix_apps().items()}
+    return PrefixDispatch(app, prefixes) if prefixes else app
 
 
 def create_app(hub: Hub) -> FastAPI:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from .connections import CloseCode, Connection, Frame
@@ -36,6 +37,12 @@ class Face:
 
     def routes(self) -> list[BaseRoute]:
         return []
+
+    def prefix_apps(self) -> dict[str, ASGIApp]:
+        """Raw ASGI apps served ahead of the router, by path prefix (``"/backends"`` serves
+        ``/backends`` and ``/backends/...``): for hot paths that need no routing or FastAPI
+        middleware. The hub still applies its origin and token checks to them."""
+        return {}
 
     async def start(self) -> None:
         """Called at hub start-up, before the first request."""

@@ -83,3 +83,24 @@ async def test_websocket_passthrough_and_every_method(tmp_path: Path, catalog: P
         assert spec.status_code == 200 and "/cow-say" in spec.json()["paths"]
         part = await http.get(f"{base}/partition?backends-partition=W")
         assert part.json() == {"partition": "W", "basePath": base}
+
+
+async def test_proxy_keeps_the_door_checks(tmp_path: Path, catalog: Path, in_process_hub) -> None:
+    """The proxy is served ahead of the router, but token auth and the WebSocket origin check still apply."""
+    path = config(tmp_path, catalog)
+    path.write_text('[server]\nallowed_origins = ["https://docs.example.org"]\n'
+                    '[server.auth]\ntokens = ["s3cret-token"]\n' + path.read_text())
+    async with in_process_hub(path) as h, httpx.AsyncClient(base_url=h.base, timeout=30) as http:
+        url = "/backends/roomhub_demo_backend/0.1.0/hello-world"
+        refused = await http.get(url, headers={"x-backends-partition": "D"})
+        assert refused.status_code == 401 and "missing token" in refused.json()["detail"]
+        let_in = await http.get(url, headers={"x-backends-partition": "D",
+                                              "authorization": "Bearer s3cret-token"})
+        assert let_in.status_code == 404 and let_in.json()["error"] == "backend-not-running"
+        ws_url = f"{h.ws}/backends/roomhub_demo_backend/0.1.0/ws?backends-partition=D&token=s3cret-token"
+        for origin, status in (("https://evil.example.com", 403), ("https://docs.example.org", 404)):
+            try:
+                async with websockets.connect(ws_url, origin=origin, open_timeout=10):
+                    raise AssertionError("the handshake should have been refused")
+            except websockets.InvalidStatus as exc:
+                assert exc.response.status_code == status, (origin, exc.response.status_code)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.routing import BaseRoute
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from ..faces import Face
 from ..rooms import RoomRegistry
@@ -97,6 +97,11 @@ class BackendsFace(Face):
 
     def routes(self) -> list[BaseRoute]:
         return backend_routes(self)
+
+    def prefix_apps(self) -> dict[str, ASGIApp]:
+        """The proxy, served ahead of the router (the ``/backends`` mount of :meth:`routes` stays for
+        an app built without the prefix dispatch)."""
+        return {"/backends": self.proxy}
 
     async def start(self) -> None:
         # Short and private: Unix socket paths are limited to about 100 bytes.

@@ -24,9 +24,11 @@ where it has one:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -79,8 +81,11 @@ class Query:
         return f"{text} as {self.alias}" if self.alias else text
 
 
+@functools.lru_cache(maxsize=512)
 def npm_spec(text: str) -> sv.NpmSpec:
-    """An npm semver range; raises :class:`BadRequest` (``bad-version-range``) if invalid."""
+    """An npm semver range; raises :class:`BadRequest` (``bad-version-range``) if invalid.
+
+    Parsed ranges are cached (the proxy meets the same few on every request)."""
     try:
         return sv.NpmSpec(text)
     except ValueError as exc:
@@ -112,10 +117,14 @@ def parse_query(text: str) -> Query:
     return Query(name, rng, alias)
 
 
-def select_version(versions: list[str], rng: str) -> str | None:
+def select_version(versions: Iterable[str], rng: str) -> str | None:
     """The newest of ``versions`` matching the npm range ``rng``, or None."""
-    spec = npm_spec(rng)
-    best = spec.select([sv.Version(v) for v in versions])
+    return _select_version(tuple(sorted(versions)), rng)
+
+
+@functools.lru_cache(maxsize=512)
+def _select_version(versions: tuple[str, ...], rng: str) -> str | None:
+    best = npm_spec(rng).select([sv.Version(v) for v in versions])
     return str(best) if best is not None else None
 
 
