@@ -125,7 +125,8 @@ class Partitions:
 
     def find(self, partition: str, name: str, rng: str) -> Instance | None:
         """The listening instance of ``name`` in ``partition`` whose version matches ``rng`` (newest)."""
-        candidates = {i.version: i for i in self.of(partition) if i.name == name and i.status == "listening"}
+        candidates = {i.version: i for i in self.instances.values()
+                      if i.partition == partition and i.name == name and i.status == "listening"}
         if not candidates:
             return None
         version = p.select_version(list(candidates), rng)

@@ -41,7 +41,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import websockets
-from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -63,19 +62,21 @@ WS_HANDSHAKE = frozenset({
     "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "sec-websocket-protocol", "content-length", "origin",
 })
+NOT_FORWARDED = HOP_BY_HOP | {b"x-backends-partition"}
 QUERY_PARTITION = "backends-partition"
 
 OnDemand = Callable[[str, str, str], Awaitable[Instance]]
 
 
-def partition_of(headers: dict[str, str], query: bytes) -> str:
-    """The request's partition (see the module doc); raises ``BadRequest`` if it is not a valid name."""
-    partition = headers.get(p.PARTITION_HEADER)
-    if not partition:
+def partition_of(header: str | None, query: bytes, referer: str | None = None) -> str:
+    """The request's partition from its ``X-Backends-Partition`` header, query string and ``Referer``
+    (see the module doc); raises ``BadRequest`` if it is not a valid name."""
+    partition = header
+    if not partition and query:
         values = parse_qs(query.decode("latin-1")).get(QUERY_PARTITION)
         partition = values[0] if values else None
-    if not partition and "referer" in headers:
-        values = parse_qs(urlsplit(headers["referer"]).query).get(QUERY_PARTITION)
+    if not partition and referer:
+        values = parse_qs(urlsplit(referer).query).get(QUERY_PARTITION)
         partition = values[0] if values else None
     partition = partition or p.DEFAULT_PARTITION
     try:
@@ -118,10 +119,15 @@ class BackendProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.note_server is not None:
             self.note_server(scope)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        partition_header = referer = None
+        for key, value in scope["headers"]:
+            if key == b"x-backends-partition":
+                partition_header = value.decode("latin-1")
+            elif key == b"referer":
+                referer = value.decode("latin-1")
         try:
             name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
-            partition = partition_of(headers, scope.get("query_string", b""))
+            partition = partition_of(partition_header, scope.get("query_string", b""), referer)
             inst = await self._instance(partition, name, rng)
         except p.BadRequest as exc:
             log.info("proxy %s %s: %s", scope["type"], scope["path"], exc.detail)
@@ -135,7 +141,7 @@ class BackendProxy:
         if scope["type"] == "http":
             await self._http(scope, receive, send, inst, rest, partition)
         else:
-            await self._websocket(scope, receive, send, inst, rest, partition, headers)
+            await self._websocket(scope, receive, send, inst, rest, partition)
 
     async def _instance(self, partition: str, name: str, rng: str) -> Instance:
         inst = self.partitions.find(partition, name, rng)
@@ -148,16 +154,23 @@ class BackendProxy:
         return await self.on_demand(partition, name, rng)
 
     @staticmethod
-    def _forward_headers(scope: Scope, inst: Instance, partition: str) -> list[tuple[bytes, bytes]]:
-        out = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP and k != b"x-backends-partition"]
+    def _forward_headers(scope: Scope, inst: Instance, partition: str) -> list[tuple[str, str]]:
+        """The request's headers for the backend: hop-by-hop ones dropped, the partition and
+        ``X-Forwarded-*`` ones set."""
+        out = []
+        host = ""
+        for key, value in scope["headers"]:
+            if key not in NOT_FORWARDED:
+                out.append((key.decode("latin-1"), value.decode("latin-1")))
+            elif key == b"host":
+                host = value.decode("latin-1")
         client = scope.get("client") or ("", 0)
-        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
         out += [
-            (b"x-backends-partition", partition.encode()),
-            (b"x-forwarded-for", str(client[0]).encode()),
-            (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
-            (b"x-forwarded-host", host),
-            (b"x-forwarded-prefix", inst.base_path.encode()),
+            ("x-backends-partition", partition),
+            ("x-forwarded-for", str(client[0])),
+            ("x-forwarded-proto", "https" if scope.get("scheme") in ("https", "wss") else "http"),
+            ("x-forwarded-host", host),
+            ("x-forwarded-prefix", inst.base_path),
         ]
         return out
 
@@ -166,7 +179,7 @@ class BackendProxy:
         assert inst.client is not None
         query = scope.get("query_string", b"")
         url = URL(inst.origin + rest + ("?" + query.decode("latin-1") if query else ""), encoded=True)
-        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
+        has_body = any(k == b"content-length" or k == b"transfer-encoding" for k, _ in scope["headers"])
 
         async def body() -> AsyncIterator[bytes]:
             while True:
@@ -179,12 +192,10 @@ class BackendProxy:
                 if not message.get("more_body", False):
                     return
 
-        headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1"))
-                              for k, v in self._forward_headers(scope, inst, partition))
         try:
             response = await inst.client.request(
-                scope["method"], url, headers=headers, data=body() if has_body else None,
-                allow_redirects=False, compress=None,
+                scope["method"], url, headers=self._forward_headers(scope, inst, partition),
+                data=body() if has_body else None, allow_redirects=False, compress=None,
             )
         except (aiohttp.ClientError, ConnectionResetError, OSError, TimeoutError) as exc:
             log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
@@ -194,9 +205,15 @@ class BackendProxy:
         try:
             out = [(k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status, "headers": out})
-            async for chunk in response.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            content = response.content
+            while True:
+                # whatever has arrived, as it is (at most about two read_bufsize); the last
+                # chunk of a body carries the end of the response with it
+                chunk = await content.readany()
+                last = not chunk or content.at_eof()
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+                if last:
+                    break
         except (aiohttp.ClientError, OSError) as exc:
             log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
         finally:
@@ -212,16 +229,15 @@ class BackendProxy:
             await send({"type": "websocket.close", "code": 1011, "reason": body.get("detail", "")[:120]})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
-                         partition: str, headers: dict[str, str]) -> None:
+                         partition: str) -> None:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
         query = scope.get("query_string", b"").decode("latin-1")
         path = rest + ("?" + query if query else "")
-        extra = [(k.decode("latin-1"), v.decode("latin-1"))
-                 for k, v in self._forward_headers(scope, inst, partition)
-                 if k.decode("latin-1") not in WS_HANDSHAKE]
-        subprotocols = [s.strip() for s in headers.get("sec-websocket-protocol", "").split(",") if s.strip()]
+        extra = [(k, v) for k, v in self._forward_headers(scope, inst, partition) if k not in WS_HANDSHAKE]
+        offered = b",".join(v for k, v in scope["headers"] if k == b"sec-websocket-protocol")
+        subprotocols = [s.strip() for s in offered.decode("latin-1").split(",") if s.strip()]
         options: dict[str, Any] = {
             "additional_headers": extra, "subprotocols": subprotocols or None,
             "max_size": self.max_frame_bytes, "open_timeout": 10, "compression": None,
