@@ -1,6 +1,9 @@
 """The proxy: ``/backends/<name>/<semver>/<path>`` to a backend instance, streaming, every method.
 
-A raw ASGI app (no request buffering anywhere):
+A raw ASGI app (no request buffering anywhere), served ahead of the hub's
+router and FastAPI middleware (:meth:`~roomhub.faces.Face.prefix_apps`; the
+origin and token checks still apply), with no per-request parsing beyond
+the path, the partition and one pass over the headers:
 
 - **HTTP**: the request body is streamed to the backend as it arrives
   (aiohttp, over the instance's Unix socket or loopback port; see
