@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from .hub import Hub
 from .security import DoorMiddleware
 from .vendor import importmap_script
+from .websocket_server import PROTOCOL
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -104,6 +105,8 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "timeout_graceful_shutdown": int(server.shutdown_timeout),
         "proxy_headers": False,
     }
+    if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
+        options["ws"] = PROTOCOL
     options.update(overrides)
     return uvicorn.Config(create_app(hub), **options)
 

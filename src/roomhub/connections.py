@@ -17,6 +17,8 @@ from enum import IntEnum
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .websocket_server import BATCH_EXTENSION, MORE_KEY
+
 log = logging.getLogger("roomhub.connections")
 
 Frame = str | bytes
@@ -132,19 +134,26 @@ class Connection:
 
     async def _write_loop(self) -> None:
         ws = self.websocket
+        queue = self._queue
+        # Frames already queued behind this one leave in the same write when the server can batch.
+        batch = BATCH_EXTENSION in (ws.scope.get("extensions") or {})
         try:
             while True:
-                frame = await self._queue.get()
-                if self._queue.qsize() <= self._low:
+                frame = await queue.get()
+                size = queue.qsize()
+                if size <= self._low:
                     self.drained.set()
                 if frame is _CLOSE:
                     if ws.application_state == WebSocketState.CONNECTED:
                         await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
                     return
                 if isinstance(frame, str):
-                    await ws.send_text(frame)
+                    message: dict[str, object] = {"type": "websocket.send", "text": frame}
                 else:
-                    await ws.send_bytes(frame)  # type: ignore[arg-type]
+                    message = {"type": "websocket.send", "bytes": frame}
+                if batch and size:
+                    message[MORE_KEY] = True
+                await ws.send(message)  # type: ignore[arg-type]
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("%s: writer stopped: %r", self.label, exc)
         finally:
