@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .hub import Hub
 from .security import DoorMiddleware
@@ -108,7 +109,46 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
     options.update(overrides)
-    return uvicorn.Config(create_app(hub), **options)
+    return uvicorn.Config(asgi_app(hub), **options)
+
+
+class SocketShortcut:
+    """ASGI app: WebSocket handshakes for the faces' raw socket paths go straight to their apps.
+
+    ``sockets`` maps a path to an app that also serves every path below it; everything else
+    (HTTP, lifespan, other sockets) goes to ``app``.
+    """
+
+    def __init__(self, app: ASGIApp, sockets: dict[str, ASGIApp]) -> None:
+        self.app = app
+        self.sockets = sockets
+        self.prefixes = [(path.rstrip("/") + "/", target) for path, target in sockets.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            path = scope["path"]
+            target = self.sockets.get(path)
+            if target is None:
+                target = next((t for prefix, t in self.prefixes if path.startswith(prefix)), None)
+            if target is not None:
+                await target(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def asgi_app(hub: Hub) -> ASGIApp:
+    """What uvicorn serves: :func:`create_app`'s app, with the faces' raw sockets ahead of it.
+
+    The raw sockets are behind the same :class:`~roomhub.security.DoorMiddleware` as the rest.
+    """
+    app = create_app(hub)
+    server = hub.config.server
+    sockets: dict[str, ASGIApp] = {
+        path: DoorMiddleware(target, auth=server.auth, allowed_origins=server.allowed_origins)
+        for face in hub.faces
+        for path, target in face.socket_apps().items()
+    }
+    return SocketShortcut(app, sockets) if sockets else app
 
 
 def create_app(hub: Hub) -> FastAPI:

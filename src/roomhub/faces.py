@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from .connections import CloseCode, Connection, Frame
@@ -36,6 +37,15 @@ class Face:
 
     def routes(self) -> list[BaseRoute]:
         return []
+
+    def socket_apps(self) -> dict[str, ASGIApp]:
+        """WebSocket endpoints served as raw ASGI apps ahead of the router: ``{path: app}``.
+
+        An app gets the WebSocket handshakes for ``path`` and every path below it
+        (``path/...``), behind the hub's door (origin check, token auth) but without the
+        router's and middleware's per-message wrappers. HTTP requests still go to the router.
+        """
+        return {}
 
     async def start(self) -> None:
         """Called at hub start-up, before the first request."""

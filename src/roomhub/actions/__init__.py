@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from ..faces import Face
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
-from .endpoint import file_routes, socket_routes
+from .endpoint import file_routes, socket_app
 from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
 from .session import ActionsState
@@ -60,10 +61,12 @@ class ActionsFace(Face):
         return self.state.scope
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = socket_routes(self.hub, self.state)
-        if self.files is not None:
-            routes += file_routes(self.files, self.hub.config.actions.files.prefix)
-        return routes
+        if self.files is None:
+            return []
+        return file_routes(self.files, self.hub.config.actions.files.prefix)
+
+    def socket_apps(self) -> dict[str, ASGIApp]:
+        return {"/actions": socket_app(self.hub, self.state)}
 
     async def start(self) -> None:
         self.processes.start()
