@@ -16,9 +16,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .faces import Shortcut
 from .hub import Hub
 from .security import DoorMiddleware
 from .vendor import importmap_script
+from .websocket_server import PROTOCOL
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -109,37 +111,44 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "timeout_graceful_shutdown": int(server.shutdown_timeout),
         "proxy_headers": False,
     }
+    if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
+        options["ws"] = PROTOCOL
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 
 
 class PrefixDispatch:
-    """ASGI: HTTP and WebSocket requests whose path is one of the prefixes or lies under it go
-    straight to that prefix's app; everything else (and the lifespan) goes to ``app``."""
+    """ASGI: a request whose path is a shortcut's prefix, or lies under it, and whose scope type
+    the shortcut takes goes straight to its app; everything else (and the lifespan) to ``app``."""
 
-    def __init__(self, app: ASGIApp, prefixes: dict[str, ASGIApp]) -> None:
+    def __init__(self, app: ASGIApp, shortcuts: list[Shortcut]) -> None:
         self.app = app
-        self.prefixes = [(prefix.rstrip("/"), prefix.rstrip("/") + "/", handler)
-                         for prefix, handler in prefixes.items()]
+        self.shortcuts = [(s.prefix.rstrip("/"), s.prefix.rstrip("/") + "/", s.kinds, s.app)
+                          for s in shortcuts]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
+        kind = scope["type"]
+        if kind != "lifespan":
             path = scope["path"]
-            for exact, under, handler in self.prefixes:
-                if path.startswith(under) or path == exact:
+            for exact, under, kinds, handler in self.shortcuts:
+                if kind in kinds and (path == exact or path.startswith(under)):
                     await handler(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
 
 def asgi_app(hub: Hub) -> ASGIApp:
-    """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.prefix_apps`
+    """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.shortcuts`
     dispatched ahead of it (no routing, no FastAPI middleware, the same origin and token checks)."""
     app = create_app(hub)
     server = hub.config.server
-    prefixes = {prefix: DoorMiddleware(handler, auth=server.auth, allowed_origins=server.allowed_origins)
-                for face in hub.faces for prefix, handler in face.prefix_apps().items()}
-    return PrefixDispatch(app, prefixes) if prefixes else app
+    shortcuts = [
+        Shortcut(s.prefix, DoorMiddleware(s.app, auth=server.auth, allowed_origins=server.allowed_origins),
+                 s.kinds)
+        for face in hub.faces
+        for s in face.shortcuts()
+    ]
+    return PrefixDispatch(app, shortcuts) if shortcuts else app
 
 
 def create_app(hub: Hub) -> FastAPI:

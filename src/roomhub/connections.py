@@ -15,7 +15,11 @@ import logging
 from collections.abc import AsyncIterator
 from enum import IntEnum
 
+from starlette.datastructures import Address, QueryParams
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from .websocket_server import BATCH_EXTENSION, MORE_KEY
 
 log = logging.getLogger("roomhub.connections")
 
@@ -43,14 +47,54 @@ _CLOSE = object()
 _ids = itertools.count(1)
 
 
+class AsgiSocket:
+    """A WebSocket spoken through its ASGI calls, for endpoints served as raw ASGI apps.
+
+    It has what :class:`Connection` uses of Starlette's ``WebSocket`` (``scope``,
+    ``client``, ``application_state``, ``send(message)``, ``receive()``, ``close(code,
+    reason)``) plus ``accept()``, without the per-message state checks and wrappers of
+    Starlette's routing. ``close`` before ``accept`` refuses the handshake (HTTP 403).
+    Errors are the server's: uvicorn raises ``OSError`` for a send to a client that has gone
+    and ``RuntimeError`` for a send after the close.
+    """
+
+    __slots__ = ("application_state", "client", "receive", "scope", "send")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        client = scope.get("client")
+        self.client = Address(*client) if client else None
+        self.application_state = WebSocketState.CONNECTING
+
+    @property
+    def query_params(self) -> QueryParams:
+        return QueryParams(self.scope.get("query_string", b""))
+
+    async def accept(self) -> bool:
+        """Wait for the handshake and accept it; False if the client left before."""
+        message = await self.receive()
+        if message["type"] != "websocket.connect":
+            self.application_state = WebSocketState.DISCONNECTED
+            return False
+        await self.send({"type": "websocket.accept"})
+        self.application_state = WebSocketState.CONNECTED
+        return True
+
+    async def close(self, code: int = CloseCode.NORMAL, reason: str | None = None) -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+
 class Connection:
-    """A WebSocket with a bounded outgoing queue and a writer task.
+    """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue and a writer task.
 
     ``queue_size`` is counted in frames. Use :meth:`start` after
     ``websocket.accept()``, then :meth:`send` from anywhere in the event loop.
     """
 
-    def __init__(self, websocket: WebSocket, queue_size: int = 1024, label: str = "") -> None:
+    def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "") -> None:
         self.websocket = websocket
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
@@ -132,19 +176,26 @@ class Connection:
 
     async def _write_loop(self) -> None:
         ws = self.websocket
+        queue = self._queue
+        # Frames already queued behind this one leave in the same write when the server can batch.
+        batch = BATCH_EXTENSION in (ws.scope.get("extensions") or {})
         try:
             while True:
-                frame = await self._queue.get()
-                if self._queue.qsize() <= self._low:
+                frame = await queue.get()
+                size = queue.qsize()
+                if size <= self._low:
                     self.drained.set()
                 if frame is _CLOSE:
                     if ws.application_state == WebSocketState.CONNECTED:
                         await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
                     return
                 if isinstance(frame, str):
-                    await ws.send_text(frame)
+                    message: dict[str, object] = {"type": "websocket.send", "text": frame}
                 else:
-                    await ws.send_bytes(frame)  # type: ignore[arg-type]
+                    message = {"type": "websocket.send", "bytes": frame}
+                if batch and size:
+                    message[MORE_KEY] = True
+                await ws.send(message)  # type: ignore[arg-type]
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("%s: writer stopped: %r", self.label, exc)
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.routing import BaseRoute
@@ -27,6 +28,16 @@ log = logging.getLogger("roomhub.faces")
 R = TypeVar("R", bound=Room)
 
 
+@dataclass(frozen=True)
+class Shortcut:
+    """``app`` serves ``prefix`` and every path below it (``prefix/...``) for the scope types
+    in ``kinds`` ("http", "websocket"); other requests go on to the router."""
+
+    prefix: str
+    app: ASGIApp
+    kinds: frozenset[str] = frozenset({"http", "websocket"})
+
+
 class Face:
     """A part of the hub with its own routes. Subclasses set ``name`` and override what they need."""
 
@@ -38,10 +49,9 @@ class Face:
     def routes(self) -> list[BaseRoute]:
         return []
 
-    def prefix_apps(self) -> dict[str, ASGIApp]:
-        """Raw ASGI apps served ahead of the router, by path prefix (``"/backends"`` serves
-        ``/backends`` and ``/backends/...``): for hot paths that need no routing or FastAPI
-        middleware. The hub still applies its origin and token checks to them."""
+    def shortcuts(self) -> list[Shortcut]:
+        """Raw ASGI apps served ahead of the router, by path prefix: for hot paths that need no
+        routing nor FastAPI middleware. The hub still applies its origin and token checks to them."""
         return {}
 
     async def start(self) -> None:

@@ -348,3 +348,32 @@ async def test_the_embedded_demo_serves_actions(hub_process):
     await c.close()
     assert await asyncio.to_thread(h.stop) in (0, -15)  # uvicorn re-raises SIGTERM when done
     assert "shutdown complete" in h.log()
+
+
+async def test_the_door_guards_the_socket(tmp_path, in_process_hub):
+    """/actions is served ahead of the router, still behind the origin check and token auth."""
+    import websockets
+
+    config = actions_config(tmp_path / "cfg")
+    config.write_text('[server.auth]\ntokens = ["s3cret-token"]\n' + config.read_text())
+    async with in_process_hub(config) as h:
+        for path in ("/actions", "/actions/some-client-id"):
+            with pytest.raises(websockets.InvalidStatus) as info:
+                await websockets.connect(f"{h.ws}{path}")
+            assert info.value.response.status_code == 401
+            with pytest.raises(websockets.InvalidStatus) as info:
+                await websockets.connect(
+                    f"{h.ws}{path}?token=s3cret-token", origin="http://evil.example"
+                )
+            assert info.value.response.status_code == 403
+            ws = await websockets.connect(
+                f"{h.ws}{path}", additional_headers={"Authorization": "Bearer s3cret-token"}
+            )
+            assert "session" in json.loads(await asyncio.wait_for(ws.recv(), 10))
+            await ws.send(json.dumps({"streamId": "1", "action": "echo", "data": [1, "é"]}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"streamId": "1", "data": [1, "é"]}
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"streamId": "1", "close": True}
+            await ws.close()
+        with pytest.raises(websockets.InvalidStatus) as info:  # a socket path no face serves
+            await websockets.connect(f"{h.ws}/actionsx?token=s3cret-token")
+        assert info.value.response.status_code in (403, 404)

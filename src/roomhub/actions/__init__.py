@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from ..faces import Face
+from ..faces import Face, Shortcut
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
-from .endpoint import file_routes, socket_routes
+from .endpoint import file_routes, socket_app
 from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
 from .session import ActionsState
@@ -60,10 +60,13 @@ class ActionsFace(Face):
         return self.state.scope
 
     def routes(self) -> list[BaseRoute]:
-        routes: list[BaseRoute] = socket_routes(self.hub, self.state)
-        if self.files is not None:
-            routes += file_routes(self.files, self.hub.config.actions.files.prefix)
-        return routes
+        if self.files is None:
+            return []
+        return file_routes(self.files, self.hub.config.actions.files.prefix)
+
+    def shortcuts(self) -> list[Shortcut]:
+        # Only the socket: the file server's HTTP routes stay with the router.
+        return [Shortcut("/actions", socket_app(self.hub, self.state), frozenset({"websocket"}))]
 
     async def start(self) -> None:
         self.processes.start()

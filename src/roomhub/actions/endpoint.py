@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import CloseCode, Connection
+from ..connections import AsgiSocket, CloseCode, Connection
 from ..sessions import SessionLimitReached
 from .files import FileAccessError, FileServer
 from .session import ActionsState
@@ -40,17 +40,20 @@ log = logging.getLogger("roomhub.actions")
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 
 
-def socket_routes(hub: Hub, state: ActionsState, path: str = "/actions") -> list[BaseRoute]:
-    """``path`` and ``path/<client id>`` (Igor's Angular client appends its id; it is ignored)."""
+def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
+    """The raw ASGI app of ``/actions`` and ``/actions/<anything>`` (Igor's Angular client appends
+    its id; it is ignored). Served ahead of the router (see :meth:`~roomhub.faces.Face.shortcuts`)."""
     queue_size = hub.config.server.limits.send_queue_frames
 
-    async def socket(websocket: WebSocket) -> None:
+    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = AsgiSocket(scope, receive, send)
         if not hub.connections.try_acquire():
             await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
         conn: Connection | None = None
         try:
-            await websocket.accept()
+            if not await websocket.accept():
+                return
             conn = Connection(websocket, queue_size, "actions")
             conn.start()
             params = websocket.query_params
@@ -76,7 +79,7 @@ def socket_routes(hub: Hub, state: ActionsState, path: str = "/actions") -> list
                 await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
             hub.connections.release()
 
-    return [WebSocketRoute(path, socket), WebSocketRoute(path + "/{client_id}", socket)]
+    return socket
 
 
 def _error(exc: FileAccessError) -> JSONResponse:

@@ -29,6 +29,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 # Error codes (HTTP-like, as Igor's 400/503).
 BAD_REQUEST = 400
 UNKNOWN_ACTION = 404
@@ -44,8 +46,24 @@ INTRODUCE_SELF = "introduce_self"
 MAX_STREAM_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 256
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_strict_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _decode = json.JSONDecoder().decode
+
+
+def _encode(message: dict[str, Any]) -> str:
+    """orjson's compact UTF-8 JSON, with the standard encoder's rules where they differ.
+
+    orjson writes NaN and infinities as ``null`` and refuses non-string keys and integers past
+    64 bits: any output with a ``null`` and any ``TypeError`` go through the standard encoder,
+    which gives the same text or raises ``ValueError``/``TypeError`` as before.
+    """
+    try:
+        out = orjson.dumps(message)
+    except TypeError:
+        return _strict_encode(message)
+    if b"null" in out:
+        return _strict_encode(message)
+    return out.decode()
 
 
 class ProtocolError(Exception):

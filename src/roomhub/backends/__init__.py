@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Scope
+from starlette.types import Scope
 
-from ..faces import Face
+from ..faces import Face, Shortcut
 from ..rooms import RoomRegistry
 from . import protocol
 from .builds import Builder
@@ -98,10 +98,10 @@ class BackendsFace(Face):
     def routes(self) -> list[BaseRoute]:
         return backend_routes(self)
 
-    def prefix_apps(self) -> dict[str, ASGIApp]:
+    def shortcuts(self) -> list[Shortcut]:
         """The proxy, served ahead of the router (the ``/backends`` mount of :meth:`routes` stays for
         an app built without the prefix dispatch)."""
-        return {"/backends": self.proxy}
+        return [Shortcut("/backends", self.proxy)]
 
     async def start(self) -> None:
         # Short and private: Unix socket paths are limited to about 100 bytes.

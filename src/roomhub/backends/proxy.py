@@ -1,7 +1,7 @@
 """The proxy: ``/backends/<name>/<semver>/<path>`` to a backend instance, streaming, every method.
 
 A raw ASGI app (no request buffering anywhere), served ahead of the hub's
-router and FastAPI middleware (:meth:`~roomhub.faces.Face.prefix_apps`; the
+router and FastAPI middleware (:meth:`~roomhub.faces.Face.shortcuts`; the
 origin and token checks still apply), with no per-request parsing beyond
 the path, the partition and one pass over the headers:
 

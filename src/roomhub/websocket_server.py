@@ -1,0 +1,68 @@
+"""uvicorn's WebSocket protocol with one addition: frames sent in a batch leave in one write.
+
+Each ASGI ``websocket.send`` normally costs one ``write`` system call and, at
+the other end, one wake-up of the reader. A connection that has several
+frames ready at once (the actions face's last data frame and its ``close``
+frame, a burst of broadcasts) can say so: when the scope's extensions hold
+:data:`BATCH_EXTENSION`, a ``websocket.send`` message carrying
+``MORE_KEY: True`` is framed at once but kept in the protocol's output
+buffer, and the next send without it (or a close, ping or pong, which write
+the buffer out first) writes everything together. The WebSocket frames
+themselves are unchanged (RFC 6455); only their grouping into TCP writes
+differs. An ASGI server without the extension ignores the key and writes
+each frame at once, so the sender works the same on any server.
+
+Backpressure is unchanged: a held frame still waits while the transport is
+paused. Built on ``uvicorn.protocols.websockets.websockets_sansio_impl``
+(uvicorn's default with the ``websockets`` library); :data:`PROTOCOL` is
+None when that module is missing, and the hub then uses uvicorn's default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BATCH_EXTENSION = "roomhub.websocket.batch"
+"""Scope extension: ``websocket.send`` honours :data:`MORE_KEY`."""
+MORE_KEY = "roomhub.more"
+"""Message key: more frames follow at once; hold this one until they are sent."""
+
+try:
+    from uvicorn.protocols.utils import ClientDisconnected
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    from websockets.exceptions import InvalidState
+except ImportError:  # pragma: no cover - another uvicorn layout: plain uvicorn it is
+    PROTOCOL: type[Any] | None = None
+else:
+
+    class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
+        """``WebSocketsSansIOProtocol`` that holds frames marked :data:`MORE_KEY` (see the module)."""
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            if self.response.status_code == 101:
+                self.scope["extensions"][BATCH_EXTENSION] = {}  # type: ignore[index]
+
+        async def send(self, message: Any) -> None:
+            if (
+                message.get(MORE_KEY)
+                and message["type"] == "websocket.send"
+                and self.handshake_complete
+                and not self.close_sent
+                and self.initial_response is None
+            ):
+                await self.writable.wait()
+                if self.disconnected:
+                    raise ClientDisconnected()
+                try:
+                    text = message.get("text")
+                    if text is not None:
+                        self.conn.send_text(text.encode())
+                    else:
+                        self.conn.send_binary(message["bytes"])
+                except InvalidState:
+                    raise ClientDisconnected() from None
+                return  # written by the next send, close, ping or pong (all flush conn's output)
+            await super().send(message)
+
+    PROTOCOL = BatchingWebSocketProtocol
