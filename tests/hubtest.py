@@ -23,6 +23,14 @@ import pytest
 import uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Debian's Chromium, as the browser tests launch it (no download, no sandbox as root, no
+# background connections: this machine's network is closed).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
 SRC = ROOT / "src"
 
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 from actions_helpers import actions_config
 
+from hubtest import CHROMIUM, CHROMIUM_ARGS
 from roomhub.config import demo_config_path
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>t</title>
 <script type="module">
@@ -36,7 +27,7 @@ async def browser():
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
 

@@ -11,14 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hubtest import CHROMIUM, CHROMIUM_ARGS
 from roomhub.config import demo_config_path
 
 pytestmark = pytest.mark.e2e
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")

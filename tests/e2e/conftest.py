@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from browser_helpers import TIMEOUT_MS
+
+from hubtest import CHROMIUM, CHROMIUM_ARGS
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 

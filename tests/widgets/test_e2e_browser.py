@@ -11,21 +11,11 @@ from typing import Any
 import pytest
 from widgets_helpers import serve_app
 
+from hubtest import CHROMIUM, CHROMIUM_ARGS
 from roomhub.widgets import App, WidgetSession
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)
