@@ -84,7 +84,12 @@ class Hub:
     def _make_faces(self) -> list[Face]:
         from .pages import PagesFace
 
-        return [PagesFace(self)]
+        faces: list[Face] = [PagesFace(self)]
+        if self.config.documents is not None:
+            from .documents import DocumentsFace
+
+            faces.append(DocumentsFace(self))
+        return faces
 
     def face(self, name: str) -> Any:
         return next((f for f in self.faces if f.name == name), None)
