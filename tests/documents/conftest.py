@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import write_config
 
 
@@ -15,12 +14,7 @@ def docs_config(tmp_path: Path) -> Callable[..., Path]:
     """``docs_config(extra_toml="", grace_period=0.2, store="sqlite")`` -> a config file path."""
 
     def make(extra: str = "", grace_period: float = 0.2, store: str = "sqlite") -> Path:
-        body = (
-            "[documents]\n"
-            f"store = \"{store}\"\n"
-            f"grace_period = {grace_period}\n"
-            f"{extra}\n"
-        )
+        body = f'[documents]\nstore = "{store}"\ngrace_period = {grace_period}\n{extra}\n'
         return write_config(tmp_path / "conf", body)
 
     return make

@@ -45,19 +45,22 @@ def test_encoded_frames_are_read_by_pycrdt():
     assert p.decode(p.permission_denied("read-only")) == p.Auth(0, "read-only")
 
 
-@pytest.mark.parametrize("frame, why", [
-    (b"", "truncated varint"),
-    (b"\x07", "unknown message type"),
-    (b"\x00\x05\x00", "unknown sync message type"),
-    (b"\x00\x02\x05ab", "runs past"),
-    (b"\x00\x02\x01a\x00", "unexpected bytes"),
-    (b"\x00" + b"\xff" * 11, "longer than 64 bits"),
-    (b"\x01\x04\x01\x01\x01\x01", "runs past"),
-    (b"\x01\x03\x01\x01\x80", "truncated varint"),
-    (b"\x01\x05\x01\x01\x01\x01{", "not JSON"),
-    (b"\x01\x02\x7f\x00", "claims 127 entries"),
-    (b"\x01\x06\x01\x01\x01\x02\xff\xfe", "not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    "frame, why",
+    [
+        (b"", "truncated varint"),
+        (b"\x07", "unknown message type"),
+        (b"\x00\x05\x00", "unknown sync message type"),
+        (b"\x00\x02\x05ab", "runs past"),
+        (b"\x00\x02\x01a\x00", "unexpected bytes"),
+        (b"\x00" + b"\xff" * 11, "longer than 64 bits"),
+        (b"\x01\x04\x01\x01\x01\x01", "runs past"),
+        (b"\x01\x03\x01\x01\x80", "truncated varint"),
+        (b"\x01\x05\x01\x01\x01\x01{", "not JSON"),
+        (b"\x01\x02\x7f\x00", "claims 127 entries"),
+        (b"\x01\x06\x01\x01\x01\x02\xff\xfe", "not valid UTF-8"),
+    ],
+)
 def test_malformed_frames_raise_protocol_errors(frame, why):
     with pytest.raises(p.ProtocolError, match=why) as info:
         p.decode(frame)

@@ -1,4 +1,4 @@
-from pycrdt import Doc, Text
+from pycrdt import Text
 
 from .ycl import eventually, y_client
 

@@ -1,4 +1,4 @@
-"""The stores, directly: the interface's contract, group commit, and compaction that survives SIGKILL."""
+"""The stores directly: the contract, group commit, compaction that survives SIGKILL."""
 
 from __future__ import annotations
 
@@ -116,8 +116,11 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
     kills_mid_compaction = 0
     for _ in range(8):
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).with_name("compaction_child.py")), str(db),
-            stdout=asyncio.subprocess.PIPE, env=env,
+            sys.executable,
+            str(Path(__file__).with_name("compaction_child.py")),
+            str(db),
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()

@@ -49,20 +49,21 @@ class YClient:
 
 
 @contextlib.asynccontextmanager
-async def y_client(base_ws: str, room: str, doc: Doc | None = None,
-                   timeout: float = 10.0) -> AsyncIterator[YClient]:
+async def y_client(
+    base_ws: str, room: str, doc: Doc | None = None, within: float = 10.0
+) -> AsyncIterator[YClient]:
     """Connect a pycrdt ``Doc`` to ``/yjs/<room>`` and wait for sync step 2."""
     doc = doc or Doc()
     async with connect(f"{base_ws}/yjs/{room}", max_size=None) as ws:
         provider = Provider(doc, WebsocketsChannel(ws, room))
         async with provider:
-            await asyncio.wait_for(provider.synced.wait(), timeout)
+            await asyncio.wait_for(provider.synced.wait(), within)
             yield YClient(doc, ws, provider)
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``check`` every 10 ms until it is true; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
+    """Poll ``check`` every 10 ms until it is true; fail after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")

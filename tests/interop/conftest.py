@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tests.documents.conftest import docs_config  # noqa: F401  (fixture)
 
 from .node import ensure_node_modules

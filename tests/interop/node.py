@@ -15,12 +15,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def ensure_node_modules() -> None:
-    """Install the Node clients (``npm install`` here) if ``scripts/setup-interop.sh`` was not run."""
+    """Install the Node clients here (``npm install``) unless already installed."""
     if shutil.which("node") is None:
         raise RuntimeError("node is not installed: the interop tests need Node.js >= 18")
     if not (HERE / "node_modules" / "y-websocket").is_dir():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, check=True,
-                       timeout=300)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=300
+        )
 
 
 class NodeClient:
@@ -45,9 +46,9 @@ class NodeClient:
         self.proc.stdin.write((json.dumps(command) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def wait(self, name: str, timeout: float = 15.0) -> dict[str, Any]:
+    async def wait(self, name: str, within: float = 15.0) -> dict[str, Any]:
         """The next event called ``name`` (earlier other events are skipped)."""
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 event = await self.events.get()
                 if event.get("event") == name:
@@ -63,11 +64,18 @@ class NodeClient:
 
 
 @contextlib.asynccontextmanager
-async def node_client(server_url: str, room: str, wait_synced: bool = True) -> AsyncIterator[NodeClient]:
-    """Start ``node yclient.mjs <server_url> <room>``; wait for its first sync unless told not to."""
+async def node_client(
+    server_url: str, room: str, wait_synced: bool = True
+) -> AsyncIterator[NodeClient]:
+    """Start ``node yclient.mjs <server_url> <room>``; wait for its first sync unless told not."""
     proc = await asyncio.create_subprocess_exec(
-        "node", str(HERE / "yclient.mjs"), server_url, room, cwd=HERE,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        "node",
+        str(HERE / "yclient.mjs"),
+        server_url,
+        room,
+        cwd=HERE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     client = NodeClient(proc)
     try:

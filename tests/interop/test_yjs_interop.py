@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from pycrdt import Array, Map, Text
-
 from tests.documents.ycl import eventually, y_client
 
 from .node import node_client
@@ -19,9 +18,9 @@ def pycrdt_view(doc) -> dict:
     }
 
 
-async def converged(clients, py_doc, timeout: float = 15.0) -> dict:
+async def converged(clients, py_doc, within: float = 15.0) -> dict:
     """Wait until every Node client and the pycrdt doc show the same state; return it."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         views = [await c.dump() for c in clients] + [pycrdt_view(py_doc)]
         if all(v == views[0] for v in views):
@@ -34,8 +33,11 @@ async def converged(clients, py_doc, timeout: float = 15.0) -> dict:
 async def test_node_and_pycrdt_clients_converge(docs_config, in_process_hub):
     async with in_process_hub(docs_config()) as h:
         url = f"{h.ws}/yjs"
-        async with node_client(url, "shared") as a, node_client(url, "shared") as b, \
-                y_client(h.ws, "shared") as py:
+        async with (
+            node_client(url, "shared") as a,
+            node_client(url, "shared") as b,
+            y_client(h.ws, "shared") as py,
+        ):
             # Concurrent edits from all three, without waiting for each other.
             await a.send(op="map", key="m", path=["inner", "deeper"], set={"x": 1, "s": "a"})
             await a.send(op="text", insert="hello ")
@@ -78,7 +80,9 @@ async def test_awareness_between_node_clients(docs_config, in_process_hub):
 
                 async def sees(client, user):
                     for _ in range(200):
-                        if any(s and s.get("user") == user for s in (await client.peers()).values()):
+                        if any(
+                            s and s.get("user") == user for s in (await client.peers()).values()
+                        ):
                             return
                         await asyncio.sleep(0.05)
                     raise AssertionError(f"{user} never seen")
