@@ -228,7 +228,8 @@ def main() -> None:
     print(f"\n{'metric':44} {'roomhub':>12} {'pycrdt-ws':>12} {'ratio':>8}")
     for label, a, b, better in rows:
         print(
-            f"{label:44} {a:12.2f} {b:12.2f} {ratio(a, b) or float('nan'):8.2f}  ({better} is better)"
+            f"{label:44} {a:12.2f} {b:12.2f} {ratio(a, b) or float('nan'):8.2f}"
+            f"  ({better} is better)"
         )
     print(
         f"history content complete: roomhub={r['history']['complete']} "

@@ -4,8 +4,10 @@
 path (``/yjs/<room>``), each with an ``SQLiteYStore`` in DB_PATH that is
 loaded into the room's document before the room is used (the application
 code pycrdt-websocket leaves to its users) and started under a per-room
-lock, with the database's tables created once at start-up (without it, clients joining a fresh room at once are left unsynced,
-a defect of the stock ``get_room``/``start_room``); empty rooms are deleted
+lock (without it, clients joining a fresh room at once are left unsynced, a
+defect of the stock ``get_room``/``start_room``); the database's tables are
+created once at start-up (rooms' stores creating them at once collide);
+empty rooms are deleted
 (``auto_clean_rooms``), so a later join loads the document again.
 """
 
