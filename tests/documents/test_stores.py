@@ -143,3 +143,17 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
     items = [int(v) for v in doc.get("arr", type=Array).to_py()]
     assert items == list(range(len(items))) and len(items) >= acked
     assert kills_mid_compaction >= 1, "no kill landed during a compaction: make compaction longer"
+
+
+def test_squash_keeps_updates_that_could_not_be_integrated():
+    from roomhub.documents.stores import squash
+
+    updates, expected = edits(3)  # "0,1,2,": each update depends on the one before
+    other, _ = edits(1)
+    rows = squash([updates[0], updates[2], *other])  # updates[1] never arrived
+    assert len(rows) == 2 and rows[1] == updates[2]  # the snapshot, then the orphan kept as is
+    doc = Doc()
+    for row in [*rows, updates[1]]:  # the missing update arrives later: nothing was lost
+        doc.apply_update(row)
+    assert str(doc.get("text", type=Text)).count("0,1,2,") == 1
+    assert len(str(doc.get("text", type=Text))) == len(expected) + len("0,")

@@ -29,7 +29,7 @@ from . import protocol
 from .access import Access, AccessRequest, load_hook
 from .endpoint import document_routes
 from .room import DocumentContext, DocumentRoom, root_types_json
-from .stores import DocumentStore, MemoryStore, SQLiteStore, merge
+from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into
 
 
 class _ServerMember:
@@ -142,7 +142,7 @@ class DocumentsFace(Face):
         if not updates:
             return None
         doc = Doc()
-        doc.apply_update(merge(updates))
+        load_into(doc, updates)
         return root_types_json(doc)
 
 

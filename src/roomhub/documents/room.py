@@ -33,7 +33,7 @@ from ..bus import Bus
 from ..connections import Frame
 from ..rooms import Room
 from . import protocol as p
-from .stores import DocumentStore, merge
+from .stores import DocumentStore, load_into, merge
 
 log = logging.getLogger("roomhub.documents.room")
 
@@ -105,8 +105,7 @@ class DocumentRoom(Room):
     # -- lifecycle ------------------------------------------------------------
     async def on_create(self) -> None:
         updates = await self.ctx.store.load(self.name)
-        if updates:
-            self.doc.apply_update(merge(updates))
+        load_into(self.doc, updates)
         self._subscription = self.doc.observe(self._on_change)
 
     async def on_teardown(self) -> None:

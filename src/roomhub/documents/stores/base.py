@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
-from pycrdt import merge_updates
+from pycrdt import Doc, get_update, merge_updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,31 @@ def merge(updates: list[bytes]) -> bytes:
     if len(updates) == 1:
         return updates[0]
     return merge_updates(*updates)
+
+
+def squash(updates: list[bytes]) -> list[bytes]:
+    """Compact a document's updates: ``[snapshot, *leftovers]``.
+
+    The snapshot is the state of a ``Doc`` that applied every update (same
+    client ids and clocks: nothing is re-created, so nothing can be
+    duplicated; adjacent items are squashed, so it loads fast). An update
+    whose structs the document could not integrate (it depends on one that
+    never arrived) is not in a Doc's encoding: it is kept as a leftover, so
+    nothing is lost either.
+    """
+    doc = Doc()
+    for update in updates:
+        doc.apply_update(update)
+    state = doc.get_state()
+    # get_update(u, state)[0] == 0: no struct of u lies beyond the document's state
+    leftovers = [u for u in updates if get_update(u, state)[:1] != b"\x00"]
+    return [doc.get_update(), *leftovers]
+
+
+def load_into(doc: Doc, updates: list[bytes]) -> None:
+    """Apply stored updates to ``doc`` one by one (faster than applying their unsquashed merge)."""
+    for update in updates:
+        doc.apply_update(update)
 
 
 class DocumentStore(abc.ABC):
@@ -66,7 +91,7 @@ class DocumentStore(abc.ABC):
 
     @abc.abstractmethod
     async def compact(self, name: str) -> StoredDocument | None:
-        """Replace the log of ``name`` by one merged update, atomically; None if unknown."""
+        """Replace the log of ``name`` by its :func:`squash`, atomically; None if unknown."""
 
     @abc.abstractmethod
     async def delete(self, name: str) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .base import DocumentStore, StoredDocument, merge
+from .base import DocumentStore, StoredDocument, squash
 
 
 class MemoryStore(DocumentStore):
-    """Every document's updates in a list; ``compact_after`` updates trigger a merge."""
+    """Every document's updates in a list; ``compact_after`` updates trigger a compaction."""
 
     name = "memory"
 
@@ -21,7 +21,7 @@ class MemoryStore(DocumentStore):
         log = self._docs.setdefault(name, [])
         log.append(update)
         if len(log) >= self.compact_after:
-            self._docs[name] = [merge(log)]
+            self._docs[name] = squash(log)
 
     async def flush(self) -> None:
         return None
@@ -30,9 +30,8 @@ class MemoryStore(DocumentStore):
         log = self._docs.get(name)
         if log is None:
             return None
-        merged = merge(log)
-        self._docs[name] = [merged]
-        return StoredDocument(name, 1, len(merged))
+        rows = self._docs[name] = squash(log)
+        return StoredDocument(name, len(rows), sum(map(len, rows)))
 
     async def delete(self, name: str) -> bool:
         return self._docs.pop(name, None) is not None

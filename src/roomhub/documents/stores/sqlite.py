@@ -10,10 +10,11 @@ connection:
   ``synchronous = "full"``). ``max_batch`` queued updates commit at once
   without waiting. A crash loses at most the updates of the open window.
 - **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
-  rows, merge them (pycrdt ``merge_updates``: structs are kept with their
-  client ids, so nothing is duplicated), delete exactly the rows read and
-  insert the merged row. Killed at any point, SQLite's WAL rolls the
-  transaction back: the old rows are all there, or the merged row alone.
+  rows, squash them (:func:`~.base.squash`: a Doc's state with the same
+  client ids, so nothing is duplicated, plus any update it could not
+  integrate, so nothing is lost), delete exactly the rows read and insert
+  the result. Killed at any point, SQLite's WAL rolls the transaction back:
+  the old rows are all there, or the squashed rows alone.
   Documents are compacted once they reach ``compact_after`` rows, and when
   their room is evicted.
 """
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .base import DocumentStore, StoredDocument, merge
+from .base import DocumentStore, StoredDocument, squash
 
 log = logging.getLogger("roomhub.documents.sqlite")
 
@@ -92,19 +93,20 @@ class SQLiteFile:
             if len(rows) == 1:
                 db.execute("ROLLBACK")
                 return StoredDocument(name, 1, len(rows[0][1]))
-            merged = merge([data for _, data in rows])
+            compacted = squash([data for _, data in rows])
             last = rows[-1][0]
             db.execute("DELETE FROM updates WHERE doc = ? AND id <= ?", (name, last))
-            db.execute(
-                "INSERT INTO updates (doc, data, snapshot, created) VALUES (?, ?, 1, ?)",
-                (name, merged, time.time()),
+            now = time.time()
+            db.executemany(
+                "INSERT INTO updates (doc, data, snapshot, created) VALUES (?, ?, ?, ?)",
+                [(name, data, int(i == 0), now) for i, data in enumerate(compacted)],
             )
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
-        return StoredDocument(name, 1, len(merged))
+        return StoredDocument(name, len(compacted), sum(map(len, compacted)))
 
     def delete(self, name: str) -> bool:
         cur = self.db.execute("DELETE FROM updates WHERE doc = ?", (name,))
