@@ -162,6 +162,10 @@ def bench_server(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=10)
@@ -179,7 +183,7 @@ def main() -> None:
     r, q = results["roomhub"], results["pycrdt-websocket"]
 
     def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 2) if a and b else None
+        return round(a / b, 4) if a is not None and b else None
 
     rows = [
         (
@@ -228,7 +232,7 @@ def main() -> None:
     print(f"\n{'metric':44} {'roomhub':>12} {'pycrdt-ws':>12} {'ratio':>8}")
     for label, a, b, better in rows:
         print(
-            f"{label:44} {a:12.2f} {b:12.2f} {ratio(a, b) or float('nan'):8.2f}"
+            f"{label:44} {a:12.2f} {b:12.2f} {_num(ratio(a, b)):>8}"
             f"  ({better} is better)"
         )
     print(
