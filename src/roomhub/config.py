@@ -353,6 +353,53 @@ class ActionsConfig(Model):
     files: ActionsFilesConfig = Field(default_factory=ActionsFilesConfig)
 
 
+class SQLiteStoreConfig(Model):
+    """The SQLite document store (one file, WAL, group commit)."""
+
+    path: Path = Field(
+        default=Path("documents.sqlite3"), description="Database file; relative to server.data_dir."
+    )
+    commit_window: float = Field(
+        default=0.05, gt=0, le=5,
+        description="Group commit window, seconds: the most a crash loses.",
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        default="full", description="SQLite's synchronous pragma: full fsyncs every commit."
+    )
+
+
+class DocumentsConfig(Model):
+    """Shared Yjs documents at ``/yjs/<room>`` (y-websocket protocol)."""
+
+    store: Literal["sqlite", "memory"] = "sqlite"
+    sqlite: SQLiteStoreConfig = Field(default_factory=SQLiteStoreConfig)
+    grace_period: float = Field(
+        default=30.0, ge=0, description="Seconds an empty document room stays in memory."
+    )
+    compact_after: int = Field(
+        default=500, ge=2, description="Stored updates of one document that trigger compaction."
+    )
+    access: str | None = Field(
+        default=None,
+        description="'module:function' deciding 'allow', 'read-only' or 'deny' per connection "
+        "and room.",
+    )
+    keepalive_interval: float = Field(
+        default=15.0, ge=0,
+        description="Seconds between keepalive messages to every client (0: off).",
+    )
+    max_awareness_clients: int = Field(
+        default=16, ge=1, description="Awareness client ids one connection may announce."
+    )
+
+    @field_validator("access")
+    @classmethod
+    def _hook_path(cls, value: str | None) -> str | None:
+        if value is not None and (value.count(":") != 1 or not all(value.split(":"))):
+            raise ValueError("must be 'module:function', e.g. 'myapp.auth:document_access'")
+        return value
+
+
 class HubConfig(Model):
     """The whole file. ``pages`` is keyed by URL path (``"/tutorial"``)."""
 
@@ -362,6 +409,9 @@ class HubConfig(Model):
     widgets: WidgetsConfig | None = Field(default=None, description="The widgets face (off if absent).")
     backends: BackendsConfig | None = Field(default=None, description="Present: the backends face is on.")
     actions: ActionsConfig | None = Field(default=None, description="The actions face (off if absent).")
+    documents: DocumentsConfig | None = Field(
+        default=None, description="Shared documents; the face is on when this section is present."
+    )
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 
     @field_validator("pages")

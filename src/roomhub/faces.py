@@ -8,6 +8,7 @@ face, leave — with limits and errors handled the same way everywhere.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ async def serve_room_socket(
     handle: Callable[[R, Connection, Frame], Awaitable[None]],
     *,
     refused: Callable[[Connection, RoomError], None] | None = None,
-    left: Callable[[R, Connection], Awaitable[None]] | None = None,
+    left: Callable[[R, Connection], Awaitable[None] | None] | None = None,
 ) -> None:
     """Run one client's room socket to the end.
 
@@ -117,7 +118,9 @@ async def serve_room_socket(
         if room is not None:
             if left is not None:
                 try:
-                    await left(room, conn)
+                    result = left(room, conn)
+                    if inspect.isawaitable(result):
+                        await result
                 except Exception:
                     log.exception("%s:%s: leave hook failed", registry.namespace, name)
             await registry.leave(room, conn)

@@ -97,6 +97,10 @@ class Hub:
             from .actions import ActionsFace
 
             faces.append(ActionsFace(self))
+        if self.config.documents is not None:
+            from .documents import DocumentsFace
+
+            faces.append(DocumentsFace(self))
         return faces
 
     def face(self, name: str) -> Any:

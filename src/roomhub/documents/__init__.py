@@ -1,0 +1,149 @@
+"""The documents face: shared Yjs documents over the y-websocket protocol, persisted in a store.
+
+Server-side Python API (from an action, a page or any code holding the hub)::
+
+    face = hub.face("documents")
+    async with face.document("notes") as room:      # loads it if nobody is connected
+        with room.doc.transaction():
+            room.doc.get("text", type=pycrdt.Text).insert(0, "hello ")
+    # the change reached every client of "notes" and the store
+
+``face.get_room(name)`` returns a live room (or None) without creating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pycrdt import Doc
+from starlette.routing import BaseRoute
+
+from ..config import DocumentsConfig
+from ..connections import Frame
+from ..faces import Face
+from ..rooms import RoomRegistry, validate_room_name
+from . import protocol
+from .access import Access, AccessRequest, load_hook
+from .endpoint import document_routes
+from .room import DocumentContext, DocumentRoom, root_types_json
+from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into
+
+
+class _ServerMember:
+    """A room member standing for Python code: keeps the room alive, receives nothing."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.peer = "server"
+        self.closing = False
+
+    def send(self, frame: Frame) -> bool:
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closing = True
+
+
+def make_store(config: DocumentsConfig, data_dir: Any) -> DocumentStore:
+    """The store named by ``config.store``; a relative SQLite path is under ``data_dir``."""
+    if config.store == "memory":
+        return MemoryStore(compact_after=config.compact_after)
+    path = config.sqlite.path
+    if not path.is_absolute():
+        path = data_dir / path
+    return SQLiteStore(
+        path,
+        commit_window=config.sqlite.commit_window,
+        synchronous=config.sqlite.synchronous,
+        compact_after=config.compact_after,
+    )
+
+
+class DocumentsFace(Face):
+    name = "documents"
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__(hub)
+        config: DocumentsConfig = hub.config.documents
+        self.config = config
+        limits = hub.config.server.limits
+        self.store = make_store(config, hub.data_dir)
+        self.access_hook = load_hook(config.access)
+        ctx = DocumentContext(self.store, max_awareness_clients=config.max_awareness_clients)
+        self.rooms: RoomRegistry[DocumentRoom] = RoomRegistry(
+            "yjs",
+            lambda name: DocumentRoom(name, ctx, hub.bus),
+            grace_period=config.grace_period,
+            max_rooms=limits.max_rooms_per_namespace,
+            max_clients=limits.max_clients_per_room,
+            bus=hub.bus,
+        )
+        self._keepalive: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        return document_routes(self)
+
+    def registries(self) -> list[RoomRegistry[Any]]:
+        return [self.rooms]
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.config.keepalive_interval > 0:
+            self._keepalive = asyncio.create_task(
+                self._keepalive_loop(), name="documents-keepalive"
+            )
+
+    async def stop(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive
+        await self.rooms.close(self.hub.config.server.shutdown_timeout)
+        await self.store.close()
+
+    async def _keepalive_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.keepalive_interval)
+            for room in list(self.rooms.rooms.values()):
+                room.broadcast(protocol.KEEPALIVE)
+
+    # -- server-side Python API ------------------------------------------------
+    def get_room(self, name: str) -> DocumentRoom | None:
+        """The live room ``name``, or None (nothing is created or loaded)."""
+        return self.rooms.get(name)
+
+    @contextlib.asynccontextmanager
+    async def document(self, name: str) -> AsyncIterator[DocumentRoom]:
+        """Hold document room ``name`` (created and loaded if needed) for the ``with`` block.
+
+        Change ``room.doc`` (a :class:`pycrdt.Doc`) freely: every change is
+        broadcast to the room's clients and appended to the store. Raises
+        ``ValueError`` for an invalid name, :class:`roomhub.rooms.RoomError`
+        when a limit is reached.
+        """
+        validate_room_name(name, self.hub.config.server.limits.room_name_max_length)
+        member = _ServerMember(f"server:{name}")
+        room = await self.rooms.join(name, member)  # type: ignore[arg-type]
+        try:
+            yield room
+        finally:
+            room.forget(member)
+            await self.rooms.leave(room, member)  # type: ignore[arg-type]
+
+    async def read_json(self, name: str) -> dict[str, Any] | None:
+        """The JSON view of document ``name`` (live, or read from the store); None if unknown."""
+        room = self.rooms.get(name)
+        if room is not None:
+            return room.to_json()
+        updates = await self.store.load(name)
+        if not updates:
+            return None
+        doc = Doc()
+        load_into(doc, updates)
+        return root_types_json(doc)
+
+
+__all__ = ["Access", "AccessRequest", "DocumentRoom", "DocumentsFace"]

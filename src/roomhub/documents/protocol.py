@@ -1,0 +1,239 @@
+"""The y-websocket wire protocol, sans I/O: decode client frames, encode server frames.
+
+Follows the framing of the ``y-websocket`` npm client and ``y-protocols``
+(``sync``, ``awareness``, ``auth``), which pycrdt's providers speak too. One
+binary WebSocket frame holds one message; integers are unsigned LEB128
+varints, byte strings and strings are a varint length then the bytes.
+
+- ``[0, 0, sv]`` sync step 1 (a state vector), ``[0, 1, update]`` sync step 2,
+  ``[0, 2, update]`` an incremental update;
+- ``[1, payload]`` awareness: ``payload`` = count, then per entry the client
+  id, its clock and its state as a JSON string (``null``: removed);
+- ``[2, 0, reason]`` auth: permission denied (server to client);
+- ``[3]`` query awareness (answered with every known awareness state).
+
+Encoding uses pycrdt's encoders (:func:`pycrdt.write_var_uint`,
+:class:`pycrdt.Encoder`); decoding is strict: a truncated field, a varint
+longer than 64 bits, trailing bytes, an unknown type or awareness state that
+is not JSON raises :class:`ProtocolError`, whose ``code`` (1007, invalid
+payload) is the WebSocket close code to use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pycrdt import Encoder, write_var_uint
+
+MSG_SYNC = 0
+MSG_AWARENESS = 1
+MSG_AUTH = 2
+MSG_QUERY_AWARENESS = 3
+
+SYNC_STEP1 = 0
+SYNC_STEP2 = 1
+SYNC_UPDATE = 2
+
+AUTH_PERMISSION_DENIED = 0
+
+INVALID_PAYLOAD = 1007  # RFC 6455: data inconsistent with the message type
+EMPTY_UPDATE = b"\x00\x00"  # an update with no structs and an empty delete set
+
+_MAX_VARINT_BYTES = 10
+
+
+class ProtocolError(Exception):
+    """A frame that does not follow the protocol; close the connection with ``code``."""
+
+    def __init__(self, reason: str, code: int = INVALID_PAYLOAD) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUpdate:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    state: str  # the JSON text as sent; "null" means the state was removed
+
+    @property
+    def removed(self) -> bool:
+        return self.state == "null"
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessUpdate:
+    entries: tuple[AwarenessEntry, ...]
+    frame: bytes  # the whole frame as received (relayed as is)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwareness:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    subtype: int
+    reason: str
+
+
+Message = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessUpdate | QueryAwareness | Auth
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def varuint(self) -> int:
+        data, pos, value, shift = self.data, self.pos, 0, 0
+        for _ in range(_MAX_VARINT_BYTES):
+            if pos >= len(data):
+                raise ProtocolError("truncated varint")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                self.pos = pos
+                return value
+            shift += 7
+        raise ProtocolError("varint longer than 64 bits")
+
+    def bytes_(self) -> bytes:
+        length = self.varuint()
+        end = self.pos + length
+        if end > len(self.data):
+            raise ProtocolError(f"byte string of {length} bytes runs past the frame's end")
+        value = self.data[self.pos:end]
+        self.pos = end
+        return value
+
+    def string(self) -> str:
+        try:
+            return self.bytes_().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("string is not valid UTF-8") from None
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.pos} unexpected bytes after the message")
+
+
+def decode(frame: bytes) -> Message:
+    """Decode one client frame. Raises :class:`ProtocolError` on anything malformed."""
+    r = _Reader(frame)
+    kind = r.varuint()
+    message: Message
+    if kind == MSG_SYNC:
+        sub = r.varuint()
+        payload = r.bytes_()
+        if sub == SYNC_STEP1:
+            message = SyncStep1(payload)
+        elif sub == SYNC_STEP2:
+            message = SyncStep2(payload)
+        elif sub == SYNC_UPDATE:
+            message = SyncUpdate(payload)
+        else:
+            raise ProtocolError(f"unknown sync message type {sub}")
+    elif kind == MSG_AWARENESS:
+        message = AwarenessUpdate(decode_awareness(r.bytes_()), frame)
+    elif kind == MSG_QUERY_AWARENESS:
+        message = QueryAwareness()
+    elif kind == MSG_AUTH:
+        sub = r.varuint()
+        message = Auth(sub, r.string() if r.pos < len(frame) else "")
+    else:
+        raise ProtocolError(f"unknown message type {kind}")
+    r.end()
+    return message
+
+
+def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
+    """Decode an awareness update's payload (count, then client id, clock, JSON state)."""
+    r = _Reader(payload)
+    count = r.varuint()
+    if count > len(payload):  # each entry takes at least 3 bytes: refuse absurd counts early
+        raise ProtocolError(f"awareness update claims {count} entries")
+    entries = []
+    for _ in range(count):
+        client_id = r.varuint()
+        clock = r.varuint()
+        state = r.string()
+        try:
+            json.loads(state)
+        except ValueError:
+            raise ProtocolError(f"awareness state of client {client_id} is not JSON") from None
+        entries.append(AwarenessEntry(client_id, clock, state))
+    r.end()
+    return tuple(entries)
+
+
+def _write_string(enc: Encoder, text: str) -> None:
+    # pycrdt's Encoder.write_var_string writes the length in characters; the protocol wants bytes.
+    data = text.encode("utf-8")
+    enc.write_var_uint(len(data))
+    enc.stream.append(data)
+
+
+def _sync(sub: int, payload: bytes) -> bytes:
+    return bytes((MSG_SYNC, sub)) + write_var_uint(len(payload)) + payload
+
+
+def sync_step1(state_vector: bytes) -> bytes:
+    """``[0, 0, state_vector]``: ask the peer for what we miss."""
+    return _sync(SYNC_STEP1, state_vector)
+
+
+def sync_step2(update: bytes) -> bytes:
+    """``[0, 1, update]``: the answer to a peer's sync step 1."""
+    return _sync(SYNC_STEP2, update)
+
+
+def sync_update(update: bytes) -> bytes:
+    """``[0, 2, update]``: an incremental document update."""
+    return _sync(SYNC_UPDATE, update)
+
+
+def encode_awareness(entries: list[tuple[int, int, str]]) -> bytes:
+    """An awareness frame for ``(client_id, clock, json_state)`` entries (``"null"``: removed)."""
+    enc = Encoder()
+    enc.write_var_uint(len(entries))
+    for client_id, clock, state in entries:
+        enc.write_var_uint(client_id)
+        enc.write_var_uint(clock)
+        _write_string(enc, state)
+    payload = enc.to_bytes()
+    return bytes((MSG_AWARENESS,)) + write_var_uint(len(payload)) + payload
+
+
+def permission_denied(reason: str) -> bytes:
+    """``[2, 0, reason]``: y-protocols' auth message telling the client it may not write."""
+    enc = Encoder()
+    enc.write_var_uint(MSG_AUTH)
+    enc.write_var_uint(AUTH_PERMISSION_DENIED)
+    _write_string(enc, reason)
+    return enc.to_bytes()
+
+
+# An awareness update with no entry: changes nothing, proves the connection alive.
+KEEPALIVE = encode_awareness([])

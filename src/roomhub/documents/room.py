@@ -1,0 +1,263 @@
+"""A document room: one pycrdt ``Doc`` shared by its members, loaded from and saved to a store.
+
+Life of a room (through :class:`roomhub.rooms.RoomRegistry`):
+
+- creation loads every stored update into the document *before* the first
+  member joins, so no client ever syncs against an empty document that has
+  content on disk;
+- a joining member gets sync step 1 and the current awareness states; it
+  receives document updates once it sent its own sync step 1 and got the
+  answer (sync step 2 is computed from the document at that instant, so no
+  update can reach it before the state it builds on);
+- every change of the document (from a client or from Python) is observed,
+  coalesced with the other changes of the same event-loop turn, sent once
+  encoded to every synced member (sender included, as the y-websocket
+  server does) and appended to the store;
+- a member's awareness states are removed, and the removal broadcast, when
+  its connection ends;
+- teardown (after the registry's grace period) flushes the store and
+  compacts the document's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pycrdt import Array, Doc, Map, Text, TransactionEvent
+
+from ..bus import Bus
+from ..connections import Frame
+from ..rooms import Room
+from . import protocol as p
+from .stores import DocumentStore, load_into, merge
+
+log = logging.getLogger("roomhub.documents.room")
+
+NAMESPACE = "yjs"
+
+
+class Member(Protocol):
+    """What a room needs of a member: a :class:`~roomhub.connections.Connection` or a handle."""
+
+    label: str
+
+    def send(self, frame: Frame) -> bool: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+@dataclass
+class DocumentContext:
+    """What document rooms share: the store and per-connection limits."""
+
+    store: DocumentStore
+    max_awareness_clients: int = 16
+
+
+@dataclass
+class _MemberState:
+    synced: bool = False
+    told_read_only: bool = False
+    awareness_ids: set[int] = field(default_factory=set)
+
+
+def root_types_json(doc: Doc) -> dict[str, Any]:
+    """A JSON view of ``doc``'s root types (Map -> object, Text -> string, Array -> list).
+
+    A root's type is not recorded in Yjs updates, so each root is read from a
+    copy of the document as a Map, then a Text, then an Array: the first
+    non-empty reading wins.
+    """
+    update = doc.get_update()
+    view: dict[str, Any] = {}
+    for key in list(doc.keys()):
+        value: Any = []
+        for kind in (Map, Text, Array):
+            copy = Doc()
+            copy.apply_update(update)
+            root = copy.get(key, type=kind)
+            value = str(root) if kind is Text else root.to_py()
+            if value:
+                break
+        view[key] = value
+    return view
+
+
+class DocumentRoom(Room):
+    """A Yjs document shared over the y-websocket protocol (see the module's description)."""
+
+    def __init__(self, name: str, ctx: DocumentContext, bus: Bus) -> None:
+        super().__init__(NAMESPACE, name, bus)
+        self.ctx = ctx
+        self.doc = Doc()
+        self._subscription: Any = None
+        self._members: dict[Any, _MemberState] = {}
+        self._pending: list[bytes] = []
+        self._flush_scheduled = False
+        self.awareness_states: dict[int, str] = {}  # client id -> JSON state
+        self.awareness_clocks: dict[int, int] = {}
+        self.updates_applied = 0
+
+    # -- lifecycle ------------------------------------------------------------
+    async def on_create(self) -> None:
+        updates = await self.ctx.store.load(self.name)
+        load_into(self.doc, updates)
+        self._subscription = self.doc.observe(self._on_change)
+
+    async def on_teardown(self) -> None:
+        self._flush()
+        if self._subscription is not None:
+            self.doc.unobserve(self._subscription)
+            self._subscription = None
+        await self.ctx.store.flush()
+        try:
+            await self.ctx.store.compact(self.name)
+        except Exception:
+            log.exception("%s: compaction at eviction failed (the log is kept as is)", self.name)
+
+    async def on_join(self, connection: Any) -> None:
+        self._members.setdefault(connection, _MemberState())
+        connection.send(p.sync_step1(self.doc.get_state()))
+        if self.awareness_states:
+            connection.send(self._awareness_frame(list(self.awareness_states)))
+
+    def forget(self, member: Any) -> None:
+        """``member`` left: drop its awareness states and tell the others."""
+        state = self._members.pop(member, None)
+        if state is None or not state.awareness_ids:
+            return
+        removed = []
+        for client_id in state.awareness_ids:
+            if self.awareness_states.pop(client_id, None) is not None:
+                clock = self.awareness_clocks.get(client_id, 0) + 1
+                self.awareness_clocks[client_id] = clock
+                removed.append((client_id, clock, "null"))
+        if removed:
+            self.broadcast(p.encode_awareness(removed))
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            size=len(self.doc.get_update()),
+            awareness=len(self.awareness_states),
+            updates_applied=self.updates_applied,
+        )
+        return info
+
+    # -- frames from members ----------------------------------------------------
+    def handle(self, member: Any, frame: bytes, writable: bool = True) -> None:
+        """Apply one frame from ``member``. Raises :class:`protocol.ProtocolError` on bad input.
+
+        A member that is not ``writable`` (read-only access) has its updates
+        dropped and is told so once with a y-protocols permission-denied message.
+
+        A bad frame changes nothing: updates that do not decode are refused by
+        pycrdt before any struct is integrated.
+        """
+        message = p.decode(frame)
+        state = self._members.get(member)
+        if state is None:
+            state = self._members[member] = _MemberState()
+        if isinstance(message, p.SyncUpdate | p.SyncStep2):
+            update = message.update
+            if update == p.EMPTY_UPDATE:
+                return
+            if not writable:
+                if not state.told_read_only:
+                    state.told_read_only = True
+                    member.send(p.permission_denied(f"read-only access to document {self.name!r}"))
+                log.debug("%s: dropped an update from read-only %s", self.name, member.label)
+                return
+            try:
+                self.doc.apply_update(update)
+            except ValueError as exc:
+                raise p.ProtocolError(f"update does not decode: {exc}") from None
+            self.updates_applied += 1
+        elif isinstance(message, p.SyncStep1):
+            self._flush()  # members already synced get what is pending before this one does
+            try:
+                missing = self.doc.get_update(message.state_vector)
+            except ValueError as exc:
+                raise p.ProtocolError(f"state vector does not decode: {exc}") from None
+            member.send(p.sync_step2(missing))
+            state.synced = True
+        elif isinstance(message, p.AwarenessUpdate):
+            self._apply_awareness(state, message)
+        elif isinstance(message, p.QueryAwareness):
+            if self.awareness_states:
+                member.send(self._awareness_frame(list(self.awareness_states)))
+        # Auth messages from clients carry nothing for us (as in y-websocket's server).
+
+    def _apply_awareness(self, state: _MemberState, message: p.AwarenessUpdate) -> None:
+        states, clocks = self.awareness_states, self.awareness_clocks
+        for entry in message.entries:
+            cid = entry.client_id
+            current = clocks.get(cid)
+            if current is None or entry.clock > current or (
+                entry.clock == current and entry.removed and cid in states
+            ):
+                clocks[cid] = entry.clock
+                if entry.removed:
+                    states.pop(cid, None)
+                    state.awareness_ids.discard(cid)
+                else:
+                    if cid not in state.awareness_ids:
+                        if len(state.awareness_ids) >= self.ctx.max_awareness_clients:
+                            raise p.ProtocolError(
+                                f"more than {self.ctx.max_awareness_clients} awareness client ids "
+                                "on one connection", code=1008,
+                            )
+                        state.awareness_ids.add(cid)
+                    states[cid] = entry.state
+        # Relayed as received to every member, sender included: clients ignore stale
+        # entries, and the echo is what keeps a y-websocket client's timeout at bay.
+        self.broadcast(message.frame)
+
+    def _awareness_frame(self, client_ids: list[int]) -> bytes:
+        clocks, states = self.awareness_clocks, self.awareness_states
+        return p.encode_awareness([(cid, clocks.get(cid, 0), states[cid]) for cid in client_ids])
+
+    # -- changes of the document --------------------------------------------------
+    def _on_change(self, event: TransactionEvent) -> None:
+        update = event.update
+        if update == p.EMPTY_UPDATE:
+            return
+        self._pending.append(update)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the changes of this turn as one update and append it to the store."""
+        self._flush_scheduled = False
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        update = merge(pending)
+        self.broadcast(p.sync_update(update))
+        self.ctx.store.append(self.name, update)
+
+    def _deliver(self, frame: Frame) -> None:
+        # Document updates go to synced members only; awareness goes to everyone.
+        if frame[0] == p.MSG_SYNC:
+            members = self._members
+            for member in tuple(self.members):
+                state = members.get(member)
+                if state is not None and state.synced:
+                    member.send(frame)
+        else:
+            for member in tuple(self.members):
+                member.send(frame)
+
+    # -- server-side Python API ---------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """A JSON view of the document's root types (see :func:`root_types_json`)."""
+        return root_types_json(self.doc)
+
+    def awareness_json(self) -> dict[int, Any]:
+        """The current awareness states, decoded: client id -> state."""
+        return {cid: json.loads(state) for cid, state in self.awareness_states.items()}

@@ -1,0 +1,252 @@
+"""The default store: one SQLite file in WAL mode, group commit, atomic compaction.
+
+Layout: one table ``updates(id, doc, data, snapshot, created)``; a document is
+its rows ordered by ``id``. Writes go through one worker thread that owns the
+connection:
+
+- **group commit**: :meth:`SQLiteStore.append` only queues; the first queued
+  update arms a timer of ``commit_window`` seconds (default 0.05), after
+  which every queued update is written in one transaction (one fsync with
+  ``synchronous = "full"``). ``max_batch`` queued updates commit at once
+  without waiting. A crash loses at most the updates of the open window.
+- **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
+  rows, squash them (:func:`~.base.squash`: a Doc's state with the same
+  client ids, so nothing is duplicated, plus any update it could not
+  integrate, so nothing is lost), delete exactly the rows read and insert
+  the result. Killed at any point, SQLite's WAL rolls the transaction back:
+  the old rows are all there, or the squashed rows alone.
+  Documents are compacted once they reach ``compact_after`` rows, and when
+  their room is evicted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from .base import DocumentStore, StoredDocument, squash
+
+log = logging.getLogger("roomhub.documents.sqlite")
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc TEXT NOT NULL,
+    data BLOB NOT NULL,
+    snapshot INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS updates_doc ON updates (doc, id);
+"""
+COUNT = "SELECT count(*) FROM updates WHERE doc = ?"
+
+
+class SQLiteFile:
+    """The synchronous half: every method runs in the store's single worker thread."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode = WAL")
+        self.db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self.db.execute("PRAGMA busy_timeout = 5000")
+        self.db.executescript(SCHEMA)
+
+    def write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
+        """Append a batch in one transaction; returns each document's row count after it."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO updates (doc, data, created) VALUES (?, ?, ?)", batch)
+            names = {name for name, _, _ in batch}
+            counts = {
+                name: db.execute(COUNT, (name,)).fetchone()[0] for name in names
+            }
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return counts
+
+    def load(self, name: str) -> list[bytes]:
+        rows = self.db.execute("SELECT data FROM updates WHERE doc = ? ORDER BY id", (name,))
+        return [row[0] for row in rows]
+
+    def compact(self, name: str) -> StoredDocument | None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                "SELECT id, data FROM updates WHERE doc = ? ORDER BY id", (name,)
+            ).fetchall()
+            if not rows:
+                db.execute("ROLLBACK")
+                return None
+            if len(rows) == 1:
+                db.execute("ROLLBACK")
+                return StoredDocument(name, 1, len(rows[0][1]))
+            compacted = squash([data for _, data in rows])
+            last = rows[-1][0]
+            db.execute("DELETE FROM updates WHERE doc = ? AND id <= ?", (name, last))
+            now = time.time()
+            db.executemany(
+                "INSERT INTO updates (doc, data, snapshot, created) VALUES (?, ?, ?, ?)",
+                [(name, data, int(i == 0), now) for i, data in enumerate(compacted)],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return StoredDocument(name, len(compacted), sum(map(len, compacted)))
+
+    def delete(self, name: str) -> bool:
+        cur = self.db.execute("DELETE FROM updates WHERE doc = ?", (name,))
+        return cur.rowcount > 0
+
+    def documents(self) -> list[StoredDocument]:
+        rows = self.db.execute(
+            "SELECT doc, count(*), sum(length(data)) FROM updates GROUP BY doc ORDER BY doc"
+        )
+        return [StoredDocument(name, count, size or 0) for name, count, size in rows]
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+
+
+class SQLiteStore(DocumentStore):
+    """Documents in the SQLite file ``path`` (see the module's description).
+
+    ``commit_window`` is in seconds; ``synchronous`` is SQLite's pragma
+    (``"full"``: every commit is fsynced; ``"normal"``: safe against a killed
+    process, not a power loss); ``compact_after`` is a row count per document.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        commit_window: float = 0.05,
+        max_batch: int = 2000,
+        synchronous: Literal["normal", "full"] = "full",
+        compact_after: int = 500,
+    ) -> None:
+        self.path = path
+        self.commit_window = commit_window
+        self.max_batch = max_batch
+        self.synchronous = synchronous
+        self.compact_after = compact_after
+        self._file: SQLiteFile | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[str, bytes, float]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._compacting: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        assert self._executor is not None, "store not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="roomhub-sqlite")
+        self._file = await self._run(SQLiteFile, self.path, self.synchronous)
+        log.info("documents store: %s (WAL, commit window %.0f ms)",
+                 self.path, self.commit_window * 1000)
+
+    # -- group commit ---------------------------------------------------------
+    def append(self, name: str, update: bytes) -> None:
+        self._pending.append((name, update, time.time()))
+        if len(self._pending) >= self.max_batch:
+            self._kick()
+        elif self._timer is None and (self._writer is None or self._writer.done()):
+            self._timer = asyncio.get_running_loop().call_later(self.commit_window, self._kick)
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="sqlite-group-commit")
+
+    async def _write_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                counts: dict[str, int] = await self._run(self._file_write, batch)
+            except Exception:
+                log.exception("writing %d updates failed; they are queued again", len(batch))
+                self._pending[:0] = batch
+                await asyncio.sleep(max(self.commit_window, 0.5))
+                continue
+            for name, count in counts.items():
+                if count >= self.compact_after and name not in self._compacting:
+                    self._spawn(self.compact(name))
+
+    def _file_write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
+        assert self._file is not None
+        return self._file.write(batch)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        while self._pending or (self._writer is not None and not self._writer.done()):
+            self._kick()
+            assert self._writer is not None
+            await asyncio.shield(self._writer)
+
+    # -- reads and maintenance -------------------------------------------------
+    async def load(self, name: str) -> list[bytes]:
+        if any(pending[0] == name for pending in self._pending):
+            await self.flush()
+        assert self._file is not None
+        return await self._run(self._file.load, name)
+
+    async def compact(self, name: str) -> StoredDocument | None:
+        assert self._file is not None
+        self._compacting.add(name)
+        try:
+            started = time.perf_counter()
+            result = await self._run(self._file.compact, name)
+            if result is not None:
+                log.debug("compacted %s to %d bytes in %.1f ms", name, result.bytes,
+                          (time.perf_counter() - started) * 1000)
+            return result
+        finally:
+            self._compacting.discard(name)
+
+    async def delete(self, name: str) -> bool:
+        await self.flush()
+        assert self._file is not None
+        return await self._run(self._file.delete, name)
+
+    async def documents(self) -> list[StoredDocument]:
+        assert self._file is not None
+        return await self._run(self._file.documents)
+
+    async def close(self) -> None:
+        if self._file is None:
+            return
+        await self.flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._run(self._file.close)
+        self._file = None
+        assert self._executor is not None
+        self._executor.shutdown(wait=True)
+        log.info("documents store closed: everything flushed to %s", self.path)
