@@ -37,6 +37,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
 from ..runtimes.base import ProgramHandle, RuntimeUnavailable, Stream
+from ..runtimes.docker import open_engine
 
 log = logging.getLogger("roomhub.backends.containers")
 
@@ -127,10 +128,7 @@ class DockerEngine:
     @property
     def docker(self) -> aiodocker.Docker:
         if self._docker is None:
-            try:
-                self._docker = aiodocker.Docker(url=self.url)
-            except (ValueError, AssertionError) as exc:
-                raise RuntimeUnavailable(f"no Docker engine found: {exc}") from None
+            self._docker = open_engine(self.url)
         return self._docker
 
     async def check(self, timeout: float = 5.0) -> None:

@@ -70,6 +70,15 @@ def engine_url(config: DockerConfig) -> str | None:
     return config.url or os.environ.get("DOCKER_HOST") or None
 
 
+def open_engine(url: str | None) -> aiodocker.Docker:
+    """An aiodocker client for ``url`` (None: the local socket); :class:`RuntimeUnavailable` if
+    none can be made. Call it in the event loop that will use the client."""
+    try:
+        return aiodocker.Docker(url=url)
+    except (ValueError, AssertionError) as exc:
+        raise RuntimeUnavailable(f"no Docker engine configured or found: {exc}") from None
+
+
 def is_local(url: str | None) -> bool:
     """Whether the engine shares the hub's file system (a Unix socket)."""
     return url is None or url.startswith(("unix://", "npipe://"))
@@ -212,10 +221,7 @@ class DockerRuntime(Runtime):
     def docker(self) -> aiodocker.Docker:
         """The aiodocker client (created on first use, in the running loop)."""
         if self._docker is None:
-            try:
-                self._docker = aiodocker.Docker(url=self.url)
-            except (ValueError, AssertionError) as exc:
-                raise RuntimeUnavailable(f"no Docker engine configured or found: {exc}") from None
+            self._docker = open_engine(self.url)
         return self._docker
 
     def _where(self) -> str:
