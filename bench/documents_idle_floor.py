@@ -1,0 +1,136 @@
+"""Memory floor of an idle y-websocket connection on this stack (uvicorn, Starlette, asyncio).
+
+The idle scenario of ``documents_bench.py`` (N connected, synced, idle
+clients; server RSS growth per connection) against:
+
+- ``asgi``: uvicorn (the hub's options: websockets-sansio protocol, no
+  compression, 20 s pings) serving a raw ASGI endpoint that answers sync step
+  1 with an empty sync step 2 and otherwise only awaits ``receive()``;
+- ``starlette``: the same behind a Starlette ``WebSocketRoute`` (the
+  ``WebSocket`` wrapper and the router);
+- ``roomhub``: a hub with only the documents face (SQLite store);
+- ``pycrdt-websocket``: 0.16.5 on uvicorn (``documents_peer_server.py``).
+
+The two bare servers are the floor: what a connection costs before any
+room, document or send queue exists. Run: ``python bench/documents_idle_floor.py
+[--idle 2000] [--only asgi starlette ...]``. Prints a table, then JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from documents_bench import free_port, run_load, start_peer, start_roomhub, wait_port
+
+HERE = Path(__file__).resolve().parent
+SERVERS = ("asgi", "starlette", "roomhub", "pycrdt-websocket")
+SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync message, step 2, the empty update
+
+
+def bare_asgi_app() -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            if data and data[:2] == b"\x00\x00":
+                await send({"type": "websocket.send", "bytes": SYNC_STEP2_EMPTY})
+
+    return app
+
+
+def bare_starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                data = await websocket.receive_bytes()
+                if data[:2] == b"\x00\x00":
+                    await websocket.send_bytes(SYNC_STEP2_EMPTY)
+        except WebSocketDisconnect:
+            return
+
+    return Starlette(routes=[WebSocketRoute("/yjs/{room}", endpoint)])
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+
+    app = bare_asgi_app() if kind == "asgi" else bare_starlette_app()
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+        ws="websockets-sansio", ws_per_message_deflate=False, ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+    )
+
+
+def start_bare(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", kind, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / f"{kind}.log", "wb"),
+    )
+    wait_port(port, proc)
+    return proc, port
+
+
+def measure(kind: str, idle: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix=f"floor-{kind}-") as name:
+        tmp = Path(name)
+        if kind == "roomhub":
+            proc, port = start_roomhub(tmp)
+        elif kind == "pycrdt-websocket":
+            proc, port = start_peer(tmp)
+        else:
+            proc, port = start_bare(kind, tmp)
+        try:
+            time.sleep(0.5)
+            return run_load(port, "idle", psutil.Process(proc.pid), rooms=idle // 100, clients=100)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle", type=int, default=2000, help="idle clients (multiple of 100)")
+    parser.add_argument("--only", nargs="+", choices=SERVERS, default=list(SERVERS))
+    args = parser.parse_args()
+    results = {}
+    for kind in args.only:
+        results[kind] = measure(kind, args.idle)
+        print(f"{kind}: {json.dumps(results[kind])}", file=sys.stderr, flush=True)
+    print(f"\n{'server':20} {'KiB/connection':>15} {'RSS MiB':>9} {'unsynced':>9}")
+    for kind, r in results.items():
+        print(f"{kind:20} {r['rss_per_connection_bytes'] / 1024:15.2f} {r['rss_mb']:9.1f} "
+              f"{r['unsynced']:9d}")
+    print(json.dumps({"options": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
