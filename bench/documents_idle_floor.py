@@ -6,6 +6,9 @@ clients; server RSS growth per connection) against:
 - ``asgi``: uvicorn (the hub's options: websockets-sansio protocol, no
   compression, 20 s pings) serving a raw ASGI endpoint that answers sync step
   1 with an empty sync step 2 and otherwise only awaits ``receive()``;
+- ``asgi-hub-protocol``: the same on the hub's own uvicorn protocol
+  (``roomhub.websocket_server``, which drops the handshake's request and
+  response once accepted);
 - ``starlette``: the same behind a Starlette ``WebSocketRoute`` (the
   ``WebSocket`` wrapper and the router);
 - ``roomhub``: a hub with only the documents face (SQLite store);
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -31,7 +35,7 @@ import psutil
 from documents_bench import free_port, run_load, start_peer, start_roomhub, wait_port
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("asgi", "starlette", "roomhub", "pycrdt-websocket")
+SERVERS = ("asgi", "asgi-hub-protocol", "starlette", "roomhub", "pycrdt-websocket")
 SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync message, step 2, the empty update
 
 
@@ -73,10 +77,15 @@ def bare_starlette_app() -> Any:
 def serve(kind: str, port: int) -> None:
     import uvicorn
 
-    app = bare_asgi_app() if kind == "asgi" else bare_starlette_app()
+    ws: Any = "websockets-sansio"
+    if kind == "asgi-hub-protocol":
+        from roomhub.websocket_server import PROTOCOL
+
+        ws = PROTOCOL
+    app = bare_starlette_app() if kind == "starlette" else bare_asgi_app()
     uvicorn.run(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
-        ws="websockets-sansio", ws_per_message_deflate=False, ws_ping_interval=20.0,
+        ws=ws, ws_per_message_deflate=False, ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
     )
 
@@ -85,6 +94,7 @@ def start_bare(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind, str(port)],
+        env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")},
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / f"{kind}.log", "wb"),
     )

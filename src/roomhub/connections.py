@@ -109,7 +109,7 @@ class Connection:
         self.websocket = websocket
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
-        self._frames: deque[object] = deque()
+        self._frames: deque[object] | None = None  # made when a frame waits, dropped when none does
         self._max = max(1, queue_size)
         # Drained while the queue is at most a quarter full; producers that can wait use it.
         self._drained = True
@@ -167,7 +167,9 @@ class Connection:
         if self.closing:
             return False
         frames = self._frames
-        if len(frames) >= self._max:
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._max:
             log.warning("%s (%s): send queue full, closing as slow consumer", self.label, self.peer)
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
             return False
@@ -188,14 +190,21 @@ class Connection:
         if code == CloseCode.SLOW_CONSUMER:
             # The writer is stuck in a send the client does not read: abandon the queue and
             # the send, and close from a fresh task (the server aborts if the close stalls too).
-            self._frames.clear()
+            self._drop_frames()
             if self._writer is not None:
                 self._writer.cancel()
             self._closer = asyncio.create_task(self._close_now(), name=f"close:{self.label}")
             return
+        if self._frames is None:
+            self._frames = deque()
         self._frames.append(_CLOSE)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
+
+    def _drop_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.clear()  # a writer still holding the deque finds it empty
+            self._frames = None
 
     async def _close_now(self) -> None:
         writer = self._writer
@@ -238,13 +247,23 @@ class Connection:
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("%s: writer stopped: %r", self.label, exc)
             self.closing = True
-            frames.clear()
             self._set_drained(True)
         finally:
             self._writer = None
+            if self._frames is frames and not frames:
+                self._frames = None
 
     async def receive(self) -> AsyncIterator[Frame]:
         """Yield client frames (text as ``str``, binary as ``bytes``) until it disconnects."""
+        while (frame := await self.next_frame()) is not None:
+            yield frame
+
+    async def next_frame(self) -> Frame | None:
+        """The client's next frame (text as ``str``, binary as ``bytes``), None once it disconnected.
+
+        A plain coroutine (no async generator object lives between frames): the loop of a
+        long-lived idle connection costs as little as possible.
+        """
         ws = self.websocket
         self._reader = asyncio.current_task()
         while True:
@@ -252,25 +271,26 @@ class Connection:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
                 self._peer_gone()
-                return
+                return None
             except asyncio.CancelledError:
                 if self._abandoned and self._reader is not None:
                     self._reader.uncancel()
-                    return
+                    return None
                 raise
             if message["type"] == "websocket.disconnect":
                 self._peer_gone()
-                return
+                return None
             text = message.get("text")
             if text is not None:
-                yield text
-            elif message.get("bytes") is not None:
-                yield message["bytes"]
+                return text  # type: ignore[no-any-return]
+            data = message.get("bytes")
+            if data is not None:
+                return data  # type: ignore[no-any-return]
 
     def _peer_gone(self) -> None:
         """The client has gone: nothing can be sent any more, so the writer stops now."""
         self.closing = True
-        self._frames.clear()
+        self._drop_frames()
         self._set_drained(True)
         if self._writer is not None:
             self._writer.cancel()

@@ -107,7 +107,7 @@ async def serve_room_socket(
             await conn.aclose(exc.code, exc.reason)
             return
         log.debug("%s joined %s (%d members)", conn.peer, label, len(room.members))
-        async for frame in conn.receive():
+        while (frame := await conn.next_frame()) is not None:
             if conn.closing:
                 break
             try:
