@@ -1,7 +1,11 @@
-"""Memory floor of an idle y-websocket connection on this stack (uvicorn, Starlette, asyncio).
+"""Floors of this stack (uvicorn, Starlette, asyncio): idle connection memory and join time.
 
-The idle scenario of ``documents_bench.py`` (N connected, synced, idle
-clients; server RSS growth per connection) against:
+Two measures per server: the idle scenario of ``documents_bench.py`` (N
+connected, synced, idle clients; server RSS growth per connection), and the
+time for a client to join an empty room and be synced (``join`` mode of the
+load generator: open the socket, send sync step 1, receive sync step 2;
+median of ``--joins`` joins, each after 1.5 s of quiet, as the history
+scenario does). Servers:
 
 - ``asgi``: uvicorn (the hub's options: websockets-sansio protocol, no
   compression, 20 s pings) serving a raw ASGI endpoint that answers sync step
@@ -14,8 +18,8 @@ clients; server RSS growth per connection) against:
 - ``roomhub``: a hub with only the documents face (SQLite store);
 - ``pycrdt-websocket``: 0.16.5 on uvicorn (``documents_peer_server.py``).
 
-The two bare servers are the floor: what a connection costs before any
-room, document or send queue exists. Run: ``python bench/documents_idle_floor.py
+The bare servers are the floor: what a connection and a handshake cost
+before any room, document, store or send queue exists. Run: ``python bench/documents_floor.py
 [--idle 2000] [--only asgi starlette ...]``. Prints a table, then JSON.
 """
 
@@ -102,7 +106,7 @@ def start_bare(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def measure(kind: str, idle: int) -> dict[str, Any]:
+def measure(kind: str, idle: int, joins: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"floor-{kind}-") as name:
         tmp = Path(name)
         if kind == "roomhub":
@@ -113,7 +117,12 @@ def measure(kind: str, idle: int) -> dict[str, Any]:
             proc, port = start_bare(kind, tmp)
         try:
             time.sleep(0.5)
-            return run_load(port, "idle", psutil.Process(proc.pid), rooms=idle // 100, clients=100)
+            server = psutil.Process(proc.pid)
+            result = run_load(port, "idle", server, rooms=idle // 100, clients=100)
+            joined = run_load(port, "join", server, joins=joins, coldDelay=1.5)
+            result["join_ms_median"] = joined["join_ms_median"]
+            result["join_ms"] = joined["join_ms"]
+            return result
         finally:
             proc.terminate()
             try:
@@ -129,16 +138,17 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=2000, help="idle clients (multiple of 100)")
+    parser.add_argument("--joins", type=int, default=9, help="joins of an empty room (median)")
     parser.add_argument("--only", nargs="+", choices=SERVERS, default=list(SERVERS))
     args = parser.parse_args()
     results = {}
     for kind in args.only:
-        results[kind] = measure(kind, args.idle)
+        results[kind] = measure(kind, args.idle, args.joins)
         print(f"{kind}: {json.dumps(results[kind])}", file=sys.stderr, flush=True)
-    print(f"\n{'server':20} {'KiB/connection':>15} {'RSS MiB':>9} {'unsynced':>9}")
+    print(f"\n{'server':20} {'KiB/connection':>15} {'RSS MiB':>9} {'unsynced':>9} {'join ms':>8}")
     for kind, r in results.items():
         print(f"{kind:20} {r['rss_per_connection_bytes'] / 1024:15.2f} {r['rss_mb']:9.1f} "
-              f"{r['unsynced']:9d}")
+              f"{r['unsynced']:9d} {r['join_ms_median']:8.2f}")
     print(json.dumps({"options": vars(args), "results": results}, indent=1))
 
 
