@@ -10,7 +10,8 @@ protocol, yjs documents) drives both. Scenarios:
 - paced: the same rooms at ``rate`` edits/s per client: latency p50/p99;
 - idle: N connected, synced, idle clients: server RSS growth per connection;
 - history: a document with H updates of history, cold (its room unloaded):
-  time for a new client to be synced (median of 5), content checked.
+  time for a new client to be synced (median of 9: single joins vary by
+  several ms on a shared machine), content checked.
 
 Run: ``python bench/documents_bench.py [--quick]`` (needs ``pip install
 '.[bench]'`` and ``scripts/setup-interop.sh``). Prints a table, then JSON.

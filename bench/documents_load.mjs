@@ -189,14 +189,14 @@ async function history () {
   }
   const settleMs = now() - settleStart
   const joins = []
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < (opts.joins || 9); i++) {
     const c = await new Client('history', 1000 + i).connect()
     joins.push({ ms: c.syncedAfter, complete: c.text.length === expected })
     c.close()
     await sleep(opts.coldDelay * 1000)
   }
   const ms = joins.map((j) => j.ms).sort((a, b) => a - b)
-  return { updates: total, settle_ms: settleMs, join_ms_median: ms[2], join_ms: ms, complete: joins.every((j) => j.complete) }
+  return { updates: total, settle_ms: settleMs, join_ms_median: ms[Math.floor(ms.length / 2)], join_ms: ms, complete: joins.every((j) => j.complete) }
 }
 
 // join floor: sequential joins of an empty room, each after coldDelay seconds of quiet
