@@ -189,18 +189,32 @@ async function history () {
   }
   const settleMs = now() - settleStart
   const joins = []
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < (opts.joins || 9); i++) {
     const c = await new Client('history', 1000 + i).connect()
     joins.push({ ms: c.syncedAfter, complete: c.text.length === expected })
     c.close()
     await sleep(opts.coldDelay * 1000)
   }
   const ms = joins.map((j) => j.ms).sort((a, b) => a - b)
-  return { updates: total, settle_ms: settleMs, join_ms_median: ms[2], join_ms: ms, complete: joins.every((j) => j.complete) }
+  return { updates: total, settle_ms: settleMs, join_ms_median: ms[Math.floor(ms.length / 2)], join_ms: ms, complete: joins.every((j) => j.complete) }
+}
+
+// join floor: sequential joins of an empty room, each after coldDelay seconds of quiet
+async function join () {
+  opts.applyStep2 = true
+  const ms = []
+  for (let i = 0; i < opts.joins; i++) {
+    await sleep(opts.coldDelay * 1000)
+    const c = await new Client('join', 2000 + i).connect()
+    ms.push(c.syncedAfter)
+    c.close()
+  }
+  ms.sort((a, b) => a - b)
+  return { joins: ms.length, join_ms_median: ms[Math.floor(ms.length / 2)], join_ms: ms }
 }
 
 setTimeout(() => { console.error('load generator: time budget exceeded'); process.exit(2) }, opts.budget * 1000)
-const modes = { throughput: () => load(false), paced: () => load(true), idle, history }
+const modes = { throughput: () => load(false), paced: () => load(true), idle, history, join }
 modes[opts.mode]().then((result) => {
   process.stdout.write(JSON.stringify({ event: 'result', ...result }) + '\n')
   process.exit(0)

@@ -1,4 +1,4 @@
-"""One client connection: a bounded send queue drained by its own writer task.
+"""One client connection: a bounded send queue drained by a writer task while frames wait.
 
 A slow or stuck client never delays the sender: :meth:`Connection.send`
 never awaits. When the queue is full the connection is closed with
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from enum import IntEnum
 
@@ -88,22 +89,35 @@ class AsgiSocket:
 
 
 class Connection:
-    """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue and a writer task.
+    """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue.
 
-    ``queue_size`` is counted in frames. Use :meth:`start` after
-    ``websocket.accept()``, then :meth:`send` from anywhere in the event loop.
+    ``queue_size`` is counted in frames. Call :meth:`send` from anywhere in the event
+    loop once the handshake was accepted. A writer task drains the queue; it exists
+    only while frames wait (started by the first :meth:`send` of a turn, ended when
+    the queue is empty), so an idle connection holds no task, queue object or event.
+    Frames queued in the same turn leave in one write when the server can batch
+    (:data:`~roomhub.websocket_server.BATCH_EXTENSION`).
     """
+
+    __slots__ = (
+        "_abandoned", "_batch", "_closer", "_drained", "_drained_event", "_frames", "_high",
+        "_low", "_max", "_reader", "_writer", "close_code", "close_reason", "closing", "id",
+        "label", "websocket",
+    )
 
     def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "") -> None:
         self.websocket = websocket
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
-        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
-        # Set while the queue is at most a quarter full; producers that can wait use it.
-        self.drained = asyncio.Event()
-        self.drained.set()
+        self._frames: deque[object] | None = None  # made when a frame waits, dropped when none does
+        self._max = max(1, queue_size)
+        # Drained while the queue is at most a quarter full; producers that can wait use it.
+        self._drained = True
+        self._drained_event: asyncio.Event | None = None
         self._high = max(1, queue_size // 2)
         self._low = queue_size // 4
+        # Frames already queued behind one leave in the same write when the server can batch.
+        self._batch = BATCH_EXTENSION in (websocket.scope.get("extensions") or {})
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[object] | None = None
@@ -111,33 +125,59 @@ class Connection:
         self.closing = False
         self.close_code: int | None = None
         self.close_reason = ""
-        self.closed = asyncio.Event()
 
     @property
     def peer(self) -> str:
         client = self.websocket.client
         return f"{client.host}:{client.port}" if client else "?"
 
-    def start(self) -> None:
-        """Start the writer task (call once, after the handshake was accepted)."""
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
+    @property
+    def is_drained(self) -> bool:
+        """True while the send queue is at most a quarter full (or the connection is closing)."""
+        return self._drained
+
+    @property
+    def drained(self) -> asyncio.Event:
+        """An event set while :attr:`is_drained` holds (made on first use: idle connections have none)."""
+        event = self._drained_event
+        if event is None:
+            event = self._drained_event = asyncio.Event()
+            if self._drained:
+                event.set()
+        return event
+
+    def _set_drained(self, value: bool) -> None:
+        self._drained = value
+        event = self._drained_event
+        if event is not None:
+            event.set() if value else event.clear()
+
+    @property
+    def closed(self) -> bool:
+        """True once closing and nothing is being written any more."""
+        writer, closer = self._writer, self._closer
+        return self.closing and (writer is None or writer.done()) and (closer is None or closer.done())
 
     def send(self, frame: Frame) -> bool:
         """Queue one frame without waiting. Returns False if the connection is closing.
 
-        On overflow the queued frames are dropped and the connection is closed
-        with :attr:`CloseCode.SLOW_CONSUMER`.
+        On overflow (``queue_size`` frames waiting) the queued frames are dropped and
+        the connection is closed with :attr:`CloseCode.SLOW_CONSUMER`.
         """
         if self.closing:
             return False
-        try:
-            self._queue.put_nowait(frame)
-            if self._queue.qsize() >= self._high:
-                self.drained.clear()
-        except asyncio.QueueFull:
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = deque()
+        elif len(frames) >= self._max:
             log.warning("%s (%s): send queue full, closing as slow consumer", self.label, self.peer)
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
             return False
+        frames.append(frame)
+        if self._drained and len(frames) >= self._high:
+            self._set_drained(False)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
         return True
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
@@ -146,21 +186,31 @@ class Connection:
             return
         self.closing = True
         self.close_code, self.close_reason = int(code), reason[:120]
-        self.drained.set()  # nobody should wait for a connection that is going away
-        if code == CloseCode.SLOW_CONSUMER and self._writer is not None:
+        self._set_drained(True)  # nobody should wait for a connection that is going away
+        if code == CloseCode.SLOW_CONSUMER:
             # The writer is stuck in a send the client does not read: abandon the queue and
             # the send, and close from a fresh task (the server aborts if the close stalls too).
-            self._writer.cancel()
+            self._drop_frames()
+            if self._writer is not None:
+                self._writer.cancel()
             self._closer = asyncio.create_task(self._close_now(), name=f"close:{self.label}")
             return
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(_CLOSE)
+        if self._frames is None:
+            self._frames = deque()
+        self._frames.append(_CLOSE)
         if self._writer is None:
-            self.closed.set()
+            self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
+
+    def _drop_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.clear()  # a writer still holding the deque finds it empty
+            self._frames = None
 
     async def _close_now(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({self._writer}) if self._writer else None
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({writer})
         try:
             await asyncio.wait_for(
                 self.websocket.close(self.close_code or CloseCode.NORMAL, self.close_reason), 5.0
@@ -168,7 +218,6 @@ class Connection:
         except (TimeoutError, RuntimeError, OSError, WebSocketDisconnect) as exc:
             log.debug("%s: close did not complete: %r", self.label, exc)
         finally:
-            self.closed.set()
             # A client that does not read will not answer the close either: stop waiting for it.
             if self._reader is not None and not self._reader.done():
                 self._abandoned = True
@@ -176,16 +225,15 @@ class Connection:
 
     async def _write_loop(self) -> None:
         ws = self.websocket
-        queue = self._queue
-        # Frames already queued behind this one leave in the same write when the server can batch.
-        batch = BATCH_EXTENSION in (ws.scope.get("extensions") or {})
+        frames = self._frames
+        batch = self._batch
         try:
-            while True:
-                frame = await queue.get()
-                size = queue.qsize()
-                if size <= self._low:
-                    self.drained.set()
+            while frames:
+                frame = frames.popleft()
+                if not self._drained and len(frames) <= self._low:
+                    self._set_drained(True)
                 if frame is _CLOSE:
+                    frames.clear()
                     if ws.application_state == WebSocketState.CONNECTED:
                         await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
                     return
@@ -193,18 +241,29 @@ class Connection:
                     message: dict[str, object] = {"type": "websocket.send", "text": frame}
                 else:
                     message = {"type": "websocket.send", "bytes": frame}
-                if batch and size:
+                if batch and frames:
                     message[MORE_KEY] = True
                 await ws.send(message)  # type: ignore[arg-type]
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("%s: writer stopped: %r", self.label, exc)
-        finally:
             self.closing = True
-            self.drained.set()
-            self.closed.set()
+            self._set_drained(True)
+        finally:
+            self._writer = None
+            if self._frames is frames and not frames:
+                self._frames = None
 
     async def receive(self) -> AsyncIterator[Frame]:
         """Yield client frames (text as ``str``, binary as ``bytes``) until it disconnects."""
+        while (frame := await self.next_frame()) is not None:
+            yield frame
+
+    async def next_frame(self) -> Frame | None:
+        """The client's next frame (text as ``str``, binary as ``bytes``), None once it disconnected.
+
+        A plain coroutine (no async generator object lives between frames): the loop of a
+        long-lived idle connection costs as little as possible.
+        """
         ws = self.websocket
         self._reader = asyncio.current_task()
         while True:
@@ -212,34 +271,35 @@ class Connection:
                 message = await ws.receive()
             except (WebSocketDisconnect, RuntimeError):
                 self._peer_gone()
-                return
+                return None
             except asyncio.CancelledError:
                 if self._abandoned and self._reader is not None:
                     self._reader.uncancel()
-                    return
+                    return None
                 raise
             if message["type"] == "websocket.disconnect":
                 self._peer_gone()
-                return
+                return None
             text = message.get("text")
             if text is not None:
-                yield text
-            elif message.get("bytes") is not None:
-                yield message["bytes"]
+                return text  # type: ignore[no-any-return]
+            data = message.get("bytes")
+            if data is not None:
+                return data  # type: ignore[no-any-return]
 
     def _peer_gone(self) -> None:
         """The client has gone: nothing can be sent any more, so the writer stops now."""
         self.closing = True
-        self.drained.set()
-        if self._writer is not None and not self._writer.done():
+        self._drop_frames()
+        self._set_drained(True)
+        if self._writer is not None:
             self._writer.cancel()
-        else:
-            self.closed.set()
 
     async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "", timeout: float = 2.0) -> None:
-        """Close and wait (bounded, seconds) until the writer has finished."""
+        """Close and wait (bounded, seconds) until the close frame was written or given up."""
         self.close(code, reason)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.closed.wait(), timeout)
-        if self._writer and not self._writer.done():
+        pending = {t for t in (self._writer, self._closer) if t is not None and not t.done()}
+        if pending and timeout > 0:
+            await asyncio.wait(pending, timeout=timeout)
+        if self._writer is not None:
             self._writer.cancel()

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
-from .connections import CloseCode, Connection, Frame
+from .connections import AsgiSocket, CloseCode, Connection, Frame
 from .rooms import Room, RoomError, RoomRegistry
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class Face:
 
 
 async def serve_room_socket(
-    websocket: WebSocket,
+    websocket: WebSocket | AsgiSocket,
     hub: Hub,
     registry: RoomRegistry[R],
     name: str,
@@ -82,21 +82,23 @@ async def serve_room_socket(
 ) -> None:
     """Run one client's room socket to the end.
 
-    Accepts the handshake, joins ``registry``'s room ``name`` and calls
-    ``handle(room, connection, frame)`` for each frame, one at a time. A
-    refused join closes with the :class:`RoomError`'s code and reason (after
-    ``refused`` had a chance to send an error frame). ``handle`` must turn bad
-    input into error frames itself; an unexpected exception is logged and
-    closes only this connection (1011).
+    Accepts the handshake (on Starlette's ``WebSocket`` or an :class:`AsgiSocket`),
+    joins ``registry``'s room ``name`` and calls ``handle(room, connection, frame)``
+    for each frame, one at a time. A refused join closes with the
+    :class:`RoomError`'s code and reason (after ``refused`` had a chance to send
+    an error frame). ``handle`` must turn bad input into error frames itself; an
+    unexpected exception is logged and closes only this connection (1011).
     """
     if not hub.connections.try_acquire():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
-    await websocket.accept()
-    conn = Connection(websocket, hub.config.server.limits.send_queue_frames, f"{registry.namespace}:{name}")
-    conn.start()
     room: R | None = None
+    conn: Connection | None = None
     try:
+        if await websocket.accept() is False:  # an AsgiSocket whose client left first
+            return
+        label = f"{registry.namespace}:{name}"
+        conn = Connection(websocket, hub.config.server.limits.send_queue_frames, label)
         try:
             room = await registry.join(name, conn)
         except RoomError as exc:
@@ -104,18 +106,18 @@ async def serve_room_socket(
                 refused(conn, exc)
             await conn.aclose(exc.code, exc.reason)
             return
-        log.debug("%s joined %s:%s (%d members)", conn.peer, registry.namespace, name, len(room.members))
-        async for frame in conn.receive():
+        log.debug("%s joined %s (%d members)", conn.peer, label, len(room.members))
+        while (frame := await conn.next_frame()) is not None:
             if conn.closing:
                 break
             try:
                 await handle(room, conn, frame)
             except Exception:
-                log.exception("%s:%s: handling a frame from %s failed", registry.namespace, name, conn.peer)
+                log.exception("%s: handling a frame from %s failed", label, conn.peer)
                 conn.close(CloseCode.INTERNAL_ERROR, "internal error")
                 break
     finally:
-        if room is not None:
+        if room is not None and conn is not None:
             if left is not None:
                 try:
                     result = left(room, conn)
@@ -124,5 +126,6 @@ async def serve_room_socket(
                 except Exception:
                     log.exception("%s:%s: leave hook failed", registry.namespace, name)
             await registry.leave(room, conn)
-        conn.close(CloseCode.NORMAL)
+        if conn is not None:
+            conn.close(CloseCode.NORMAL)
         hub.connections.release()

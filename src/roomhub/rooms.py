@@ -110,7 +110,7 @@ class Room:
         (:attr:`CloseCode.SLOW_CONSUMER`) without slowing the others.
         """
         members = [m for m in self.members if not m.closing]
-        if not members or any(m.drained.is_set() for m in members):
+        if not members or any(m.is_drained for m in members):
             return
         waiters = {asyncio.ensure_future(m.drained.wait()) for m in members}
         try:

@@ -12,6 +12,10 @@ themselves are unchanged (RFC 6455); only their grouping into TCP writes
 differs. An ASGI server without the extension ignores the key and writes
 each frame at once, so the sender works the same on any server.
 
+After the handshake the protocol drops its copies of the handshake's request
+and response (headers included), which nothing reads again: an idle
+connection then costs about 2 KiB less.
+
 Backpressure is unchanged: a held frame still waits while the transport is
 paused. Built on ``uvicorn.protocols.websockets.websockets_sansio_impl``
 (uvicorn's default with the ``websockets`` library); :data:`PROTOCOL` is
@@ -64,5 +68,9 @@ else:
                     raise ClientDisconnected() from None
                 return  # written by the next send, close, ping or pong (all flush conn's output)
             await super().send(message)
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                # The handshake's request and response (headers and all) are not read again:
+                # an idle connection need not keep them (the scope keeps the request headers).
+                self.request = self.response = None
 
     PROTOCOL = BatchingWebSocketProtocol

@@ -55,7 +55,6 @@ def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
             if not await websocket.accept():
                 return
             conn = Connection(websocket, queue_size, "actions")
-            conn.start()
             params = websocket.query_params
             try:
                 client = state.open(conn, params.get("sessionId"), params.get("sessionToken"))

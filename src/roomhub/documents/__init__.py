@@ -23,11 +23,11 @@ from starlette.routing import BaseRoute
 
 from ..config import DocumentsConfig
 from ..connections import Frame
-from ..faces import Face
+from ..faces import Face, Shortcut
 from ..rooms import RoomRegistry, validate_room_name
 from . import protocol
 from .access import Access, AccessRequest, load_hook
-from .endpoint import document_routes
+from .endpoint import PREFIX, document_routes, socket_app
 from .room import DocumentContext, DocumentRoom, root_types_json
 from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into
 
@@ -85,6 +85,9 @@ class DocumentsFace(Face):
 
     def routes(self) -> list[BaseRoute]:
         return document_routes(self)
+
+    def shortcuts(self) -> list[Shortcut]:
+        return [Shortcut(PREFIX, socket_app(self), frozenset({"websocket"}))]
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.rooms]

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, HTTPException
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import CloseCode, Connection, Frame
+from ..connections import AsgiSocket, CloseCode, Connection, Frame
 from ..faces import serve_room_socket
 from ..rooms import validate_room_name
 from . import protocol as p
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from . import DocumentsFace
 
 log = logging.getLogger("roomhub.documents")
+
+PREFIX = "/yjs"
 
 
 def _frame_handler(writable: bool) -> Any:
@@ -51,35 +53,58 @@ def _frame_handler(writable: bool) -> Any:
     return handle
 
 
-def document_routes(face: DocumentsFace) -> list[BaseRoute]:
+def socket_app(face: DocumentsFace) -> ASGIApp:
+    """The raw ASGI app of ``/yjs/<room>``, served ahead of the router (see
+    :meth:`~roomhub.faces.Face.shortcuts`): an idle connection holds no routing or
+    middleware frames, only its :class:`~roomhub.connections.AsgiSocket` and handler."""
     hub = face.hub
+    handlers = {True: _frame_handler(True), False: _frame_handler(False)}
 
-    async def socket(websocket: WebSocket) -> None:
-        name = websocket.path_params["room"]
+    def forget(room: DocumentRoom, conn: Connection) -> None:
+        room.forget(conn)
+
+    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path"][len(PREFIX) + 1:]
         try:
             validate_room_name(name, hub.config.server.limits.room_name_max_length)
         except ValueError as exc:
-            response = JSONResponse({"detail": str(exc)}, status_code=400)
-            await websocket.send_denial_response(response)
+            await _deny_http(scope, receive, send, 400, str(exc))
             return
-        request = AccessRequest(
-            room=name,
-            headers={k.lower(): v for k, v in websocket.headers.items()},
-            query=dict(websocket.query_params),
-            client=(websocket.client.host, websocket.client.port) if websocket.client else None,
-        )
-        access = await decide(face.access_hook, request)
+        websocket = AsgiSocket(scope, receive, send)
+        access = Access.ALLOW
+        if face.access_hook is not None:
+            client = websocket.client
+            request = AccessRequest(
+                room=name,
+                headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+                query=dict(websocket.query_params),
+                client=(client.host, client.port) if client else None,
+            )
+            access = await decide(face.access_hook, request)
         if access is Access.DENY:
-            log.info("access to document %r denied to %s", name, request.client)
-            await websocket.accept()
-            await websocket.send_bytes(p.permission_denied(f"access to document {name!r} denied"))
-            await websocket.close(CloseCode.FORBIDDEN, "access denied")
+            log.info("access to document %r denied to %s", name, websocket.client)
+            if await websocket.accept():
+                await websocket.send({"type": "websocket.send",
+                                      "bytes": p.permission_denied(f"access to document {name!r} denied")})
+                await websocket.close(CloseCode.FORBIDDEN, "access denied")
             return
         await serve_room_socket(
-            websocket, hub, face.rooms, name, _frame_handler(access is Access.ALLOW),
-            left=lambda room, conn: room.forget(conn),
+            websocket, hub, face.rooms, name, handlers[access is Access.ALLOW], left=forget,
         )
 
+    return socket
+
+
+async def _deny_http(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
+    """Refuse a handshake with an HTTP response (uvicorn's denial-response extension), else 403."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+    else:
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": detail})
+
+
+def document_routes(face: DocumentsFace) -> list[BaseRoute]:
+    """The REST routes of ``/api/documents`` (the socket is :func:`socket_app`)."""
     api = APIRouter(prefix="/api/documents", tags=["documents"])
 
     @api.get("", summary="Documents: live rooms (clients, size) and stored documents")
@@ -115,4 +140,4 @@ def document_routes(face: DocumentsFace) -> list[BaseRoute]:
             raise HTTPException(404, f"no document {room!r}")
         return {"deleted": room, "closed_room": dropped}
 
-    return [WebSocketRoute("/yjs/{room}", socket), *api.routes]
+    return list(api.routes)

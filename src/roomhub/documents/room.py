@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent
@@ -58,11 +58,11 @@ class DocumentContext:
     max_awareness_clients: int = 16
 
 
-@dataclass
+@dataclass(slots=True)
 class _MemberState:
     synced: bool = False
     told_read_only: bool = False
-    awareness_ids: set[int] = field(default_factory=set)
+    awareness_ids: set[int] | None = None  # made on the member's first awareness state
 
 
 def root_types_json(doc: Doc) -> dict[str, Any]:
@@ -201,17 +201,21 @@ class DocumentRoom(Room):
                 entry.clock == current and entry.removed and cid in states
             ):
                 clocks[cid] = entry.clock
+                ids = state.awareness_ids
                 if entry.removed:
                     states.pop(cid, None)
-                    state.awareness_ids.discard(cid)
+                    if ids is not None:
+                        ids.discard(cid)
                 else:
-                    if cid not in state.awareness_ids:
-                        if len(state.awareness_ids) >= self.ctx.max_awareness_clients:
+                    if ids is None:
+                        ids = state.awareness_ids = set()
+                    if cid not in ids:
+                        if len(ids) >= self.ctx.max_awareness_clients:
                             raise p.ProtocolError(
                                 f"more than {self.ctx.max_awareness_clients} awareness client ids "
                                 "on one connection", code=1008,
                             )
-                        state.awareness_ids.add(cid)
+                        ids.add(cid)
                     states[cid] = entry.state
         # Relayed as received to every member, sender included: clients ignore stale
         # entries, and the echo is what keeps a y-websocket client's timeout at bay.

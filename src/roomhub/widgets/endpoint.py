@@ -72,7 +72,6 @@ async def widgets_socket(websocket: WebSocket, face: WidgetsFace) -> None:
         return
     await websocket.accept()
     conn = Connection(websocket, hub.config.server.limits.send_queue_frames, "widgets")
-    conn.start()
     session: WidgetSession | None = None
     try:
         frames = conn.receive()
