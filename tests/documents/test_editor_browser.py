@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from hubtest import write_config
 
 pytestmark = pytest.mark.e2e
