@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .faces import Shortcut
 from .hub import Hub
 from .security import DoorMiddleware
+from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 from .websocket_server import PROTOCOL
 
@@ -110,6 +111,8 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "ws_ping_timeout": 20.0,
         "timeout_graceful_shutdown": int(server.shutdown_timeout),
         "proxy_headers": False,
+        # No access log (the CLI keeps uvicorn.access quiet): formatting one costs every request.
+        "access_log": False,
     }
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
@@ -157,10 +160,12 @@ def create_app(hub: Hub) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        freeze_startup_objects()
         try:
             yield
         finally:
             await hub.stop()
+            thaw_objects()
 
     app = FastAPI(
         title="roomhub",
