@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .faces import Shortcut
+from .http_server import PROTOCOL as HTTP_PROTOCOL
 from .hub import Hub
 from .security import DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
@@ -116,6 +117,8 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     }
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
+    if HTTP_PROTOCOL is not None:  # uvicorn's httptools one, writing a small response at once
+        options["http"] = HTTP_PROTOCOL
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 
