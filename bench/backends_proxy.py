@@ -20,7 +20,9 @@ in this process, apart from the hub and the backend: it costs about 25 us of
 CPU per request, little next to the servers (``wrk`` would cost less, but
 cannot reach the backend's Unix socket). All processes share this machine's
 cores, which the JSON line records; through the proxy three processes (load
-generator, hub, backend) share them, directly only two.
+generator, hub, backend) share them, directly only two. The hub's own CPU per
+proxied request and per MiB (the last rows) varies much less with the load
+other programs put on the machine than the ratios do.
 
     python bench/backends_proxy.py [--clients 50] [--seconds 5] [--mib 100] [--starts 5] [--rounds 3]
 """
@@ -31,6 +33,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,25 +99,30 @@ async def load(target: dict[str, Any], path: str, headers: dict[str, str], clien
 
 
 async def body_throughput(client: httpx.AsyncClient, base: str, headers: dict[str, str],
-                          size: int) -> dict[str, float]:
+                          size: int, cpu: Callable[[], float] = lambda: 0.0) -> dict[str, float]:
+    """Upload and download ``size`` bytes; ``cpu()`` (seconds) is read around each, per MiB in ms."""
     block = b"\xab" * MiB
 
     async def upload():
         for _ in range(size // MiB):
             yield block
 
-    started = time.perf_counter()
+    cpu_before, started = cpu(), time.perf_counter()
     r = await client.post(f"{base}/digest", content=upload(), headers=headers)
     up = time.perf_counter() - started
+    up_cpu = cpu() - cpu_before
     assert r.json()["bytes"] == size, r.text
-    started = time.perf_counter()
+    cpu_before, started = cpu(), time.perf_counter()
     received = 0
     async with client.stream("GET", f"{base}/bytes/{size}", headers=headers) as response:
         async for chunk in response.aiter_raw(MiB):
             received += len(chunk)
     down = time.perf_counter() - started
+    down_cpu = cpu() - cpu_before
     assert received == size
-    return {"upload_MBps": size / MiB / up, "download_MBps": size / MiB / down}
+    return {"upload_MBps": size / MiB / up, "download_MBps": size / MiB / down,
+            "upload_cpu_ms_per_MiB": up_cpu * 1000 / (size / MiB),
+            "download_cpu_ms_per_MiB": down_cpu * 1000 / (size / MiB)}
 
 
 async def first_response_times(hub: HubProcess, starts: int) -> list[float]:
@@ -155,18 +163,22 @@ async def main(args: argparse.Namespace) -> None:
         rounds: list[dict[str, float]] = []
         for n in range(args.rounds):
             small_direct = await load(direct, "/hello-world", {}, args.clients, args.seconds)
+            hub_cpu = hub.cpu_seconds()
             small_proxy = await load(proxied, f"{base_path}/hello-world", header, args.clients, args.seconds)
+            hub_us = (hub.cpu_seconds() - hub_cpu) * 1e6 / small_proxy["requests"]
             transport = httpx.AsyncHTTPTransport(uds=direct["uds"])
             async with httpx.AsyncClient(transport=transport, timeout=300) as c:
                 big_direct = await body_throughput(c, "http://backend", {}, size)
             async with httpx.AsyncClient(timeout=300) as c:
-                big_proxy = await body_throughput(c, f"{hub.base}{base_path}", header, size)
+                big_proxy = await body_throughput(c, f"{hub.base}{base_path}", header, size, hub.cpu_seconds)
             one = {
                 "rps_direct": small_direct["rps"], "rps_proxy": small_proxy["rps"],
                 "p50_direct": small_direct["p50_ms"], "p50_proxy": small_proxy["p50_ms"],
                 "p99_direct": small_direct["p99_ms"], "p99_proxy": small_proxy["p99_ms"],
                 "up_direct": big_direct["upload_MBps"], "up_proxy": big_proxy["upload_MBps"],
                 "down_direct": big_direct["download_MBps"], "down_proxy": big_proxy["download_MBps"],
+                "hub_us_per_request": hub_us, "hub_ms_per_MiB_up": big_proxy["upload_cpu_ms_per_MiB"],
+                "hub_ms_per_MiB_down": big_proxy["download_cpu_ms_per_MiB"],
             }
             for key in ("rps", "up", "down"):
                 one[f"{key}_ratio"] = one[f"{key}_proxy"] / one[f"{key}_direct"]
@@ -188,6 +200,9 @@ async def main(args: argparse.Namespace) -> None:
         row(f"{args.mib} MiB upload MB/s", "up", ">= 0.70"),
         row(f"{args.mib} MiB download MB/s", "down", ">= 0.70"),
         ["first response, new partition, median s", "", percentile(starts, 50), "", "< 1 s"],
+        ["hub CPU per proxied JSON request, us", "", median_of(rounds, "hub_us_per_request"), "", ""],
+        ["hub CPU per MiB uploaded, ms", "", median_of(rounds, "hub_ms_per_MiB_up"), "", ""],
+        ["hub CPU per MiB downloaded, ms", "", median_of(rounds, "hub_ms_per_MiB_down"), "", ""],
     ]
     print(f"medians of {args.rounds} rounds (proxy/direct: the median of each round's own ratio)")
     report("backends_proxy", ["measure", "direct", "proxy", "proxy/direct", "bar"], rows, {

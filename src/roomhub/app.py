@@ -17,8 +17,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .faces import Shortcut
+from .http_server import PROTOCOL as HTTP_PROTOCOL
 from .hub import Hub
 from .security import DoorMiddleware
+from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 from .websocket_server import PROTOCOL
 
@@ -110,9 +112,13 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "ws_ping_timeout": 20.0,
         "timeout_graceful_shutdown": int(server.shutdown_timeout),
         "proxy_headers": False,
+        # No access log (the CLI keeps uvicorn.access quiet): formatting one costs every request.
+        "access_log": False,
     }
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
+    if HTTP_PROTOCOL is not None:  # uvicorn's httptools one, writing a small response at once
+        options["http"] = HTTP_PROTOCOL
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 
@@ -157,10 +163,12 @@ def create_app(hub: Hub) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        freeze_startup_objects()
         try:
             yield
         finally:
             await hub.stop()
+            thaw_objects()
 
     app = FastAPI(
         title="roomhub",

@@ -74,6 +74,7 @@ def serve(
     from .app import server_config
     from .hub import Hub, HubError
     from .runtimes import RuntimeUnavailable
+    from .tuning import retain_large_buffers
 
     cfg = _load(config)
     server = cfg.server
@@ -94,6 +95,7 @@ def serve(
         log.error("%s", exc)
         sys.exit(2)
     log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
+    retain_large_buffers()
     hub = Hub(cfg)
     # uvicorn re-raises the signal that stopped it once shutdown is complete; the shutdown
     # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
