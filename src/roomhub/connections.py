@@ -1,9 +1,13 @@
 """One client connection: a bounded send queue drained by its own writer task.
 
 A slow or stuck client never delays the sender: :meth:`Connection.send`
-never awaits. When the queue is full the connection is closed with
-:attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the room
-keeps its pace and the client learns why.
+never awaits. A frame sent while nothing is queued leaves at once, in the
+sender's own step, when the server offers a synchronous write (see
+:mod:`.websocket_server`); the frames that follow it in the same event-loop
+turn are queued, so that the writer task sends them together. When the
+queue is full the connection is closed with :attr:`CloseCode.SLOW_CONSUMER`
+(backpressure by disconnection), so the room keeps its pace and the client
+learns why.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import IntEnum
 
 from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .websocket_server import BATCH_EXTENSION, MORE_KEY
+from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
 
@@ -105,6 +109,9 @@ class Connection:
         self._high = max(1, queue_size // 2)
         self._low = queue_size // 4
         self._writer: asyncio.Task[None] | None = None
+        self._send_now: Callable[[Frame], bool] | None = None
+        self._parked = False  # the writer waits for a frame and none is queued
+        self._burst = False  # a frame left at once in this event-loop turn
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[object] | None = None
         self._abandoned = False
@@ -120,6 +127,8 @@ class Connection:
 
     def start(self) -> None:
         """Start the writer task (call once, after the handshake was accepted)."""
+        extension = (self.websocket.scope.get("extensions") or {}).get(BATCH_EXTENSION)
+        self._send_now = extension.get(SEND_NOW_KEY) if isinstance(extension, dict) else None
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
 
     def send(self, frame: Frame) -> bool:
@@ -130,6 +139,12 @@ class Connection:
         """
         if self.closing:
             return False
+        if self._parked and not self._burst and self._send_now is not None and self._send_now(frame):
+            # Written already; later frames of this turn go through the queue, in one write.
+            self._burst = True
+            asyncio.get_running_loop().call_soon(self._end_burst)
+            return True
+        self._parked = False
         try:
             self._queue.put_nowait(frame)
             if self._queue.qsize() >= self._high:
@@ -139,6 +154,9 @@ class Connection:
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
             return False
         return True
+
+    def _end_burst(self) -> None:
+        self._burst = False
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after the frames already queued (unless the queue overflowed)."""
@@ -181,7 +199,9 @@ class Connection:
         batch = BATCH_EXTENSION in (ws.scope.get("extensions") or {})
         try:
             while True:
+                self._parked = queue.empty()
                 frame = await queue.get()
+                self._parked = False
                 size = queue.qsize()
                 if size <= self._low:
                     self.drained.set()
