@@ -69,14 +69,14 @@ async def connection_app(scope: dict[str, Any], receive: Any, send: Any) -> None
     loop = asyncio.get_running_loop()
     async for frame in conn.receive():
         if frame == "burst":
-            conn.send("0")  # written at once
-            loop.call_soon(conn.send, "2")  # next turn, before the writer has sent "1"
+            conn.send("0", urgent=True)  # written at once
+            loop.call_soon(lambda: conn.send("2", urgent=True))  # before the writer sends "1"
             conn.send("1")
             await asyncio.sleep(0)
             for i in range(3, 301):
-                conn.send(str(i))
+                conn.send(str(i), urgent=i % 7 == 0)
             await asyncio.sleep(0)
-            conn.send("301")
+            conn.send("301", urgent=True)
     await conn.aclose()
 
 

@@ -1,13 +1,13 @@
 """One client connection: a bounded send queue drained by its own writer task.
 
 A slow or stuck client never delays the sender: :meth:`Connection.send`
-never awaits. A frame sent while nothing is queued leaves at once, in the
-sender's own step, when the server offers a synchronous write (see
-:mod:`.websocket_server`); the frames that follow it in the same event-loop
-turn are queued, so that the writer task sends them together. When the
-queue is full the connection is closed with :attr:`CloseCode.SLOW_CONSUMER`
-(backpressure by disconnection), so the room keeps its pace and the client
-learns why.
+never awaits. Frames are queued for the writer task, which sends the frames
+queued together in one write; a frame sent as ``urgent`` (a lone reply that
+someone waits for) leaves at once instead, in the sender's own step, when
+nothing is queued and the server offers a synchronous write (see
+:mod:`.websocket_server`). When the queue is full the connection is closed
+with :attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the
+room keeps its pace and the client learns why.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         self._send_now: Callable[[Frame], bool] | None = None
         self._parked = False  # the writer waits for a frame and none is queued
-        self._burst = False  # a frame left at once in this event-loop turn
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[object] | None = None
         self._abandoned = False
@@ -131,18 +130,18 @@ class Connection:
         self._send_now = extension.get(SEND_NOW_KEY) if isinstance(extension, dict) else None
         self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
 
-    def send(self, frame: Frame) -> bool:
+    def send(self, frame: Frame, urgent: bool = False) -> bool:
         """Queue one frame without waiting. Returns False if the connection is closing.
+
+        ``urgent``: write it at once if nothing is queued (saves the writer task's turn, at
+        the cost of one write per frame: for a lone frame, not for a stream of them).
 
         On overflow the queued frames are dropped and the connection is closed
         with :attr:`CloseCode.SLOW_CONSUMER`.
         """
         if self.closing:
             return False
-        if self._parked and not self._burst and self._send_now is not None and self._send_now(frame):
-            # Written already; later frames of this turn go through the queue, in one write.
-            self._burst = True
-            asyncio.get_running_loop().call_soon(self._end_burst)
+        if urgent and self._parked and self._send_now is not None and self._send_now(frame):
             return True
         self._parked = False
         try:
@@ -154,9 +153,6 @@ class Connection:
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
             return False
         return True
-
-    def _end_burst(self) -> None:
-        self._burst = False
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after the frames already queued (unless the queue overflowed)."""

@@ -14,8 +14,8 @@ each frame at once, so the sender works the same on any server.
 
 The extension also offers a synchronous write, ``extensions[BATCH_EXTENSION]
 [SEND_NOW_KEY](frame) -> bool``: a sender with nothing queued can frame and
-write a lone frame in the same step it produced it, instead of waking a
-writer task for it; it returns False (nothing written) whenever a plain
+write a lone urgent frame in the same step it produced it, instead of waking
+a writer task for it; it returns False (nothing written) whenever a plain
 ``websocket.send`` would have to wait or fail (transport paused, close sent,
 client gone), and the sender then goes through ``websocket.send`` as usual.
 

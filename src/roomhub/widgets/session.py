@@ -212,12 +212,15 @@ class WidgetSession(Room):
         exclude: Connection | None = None,
     ) -> None:
         text = p.encode(msg)
+        # With nothing in flight this is a lone message (a handler's answer to a click): it is
+        # written at once. Behind calls in flight, it waits for the writer, which groups them.
+        urgent = not self._pending
         self._pending[msg["id"]] = _Pending(
             future, time.monotonic() + self.config.call_timeout, what
         )
         for conn in self.browsers:
             if conn is not exclude:
-                conn.send(text)
+                conn.send(text, urgent)
 
     async def _window(self) -> None:
         """Wait while ``max_inflight_calls`` calls are unanswered (flow control)."""
