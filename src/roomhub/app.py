@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import html
 import os
 import time
@@ -157,10 +158,15 @@ def create_app(hub: Hub) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
+        # What start-up made lives as long as the hub: collect once, then keep it out of every
+        # later collection, so that a full collection does not pause live connections to walk it.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             await hub.stop()
+            gc.unfreeze()  # collectable again (a process may start another hub)
 
     app = FastAPI(
         title="roomhub",
