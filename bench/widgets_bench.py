@@ -10,9 +10,12 @@ Measures, with a scripted browser (websockets client) that answers at once:
 pgwidgets-python needs Python >= 3.12: a python3.12 interpreter is looked up
 (PATH, then pyenv) and a virtualenv with pgwidgets-python==0.4.2 is made in
 ``~/.cache/roomhub-bench`` (pip, from PyPI). Without one, only roomhub runs and
-the script says so. Prints a table, then JSON.
+the script says so. Both servers run side by side and are measured in
+alternating rounds (roomhub then pgwidgets, then the other way round...), so
+that a change in the machine's load weighs on both alike; the table gives the
+median of the rounds. Prints a table, then JSON (with every round's figures).
 
-    python bench/widgets_bench.py [--calls 10000] [--clicks 200] [--sessions 20]
+    python bench/widgets_bench.py [--calls 10000] [--clicks 200] [--sessions 20] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -204,8 +207,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10000)
     parser.add_argument("--clicks", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median shown)")
     opts = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
+    rounds: dict[str, list[dict[str, float]]] = {}
+    servers: dict[str, tuple[str, bool]] = {}  # name -> (socket URL, measure the awaited variant)
     procs = []
     try:
         port = free_port()
@@ -217,7 +222,7 @@ def main() -> None:
                 port,
             )
         )
-        results["roomhub"] = asyncio.run(measure(f"ws://127.0.0.1:{port}/widgets/ws", opts, True))
+        servers["roomhub"] = (f"ws://127.0.0.1:{port}/widgets/ws", True)
         python, how = pgwidgets_python()
         print(f"pgwidgets-python {PGW_VERSION}: {how if python else 'NOT RUN: ' + how}")
         if python:
@@ -229,12 +234,21 @@ def main() -> None:
                     port,
                 )
             )
-            results["pgwidgets"] = asyncio.run(measure(f"ws://127.0.0.1:{port}/", opts, False))
+            servers["pgwidgets"] = (f"ws://127.0.0.1:{port}/", False)
+        names = list(servers)
+        for r in range(opts.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                url, wait_variant = servers[name]
+                rounds.setdefault(name, []).append(asyncio.run(measure(url, opts, wait_variant)))
     finally:
         for proc in procs:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
+    results = {
+        name: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for name, runs in rounds.items()
+    }
     keys = list(results["roomhub"])
     print(f"\n{'metric':34} {'roomhub':>12} {'pgwidgets':>12} {'ratio':>8}")
     for key in keys:
@@ -244,10 +258,17 @@ def main() -> None:
             ratio = f"{(theirs / ours if 'ms' in key else ours / theirs):.2f}x"
         shown = theirs if theirs is not None else float("nan")
         print(f"{key:34} {ours:12.1f} {shown:12.1f} {ratio:>8}")
-    print("(ratio: how many times better roomhub is; for latencies pgwidgets/roomhub)")
+    print(f"(median of {opts.rounds} alternating rounds; ratio: how many times better roomhub is;")
+    print(" for latencies pgwidgets/roomhub)")
     print(
         json.dumps(
-            {"calls": opts.calls, "clicks": opts.clicks, "sessions": opts.sessions, **results}
+            {
+                "calls": opts.calls,
+                "clicks": opts.clicks,
+                "sessions": opts.sessions,
+                "rounds": rounds,
+                **results,
+            }
         )
     )
 

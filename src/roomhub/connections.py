@@ -1,9 +1,13 @@
 """One client connection: a bounded send queue drained by a writer task while frames wait.
 
 A slow or stuck client never delays the sender: :meth:`Connection.send`
-never awaits. When the queue is full the connection is closed with
-:attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the room
-keeps its pace and the client learns why.
+never awaits. Frames are queued for the writer task, which sends the frames
+queued together in one write; a frame sent as ``urgent`` (a lone reply that
+someone waits for) leaves at once instead, in the sender's own step, when
+nothing is queued and the server offers a synchronous write (see
+:mod:`.websocket_server`). When the queue is full the connection is closed
+with :attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the
+room keeps its pace and the client learns why.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import IntEnum
 
 from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .websocket_server import BATCH_EXTENSION, MORE_KEY
+from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
 
@@ -158,14 +162,22 @@ class Connection:
         writer, closer = self._writer, self._closer
         return self.closing and (writer is None or writer.done()) and (closer is None or closer.done())
 
-    def send(self, frame: Frame) -> bool:
+    def send(self, frame: Frame, urgent: bool = False) -> bool:
         """Queue one frame without waiting. Returns False if the connection is closing.
+
+        ``urgent``: when nothing is queued nor being written, write it at once with the
+        server's synchronous write if it offers one (saves the writer task's turn; for a
+        lone reply someone waits for, not for a stream of frames).
 
         On overflow (``queue_size`` frames waiting) the queued frames are dropped and
         the connection is closed with :attr:`CloseCode.SLOW_CONSUMER`.
         """
         if self.closing:
             return False
+        if urgent and self._writer is None:
+            send_now = self._sync_write()
+            if send_now is not None and send_now(frame):
+                return True
         frames = self._frames
         if frames is None:
             frames = self._frames = deque()
@@ -179,6 +191,10 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
         return True
+
+    def _sync_write(self) -> Callable[[Frame], bool] | None:
+        extension = (self.websocket.scope.get("extensions") or {}).get(BATCH_EXTENSION)
+        return extension.get(SEND_NOW_KEY) if isinstance(extension, dict) else None
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after the frames already queued (unless the queue overflowed)."""

@@ -19,10 +19,10 @@ from starlette.routing import BaseRoute
 
 from ..config import WidgetsConfig
 from ..connections import CloseCode, Connection
-from ..faces import Face
+from ..faces import Face, Shortcut
 from ..rooms import RoomError, RoomRegistry, validate_room_name
 from .api import App, Widget, WidgetFactory
-from .endpoint import widgets_routes
+from .endpoint import socket_app, widgets_routes
 from .session import CallError, CallTimeout, NoBrowser, SessionClosed, WidgetsError, WidgetSession
 
 log = logging.getLogger("roomhub.widgets")
@@ -107,6 +107,10 @@ class WidgetsFace(Face):
 
     def routes(self) -> list[BaseRoute]:
         return widgets_routes(self)
+
+    def shortcuts(self) -> list[Shortcut]:
+        # Only the socket: the page stays with the router.
+        return [Shortcut("/widgets/ws", socket_app(self), frozenset({"websocket"}))]
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.registry]

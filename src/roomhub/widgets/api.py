@@ -189,6 +189,10 @@ class App:
         from ..cli import setup_logging
 
         setup_logging(server.get("log_level", "info"))
+        srv = self.make_server(host, port, **server)
         print(f"roomhub widgets: http://{host}:{port}/widgets/", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(self.serve(host, port, **server))
+        # The event loop the hub's command line runs on (uvicorn's choice: uvloop when installed).
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(
+            loop_factory=srv.config.get_loop_factory()
+        ) as runner:
+            runner.run(srv.serve())

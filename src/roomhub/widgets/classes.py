@@ -17,6 +17,7 @@ its new state), so getters rarely need the browser.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,6 +151,7 @@ class MethodInfo:
     key: str | None = None  # state key of a setter or getter
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(method: str) -> MethodInfo:
     """The kind of ``method`` and, for setters and getters, its state key."""
     if method in SETTER_KEYS:

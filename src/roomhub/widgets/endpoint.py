@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import CloseCode, Connection
+from ..connections import AsgiSocket, CloseCode, Connection
 from ..rooms import RoomError
 from . import protocol as p
 from .session import WidgetSession
@@ -64,13 +64,15 @@ def read_credentials(frame: str | bytes) -> tuple[str | None, str | None]:
     return sid, token
 
 
-async def widgets_socket(websocket: WebSocket, face: WidgetsFace) -> None:
+async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
     hub = face.hub
     if not hub.connections.try_acquire():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
-    await websocket.accept()
+    if not await websocket.accept():
+        hub.connections.release()
+        return
     conn = Connection(websocket, hub.config.server.limits.send_queue_frames, "widgets")
     session: WidgetSession | None = None
     try:
@@ -121,11 +123,17 @@ def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
         query = request.url.query
         return RedirectResponse("/widgets/" + (f"?{query}" if query else ""))
 
-    async def socket(websocket: WebSocket) -> None:
-        await widgets_socket(websocket, face)
-
     return [
         Route("/widgets", redirect, methods=["GET"]),
         Route("/widgets/", index, methods=["GET"]),
-        WebSocketRoute("/widgets/ws", socket),
     ]
+
+
+def socket_app(face: WidgetsFace) -> ASGIApp:
+    """The raw ASGI app of ``/widgets/ws``, served ahead of the router (see
+    :meth:`~roomhub.faces.Face.shortcuts`): no routing nor FastAPI middleware per frame."""
+
+    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
+        await widgets_socket(AsgiSocket(scope, receive, send), face)
+
+    return socket

@@ -37,6 +37,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 # ProtocolError codes
 BAD_JSON = "bad-json"
 BAD_MESSAGE = "bad-message"
@@ -44,6 +46,12 @@ UNKNOWN_TYPE = "unknown-type"
 UNEXPECTED_BINARY = "unexpected-binary"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# Values the standard encoder treats its own way (or refuses) raise TypeError in orjson with these.
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 class ProtocolError(Exception):
@@ -56,8 +64,21 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict[str, Any] | list[dict[str, Any]]) -> str:
-    """One JSON text frame (compact); encode once, send the same text to every browser."""
-    return _dumps(message)
+    """One JSON text frame (compact); encode once, send the same text to every browser.
+
+    orjson does the work; where its rules differ from the standard encoder's (it writes NaN
+    and infinities as ``null``, refuses non-string keys, integers past 64 bits, lone
+    surrogates and subclasses of the basic types), any output with a ``null`` and any
+    ``TypeError`` go through the standard encoder, which gives the text it always gave or
+    raises ``TypeError``/``ValueError`` as before.
+    """
+    try:
+        out = orjson.dumps(message, option=_ORJSON_OPTIONS)
+    except TypeError:
+        return _dumps(message)
+    if b"null" in out:
+        return _dumps(message)
+    return out.decode()
 
 
 # -- server -> browser ------------------------------------------------------
@@ -201,9 +222,14 @@ def decode(text: str) -> list[BrowserMessage | ProtocolError]:
     good ones are still used.
     """
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        # What orjson refuses but the standard parser reads (NaN, integers past 64 bits, lone
+        # surrogates) is still accepted, as it always was.
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
     if isinstance(data, list):
         out: list[BrowserMessage | ProtocolError] = []
         for item in data:

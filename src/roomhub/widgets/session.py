@@ -112,9 +112,9 @@ class WidgetSession(Room):
         self._batch: list[dict[str, Any]] | None = None
         self._uploads: dict[int, UploadTracker] = {}
         self._bad: dict[int, int] = {}
-        self._events: asyncio.Queue[tuple[Callable[[], Any], str]] = asyncio.Queue(
-            MAX_QUEUED_EVENTS
-        )
+        # Browser events for the handlers, and the worker's wake-up while it waits for one.
+        self._events: deque[tuple[Callable[[], Any], str]] = deque()
+        self._events_waiter: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self.closed = False
@@ -212,12 +212,15 @@ class WidgetSession(Room):
         exclude: Connection | None = None,
     ) -> None:
         text = p.encode(msg)
+        # With nothing in flight this is a lone message (a handler's answer to a click): it is
+        # written at once. Behind calls in flight, it waits for the writer, which groups them.
+        urgent = not self._pending
         self._pending[msg["id"]] = _Pending(
             future, time.monotonic() + self.config.call_timeout, what
         )
         for conn in self.browsers:
             if conn is not exclude:
-                conn.send(text)
+                conn.send(text, urgent)
 
     async def _window(self) -> None:
         """Wait while ``max_inflight_calls`` calls are unanswered (flow control)."""
@@ -601,20 +604,30 @@ class WidgetSession(Room):
 
     # -- tasks --------------------------------------------------------------
     def _enqueue(self, thunk: Callable[[], Any], what: str) -> None:
-        try:
-            self._events.put_nowait((thunk, what))
-        except asyncio.QueueFull:
+        if len(self._events) >= MAX_QUEUED_EVENTS:
             log.warning(
                 "widgets session %s: %d events waiting, dropped %s",
                 self.id,
                 MAX_QUEUED_EVENTS,
                 what,
             )
+            return
+        self._events.append((thunk, what))
+        waiter = self._events_waiter
+        if waiter is not None:
+            self._events_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _worker(self) -> None:
         """Run handlers one at a time, in arrival order; a failing handler is logged."""
+        events = self._events
+        loop = asyncio.get_running_loop()
         while True:
-            thunk, what = await self._events.get()
+            while not events:
+                self._events_waiter = loop.create_future()
+                await self._events_waiter
+            thunk, what = events.popleft()
             await self._run_handler(thunk, (), what)
 
     async def _run_handler(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:

@@ -557,7 +557,7 @@ class App(api.App):
     def _serve_in_thread(self, srv: Any, ready: threading.Event) -> None:
         bridge: _Bridge | None = None
         try:
-            with asyncio.Runner() as runner:
+            with asyncio.Runner(loop_factory=srv.config.get_loop_factory()) as runner:
                 bridge = self._bridge_for(runner.get_loop())
                 runner.run(self._serve_until_stopped(srv, ready))
         except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
