@@ -162,3 +162,20 @@ async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InPr
 def in_process_hub(tmp_path: Path) -> Callable[[Path], contextlib.AbstractAsyncContextManager[InProcessHub]]:
     """Factory: ``async with in_process_hub(config_path) as h:`` serves a hub in the test's loop."""
     return lambda config_path: serve_in_loop(config_path, tmp_path / "data")
+
+
+# Module scope: sync Playwright keeps an event loop running in this thread while it is open,
+# which asyncio tests of other modules cannot share.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium through sync Playwright; fails in CI (skips elsewhere) when it is missing."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_sync.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

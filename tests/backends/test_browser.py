@@ -4,14 +4,11 @@ shown, calls them, and a reload keeps the same partition and instances."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hubtest import CHROMIUM, CHROMIUM_ARGS
 from roomhub.config import demo_config_path
 
 pytestmark = pytest.mark.e2e
@@ -19,17 +16,6 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_demo_page_installs_and_calls_both_backends(tmp_path: Path, hub_process, browser) -> None:
