@@ -81,6 +81,12 @@ def page_config(
     return "\n".join(lines) + "\n"
 
 
+def hub_argv(config: Path, port: int, data_dir: Path, *extra: str) -> list[str]:
+    """The hub's real command line: ``python -m roomhub serve CONFIG --port N --data-dir D ...``."""
+    return [sys.executable, "-m", "roomhub", "serve", str(config), "--port", str(port),
+            "--data-dir", str(data_dir), *extra]
+
+
 def write_config(directory: Path, toml_text: str) -> Path:
     """Write ``roomhub.toml`` and a minimal ``page.html`` into ``directory``; return the TOML."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -212,19 +218,7 @@ class HubProcess(ServerProcess):
         self.log_level = log_level
 
     def argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "roomhub",
-            "serve",
-            str(self.config),
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.workdir / "data"),
-            "--log-level",
-            self.log_level,
-        ]
+        return hub_argv(self.config, self.port, self.workdir / "data", "--log-level", self.log_level)
 
     def ready(self) -> bool:
         return bool(self.get_json("/api/health").get("status") == "ok")

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from _common import hub_argv
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -67,17 +68,7 @@ def server(kind: str, workdir: Path) -> Iterator[tuple[int, int]]:
             f'[server]\nlog_level = "warning"\n\n[actions]\napi = "actions_peers:API"\n'
             f'pythonpath = ["{HERE}"]\n'
         )
-        args = [
-            sys.executable,
-            "-m",
-            "roomhub",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(workdir / "data"),
-        ]
+        args = hub_argv(config, port, workdir / "data")
     else:
         app = {
             "python-socketio": "actions_peers:sio_app",

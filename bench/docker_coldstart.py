@@ -26,7 +26,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import aiodocker
 import httpx
 import websockets
+from _common import hub_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = os.environ.get("ROOMHUB_TEST_IMAGE", "roomhub-test-busybox:latest")
@@ -187,17 +187,7 @@ def start_hub(tmp: Path, image: str) -> tuple[subprocess.Popen[bytes], str, Path
     port = free_port()
     log = tmp / "hub.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "roomhub",
-        "serve",
-        str(config),
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp / "data"),
-    ]
+    cmd = hub_argv(config, port, tmp / "data")
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30

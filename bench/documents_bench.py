@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 import psutil
+from _common import hub_argv
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "paced", "idle", "history")
@@ -67,17 +68,7 @@ def start_roomhub(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "roomhub",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp / "data"),
-        ],
+        hub_argv(config, port, tmp / "data"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp / "roomhub.log", "wb"),
