@@ -144,7 +144,14 @@ async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InPr
     config.server.data_dir = data_dir
     port = free_port()
     hub = Hub(config)
-    server = uvicorn.Server(server_config(hub, host="127.0.0.1", port=port, loop="asyncio"))
+    async with serve_uvicorn(server_config(hub, host="127.0.0.1", port=port, loop="asyncio")):
+        yield InProcessHub(hub, port)
+
+
+@contextlib.asynccontextmanager
+async def serve_uvicorn(config: uvicorn.Config, stop_timeout: float = 60.0) -> AsyncIterator[None]:
+    """Serve ``config`` in this event loop until the block ends (then a graceful stop)."""
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -152,10 +159,10 @@ async def serve_in_loop(config_path: Path, data_dir: Path) -> AsyncIterator[InPr
             raise RuntimeError("server stopped during start-up")
         await asyncio.sleep(0.01)
     try:
-        yield InProcessHub(hub, port)
+        yield
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 60)
+        await asyncio.wait_for(task, stop_timeout)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 import websockets
 
-from hubtest import free_port
+from hubtest import free_port, serve_uvicorn
 from roomhub.http_server import FLUSH_BYTES, PROTOCOL, CoalescingTransport
 from roomhub.websocket_server import PROTOCOL as WS_PROTOCOL
 
@@ -104,16 +104,8 @@ async def serving() -> AsyncIterator[int]:
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, http=PROTOCOL, ws=WS_PROTOCOL or "auto",
                             log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "server stopped during start-up"
-        await asyncio.sleep(0.01)
-    try:
+    async with serve_uvicorn(config, stop_timeout=10):
         yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def test_responses_and_websockets_through_the_protocol() -> None:

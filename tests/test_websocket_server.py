@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 import websockets
 
-from hubtest import free_port
+from hubtest import free_port, serve_uvicorn
 from roomhub.connections import AsgiSocket, Connection
 from roomhub.websocket_server import BATCH_EXTENSION, MORE_KEY, PROTOCOL, SEND_NOW_KEY
 
@@ -85,16 +85,8 @@ async def serving() -> AsyncIterator[int]:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, ws=PROTOCOL, log_level="warning", lifespan="off"
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "server stopped during start-up"
-        await asyncio.sleep(0.01)
-    try:
+    async with serve_uvicorn(config, stop_timeout=10):
         yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def test_held_frames_leave_with_the_next_send_in_order() -> None:
