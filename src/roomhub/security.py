@@ -98,27 +98,48 @@ def origin_allowed(scope: Scope, allowed: list[str]) -> bool:
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
 
 
-class DoorMiddleware:
-    """ASGI middleware applying the origin check and token auth to every request."""
+class Door:
+    """The origin check and token auth of one hub, as a synchronous decision on a request.
 
-    def __init__(self, app: ASGIApp, auth: AuthConfig, allowed_origins: list[str]) -> None:
-        self.app = app
+    Used by :class:`DoorMiddleware` and by the endpoints the hub's own HTTP protocol serves
+    without ASGI (:mod:`roomhub.callback_websocket`).
+    """
+
+    def __init__(self, auth: AuthConfig, allowed_origins: list[str]) -> None:
         self.checker = TokenChecker(auth) if auth.enabled else None
         self.allowed_origins = [o.rstrip("/") for o in allowed_origins]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
+    def refusal(self, scope: Scope) -> tuple[int, str] | None:
+        """None if the request may pass, else ``(HTTP status, message)``: 403 for a WebSocket
+        handshake from a refused origin, 401 for a missing or bad token.
+
+        ``scope`` needs ``type`` (``"http"`` or ``"websocket"``), ``path``, ``headers`` (lower-case
+        byte pairs), ``query_string`` and ``client``, as in ASGI."""
         if scope["type"] == "websocket" and not origin_allowed(scope, self.allowed_origins):
             origin = _headers(scope).get("origin")
             log.warning("refused WebSocket from origin %s to %s", origin, scope.get("path"))
-            return await deny(scope, send, 403, f"origin {origin} is not allowed")
+            return 403, f"origin {origin} is not allowed"
         if self.checker is not None and scope.get("path") not in PUBLIC_PATHS:
             reason = self.checker.check(token_of(scope))
             if reason is not None:
                 client = scope.get("client") or ("?", 0)
                 log.info("refused %s %s from %s: %s", scope["type"], scope.get("path"), client[0], reason)
-                return await deny(scope, send, 401, reason)
+                return 401, reason
+        return None
+
+
+class DoorMiddleware:
+    """ASGI middleware applying the :class:`Door` to every request."""
+
+    def __init__(self, app: ASGIApp, auth: AuthConfig, allowed_origins: list[str]) -> None:
+        self.app = app
+        self.door = Door(auth, allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            refusal = self.door.refusal(scope)
+            if refusal is not None:
+                return await deny(scope, send, *refusal)
         return await self.app(scope, receive, send)
 
 
