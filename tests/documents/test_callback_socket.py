@@ -140,3 +140,14 @@ async def test_shutdown_closes_document_clients_with_1001(docs_config, in_proces
         code, reason = await closed_with(ws)
         await stop
         assert code == 1001 and reason
+
+
+async def test_sigterm_closes_document_clients_with_1001_and_exits_0(docs_config, hub_process):
+    hub = hub_process(docs_config())
+    async with connect(f"{hub.ws}/yjs/term") as ws:
+        await ws.recv()  # sync step 1: joined
+        stopping = asyncio.get_running_loop().run_in_executor(None, hub.stop)
+        code, reason = await closed_with(ws)
+        assert code == 1001 and reason == "hub shutting down"
+        assert await stopping == 0
+    assert "shutdown complete" in hub.log()
