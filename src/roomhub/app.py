@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .faces import Shortcut
 from .http_server import PROTOCOL as HTTP_PROTOCOL
 from .hub import Hub
-from .security import DoorMiddleware
+from .security import Door, DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 from .websocket_server import PROTOCOL
@@ -119,6 +119,10 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         options["ws"] = PROTOCOL
     if HTTP_PROTOCOL is not None:  # uvicorn's httptools one, writing a small response at once
         options["http"] = HTTP_PROTOCOL
+        direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
+        if direct_http:  # the faces' hot HTTP paths, served without ASGI behind the same door
+            door = Door(server.auth, server.allowed_origins)
+            options["http"] = HTTP_PROTOCOL.with_direct_http(direct_http, door)
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 

@@ -22,6 +22,7 @@ from .connections import AsgiSocket, CloseCode, Connection, Frame
 from .rooms import Room, RoomError, RoomRegistry
 
 if TYPE_CHECKING:
+    from .http_server import DirectRoute
     from .hub import Hub
 
 log = logging.getLogger("roomhub.faces")
@@ -54,6 +55,12 @@ class Face:
         """Raw ASGI apps served ahead of the router, by path prefix: for hot paths that need no
         routing nor FastAPI middleware. The hub still applies its origin and token checks to them."""
         return {}
+
+    def direct_http_routes(self) -> list[DirectRoute]:
+        """HTTP requests the hub's HTTP protocol serves without ASGI, by raw path prefix (see
+        :mod:`roomhub.http_server`): for hot paths where even a raw ASGI app costs too much. The
+        hub applies its origin and token checks to them."""
+        return []
 
     async def start(self) -> None:
         """Called at hub start-up, before the first request."""

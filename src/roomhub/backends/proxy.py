@@ -50,6 +50,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 from yarl import URL
 
+from ..http_server import DirectRoute
 from ..rooms import validate_room_name
 from . import protocol as p
 from .instances import Instance
@@ -119,7 +120,9 @@ class BackendProxy:
         self.max_frame_bytes = max_frame_bytes
         self.note_server = note_server
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def target(self, scope: Scope) -> tuple[str, str, str, str]:
+        """``(partition, name, range, rest)`` of a request (see :func:`split_path`, :func:`partition_of`);
+        raises ``BadRequest``. Notes the hub's address on the first call."""
         if self.note_server is not None:
             self.note_server(scope)
         partition_header = referer = None
@@ -128,9 +131,30 @@ class BackendProxy:
                 partition_header = value.decode("latin-1")
             elif key == b"referer":
                 referer = value.decode("latin-1")
+        name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
+        return partition_of(partition_header, scope.get("query_string", b""), referer), name, rng, rest
+
+    @staticmethod
+    def not_running(partition: str, name: str, rng: str) -> p.BadRequest:
+        """The 404 ``backend-not-running`` of a request with no matching instance."""
+        return p.BadRequest("backend-not-running",
+                            f"no instance of {name}#{rng} runs in partition {partition!r}",
+                            status=404, name=name, partitionId=partition)
+
+    def direct_route(self) -> DirectRoute:
+        """HTTP requests under ``/backends/`` served by the hub's HTTP protocol without ASGI
+        (:class:`~roomhub.backends.exchange.ProxyExchange`); WebSockets stay on :meth:`__call__`."""
+        from .exchange import ProxyExchange
+
+        def open_exchange(protocol: Any, scope: dict[str, Any], keep_alive: bool,
+                          expect_100_continue: bool) -> ProxyExchange:
+            return ProxyExchange(self, protocol, scope, keep_alive, expect_100_continue)
+
+        return DirectRoute(b"/backends/", open_exchange)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
-            partition = partition_of(partition_header, scope.get("query_string", b""), referer)
+            partition, name, rng, rest = self.target(scope)
             inst = await self._instance(partition, name, rng)
         except p.BadRequest as exc:
             log.info("proxy %s %s: %s", scope["type"], scope["path"], exc.detail)
@@ -151,9 +175,7 @@ class BackendProxy:
         if inst is not None:
             return inst
         if self.on_demand is None:
-            raise p.BadRequest("backend-not-running",
-                               f"no instance of {name}#{rng} runs in partition {partition!r}",
-                               status=404, name=name, partitionId=partition)
+            raise self.not_running(partition, name, rng)
         return await self.on_demand(partition, name, rng)
 
     @staticmethod
