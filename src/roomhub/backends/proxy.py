@@ -5,8 +5,12 @@ router and FastAPI middleware (:meth:`~roomhub.faces.Face.shortcuts`; the
 origin and token checks still apply), with no per-request parsing beyond
 the path, the partition and one pass over the headers:
 
-- **HTTP**: the request body is streamed to the backend as it arrives
-  (aiohttp, over the instance's Unix socket or loopback port; see
+- **HTTP**: served by the hub's HTTP protocol without ASGI through
+  :meth:`BackendProxy.direct_route` (:mod:`.exchange`, over the instance's
+  keep-alive pool of :mod:`.upstream`; the same behaviour as below). The
+  ASGI form here remains for an app served without that protocol: the
+  request body is streamed to the backend as it arrives (aiohttp, over the
+  instance's Unix socket or loopback port; see
   :func:`~roomhub.backends.instances.upstream_session` for why not httpx)
   and the response body streamed back chunk by chunk (no decoding, so
   ``content-encoding`` and ``content-length`` pass through unchanged). Any
