@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger("roomhub.http_server")
 
 FLUSH_BYTES = 64 * 1024
 """Held bytes beyond which a write goes out at once (large bodies gain nothing from waiting)."""
@@ -307,7 +310,11 @@ else:
 
         def _start_direct(self, exchange: DirectExchange) -> None:
             self.direct_active = exchange
-            exchange.start()
+            try:
+                exchange.start()
+            except Exception:  # a bug, not bad input: this connection only is closed
+                log.exception("serving %s %s failed", exchange.scope["method"], exchange.scope["path"])
+                exchange.abort()
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             if isinstance(cycle, DirectExchange):
