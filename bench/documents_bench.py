@@ -11,7 +11,11 @@ protocol, yjs documents) drives both. Scenarios:
 - idle: N connected, synced, idle clients: server RSS growth per connection;
 - history: a document with H updates of history, cold (its room unloaded):
   time for a new client to be synced (median of 9: single joins vary by
-  several ms on a shared machine), content checked.
+  several ms on a shared machine), content checked; and the part of it from
+  the socket's opening to synced (sync step 1 sent, the whole document
+  loaded by the server, sync step 2 received and applied). The rest is the
+  WebSocket handshake, mostly the Node client's own work (2-3 ms against a
+  bare asyncio server, ``documents_floor.py``).
 
 Run: ``python bench/documents_bench.py [--quick]`` (needs ``pip install
 '.[bench]'`` and ``scripts/setup-interop.sh``). Prints a table, then JSON.
@@ -193,6 +197,7 @@ def main() -> None:
         ("idle", "rss_per_connection_bytes", f"idle x{args.idle}: RSS per connection (KiB)", 1024,
          "lower"),
         ("history", "join_ms_median", f"join {args.history} updates history (ms)", 1, "lower"),
+        ("history", "sync_ms_median", "  of which open -> synced (ms)", 1, "lower"),
     ]
     rows = [
         (label, r[mode][key] / scale, q[mode][key] / scale, better)

@@ -48,7 +48,10 @@ class Client {
       const timer = setTimeout(() => { this.unsynced = true; resolve(this) }, within)
       this.ws = new WebSocket(`${opts.url}/${this.room}`, { perMessageDeflate: false })
       this.ws.binaryType = 'nodebuffer'
-      this.ws.on('open', () => this.ws.send(syncMsg(0, Y.encodeStateVector(this.doc))))
+      this.ws.on('open', () => {
+        this.openedAfter = now() - this.t0
+        this.ws.send(syncMsg(0, Y.encodeStateVector(this.doc)))
+      })
       this.ws.on('error', reject)
       this.ws.on('message', (data) => {
         if (data[0] !== 0) return
@@ -191,12 +194,21 @@ async function history () {
   const joins = []
   for (let i = 0; i < (opts.joins || 9); i++) {
     const c = await new Client('history', 1000 + i).connect()
-    joins.push({ ms: c.syncedAfter, complete: c.text.length === expected })
+    joins.push({ ms: c.syncedAfter, syncMs: c.syncedAfter - c.openedAfter, complete: c.text.length === expected })
     c.close()
     await sleep(opts.coldDelay * 1000)
   }
   const ms = joins.map((j) => j.ms).sort((a, b) => a - b)
-  return { updates: total, settle_ms: settleMs, join_ms_median: ms[Math.floor(ms.length / 2)], join_ms: ms, complete: joins.every((j) => j.complete) }
+  const syncMs = joins.map((j) => j.syncMs).sort((a, b) => a - b)
+  return {
+    updates: total,
+    settle_ms: settleMs,
+    join_ms_median: ms[Math.floor(ms.length / 2)],
+    join_ms: ms,
+    sync_ms_median: syncMs[Math.floor(syncMs.length / 2)],
+    sync_ms: syncMs,
+    complete: joins.every((j) => j.complete)
+  }
 }
 
 // join floor: sequential joins of an empty room, each after coldDelay seconds of quiet

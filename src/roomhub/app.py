@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .faces import Shortcut
-from .http_server import PROTOCOL as HTTP_PROTOCOL
+from .http_server import for_hub
 from .hub import Hub
 from .security import Door, DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
@@ -108,8 +108,8 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "ws_max_size": server.limits.max_frame_bytes,
         # Off so that a broadcast frame is encoded once for all members, not compressed per client.
         "ws_per_message_deflate": False,
-        "ws_ping_interval": 20.0,
-        "ws_ping_timeout": 20.0,
+        "ws_ping_interval": server.ping_interval or None,
+        "ws_ping_timeout": server.ping_interval or None,
         "timeout_graceful_shutdown": int(server.shutdown_timeout),
         "proxy_headers": False,
         # No access log (the CLI keeps uvicorn.access quiet): formatting one costs every request.
@@ -117,12 +117,13 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     }
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
-    if HTTP_PROTOCOL is not None:  # uvicorn's httptools one, writing a small response at once
-        options["http"] = HTTP_PROTOCOL
+    http = for_hub(hub.sockets)
+    if http is not None:  # uvicorn's httptools one, writing a small response at once
+        options["http"] = http
         direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
         if direct_http:  # the faces' hot HTTP paths, served without ASGI behind the same door
             door = Door(server.auth, server.allowed_origins)
-            options["http"] = HTTP_PROTOCOL.with_direct_http(direct_http, door)
+            options["http"] = http.with_direct_http(direct_http, door)
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 

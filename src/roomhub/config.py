@@ -57,6 +57,11 @@ class LimitsConfig(Model):
     send_queue_frames: int = Field(
         default=1024, ge=1, description="Frames queued for one client before it is closed."
     )
+    send_buffer_bytes: int = Field(
+        default=16 * MiB, ge=64 * KiB,
+        description="Unsent bytes held for one client of a callback WebSocket endpoint (/yjs) "
+        "before it is closed as a slow consumer (4008).",
+    )
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
 
 
@@ -73,6 +78,11 @@ class ServerConfig(Model):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds to stop everything.")
+    ping_interval: float = Field(
+        default=20.0, ge=0,
+        description="Seconds between WebSocket pings to every client; a client that has not "
+        "answered within as long again is closed (1011). 0: no pings.",
+    )
     data_dir: Path | None = Field(
         default=None,
         description="Room directories and stores; default: $XDG_DATA_HOME/roomhub or ~/.local/share/roomhub.",

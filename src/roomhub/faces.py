@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
+from .callback_websocket import SocketEndpoint
 from .connections import AsgiSocket, CloseCode, Connection, Frame
 from .rooms import Room, RoomError, RoomRegistry
 
@@ -54,7 +55,13 @@ class Face:
     def shortcuts(self) -> list[Shortcut]:
         """Raw ASGI apps served ahead of the router, by path prefix: for hot paths that need no
         routing nor FastAPI middleware. The hub still applies its origin and token checks to them."""
-        return {}
+        return []
+
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        """WebSocket endpoints served without ASGI by the hub's HTTP protocol, by path prefix
+        (:mod:`roomhub.callback_websocket`): for connections that are idle most of their life
+        and whose messages are handled synchronously. The hub applies its origin and token checks."""
+        return []
 
     def direct_http_routes(self) -> list[DirectRoute]:
         """HTTP requests the hub's HTTP protocol serves without ASGI, by raw path prefix (see

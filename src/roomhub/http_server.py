@@ -26,8 +26,11 @@ Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within
 the same turn of the loop. A connection upgraded to WebSocket hands the real
 transport to the WebSocket protocol (which batches its own frames, see
-:mod:`roomhub.websocket_server`). :data:`PROTOCOL` is None when uvicorn's
-httptools protocol is missing; the hub then uses uvicorn's default.
+:mod:`roomhub.websocket_server`), or, when its path belongs to one of the
+hub's callback endpoints, to :class:`~roomhub.callback_websocket.CallbackSockets`
+(no ASGI cycle; :func:`for_hub` makes the hub's own protocol class).
+:data:`PROTOCOL` is None when uvicorn's httptools protocol is missing; the hub
+then uses uvicorn's default (and serves no callback endpoint).
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
+
+from .callback_websocket import CallbackSockets
 
 log = logging.getLogger("roomhub.http_server")
 
@@ -267,6 +272,8 @@ else:
             """A subclass serving ``routes`` without ASGI, behind ``door`` (``Door.refusal(scope)``)."""
             return type("HubHttpProtocol", (cls,), {"direct_http_routes": tuple(routes), "direct_door": door})
 
+        callback_sockets: CallbackSockets | None = None  # set on the class :func:`for_hub` makes
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
@@ -291,7 +298,7 @@ else:
             parsed = httptools.parse_url(self.url)
             raw_path = parsed.path
             path = raw_path.decode("ascii")
-            scope["path"] = urllib.parse.unquote(path) if "%" in path else path
+            scope["path"] = unquote(path) if "%" in path else path
             scope["raw_path"] = raw_path
             scope["query_string"] = parsed.query or b""
             keep_alive = http_version != "1.0" and parser.should_keep_alive()
@@ -361,6 +368,26 @@ else:
             if isinstance(coalescing, CoalescingTransport):
                 coalescing.flush()
                 self.transport = coalescing.transport
+            sockets = self.callback_sockets
+            if sockets is not None:
+                path = unquote(httptools.parse_url(self.url).path.decode("latin-1"))
+                endpoint = sockets.endpoint_for(path)
+                if endpoint is not None:
+                    self.connections.discard(self)  # uvicorn no longer owns this connection
+                    request = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+                    for name, value in self.scope["headers"]:
+                        request += [name, b": ", value, b"\r\n"]
+                    request.append(b"\r\n")
+                    sockets.upgrade(endpoint, self.transport, b"".join(request))  # type: ignore[arg-type]
+                    return
             super().handle_websocket_upgrade()
 
     PROTOCOL = CoalescingHttpProtocol
+
+
+def for_hub(sockets: CallbackSockets) -> type[Any] | None:
+    """The HTTP protocol class of one hub: :data:`PROTOCOL` handing upgrades for ``sockets``'
+    endpoints to them (None when :data:`PROTOCOL` is)."""
+    if PROTOCOL is None:
+        return None
+    return type("HubHttpProtocol", (PROTOCOL,), {"callback_sockets": sockets})

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .bus import LocalBus
+from .callback_websocket import CallbackSockets
 from .config import HubConfig
 from .faces import Face
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
+from .security import Door
 
 log = logging.getLogger("roomhub.hub")
 
@@ -69,6 +71,13 @@ class Hub:
         self.runtimes: dict[str, Runtime] = make_runtimes(config.runtime, self.id)
         self.started_at = time.time()
         self.faces: list[Face] = self._make_faces()
+        server, limits = config.server, config.server.limits
+        # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
+        self.sockets = CallbackSockets(
+            Door(server.auth, server.allowed_origins), max_size=limits.max_frame_bytes,
+            max_buffer_bytes=limits.send_buffer_bytes, ping_interval=server.ping_interval,
+        )
+        self.sockets.add(e for face in self.faces for e in face.socket_endpoints())
 
     def _hub_id(self) -> str:
         """A stable id (kept in the data directory) so that a restarted hub recognises its leftovers."""
@@ -142,6 +151,7 @@ class Hub:
             await asyncio.to_thread(shutil.rmtree, stale, True)
         for face in self.faces:
             await face.start()
+        self.sockets.start()
         log.info("hub %s started: faces %s, data in %s", self.id,
                  ", ".join(f.name for f in self.faces), self.data_dir)
 
@@ -158,6 +168,7 @@ class Hub:
                 log.error("face %s did not stop within %.0f s", face.name, timeout)
             except Exception:
                 log.exception("face %s failed to stop", face.name)
+        await self.sockets.stop()  # what no face closed (handshakes, joins in progress)
         for runtime in self.runtimes.values():
             try:
                 await runtime.close()

@@ -89,6 +89,41 @@ async def test_sqlite_group_commit_batches_writes(tmp_path, monkeypatch):
     await again.close()
 
 
+async def test_sqlite_loads_on_the_loop_and_in_the_worker_agree(tmp_path, monkeypatch):
+    """Small known documents are read on the loop's thread, others in the worker: same content,
+    appends and compactions in between included."""
+    from roomhub.documents.stores import sqlite as mod
+
+    in_worker: list[str] = []
+    original = mod.SQLiteFile.load
+
+    def counting(self, name):
+        in_worker.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(mod.SQLiteFile, "load", counting)
+    store = SQLiteStore(tmp_path / "d.sqlite3", commit_window=0.01, compact_after=10**6)
+    await store.open()
+    updates, expected = edits(200)
+    for u in updates[:100]:
+        store.append("small", u)
+    store.append("big", os.urandom(mod.INLINE_LOAD_BYTES + 1))
+    await store.flush()
+    first = await store.load("small")  # size unknown since start: the worker reads it
+    assert in_worker == ["small"] and len(first) == 100
+    for u in updates[100:]:
+        store.append("small", u)
+    await store.flush()
+    assert text_of(await store.load("small")) == expected and in_worker == ["small"]  # on the loop
+    await store.compact("small")
+    assert len(await store.load("small")) == 1 and in_worker == ["small"]
+    assert text_of(await store.load("small")) == expected
+    await store.load("big")
+    await store.load("big")  # known, but too big for the loop: the worker again
+    assert in_worker == ["small", "big", "big"]
+    await store.close()
+
+
 async def test_sqlite_compacts_after_threshold_and_close_flushes(tmp_path):
     path = tmp_path / "d.sqlite3"
     store = SQLiteStore(path, commit_window=0.01, compact_after=50)

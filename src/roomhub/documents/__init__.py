@@ -21,13 +21,14 @@ from typing import Any
 from pycrdt import Doc
 from starlette.routing import BaseRoute
 
+from ..callback_websocket import SocketEndpoint
 from ..config import DocumentsConfig
 from ..connections import Frame
-from ..faces import Face, Shortcut
+from ..faces import Face
 from ..rooms import RoomRegistry, validate_room_name
 from . import protocol
 from .access import Access, AccessRequest, load_hook
-from .endpoint import PREFIX, document_routes, socket_app
+from .endpoint import DocumentSockets, document_routes
 from .room import DocumentContext, DocumentRoom, root_types_json
 from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into
 
@@ -82,12 +83,13 @@ class DocumentsFace(Face):
             bus=hub.bus,
         )
         self._keepalive: asyncio.Task[None] | None = None
+        self.sockets = DocumentSockets(self)
 
     def routes(self) -> list[BaseRoute]:
         return document_routes(self)
 
-    def shortcuts(self) -> list[Shortcut]:
-        return [Shortcut(PREFIX, socket_app(self), frozenset({"websocket"}))]
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        return [self.sockets]
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.rooms]

@@ -1,28 +1,33 @@
-"""The documents face's ASGI adapter: ``/yjs/<room>`` and ``/api/documents``.
+"""The documents face's adapters: the ``/yjs/<room>`` socket and the ``/api/documents`` routes.
 
 ``/yjs/<room>`` speaks the y-websocket protocol (see :mod:`.protocol`) to the
 ``y-websocket`` npm client (``new WebsocketProvider('ws://host:port/yjs',
-room, doc)``) and pycrdt providers. Close codes: 1003 for a text frame,
-1007 for a frame or update that does not decode, 1008 for a policy breach
-(too many awareness ids), 1009 for a frame over ``limits.max_frame_bytes``
-(uvicorn), 4003 when the access hook denies (after a permission-denied
-message), 1013 when a limit is reached. An invalid room name gets HTTP 400
-before the handshake.
+room, doc)``) and pycrdt providers. It is a callback endpoint
+(:mod:`roomhub.callback_websocket`): a connection holds no task while idle,
+and every frame is handled in the step it arrives in. Close codes: 1003 for
+a text frame, 1007 for a frame or update that does not decode, 1008 for a
+policy breach (too many awareness ids, too many frames before the room is
+ready), 1009 for a frame over ``limits.max_frame_bytes``, 4003 when the
+access hook denies (after a permission-denied message), 4008 for a client
+that does not read (``limits.send_buffer_bytes``), 1013 when a limit is
+reached, 4011 when the room cannot be loaded, 1011 for a keepalive ping left
+unanswered. An invalid room name gets HTTP 400 before the handshake.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException
-from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import AsgiSocket, CloseCode, Connection, Frame
-from ..faces import serve_room_socket
-from ..rooms import validate_room_name
+from ..callback_websocket import CallbackWebSocket, Message, SocketEndpoint
+from ..connections import CloseCode
+from ..rooms import RoomError, validate_room_name
 from . import protocol as p
 from .access import Access, AccessRequest, decide
 from .room import DocumentRoom
@@ -33,78 +38,124 @@ if TYPE_CHECKING:
 log = logging.getLogger("roomhub.documents")
 
 PREFIX = "/yjs"
+MAX_EARLY_FRAMES = 256
+"""Frames a client may send before its room is ready (loaded, access decided)."""
 
 
-def _frame_handler(writable: bool) -> Any:
-    async def handle(room: DocumentRoom, conn: Connection, frame: Frame) -> None:
-        if isinstance(frame, str):
-            log.info("%s: text frame from %s: closing (1003)", room.name, conn.peer)
-            conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames only (y-websocket protocol)")
-            return
-        try:
-            room.handle(conn, frame, writable)
-        except p.ProtocolError as exc:
-            log.info(
-                "%s: bad frame from %s, closing (%d): %s",
-                room.name, conn.peer, exc.code, exc.reason,
-            )
-            conn.close(exc.code, exc.reason)
+@dataclass(slots=True)
+class _Joining:
+    """A connection whose room is being joined: the frames it sent meanwhile."""
 
-    return handle
+    early: list[Message] = field(default_factory=list)
 
 
-def socket_app(face: DocumentsFace) -> ASGIApp:
-    """The raw ASGI app of ``/yjs/<room>``, served ahead of the router (see
-    :meth:`~roomhub.faces.Face.shortcuts`): an idle connection holds no routing or
-    middleware frames, only its :class:`~roomhub.connections.AsgiSocket` and handler."""
-    hub = face.hub
-    handlers = {True: _frame_handler(True), False: _frame_handler(False)}
+@dataclass(slots=True)
+class _Joined:
+    room: DocumentRoom
+    writable: bool
 
-    def forget(room: DocumentRoom, conn: Connection) -> None:
-        room.forget(conn)
 
-    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
+class DocumentSockets(SocketEndpoint):
+    """``/yjs/<room>``: each connection joins the document room ``<room>`` of ``face``.
+
+    ``sock.state`` is a :class:`_Joining` until the room is ready (loaded from the store,
+    access decided), then a :class:`_Joined`; the join is the only task a connection has.
+    """
+
+    prefix = PREFIX
+
+    def __init__(self, face: DocumentsFace) -> None:
+        self.face = face
+        self.joins: set[asyncio.Task[None]] = set()
+
+    def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
         name = scope["path"][len(PREFIX) + 1:]
         try:
-            validate_room_name(name, hub.config.server.limits.room_name_max_length)
+            validate_room_name(name, self.face.hub.config.server.limits.room_name_max_length)
         except ValueError as exc:
-            await _deny_http(scope, receive, send, 400, str(exc))
+            return 400, str(exc)
+        return None
+
+    def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        if not self.face.hub.connections.try_acquire():
+            sock.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
-        websocket = AsgiSocket(scope, receive, send)
+        sock.state = _Joining()
+        task = asyncio.create_task(self._join(sock, scope), name=f"yjs-join:{sock.path}")
+        self.joins.add(task)
+        task.add_done_callback(self.joins.discard)
+
+    async def _join(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        face = self.face
+        name = sock.path[len(PREFIX) + 1:]
         access = Access.ALLOW
         if face.access_hook is not None:
-            client = websocket.client
             request = AccessRequest(
                 room=name,
-                headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-                query=dict(websocket.query_params),
-                client=(client.host, client.port) if client else None,
+                headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+                query=dict(parse_qsl(scope["query_string"].decode("latin-1"))),
+                client=scope["client"],
             )
             access = await decide(face.access_hook, request)
         if access is Access.DENY:
-            log.info("access to document %r denied to %s", name, websocket.client)
-            if await websocket.accept():
-                await websocket.send({"type": "websocket.send",
-                                      "bytes": p.permission_denied(f"access to document {name!r} denied")})
-                await websocket.close(CloseCode.FORBIDDEN, "access denied")
+            log.info("access to document %r denied to %s", name, sock.peer)
+            sock.send(p.permission_denied(f"access to document {name!r} denied"))
+            sock.close(CloseCode.FORBIDDEN, "access denied")
             return
-        await serve_room_socket(
-            websocket, hub, face.rooms, name, handlers[access is Access.ALLOW], left=forget,
-        )
+        if sock.closing:
+            return
+        try:
+            room = await face.rooms.join(name, sock)  # type: ignore[arg-type]
+        except RoomError as exc:
+            sock.close(exc.code, exc.reason)
+            return
+        joining = sock.state
+        sock.state = _Joined(room, access is Access.ALLOW)
+        if sock.closing:  # it left while the room was loading
+            self._leave(sock, sock.state)
+            return
+        log.debug("%s joined %s (%d members)", sock.peer, name, len(room.members))
+        for message in joining.early:
+            self.received(sock, message)
 
-    return socket
+    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+        state = sock.state
+        if isinstance(state, _Joining):
+            if len(state.early) >= MAX_EARLY_FRAMES:
+                sock.close(CloseCode.POLICY_VIOLATION, "too many frames before the document was ready")
+            else:
+                state.early.append(message)
+            return
+        if not isinstance(state, _Joined) or sock.closing:
+            return
+        room = state.room
+        if isinstance(message, str):
+            log.info("%s: text frame from %s: closing (1003)", room.name, sock.peer)
+            sock.close(CloseCode.UNSUPPORTED_DATA, "binary frames only (y-websocket protocol)")
+            return
+        try:
+            room.handle(sock, message, state.writable)
+        except p.ProtocolError as exc:
+            log.info("%s: bad frame from %s, closing (%d): %s", room.name, sock.peer, exc.code, exc.reason)
+            sock.close(exc.code, exc.reason)
 
+    def closed(self, sock: CallbackWebSocket) -> None:
+        state = sock.state
+        if state is None:  # refused before joining: it never held a connection slot
+            return
+        if isinstance(state, _Joined):
+            self._leave(sock, state)
+        self.face.hub.connections.release()
 
-async def _deny_http(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
-    """Refuse a handshake with an HTTP response (uvicorn's denial-response extension), else 403."""
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
-    else:
-        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": detail})
+    def _leave(self, sock: CallbackWebSocket, state: _Joined) -> None:
+        state.room.forget(sock)
+        task = asyncio.ensure_future(self.face.rooms.leave(state.room, sock))  # type: ignore[arg-type]
+        self.joins.add(task)
+        task.add_done_callback(self.joins.discard)
 
 
 def document_routes(face: DocumentsFace) -> list[BaseRoute]:
-    """The REST routes of ``/api/documents`` (the socket is :func:`socket_app`)."""
+    """The REST routes of ``/api/documents`` (the socket is :class:`DocumentSockets`)."""
     api = APIRouter(prefix="/api/documents", tags=["documents"])
 
     @api.get("", summary="Documents: live rooms (clients, size) and stored documents")

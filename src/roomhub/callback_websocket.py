@@ -1,0 +1,379 @@
+"""WebSocket endpoints served without ASGI: one asyncio protocol per connection, events by callback.
+
+Through uvicorn's ASGI cycle an idle WebSocket holds a task with its
+coroutine frames, the scope, uvicorn's protocol state and the endpoint's own
+objects: about 19.5 KiB for a bare endpoint on this stack, before any room
+state (``bench/documents_floor.py``). Document clients are idle most of the
+time and a hub holds thousands of them, so endpoints that can answer every
+frame synchronously are served here instead: a connection is a
+:class:`CallbackWebSocket`, the ``websockets`` library's sans-I/O
+``ServerProtocol`` (RFC 6455 handshake, framing, close handshake, automatic
+pongs, ``max_size``) driven by asyncio's transport callbacks, and the
+endpoint's :class:`SocketEndpoint` methods are called for each message. No
+task exists while a connection is idle (about 6 KiB per connection).
+
+The hub's HTTP protocol (:mod:`roomhub.http_server`) hands an upgrade request
+whose path is an endpoint's prefix, or lies under it, to
+:meth:`CallbackSockets.upgrade`. The handshake passes the hub's
+:class:`~roomhub.security.Door` (origin, token: HTTP 403/401 with a JSON
+``{"detail"}`` body), then the endpoint's own :meth:`SocketEndpoint.handshake`
+check (e.g. 400 for a bad room name).
+
+What each connection gets:
+
+- **keepalive**: every ``ping_interval`` seconds a ping; a connection that
+  did not answer the previous one is closed with 1011 (as the ``websockets``
+  and ``y-websocket`` servers do);
+- **backpressure**: :meth:`CallbackWebSocket.send` never waits; a client whose
+  unsent bytes exceed ``max_buffer_bytes`` is closed with 4008 (slow
+  consumer) and its transport aborted if the close does not go through;
+- **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
+  frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
+- **close**: a close frame is answered and the TCP connection closed by the
+  server (RFC 6455 section 7.1.1); a client that does not complete the close
+  handshake within ``close_timeout`` seconds is aborted. Whatever ends a
+  connection (close frame of any status or none, EOF, reset), the endpoint's
+  :meth:`SocketEndpoint.closed` is called exactly once, if it was opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from .security import Door
+
+log = logging.getLogger("roomhub.websocket")
+# The library logs "connection open/closed" at INFO for every client: only its warnings and
+# errors are worth a line in the hub's log.
+_wire_log = logging.getLogger("roomhub.websocket.wire")
+_wire_log.setLevel(logging.WARNING)
+
+Message = str | bytes
+SLOW_CONSUMER = 4008
+
+
+class SocketEndpoint:
+    """An endpoint served by :class:`CallbackSockets` under ``prefix`` (e.g. ``"/yjs"``).
+
+    Subclasses override the callbacks; all run in the event loop and must not block.
+    ``sock.state`` is the endpoint's to use (None at first).
+    """
+
+    prefix = ""
+
+    def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
+        """Check a handshake the door let through: None accepts, ``(status, message)`` refuses it
+        with that HTTP status and ``{"detail": message}``. ``scope`` is ASGI-like (``path``,
+        ``query_string``, ``headers`` as lower-case byte pairs, ``client``)."""
+        return None
+
+    def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        """The handshake is done; ``sock`` can send."""
+
+    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+        """One complete message: ``bytes`` for binary, ``str`` for text."""
+
+    def closed(self, sock: CallbackWebSocket) -> None:
+        """The connection has ended (called once, only after :meth:`opened`)."""
+
+
+class CallbackSockets:
+    """The hub's callback WebSocket endpoints and their open connections.
+
+    ``max_size`` (bytes) bounds a message, ``max_buffer_bytes`` a client's unsent bytes,
+    ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings).
+    """
+
+    def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,
+                 close_timeout: float = 5.0) -> None:
+        self.door = door
+        self.max_size = max_size
+        self.max_buffer_bytes = max_buffer_bytes
+        self.ping_interval = ping_interval
+        self.close_timeout = close_timeout
+        self.endpoints: list[tuple[str, str, SocketEndpoint]] = []
+        self.open: set[CallbackWebSocket] = set()
+        self._pinger: asyncio.Task[None] | None = None
+        self._all_closed: asyncio.Event | None = None  # made by stop()
+
+    def add(self, endpoints: Iterable[SocketEndpoint]) -> None:
+        for endpoint in endpoints:
+            prefix = endpoint.prefix.rstrip("/")
+            self.endpoints.append((prefix, prefix + "/", endpoint))
+
+    def endpoint_for(self, path: str) -> SocketEndpoint | None:
+        """The endpoint serving ``path`` (its prefix or under it), or None."""
+        for exact, under, endpoint in self.endpoints:
+            if path == exact or path.startswith(under):
+                return endpoint
+        return None
+
+    def upgrade(self, endpoint: SocketEndpoint, transport: asyncio.Transport, request: bytes) -> None:
+        """Take over ``transport``, whose upgrade request (``request``: request line and headers,
+        as received) is for ``endpoint``."""
+        sock = CallbackWebSocket(self, endpoint)
+        sock.connection_made(transport)
+        transport.set_protocol(sock)
+        sock.data_received(request)
+
+    def start(self) -> None:
+        if self.ping_interval > 0 and self._pinger is None:
+            self._pinger = asyncio.create_task(self._ping_loop(), name="websocket-keepalive")
+
+    async def stop(self, code: int = 1001, reason: str = "hub shutting down", timeout: float = 2.0) -> None:
+        """Close every open connection with ``code`` and wait (``timeout`` seconds at most) until
+        they are gone; stop the pings."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._pinger = None
+        if not self.open:
+            return
+        self._all_closed = asyncio.Event()
+        for sock in list(self.open):
+            sock.close(code, reason)
+        try:
+            await asyncio.wait_for(self._all_closed.wait(), timeout)
+        except TimeoutError:
+            for sock in list(self.open):
+                sock.abort()
+
+    def _closed(self, sock: CallbackWebSocket) -> None:
+        self.open.discard(sock)
+        if not self.open and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            for sock in list(self.open):
+                sock.keepalive()
+
+
+def _refusal_body(status: int, message: str) -> tuple[bytes, list[tuple[str, str]]]:
+    body = json.dumps({"detail": message}).encode()
+    headers = [("Content-Type", "application/json")]
+    if status == 401:
+        headers.append(("WWW-Authenticate", "Bearer"))
+    return body, headers
+
+
+class CallbackWebSocket(asyncio.Protocol):
+    """One WebSocket connection of a :class:`SocketEndpoint` (see the module).
+
+    ``path`` is the request's path, ``peer`` the client's ``"host:port"``; ``close_code`` and
+    ``close_reason`` are what this side sent or received last, once closing.
+    """
+
+    __slots__ = ("_abort_timer", "_fragments", "_ping_unanswered", "closing", "endpoint", "opened",
+                 "path", "peer", "server", "state", "transport", "ws")
+
+    def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
+        self.server = server
+        self.endpoint = endpoint
+        self.ws: ServerProtocol = ServerProtocol(max_size=server.max_size,
+                                                 logger=_wire_log)
+        self.transport: asyncio.Transport | None = None
+        self.path = ""
+        self.peer = "?"
+        self.state: Any = None
+        self.opened = False
+        self.closing = False
+        self._fragments: list[bytes] | None = None
+        self._ping_unanswered = False
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.path} ({self.peer})"
+
+    @property
+    def close_code(self) -> int | None:
+        close = self.ws.close_sent or self.ws.close_rcvd
+        return close.code if close is not None else None
+
+    @property
+    def close_reason(self) -> str:
+        close = self.ws.close_sent or self.ws.close_rcvd
+        return close.reason if close is not None else ""
+
+    # -- asyncio protocol callbacks -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}"
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+                continue
+            opcode = event.opcode
+            if opcode is Opcode.BINARY or opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                self._frame(opcode, event.data, event.fin)
+            elif opcode is Opcode.PONG:
+                self._ping_unanswered = False
+            elif opcode is Opcode.CLOSE:
+                self.closing = True
+        self._write()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._write()
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        if self.opened:
+            self.opened = False
+            self.server._closed(self)
+            try:
+                self.endpoint.closed(self)
+            except Exception:
+                log.exception("%s: the endpoint's close callback failed", self.label)
+
+    # -- sending ---------------------------------------------------------------------
+    def send(self, message: Message) -> bool:
+        """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
+
+        False if the connection is closing. A client whose unsent bytes pass
+        ``max_buffer_bytes`` is closed with 4008 (slow consumer)."""
+        if self.closing or not self.opened:
+            return False
+        if isinstance(message, str):
+            self.ws.send_text(message.encode())
+        else:
+            self.ws.send_binary(message)
+        self._write()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.server.max_buffer_bytes:
+            log.warning("%s: %d bytes unsent, closing as slow consumer", self.label,
+                        transport.get_write_buffer_size())
+            self.close(SLOW_CONSUMER, "send buffer overflow: client too slow")
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake with ``code`` and ``reason`` (at most 120 bytes of it);
+        the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
+        if self.closing and self._abort_timer is not None:
+            return
+        self.closing = True
+        if self.ws.state is State.OPEN:
+            self.ws.send_close(code, reason.encode()[:120].decode(errors="ignore"))
+            self._write()
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and self._abort_timer is None:
+            self._abort_timer = asyncio.get_running_loop().call_later(self.server.close_timeout, self.abort)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def keepalive(self) -> None:
+        """Ping, or close with 1011 when the previous ping went unanswered (called periodically)."""
+        if self.closing or self.ws.state is not State.OPEN:
+            return
+        if self._ping_unanswered:
+            log.info("%s: keepalive ping unanswered, closing", self.label)
+            self.close(1011, "keepalive ping timeout")
+            if self.transport is not None:  # a peer that does not answer pings will not close
+                self.transport.close()
+            return
+        self._ping_unanswered = True
+        self.ws.send_ping(b"")
+        self._write()
+
+    # -- internals ---------------------------------------------------------------------
+    def _write(self) -> None:
+        data = self.ws.data_to_send()
+        if not data:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        eof = data[-1] == b""  # the library's end of stream: the server closes TCP now
+        if eof:
+            data.pop()
+        if data:
+            transport.writelines(data)
+        if eof:
+            transport.close()
+
+    def _handshake(self, request: Request) -> None:
+        path, _, query = request.path.partition("?")
+        self.path = path
+        transport = self.transport
+        client = transport.get_extra_info("peername") if transport is not None else None
+        scope = {
+            "type": "websocket", "path": path, "query_string": query.encode("latin-1"),
+            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in request.headers.raw_items()],
+            "client": tuple(client[:2]) if isinstance(client, tuple) else None,
+        }
+        refusal = self.server.door.refusal(scope) or self.endpoint.handshake(self, scope)
+        if refusal is not None:
+            status, message = refusal
+            response = self.ws.reject(status, message)
+            body, headers = _refusal_body(status, message)
+            response.body = body
+            del response.headers["Content-Type"], response.headers["Content-Length"]
+            for key, value in [*headers, ("Content-Length", str(len(body)))]:
+                response.headers[key] = value
+            self.ws.send_response(response)
+            return
+        response = self.ws.accept(request)
+        self.ws.send_response(response)
+        if response.status_code != 101:
+            log.info("%s: bad WebSocket handshake: %s", self.label, self.ws.handshake_exc)
+            return
+        self._write()  # the 101 leaves before anything the endpoint sends
+        self.opened = True
+        self.server.open.add(self)
+        try:
+            self.endpoint.opened(self, scope)
+        except Exception:
+            log.exception("%s: the endpoint's open callback failed", self.label)
+            self.close(1011, "internal error")
+
+    def _frame(self, opcode: Opcode, data: bytes, fin: bool) -> None:
+        if self.closing or not self.opened:
+            return
+        if opcode is Opcode.CONT:
+            fragments = self._fragments
+            if fragments is None:  # the library refuses this already; never reached
+                return
+            fragments.append(data)
+            if not fin:
+                return
+            self._fragments = None
+            opcode, data = Opcode(fragments[0][0]), b"".join(fragments[1:])
+        elif not fin:
+            self._fragments = [bytes([opcode.value]), data]  # the opcode travels with the parts
+            return
+        message: Message = data
+        if opcode is Opcode.TEXT:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError as exc:
+                self.close(1007, f"invalid UTF-8 at position {exc.start}")
+                return
+        try:
+            self.endpoint.received(self, message)
+        except Exception:
+            log.exception("%s: handling a message failed", self.label)
+            self.close(1011, "internal error")
