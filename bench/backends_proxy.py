@@ -11,7 +11,9 @@
    started, readiness probe, first answer), ``--starts`` times.
 
 Both paths reach the same instance (partition ``bench``): directly on its
-Unix socket, or through the hub. Direct and proxied runs alternate for
+Unix socket, or through the hub, whose HTTP protocol serves ``/backends/``
+requests without ASGI (:mod:`roomhub.backends.exchange`) over its keep-alive
+pool of connections to the instance (:mod:`roomhub.backends.upstream`). Direct and proxied runs alternate for
 ``--rounds`` rounds and the table gives medians (the ratio column is the
 median of each round's own ratio), so that a burst of load from other
 programs on the machine does not favour one side. The load generator is a

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .faces import Shortcut
 from .http_server import for_hub
 from .hub import Hub
-from .security import DoorMiddleware
+from .security import Door, DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 from .websocket_server import PROTOCOL
@@ -120,6 +120,10 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     http = for_hub(hub.sockets)
     if http is not None:  # uvicorn's httptools one, writing a small response at once
         options["http"] = http
+        direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
+        if direct_http:  # the faces' hot HTTP paths, served without ASGI behind the same door
+            door = Door(server.auth, server.allowed_origins)
+            options["http"] = http.with_direct_http(direct_http, door)
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 

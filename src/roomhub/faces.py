@@ -23,6 +23,7 @@ from .connections import AsgiSocket, CloseCode, Connection, Frame
 from .rooms import Room, RoomError, RoomRegistry
 
 if TYPE_CHECKING:
+    from .http_server import DirectRoute
     from .hub import Hub
 
 log = logging.getLogger("roomhub.faces")
@@ -60,6 +61,12 @@ class Face:
         """WebSocket endpoints served without ASGI by the hub's HTTP protocol, by path prefix
         (:mod:`roomhub.callback_websocket`): for connections that are idle most of their life
         and whose messages are handled synchronously. The hub applies its origin and token checks."""
+        return []
+
+    def direct_http_routes(self) -> list[DirectRoute]:
+        """HTTP requests the hub's HTTP protocol serves without ASGI, by raw path prefix (see
+        :mod:`roomhub.http_server`): for hot paths where even a raw ASGI app costs too much. The
+        hub applies its origin and token checks to them."""
         return []
 
     async def start(self) -> None:

@@ -12,6 +12,16 @@ before anything else the loop runs; a close writes it out first. The bytes
 on the wire are unchanged (RFC 9112 framing is uvicorn's), only their
 grouping into writes differs.
 
+The protocol also serves some HTTP requests without ASGI (:class:`DirectRoute`):
+a request whose path starts with a registered prefix is handed, from the
+parser's callbacks, to a :class:`DirectExchange` that writes its response to
+the transport itself (no scope dictionary for an app, no task, no
+receive/send messages). The protocol's keep-alive, pipelining (a request
+that arrives while another's response is being written waits, reading
+paused), keep-alive timeout and graceful shutdown treat an exchange like
+uvicorn's own ``RequestResponseCycle``. The hub's :class:`~roomhub.security.Door`
+(origin and token) is applied first; a refusal is answered from here.
+
 Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within
 the same turn of the loop. A connection upgraded to WebSocket hands the real
@@ -26,10 +36,16 @@ then uses uvicorn's default (and serves no callback endpoint).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from .callback_websocket import CallbackSockets
+
+log = logging.getLogger("roomhub.http_server")
 
 FLUSH_BYTES = 64 * 1024
 """Held bytes beyond which a write goes out at once (large bodies gain nothing from waiting)."""
@@ -88,6 +104,151 @@ class CoalescingTransport:
         return getattr(self.transport, name)
 
 
+class _NoEvent:
+    """Stands for ``RequestResponseCycle.message_event``, which uvicorn's protocol sets on loss."""
+
+    @staticmethod
+    def set() -> None:
+        return None
+
+
+class DirectExchange:
+    """One request served by the protocol without ASGI; subclasses implement the hooks.
+
+    The protocol calls, in order: :meth:`start` (when earlier responses on the connection are
+    complete), :meth:`request_body` for each piece of the body (de-chunked, possibly before
+    ``start`` for a pipelined request), :meth:`request_end`; at any time :meth:`client_gone`
+    (the connection was lost), :meth:`client_paused` / :meth:`client_resumed` (the transport's
+    write buffer crossed its high/low-water marks). The exchange writes its response with
+    :meth:`write` and ends it with :meth:`complete` (or :meth:`abort` for a broken one).
+
+    ``scope``: the ASGI-style view of the request (``type``, ``method``, ``path``, ``raw_path``,
+    ``query_string``, ``headers`` as lower-case byte pairs, ``client``, ``server``, ``scheme``,
+    ``http_version``). Attributes ``response_complete``, ``keep_alive`` and ``disconnected``
+    are those uvicorn's protocol reads on its cycles.
+    """
+
+    message_event = _NoEvent()
+
+    def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool,
+                 expect_100_continue: bool) -> None:
+        self.protocol = protocol
+        self.transport: asyncio.Transport = protocol.transport
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100_continue = expect_100_continue
+        self.response_complete = False
+        self.disconnected = False
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin answering (the response before it on the connection is complete)."""
+        raise NotImplementedError
+
+    def request_body(self, data: bytes) -> None:
+        """A piece of the request body (ignored by default)."""
+
+    def request_end(self) -> None:
+        """The request body is complete."""
+
+    def client_gone(self) -> None:
+        """The client's connection was lost before the response was complete."""
+
+    def client_paused(self) -> None:
+        """The client reads slower than the response is written: stop producing."""
+
+    def client_resumed(self) -> None:
+        """The client's write buffer drained."""
+
+    # -- what subclasses use ------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.transport.write(data)
+
+    def pause_request_body(self) -> None:
+        """Stop reading from the client (the request body has nowhere to go yet)."""
+        self.protocol.flow.pause_reading()
+
+    def resume_request_body(self) -> None:
+        self.protocol.flow.resume_reading()
+
+    def send_100_continue(self) -> None:
+        """Answer ``Expect: 100-continue`` (once) before reading the body."""
+        if self.expect_100_continue and not self.transport.is_closing():
+            self.expect_100_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def complete(self) -> None:
+        """The response is fully written: keep the connection alive (or close it) and let the
+        protocol go on with the next request."""
+        if self.response_complete:
+            return
+        self.response_complete = True
+        protocol = self.protocol
+        if protocol.direct_active is self:
+            protocol.direct_active = None
+        if not self.keep_alive:
+            self.transport.close()
+        protocol.on_response_complete()
+
+    def abort(self) -> None:
+        """The response cannot be completed: close the connection (the client sees it cut)."""
+        self.keep_alive = False
+        self.response_complete = True
+        if self.protocol.direct_active is self:
+            self.protocol.direct_active = None
+        self.transport.close()
+
+    def send_json(self, status: int, body: dict[str, Any],
+                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        """A whole JSON response (``status``, ``body``) and :meth:`complete`."""
+        data = json.dumps(body).encode()
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status)),
+                 b"content-type: application/json\r\ncontent-length: %d\r\n" % len(data)]
+        lines += [name + b": " + value + b"\r\n" for name, value in headers]
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines += [b"\r\n", data]
+        self.transport.writelines(lines)
+        self.complete()
+
+
+def _reason(status: int) -> bytes:
+    try:
+        from http import HTTPStatus
+
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class Refusal(DirectExchange):
+    """The door's answer (401 with ``WWW-Authenticate: Bearer``, or 403) as ``{"detail": message}``."""
+
+    def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool, status: int,
+                 message: str) -> None:
+        super().__init__(protocol, scope, keep_alive, False)
+        self.status, self.message = status, message
+
+    def start(self) -> None:
+        extra = ((b"www-authenticate", b"Bearer"),) if self.status == 401 else ()
+        self.send_json(self.status, {"detail": self.message}, extra)
+
+
+OpenExchange = Callable[[Any, dict[str, Any], bool, bool], DirectExchange]
+"""``open(protocol, scope, keep_alive, expect_100_continue)`` -> the request's exchange."""
+
+
+@dataclass(frozen=True)
+class DirectRoute:
+    """HTTP requests whose raw path starts with ``prefix`` (bytes, e.g. ``b"/backends/"``) are
+    served by the exchanges ``open`` makes, without ASGI. WebSocket upgrades are not."""
+
+    prefix: bytes
+    open: OpenExchange
+
+
 try:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -96,12 +257,111 @@ except ImportError:  # pragma: no cover - no httptools: plain uvicorn it is
 else:
 
     class CoalescingHttpProtocol(HttpToolsProtocol):
-        """``HttpToolsProtocol`` writing through a :class:`CoalescingTransport` (see the module)."""
+        """``HttpToolsProtocol`` writing through a :class:`CoalescingTransport`, serving the
+        :class:`DirectRoute` s of ``direct_http_routes`` without ASGI (see the module).
+
+        ``direct_http_routes`` and ``direct_door`` are set on a subclass made for one hub by
+        :meth:`with_direct_http`."""
+
+        direct_http_routes: tuple[DirectRoute, ...] = ()
+        direct_door: Any = None  # a roomhub.security.Door, or None to let every request pass
+        direct_active: DirectExchange | None = None  # the exchange whose response is being written
+
+        @classmethod
+        def with_direct_http(cls, routes: list[DirectRoute], door: Any) -> type[CoalescingHttpProtocol]:
+            """A subclass serving ``routes`` without ASGI, behind ``door`` (``Door.refusal(scope)``)."""
+            return type("HubHttpProtocol", (cls,), {"direct_http_routes": tuple(routes), "direct_door": door})
 
         callback_sockets: CallbackSockets | None = None  # set on the class :func:`for_hub` makes
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+        # -- HTTP requests served without ASGI (DirectRoute) ----------------------------------
+
+        def on_headers_complete(self) -> None:
+            if self.direct_http_routes and not self.root_path and not self.parser.should_upgrade():
+                url = self.url
+                for route in self.direct_http_routes:
+                    if url.startswith(route.prefix):
+                        self._direct_request(route)
+                        return
+            super().on_headers_complete()
+
+        def _direct_request(self, route: DirectRoute) -> None:
+            parser = self.parser
+            scope = self.scope
+            http_version = parser.get_http_version()
+            scope["method"] = parser.get_method().decode("ascii")
+            if http_version != "1.1":
+                scope["http_version"] = http_version
+            parsed = httptools.parse_url(self.url)
+            raw_path = parsed.path
+            path = raw_path.decode("ascii")
+            scope["path"] = unquote(path) if "%" in path else path
+            scope["raw_path"] = raw_path
+            scope["query_string"] = parsed.query or b""
+            keep_alive = http_version != "1.0" and parser.should_keep_alive()
+            refusal = self.direct_door.refusal(scope) if self.direct_door is not None else None
+            if refusal is not None:
+                exchange: DirectExchange = Refusal(self, scope, keep_alive, *refusal)
+            else:
+                exchange = route.open(self, scope, keep_alive, self.expect_100_continue)
+            existing = self.cycle
+            self.cycle = exchange  # type: ignore[assignment]
+            if existing is None or existing.response_complete:
+                self._start_direct(exchange)
+            else:  # pipelined: starts when the response before it is complete
+                self.flow.pause_reading()
+                self.pipeline.appendleft((exchange, None))  # type: ignore[arg-type]
+
+        def _start_direct(self, exchange: DirectExchange) -> None:
+            self.direct_active = exchange
+            try:
+                exchange.start()
+            except Exception:  # a bug, not bad input: this connection only is closed
+                log.exception("serving %s %s failed", exchange.scope["method"], exchange.scope["path"])
+                exchange.abort()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            if isinstance(cycle, DirectExchange):
+                self._start_direct(cycle)
+            else:
+                super()._start_asgi_task(cycle, app)
+
+        def on_body(self, body: bytes) -> None:
+            cycle = self.cycle
+            if isinstance(cycle, DirectExchange):
+                if not cycle.response_complete:
+                    cycle.request_body(body)
+            else:
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            cycle = self.cycle
+            if isinstance(cycle, DirectExchange):
+                if not cycle.response_complete:
+                    cycle.request_end()
+            else:
+                super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            active = self.direct_active
+            if active is not None:
+                self.direct_active = None
+                active.disconnected = True
+                active.client_gone()
+            super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self.direct_active is not None:
+                self.direct_active.client_paused()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self.direct_active is not None:
+                self.direct_active.client_resumed()
 
         def handle_websocket_upgrade(self) -> None:
             coalescing = self.transport

@@ -18,14 +18,17 @@ import websockets
 sys.path.insert(0, str(Path(__file__).parent))
 
 STDLIB_BACKEND = Path(__file__).parent / "stdlib_backend.py"
+FRAMING_BACKEND = Path(__file__).parent / "framing_backend.py"
 
 
 def stdlib_package(root: Path, name: str, version: str, *, env: str = "", deps: str = "",
-                   extra_build: str = "", extra_start: str = "", options: str = "") -> Path:
-    """A venv package whose server is :mod:`stdlib_backend` (no download, starts in ~0.1 s)."""
+                   extra_build: str = "", extra_start: str = "", options: str = "",
+                   server: Path = STDLIB_BACKEND) -> Path:
+    """A venv package whose server is ``server`` (default :mod:`stdlib_backend`; no download,
+    starts in ~0.1 s)."""
     directory = root / f"{name}-{version}"
     directory.mkdir(parents=True)
-    shutil.copy(STDLIB_BACKEND, directory / "server.py")
+    shutil.copy(server, directory / "server.py")
     (directory / "roomhub-backend.toml").write_text(textwrap.dedent(f"""\
         name = "{name}"
         version = "{version}"

@@ -5,7 +5,10 @@ Modules: :mod:`.protocol` (queries, install inputs, events; sans I/O),
 images keyed by a fingerprint), :mod:`.containers` (Docker through
 aiodocker), :mod:`.instances` (start, readiness, logs, stop),
 :mod:`.partition` (partitions are rooms), :mod:`.install` (the install
-sequence), :mod:`.proxy` (the streaming proxy) and :mod:`.endpoint` (routes).
+sequence), :mod:`.proxy` (the streaming proxy: WebSockets and its ASGI
+form), :mod:`.exchange` (its HTTP requests, served by the hub's HTTP
+protocol without ASGI), :mod:`.upstream` (keep-alive connections to the
+instances) and :mod:`.endpoint` (routes).
 
 Python API: ``face = hub.face("backends")``, then
 ``await face.install(["pyrun_backend#^0.2.0"], partition="P")`` and
@@ -26,6 +29,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from ..faces import Face, Shortcut
+from ..http_server import DirectRoute
 from ..rooms import RoomRegistry
 from . import protocol
 from .builds import Builder
@@ -102,6 +106,10 @@ class BackendsFace(Face):
         """The proxy, served ahead of the router (the ``/backends`` mount of :meth:`routes` stays for
         an app built without the prefix dispatch)."""
         return [Shortcut("/backends", self.proxy)]
+
+    def direct_http_routes(self) -> list[DirectRoute]:
+        """The proxy's HTTP requests, served without ASGI (:mod:`.exchange`)."""
+        return [self.proxy.direct_route()]
 
     async def start(self) -> None:
         # Short and private: Unix socket paths are limited to about 100 bytes.

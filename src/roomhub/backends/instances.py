@@ -47,6 +47,7 @@ from . import protocol as p
 from .builds import Build
 from .containers import CONTAINER_SOCKET_DIR, DockerEngine
 from .packages import Package
+from .upstream import UpstreamPool
 
 log = logging.getLogger("roomhub.backends.instances")
 
@@ -101,7 +102,8 @@ class Instance:
     exit_code: int | None = None
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=2000))
     handle: ProgramHandle | None = None
-    client: aiohttp.ClientSession | None = None
+    client: aiohttp.ClientSession | None = None  # the readiness probe's
+    upstream: UpstreamPool | None = None  # the proxy's keep-alive connections
     dependencies: list[str] = field(default_factory=list)
     stop_reason: str | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -241,6 +243,7 @@ class Launcher:
             raise StartFailed("start-failed", f"{inst.name} {inst.version} could not start: {exc}",
                               uid=inst.uid, name=inst.name, version=inst.version) from None
         inst.client = upstream_session(inst)
+        inst.upstream = UpstreamPool(inst.socket_path, inst.port, f"{inst.name}-{inst.uid[:8]}")
         inst._tasks.append(asyncio.create_task(self._pump(inst, on_line)))
         inst._tasks.append(asyncio.create_task(self._watch(inst, on_exit)))
         try:
@@ -335,6 +338,8 @@ class Launcher:
         await self._cleanup(inst)
 
     async def _cleanup(self, inst: Instance) -> None:
+        if inst.upstream is not None:
+            inst.upstream.close()
         if inst.client is not None:
             with contextlib.suppress(Exception):
                 await inst.client.close()

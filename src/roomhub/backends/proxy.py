@@ -5,8 +5,12 @@ router and FastAPI middleware (:meth:`~roomhub.faces.Face.shortcuts`; the
 origin and token checks still apply), with no per-request parsing beyond
 the path, the partition and one pass over the headers:
 
-- **HTTP**: the request body is streamed to the backend as it arrives
-  (aiohttp, over the instance's Unix socket or loopback port; see
+- **HTTP**: served by the hub's HTTP protocol without ASGI through
+  :meth:`BackendProxy.direct_route` (:mod:`.exchange`, over the instance's
+  keep-alive pool of :mod:`.upstream`; the same behaviour as below). The
+  ASGI form here remains for an app served without that protocol: the
+  request body is streamed to the backend as it arrives (aiohttp, over the
+  instance's Unix socket or loopback port; see
   :func:`~roomhub.backends.instances.upstream_session` for why not httpx)
   and the response body streamed back chunk by chunk (no decoding, so
   ``content-encoding`` and ``content-length`` pass through unchanged). Any
@@ -50,6 +54,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 from yarl import URL
 
+from ..http_server import DirectRoute
 from ..rooms import validate_room_name
 from . import protocol as p
 from .instances import Instance
@@ -119,7 +124,9 @@ class BackendProxy:
         self.max_frame_bytes = max_frame_bytes
         self.note_server = note_server
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def target(self, scope: Scope) -> tuple[str, str, str, str]:
+        """``(partition, name, range, rest)`` of a request (see :func:`split_path`, :func:`partition_of`);
+        raises ``BadRequest``. Notes the hub's address on the first call."""
         if self.note_server is not None:
             self.note_server(scope)
         partition_header = referer = None
@@ -128,9 +135,30 @@ class BackendProxy:
                 partition_header = value.decode("latin-1")
             elif key == b"referer":
                 referer = value.decode("latin-1")
+        name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
+        return partition_of(partition_header, scope.get("query_string", b""), referer), name, rng, rest
+
+    @staticmethod
+    def not_running(partition: str, name: str, rng: str) -> p.BadRequest:
+        """The 404 ``backend-not-running`` of a request with no matching instance."""
+        return p.BadRequest("backend-not-running",
+                            f"no instance of {name}#{rng} runs in partition {partition!r}",
+                            status=404, name=name, partitionId=partition)
+
+    def direct_route(self) -> DirectRoute:
+        """HTTP requests under ``/backends/`` served by the hub's HTTP protocol without ASGI
+        (:class:`~roomhub.backends.exchange.ProxyExchange`); WebSockets stay on :meth:`__call__`."""
+        from .exchange import ProxyExchange
+
+        def open_exchange(protocol: Any, scope: dict[str, Any], keep_alive: bool,
+                          expect_100_continue: bool) -> ProxyExchange:
+            return ProxyExchange(self, protocol, scope, keep_alive, expect_100_continue)
+
+        return DirectRoute(b"/backends/", open_exchange)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            name, rng, rest = split_path(scope.get("raw_path") or scope["path"].encode())
-            partition = partition_of(partition_header, scope.get("query_string", b""), referer)
+            partition, name, rng, rest = self.target(scope)
             inst = await self._instance(partition, name, rng)
         except p.BadRequest as exc:
             log.info("proxy %s %s: %s", scope["type"], scope["path"], exc.detail)
@@ -151,9 +179,7 @@ class BackendProxy:
         if inst is not None:
             return inst
         if self.on_demand is None:
-            raise p.BadRequest("backend-not-running",
-                               f"no instance of {name}#{rng} runs in partition {partition!r}",
-                               status=404, name=name, partitionId=partition)
+            raise self.not_running(partition, name, rng)
         return await self.on_demand(partition, name, rng)
 
     @staticmethod

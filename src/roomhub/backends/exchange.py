@@ -1,0 +1,306 @@
+"""One proxied HTTP request, served by the hub's HTTP protocol without ASGI.
+
+A :class:`ProxyExchange` is the :class:`~roomhub.http_server.DirectExchange`
+of a request under ``/backends/`` (see :meth:`BackendProxy.direct_route
+<roomhub.backends.proxy.BackendProxy.direct_route>`): the hub's protocol
+hands it the request from its parser callbacks and it streams that request
+to an :class:`~roomhub.backends.upstream.UpstreamConnection` of the
+instance and the response back to the client's transport, with no task per
+request when the instance already listens and the pool has an idle
+connection (a new connection or an on-demand start runs in a task).
+
+Same behaviour as the ASGI path of :class:`~roomhub.backends.proxy.BackendProxy`:
+partition from header, query or ``Referer``; hop-by-hop headers dropped;
+``X-Forwarded-For/-Proto/-Host/-Prefix`` and ``X-Backends-Partition`` set;
+statuses passed as they are; errors as JSON ``{"error", "detail"}``
+(400/404 bad path or partition, 404 ``backend-not-running``, 502
+``backend-unreachable``, 504 ``start-timeout`` from an on-demand start).
+
+Framing (RFC 9112): a ``Content-Length`` request or response body passes
+as it is; a chunked one is de-chunked by the parser and re-chunked; a
+close-delimited response is re-chunked for an HTTP/1.1 client (for 1.0, it
+is close-delimited again); ``HEAD``, 204 and 304 answers have no body.
+``Expect: 100-continue`` is answered by the hub (and not forwarded).
+
+Backpressure: a client that reads slowly pauses reading from the backend;
+a backend that reads the request body slowly pauses reading from the
+client; while the upstream connection is being opened, at most
+:data:`HOLD_BYTES` of request body are held before the client is paused.
+A broken upstream connection answers 502 when nothing was sent back yet
+(a reused connection that broke before any response byte is retried once
+on a new one for a body-less idempotent request), else the client's
+connection is closed (its response is cut short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..http_server import DirectExchange
+from . import protocol as p
+from .upstream import Framing, Headers, UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from .instances import Instance
+    from .proxy import BackendProxy
+
+log = logging.getLogger("roomhub.backends.proxy")
+
+HOLD_BYTES = 256 * 1024
+"""Request body bytes held while the upstream connection opens, before the client is paused."""
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RESPONSE_HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+REQUEST_NOT_FORWARDED = RESPONSE_HOP_BY_HOP | {b"host", b"x-backends-partition", b"expect"}
+LAST_CHUNK = b"0\r\n\r\n"
+
+BodyFraming = str  # "none", "length" or "chunked"
+
+
+def request_head(scope: dict[str, Any], host: bytes, rest: str, partition: str,
+                 prefix: str) -> tuple[bytes, BodyFraming]:
+    """The request line and headers for the backend, and how its body is framed.
+
+    ``rest``: the path below the backend's prefix (percent-encoded as received); ``host``: the
+    ``Host`` the backend gets; ``prefix``: ``X-Forwarded-Prefix``."""
+    query = scope["query_string"]
+    parts = [scope["method"].encode(), b" ", rest.encode("latin-1"), b"?" + query if query else b"",
+             b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    body = "none"
+    client_host = b""
+    for name, value in scope["headers"]:
+        if name in REQUEST_NOT_FORWARDED:
+            if name == b"host":
+                client_host = value
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                body = "chunked"
+            continue
+        if name == b"content-length" and body == "none":
+            body = "length"
+        parts += [name, b": ", value, b"\r\n"]
+    client = scope.get("client") or ("", 0)
+    parts += [
+        b"x-backends-partition: ", partition.encode(), b"\r\n",
+        b"x-forwarded-for: ", str(client[0]).encode(), b"\r\n",
+        b"x-forwarded-proto: ", b"https" if scope.get("scheme") == "https" else b"http", b"\r\n",
+        b"x-forwarded-host: ", client_host, b"\r\n",
+        b"x-forwarded-prefix: ", prefix.encode(), b"\r\n",
+    ]
+    if body == "chunked":
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), body
+
+
+class ProxyExchange(DirectExchange):
+    """One request to ``/backends/<name>/<range>/<path>``; see the module doc."""
+
+    def __init__(self, proxy: BackendProxy, protocol: Any, scope: dict[str, Any], keep_alive: bool,
+                 expect_100_continue: bool) -> None:
+        super().__init__(protocol, scope, keep_alive, expect_100_continue)
+        self.proxy = proxy
+        self.inst: Instance | None = None
+        self.pool: UpstreamPool | None = None
+        self.conn: UpstreamConnection | None = None
+        self.task: asyncio.Task[None] | None = None  # opening an upstream connection
+        self.head = b""
+        self.body: BodyFraming = "none"
+        self.held: list[bytes] = []
+        self.held_bytes = 0
+        self.holding_paused = False
+        self.request_done = False
+        self.response_started = False
+        self.down: Framing = "none"  # the response's framing towards the client
+        self.retried = False
+
+    # -- the request -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        proxy = self.proxy
+        try:
+            partition, name, rng, rest = proxy.target(self.scope)
+        except p.BadRequest as exc:
+            log.info("proxy http %s: %s", self.scope["path"], exc.detail)
+            self.send_json(exc.status, exc.body())
+            return
+        inst = proxy.partitions.find(partition, name, rng)
+        if inst is not None:
+            self._forward(inst, partition, rest)
+        elif proxy.on_demand is None:
+            exc = proxy.not_running(partition, name, rng)
+            log.info("proxy http %s: %s", self.scope["path"], exc.detail)
+            self.send_json(exc.status, exc.body())
+        else:  # not cancelled if the client leaves: the install goes on for the next request
+            task = asyncio.get_running_loop().create_task(self._start_on_demand(partition, name, rng, rest),
+                                                          name=f"on-demand-{name}")
+            tasks = self.protocol.tasks  # the server waits for (or cancels) them at shutdown
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    def request_body(self, data: bytes) -> None:
+        framed = [b"%x\r\n" % len(data), data, b"\r\n"] if self.body == "chunked" else [data]
+        if self.conn is not None:
+            self.conn.writelines(framed)
+            return
+        self.held += framed
+        self.held_bytes += len(data)
+        if self.held_bytes > HOLD_BYTES and not self.holding_paused:
+            self.holding_paused = True
+            self.pause_request_body()
+
+    def request_end(self) -> None:
+        self.request_done = True
+        if self.conn is not None:
+            self._request_sent(self.conn)
+
+    def client_gone(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.abandon()
+
+    def client_paused(self) -> None:
+        if self.conn is not None:
+            self.conn.pause_reading()
+
+    def client_resumed(self) -> None:
+        if self.conn is not None:
+            self.conn.resume_reading()
+
+    async def _start_on_demand(self, partition: str, name: str, rng: str, rest: str) -> None:
+        assert self.proxy.on_demand is not None
+        try:
+            inst = await self.proxy.on_demand(partition, name, rng)
+        except p.BadRequest as exc:
+            log.info("proxy http %s: %s", self.scope["path"], exc.detail)
+            if not self.disconnected:
+                self.send_json(exc.status, exc.body())
+            return
+        except Exception:
+            log.exception("on-demand start of %s#%s in %s failed", name, rng, partition)
+            if not self.disconnected:
+                self.send_json(500, {"error": "internal", "detail": f"starting {name}#{rng} failed"})
+            return
+        if not self.disconnected:
+            self._forward(inst, partition, rest)
+
+    def _forward(self, inst: Instance, partition: str, rest: str) -> None:
+        inst.last_used = time.monotonic()
+        self.proxy.partitions.touch(partition)
+        pool = inst.upstream
+        if pool is None:
+            self._unreachable(inst, ConnectionRefusedError("the instance is not listening"))
+            return
+        self.inst, self.pool = inst, pool
+        self.head, self.body = request_head(self.scope, pool.host_header, rest, partition, inst.base_path)
+        if self.body != "none":
+            self.send_100_continue()
+        conn = pool.take()
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self._connect()
+
+    def _connect(self) -> None:
+        assert self.pool is not None
+        self.task = self.pool.connect(self._connected)
+
+    def _connected(self, conn: UpstreamConnection | None, exc: BaseException | None) -> None:
+        self.task = None
+        if self.disconnected:
+            if conn is not None:
+                conn.close()
+            return
+        if conn is None:
+            assert self.inst is not None and exc is not None
+            self._unreachable(self.inst, exc)
+        else:
+            self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.begin(self, self.scope["method"] == "HEAD")
+        held, self.held, self.held_bytes = self.held, [], 0
+        conn.writelines([self.head, *held])
+        if self.holding_paused:
+            self.holding_paused = False
+            self.resume_request_body()
+        if self.request_done:
+            self._request_sent(conn)
+
+    def _request_sent(self, conn: UpstreamConnection) -> None:
+        if self.body == "chunked":
+            conn.write(LAST_CHUNK)
+        conn.request_sent()
+
+    def _unreachable(self, inst: Instance, exc: BaseException) -> None:
+        log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
+        self.send_json(502, {"error": "backend-unreachable", "uid": inst.uid,
+                             "detail": f"{inst.name} {inst.version} did not answer: {exc!r}"})
+
+    # -- the response (ResponseSink) -----------------------------------------------------------
+
+    def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
+        self.response_started = True
+        parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
+        for name, value in headers:
+            if name.lower() not in RESPONSE_HOP_BY_HOP:
+                parts += [name, b": ", value, b"\r\n"]
+        if framing == "chunked" or framing == "close":
+            if self.scope["http_version"] == "1.1":
+                framing = "chunked"
+                parts.append(b"transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        self.down = framing
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        self.transport.write(b"".join(parts))
+
+    def response_body(self, data: bytes) -> None:
+        if self.down == "chunked":
+            self.transport.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            self.transport.write(data)
+
+    def response_end(self) -> None:
+        conn, self.conn = self.conn, None
+        if self.down == "chunked":
+            self.transport.write(LAST_CHUNK)
+        elif self.down == "close":
+            self.keep_alive = False
+        if conn is not None and not self.request_done:  # answered before the whole request came
+            conn.abandon()
+        self.complete()
+
+    def upstream_failed(self, exc: BaseException, retryable: bool) -> None:
+        self.conn = None
+        if self.disconnected or self.response_complete:
+            return
+        inst = self.inst
+        assert inst is not None
+        if (retryable and not self.retried and self.body == "none" and not self.response_started
+                and self.scope["method"] in IDEMPOTENT):
+            self.retried = True
+            log.debug("proxy to %s: a reused connection broke (%r), retrying", inst.name, exc)
+            self._connect()
+            return
+        if not self.response_started:
+            self._unreachable(inst, exc)
+        else:
+            log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
+            self.abort()
+
+    def upstream_paused(self) -> None:
+        self.pause_request_body()
+
+    def upstream_resumed(self) -> None:
+        self.resume_request_body()
