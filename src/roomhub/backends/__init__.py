@@ -103,8 +103,8 @@ class BackendsFace(Face):
         return backend_routes(self)
 
     def shortcuts(self) -> list[Shortcut]:
-        """The proxy, served ahead of the router (the ``/backends`` mount of :meth:`routes` stays for
-        an app built without the prefix dispatch)."""
+        """The proxy's WebSockets, served ahead of the router (its HTTP requests are the hub's HTTP
+        protocol's, :meth:`direct_http_routes`; any that reach ASGI get 501)."""
         return [Shortcut("/backends", self.proxy)]
 
     def direct_http_routes(self) -> list[DirectRoute]:

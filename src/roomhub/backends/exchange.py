@@ -52,11 +52,6 @@ log = logging.getLogger("roomhub.backends.proxy")
 HOLD_BYTES = 256 * 1024
 """Request body bytes held while the upstream connection opens, before the client is paused."""
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-RESPONSE_HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"proxy-connection",
-})
-REQUEST_NOT_FORWARDED = RESPONSE_HOP_BY_HOP | {b"host", b"x-backends-partition", b"expect"}
 LAST_CHUNK = b"0\r\n\r\n"
 
 BodyFraming = str  # "none", "length" or "chunked"
@@ -72,25 +67,16 @@ def request_head(scope: dict[str, Any], host: bytes, rest: str, partition: str,
     parts = [scope["method"].encode(), b" ", rest.encode("latin-1"), b"?" + query if query else b"",
              b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
     body = "none"
-    client_host = b""
     for name, value in scope["headers"]:
-        if name in REQUEST_NOT_FORWARDED:
-            if name == b"host":
-                client_host = value
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+        if name in p.NOT_FORWARDED:
+            if name == b"transfer-encoding" and b"chunked" in value.lower():
                 body = "chunked"
             continue
         if name == b"content-length" and body == "none":
             body = "length"
         parts += [name, b": ", value, b"\r\n"]
-    client = scope.get("client") or ("", 0)
-    parts += [
-        b"x-backends-partition: ", partition.encode(), b"\r\n",
-        b"x-forwarded-for: ", str(client[0]).encode(), b"\r\n",
-        b"x-forwarded-proto: ", b"https" if scope.get("scheme") == "https" else b"http", b"\r\n",
-        b"x-forwarded-host: ", client_host, b"\r\n",
-        b"x-forwarded-prefix: ", prefix.encode(), b"\r\n",
-    ]
+    for name, value in p.forwarding_headers(scope, partition, prefix):
+        parts += [name, b": ", value, b"\r\n"]
     if body == "chunked":
         parts.append(b"transfer-encoding: chunked\r\n")
     parts.append(b"\r\n")
@@ -251,7 +237,7 @@ class ProxyExchange(DirectExchange):
         self.response_started = True
         parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
         for name, value in headers:
-            if name.lower() not in RESPONSE_HOP_BY_HOP:
+            if name.lower() not in p.HOP_BY_HOP:
                 parts += [name, b": ", value, b"\r\n"]
         if framing == "chunked" or framing == "close":
             if self.scope["http_version"] == "1.1":

@@ -43,6 +43,30 @@ PARTITION_HEADER = "x-backends-partition"
 OWNER_HEADER = "x-backends-owner"
 INSTALL_ID_HEADER = "x-install-id"
 
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+    b"transfer-encoding", b"upgrade", b"proxy-connection",
+})
+"""Hop-by-hop headers (RFC 9110 section 7.6.1): the proxy passes none of them on, either way."""
+NOT_FORWARDED = HOP_BY_HOP | {b"host", b"x-backends-partition", b"expect"}
+"""Request headers the proxy does not pass to a backend (it sets its own ``host`` and partition,
+and answers ``Expect: 100-continue`` itself)."""
+
+
+def forwarding_headers(scope: dict[str, Any], partition: str, prefix: str) -> list[tuple[bytes, bytes]]:
+    """The headers the proxy adds to a request for a backend: ``X-Backends-Partition`` and
+    ``X-Forwarded-For/-Proto/-Host/-Prefix`` (``prefix``: the backend's path under the hub).
+    ``scope``: the ASGI-style request (``headers`` as lower-case byte pairs, ``client``, ``scheme``)."""
+    host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+    client = scope.get("client") or ("", 0)
+    return [
+        (b"x-backends-partition", partition.encode()),
+        (b"x-forwarded-for", str(client[0]).encode()),
+        (b"x-forwarded-proto", b"https" if scope.get("scheme") in ("https", "wss") else b"http"),
+        (b"x-forwarded-host", host),
+        (b"x-forwarded-prefix", prefix.encode()),
+    ]
+
 
 class BadRequest(Exception):
     """Client input that cannot be used: ``error`` is a stable code, ``detail`` the message.

@@ -1,23 +1,21 @@
 """The proxy: ``/backends/<name>/<semver>/<path>`` to a backend instance, streaming, every method.
 
-A raw ASGI app (no request buffering anywhere), served ahead of the hub's
-router and FastAPI middleware (:meth:`~roomhub.faces.Face.shortcuts`; the
-origin and token checks still apply), with no per-request parsing beyond
-the path, the partition and one pass over the headers:
+No request buffering anywhere, no per-request parsing beyond the path, the
+partition and one pass over the headers; the hub's origin and token checks
+apply to both forms:
 
 - **HTTP**: served by the hub's HTTP protocol without ASGI through
   :meth:`BackendProxy.direct_route` (:mod:`.exchange`, over the instance's
-  keep-alive pool of :mod:`.upstream`; the same behaviour as below). The
-  ASGI form here remains for an app served without that protocol: the
-  request body is streamed to the backend as it arrives (aiohttp, over the
-  instance's Unix socket or loopback port; see
-  :func:`~roomhub.backends.instances.upstream_session` for why not httpx)
-  and the response body streamed back chunk by chunk (no decoding, so
-  ``content-encoding`` and ``content-length`` pass through unchanged). Any
-  method. Hop-by-hop headers (RFC 9110 section 7.6.1) are dropped;
+  keep-alive pool of :mod:`.upstream`): the request body is streamed to the
+  backend as it arrives and the response body streamed back as it comes (no
+  decoding, so ``content-encoding`` passes through unchanged). Any method.
+  Hop-by-hop headers (RFC 9110 section 7.6.1) are dropped;
   ``X-Forwarded-For/-Proto/-Host/-Prefix`` and ``X-Backends-Partition``
-  are set. Upstream statuses (4xx and 5xx too) are passed as they are.
-- **WebSocket**: the handshake is forwarded with the ``websockets`` client
+  are set. Upstream statuses (4xx and 5xx too) are passed as they are. An
+  app served without the hub's protocol (``asgi_app()`` mounted elsewhere)
+  answers these requests 501.
+- **WebSocket**: a raw ASGI app served ahead of the hub's router
+  (:meth:`~roomhub.faces.Face.shortcuts`); the handshake is forwarded with the ``websockets`` client
   (subprotocols, cookies, authorization); frames are relayed both ways,
   text as text and binary as binary, and a close on either side is
   forwarded with its code and reason.
@@ -42,17 +40,15 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import aiohttp
 import websockets
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
-from yarl import URL
 
 from ..http_server import DirectRoute
 from ..rooms import validate_room_name
@@ -62,15 +58,10 @@ from .partition import Partitions
 
 log = logging.getLogger("roomhub.backends.proxy")
 
-HOP_BY_HOP = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
-    b"transfer-encoding", b"upgrade", b"host", b"proxy-connection",
-})
 WS_HANDSHAKE = frozenset({
     "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "sec-websocket-protocol", "content-length", "origin",
 })
-NOT_FORWARDED = HOP_BY_HOP | {b"x-backends-partition"}
 QUERY_PARTITION = "backends-partition"
 
 OnDemand = Callable[[str, str, str], Awaitable[Instance]]
@@ -115,7 +106,8 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class BackendProxy:
-    """The ASGI app behind ``/backends``; ``on_demand(partition, name, range)`` starts a missing backend."""
+    """The proxy behind ``/backends``: :meth:`direct_route` for HTTP, the ASGI app for WebSockets;
+    ``on_demand(partition, name, range)`` starts a missing backend."""
 
     def __init__(self, partitions: Partitions, on_demand: OnDemand | None, max_frame_bytes: int,
                  note_server: Callable[[Scope], None] | None = None) -> None:
@@ -157,22 +149,20 @@ class BackendProxy:
         return DirectRoute(b"/backends/", open_exchange)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":  # only reached when the hub's HTTP protocol is not serving
+            await send_json(send, 501, {"error": "not-served", "detail": "the backends proxy's HTTP "
+                                        "path is served by the hub's own HTTP protocol (roomhub serve)"})
+            return
         try:
             partition, name, rng, rest = self.target(scope)
             inst = await self._instance(partition, name, rng)
         except p.BadRequest as exc:
-            log.info("proxy %s %s: %s", scope["type"], scope["path"], exc.detail)
-            if scope["type"] == "http":
-                await send_json(send, exc.status, exc.body())
-            else:
-                await self._deny(scope, send, exc.status, exc.body())
+            log.info("proxy WebSocket %s: %s", scope["path"], exc.detail)
+            await self._deny(scope, send, exc.status, exc.body())
             return
         inst.last_used = time.monotonic()
         self.partitions.touch(partition)
-        if scope["type"] == "http":
-            await self._http(scope, receive, send, inst, rest, partition)
-        else:
-            await self._websocket(scope, receive, send, inst, rest, partition)
+        await self._websocket(scope, receive, send, inst, rest, partition)
 
     async def _instance(self, partition: str, name: str, rng: str) -> Instance:
         inst = self.partitions.find(partition, name, rng)
@@ -186,67 +176,9 @@ class BackendProxy:
     def _forward_headers(scope: Scope, inst: Instance, partition: str) -> list[tuple[str, str]]:
         """The request's headers for the backend: hop-by-hop ones dropped, the partition and
         ``X-Forwarded-*`` ones set."""
-        out = []
-        host = ""
-        for key, value in scope["headers"]:
-            if key not in NOT_FORWARDED:
-                out.append((key.decode("latin-1"), value.decode("latin-1")))
-            elif key == b"host":
-                host = value.decode("latin-1")
-        client = scope.get("client") or ("", 0)
-        out += [
-            ("x-backends-partition", partition),
-            ("x-forwarded-for", str(client[0])),
-            ("x-forwarded-proto", "https" if scope.get("scheme") in ("https", "wss") else "http"),
-            ("x-forwarded-host", host),
-            ("x-forwarded-prefix", inst.base_path),
-        ]
-        return out
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
-                    partition: str) -> None:
-        assert inst.client is not None
-        query = scope.get("query_string", b"")
-        url = URL(inst.origin + rest + ("?" + query.decode("latin-1") if query else ""), encoded=True)
-        has_body = any(k == b"content-length" or k == b"transfer-encoding" for k, _ in scope["headers"])
-
-        async def body() -> AsyncIterator[bytes]:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ConnectionResetError("the client went away while sending the body")
-                chunk = message.get("body", b"")
-                if chunk:
-                    yield chunk
-                if not message.get("more_body", False):
-                    return
-
-        try:
-            response = await inst.client.request(
-                scope["method"], url, headers=self._forward_headers(scope, inst, partition),
-                data=body() if has_body else None, allow_redirects=False, compress=None,
-            )
-        except (aiohttp.ClientError, ConnectionResetError, OSError, TimeoutError) as exc:
-            log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
-            await send_json(send, 502, {"error": "backend-unreachable", "uid": inst.uid,
-                                        "detail": f"{inst.name} {inst.version} did not answer: {exc!r}"})
-            return
-        try:
-            out = [(k, v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
-            await send({"type": "http.response.start", "status": response.status, "headers": out})
-            content = response.content
-            while True:
-                # whatever has arrived, as it is (at most about two read_bufsize); the last
-                # chunk of a body carries the end of the response with it
-                chunk = await content.readany()
-                last = not chunk or content.at_eof()
-                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
-                if last:
-                    break
-        except (aiohttp.ClientError, OSError) as exc:
-            log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
-        finally:
-            response.release()
+        kept = [(k, v) for k, v in scope["headers"] if k not in p.NOT_FORWARDED]
+        return [(k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in kept + p.forwarding_headers(scope, partition, inst.base_path)]
 
     async def _deny(self, scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
