@@ -26,7 +26,7 @@ generator, hub, backend) share them, directly only two. The hub's own CPU per
 proxied request and per MiB (the last rows) varies much less with the load
 other programs put on the machine than the ratios do.
 
-    python bench/backends_proxy.py [--clients 50] [--seconds 5] [--mib 100] [--starts 5] [--rounds 3]
+    python bench/backends_proxy.py [--clients 50] [--seconds 5] [--mib 100] [--starts 5] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -220,5 +220,5 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--mib", type=int, default=100)
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="direct and proxy measured alternately")
+    parser.add_argument("--rounds", type=int, default=5, help="direct and proxy measured alternately")
     run(main(parser.parse_args()))
