@@ -129,6 +129,9 @@ class ProxyExchange(DirectExchange):
             task.add_done_callback(tasks.discard)
 
     def request_body(self, data: bytes) -> None:
+        if self.conn is not None and self.body != "chunked":
+            self.conn.write(data)  # a lone buffer goes to the socket as it is, without a join
+            return
         framed = [b"%x\r\n" % len(data), data, b"\r\n"] if self.body == "chunked" else [data]
         if self.conn is not None:
             self.conn.writelines(framed)
