@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .faces import Shortcut
 from .http_server import for_hub
 from .hub import Hub
-from .security import Door, DoorMiddleware
+from .security import DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 from .websocket_server import PROTOCOL
@@ -122,8 +122,7 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         options["http"] = http
         direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
         if direct_http:  # the faces' hot HTTP paths, served without ASGI behind the same door
-            door = Door(server.auth, server.allowed_origins)
-            options["http"] = http.with_direct_http(direct_http, door)
+            options["http"] = http.with_direct_http(direct_http, hub.door)
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 
@@ -152,9 +151,8 @@ def asgi_app(hub: Hub) -> ASGIApp:
     """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.shortcuts`
     dispatched ahead of it (no routing, no FastAPI middleware, the same origin and token checks)."""
     app = create_app(hub)
-    server = hub.config.server
     shortcuts = [
-        Shortcut(s.prefix, DoorMiddleware(s.app, auth=server.auth, allowed_origins=server.allowed_origins),
+        Shortcut(s.prefix, DoorMiddleware(s.app, hub.door),
                  s.kinds)
         for face in hub.faces
         for s in face.shortcuts()
@@ -203,6 +201,5 @@ def create_app(hub: Hub) -> FastAPI:
     if vendor.is_dir():
         app.mount("/static/vendor", StaticFiles(directory=vendor), name="vendor")
     app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=False), name="static")
-    server = hub.config.server
-    app.add_middleware(DoorMiddleware, auth=server.auth, allowed_origins=server.allowed_origins)
+    app.add_middleware(DoorMiddleware, door=hub.door)
     return app

@@ -70,11 +70,16 @@ class Hub:
         self.connections = ConnectionLimiter(config.server.limits.max_connections)
         self.runtimes: dict[str, Runtime] = make_runtimes(config.runtime, self.id)
         self.started_at = time.time()
-        self.faces: list[Face] = self._make_faces()
         server, limits = config.server, config.server.limits
+        # Tokens of the programs the hub started and that may call it (backend instances), valid
+        # while they run; None when the hub asks for no token.
+        self.program_tokens: set[str] | None = set() if server.auth.enabled else None
+        live = self.program_tokens if self.program_tokens is not None else ()
+        self.door = Door(server.auth, server.allowed_origins, live)
+        self.faces: list[Face] = self._make_faces()
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(
-            Door(server.auth, server.allowed_origins), max_size=limits.max_frame_bytes,
+            self.door, max_size=limits.max_frame_bytes,
             max_buffer_bytes=limits.send_buffer_bytes, ping_interval=server.ping_interval,
         )
         self.sockets.add(e for face in self.faces for e in face.socket_endpoints())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Collection
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,15 +42,19 @@ def make_token(secret_key: str, subject: str = "user") -> str:
 
 
 class TokenChecker:
-    def __init__(self, auth: AuthConfig) -> None:
+    """Accepts ``auth.tokens``, tokens signed with ``auth.secret_key``, and the tokens in
+    ``live_tokens`` (a set the hub keeps for the programs it started, valid while they run)."""
+
+    def __init__(self, auth: AuthConfig, live_tokens: Collection[str] = ()) -> None:
         self.auth = auth
+        self.live_tokens = live_tokens
         self.signer = TimestampSigner(auth.secret_key, salt=TOKEN_SALT) if auth.secret_key else None
 
     def check(self, token: str | None) -> str | None:
         """Return None if ``token`` is valid, else the reason it is refused."""
         if not token:
             return "missing token (Authorization: Bearer, roomhub_token cookie or token parameter)"
-        for known in self.auth.tokens:
+        for known in (*self.auth.tokens, *self.live_tokens):
             if hmac.compare_digest(token.encode(), known.encode()):
                 return None
         if self.signer is not None:
@@ -105,8 +110,9 @@ class Door:
     without ASGI (:mod:`roomhub.callback_websocket`).
     """
 
-    def __init__(self, auth: AuthConfig, allowed_origins: list[str]) -> None:
-        self.checker = TokenChecker(auth) if auth.enabled else None
+    def __init__(self, auth: AuthConfig, allowed_origins: list[str],
+                 live_tokens: Collection[str] = ()) -> None:
+        self.checker = TokenChecker(auth, live_tokens) if auth.enabled else None
         self.allowed_origins = [o.rstrip("/") for o in allowed_origins]
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
@@ -129,11 +135,11 @@ class Door:
 
 
 class DoorMiddleware:
-    """ASGI middleware applying the :class:`Door` to every request."""
+    """ASGI middleware applying ``door`` to every request."""
 
-    def __init__(self, app: ASGIApp, auth: AuthConfig, allowed_origins: list[str]) -> None:
+    def __init__(self, app: ASGIApp, door: Door) -> None:
         self.app = app
-        self.door = Door(auth, allowed_origins)
+        self.door = door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):

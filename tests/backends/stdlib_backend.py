@@ -3,7 +3,8 @@
 Listens on ``ROOMHUB_SOCKET`` (Unix) or ``ROOMHUB_HOST``/``ROOMHUB_PORT``.
 ``MODE``: ``ok`` (default), ``crash`` (prints and exits 3), ``never`` (never
 listens), ``dep`` (before listening, calls ``DEP_PATH`` on the hub through the
-proxy in its own partition and serves the answer). ``GET /`` answers
+proxy in its own partition, with ``ROOMHUB_TOKEN`` when there is one, and
+serves the answer). ``GET /`` answers
 ``{"name", "partition", "greeting", "dep", "startedAt"}``.
 """
 
@@ -30,8 +31,10 @@ if MODE == "dep":
     hub = os.environ["ROOMHUB_URL"].removeprefix("http://")
     host, port = hub.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    conn.request("GET", os.environ["DEP_PATH"],
-                 headers={"x-backends-partition": os.environ["ROOMHUB_PARTITION"]})
+    headers = {"x-backends-partition": os.environ["ROOMHUB_PARTITION"]}
+    if os.environ.get("ROOMHUB_TOKEN"):  # the hub asks for tokens: this instance's own
+        headers["authorization"] = "Bearer " + os.environ["ROOMHUB_TOKEN"]
+    conn.request("GET", os.environ["DEP_PATH"], headers=headers)
     response = conn.getresponse()
     DEP = {"status": response.status, "body": json.loads(response.read() or b"null")}
 

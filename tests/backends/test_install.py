@@ -100,3 +100,28 @@ async def test_modules_option_installs_from_the_package_index(tmp_path: Path, ca
         fp = r.json()["backends"][0]["fingerprint"]
         assert out["where"].startswith(str(tmp_path / "data" / "backends" / "builds" / fp)), out
         assert os.path.dirname(out["exe"]).endswith("bin")
+
+
+async def test_with_token_auth_a_backend_calls_another_with_its_own_token(tmp_path: Path, catalog: Path,
+                                                                          in_process_hub) -> None:
+    config = hub_config(tmp_path, catalog)
+    config.write_text(config.read_text() + '[server.auth]\ntokens = ["sesame"]\n')
+    auth = {"authorization": "Bearer sesame"}
+    async with in_process_hub(config) as h, \
+            httpx.AsyncClient(base_url=h.base, timeout=60, headers=auth) as http:
+        r = await http.post("/api/backends/install", json={"modules": ["dep_a"], "partition": "tok"})
+        assert r.status_code == 200, r.text
+        a = (await http.get("/backends/dep_a/*/", headers={"x-backends-partition": "tok"})).json()
+        assert a["dep"]["status"] == 200 and a["dep"]["body"]["name"] == "dep_b"  # through the door
+        tokens = set(h.hub.program_tokens)
+        assert len(tokens) == 2 and "sesame" not in tokens
+        async with httpx.AsyncClient(base_url=h.base, timeout=10) as bare:
+            assert (await bare.get("/api/rooms")).status_code == 401
+            for token in tokens:  # each instance's token opens the door while it runs
+                r = await bare.get("/api/rooms", headers={"authorization": f"Bearer {token}"})
+                assert r.status_code == 200
+            await http.delete("/api/backends/partitions/tok")
+            assert h.hub.program_tokens == set()
+            for token in tokens:  # and no longer once it stopped
+                r = await bare.get("/api/rooms", headers={"authorization": f"Bearer {token}"})
+                assert r.status_code == 401

@@ -60,7 +60,7 @@ class BackendsFace(Face):
         # Made in start(): a Hub built only to check the configuration must leave nothing behind.
         self.socket_root = Path(tempfile.gettempdir()) / "roomhub-be-unstarted"
         self.launcher = Launcher(hub.runtimes["process"], self.engine, self.socket_root, hub.id,
-                                 config.limits, config.ready_timeout)
+                                 config.limits, config.ready_timeout, hub.program_tokens)
         server = hub.config.server
         host = server.host if server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.launcher.hub_url = f"http://{host}:{server.port}"

@@ -13,7 +13,9 @@ The backend is told where it lives through its environment:
 ``ROOMHUB_BASE_PATH`` (``/backends/<name>/<version>``, its root path behind
 the proxy, so FastAPI's ``/docs`` works there), ``ROOMHUB_PARTITION``,
 ``ROOMHUB_URL`` (the hub, to call other backends through the proxy with
-``X-Backends-Partition``) and W3Nest's ``HOST_NAME``/``HOST_PORT``.
+``X-Backends-Partition``), ``ROOMHUB_TOKEN`` when the hub asks for tokens (a
+random token of this instance, accepted by the hub while it runs; send it as
+``Authorization: Bearer``) and W3Nest's ``HOST_NAME``/``HOST_PORT``.
 
 Readiness: ``GET /`` until it answers 200, within the start timeout
 (seconds). A process that exits first is a crash (:class:`StartFailed`
@@ -29,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import time
@@ -104,6 +107,7 @@ class Instance:
     handle: ProgramHandle | None = None
     client: aiohttp.ClientSession | None = None  # the readiness probe's
     upstream: UpstreamPool | None = None  # the proxy's keep-alive connections
+    token: str | None = None  # its ROOMHUB_TOKEN, accepted by the hub while it runs
     dependencies: list[str] = field(default_factory=list)
     stop_reason: str | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -160,13 +164,14 @@ class Launcher:
     """
 
     def __init__(self, process: Runtime, engine: DockerEngine, socket_root: Path, hub_id: str,
-                 limits: ResourceLimits, ready_timeout: float) -> None:
+                 limits: ResourceLimits, ready_timeout: float, tokens: set[str] | None = None) -> None:
         self.process = process
         self.engine = engine
         self.socket_root = socket_root
         self.hub_id = hub_id
         self.limits = limits
         self.ready_timeout = ready_timeout
+        self.tokens = tokens  # the hub's live program tokens (None: the hub asks for no token)
         self.hub_url = "http://127.0.0.1:8000"
 
     def new_instance(self, partition: str, package: Package, build: Build, owner: str | None,
@@ -189,6 +194,10 @@ class Launcher:
             "ROOMHUB_BACKEND_NAME": inst.name, "ROOMHUB_BACKEND_VERSION": inst.version,
             "HOST_NAME": "127.0.0.1", "HOST_PORT": hub_port, "PYTHONUNBUFFERED": "1",
         }
+        if self.tokens is not None:
+            inst.token = inst.token or secrets.token_urlsafe(32)
+            env["ROOMHUB_TOKEN"] = inst.token
+            self.tokens.add(inst.token)
         if socket_path:
             env["ROOMHUB_SOCKET"] = socket_path
         else:
@@ -338,6 +347,8 @@ class Launcher:
         await self._cleanup(inst)
 
     async def _cleanup(self, inst: Instance) -> None:
+        if inst.token is not None and self.tokens is not None:
+            self.tokens.discard(inst.token)  # the hub no longer accepts it
         if inst.upstream is not None:
             inst.upstream.close()
         if inst.client is not None:
