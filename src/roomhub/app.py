@@ -117,12 +117,10 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     }
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
-    http = for_hub(hub.sockets)
-    if http is not None:  # uvicorn's httptools one, writing a small response at once
-        options["http"] = http
-        direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
-        if direct_http:  # the faces' hot HTTP paths, served without ASGI behind the same door
-            options["http"] = http.with_direct_http(direct_http, hub.door)
+    direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
+    http = for_hub(hub.sockets, direct_http, hub.door)
+    if http is not None:  # uvicorn's httptools one: small responses in one write, /yjs and the
+        options["http"] = http  # faces' hot HTTP paths served without ASGI
     options.update(overrides)
     return uvicorn.Config(asgi_app(hub), **options)
 

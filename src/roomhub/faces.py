@@ -23,7 +23,7 @@ from .connections import AsgiSocket, CloseCode, Connection, Frame
 from .rooms import Room, RoomError, RoomRegistry
 
 if TYPE_CHECKING:
-    from .http_server import DirectRoute
+    from .direct_http import DirectRoute
     from .hub import Hub
 
 log = logging.getLogger("roomhub.faces")

@@ -12,7 +12,7 @@ before anything else the loop runs; a close writes it out first. The bytes
 on the wire are unchanged (RFC 9112 framing is uvicorn's), only their
 grouping into writes differs.
 
-The protocol also serves some HTTP requests without ASGI (:class:`DirectRoute`):
+The protocol also serves some HTTP requests without ASGI (:mod:`roomhub.direct_http`):
 a request whose path starts with a registered prefix is handed, from the
 parser's callbacks, to a :class:`DirectExchange` that writes its response to
 the transport itself (no scope dictionary for an app, no task, no
@@ -36,14 +36,12 @@ then uses uvicorn's default (and serves no callback endpoint).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from .callback_websocket import CallbackSockets
+from .direct_http import DirectExchange, DirectRoute, Refusal
 
 log = logging.getLogger("roomhub.http_server")
 
@@ -104,151 +102,6 @@ class CoalescingTransport:
         return getattr(self.transport, name)
 
 
-class _NoEvent:
-    """Stands for ``RequestResponseCycle.message_event``, which uvicorn's protocol sets on loss."""
-
-    @staticmethod
-    def set() -> None:
-        return None
-
-
-class DirectExchange:
-    """One request served by the protocol without ASGI; subclasses implement the hooks.
-
-    The protocol calls, in order: :meth:`start` (when earlier responses on the connection are
-    complete), :meth:`request_body` for each piece of the body (de-chunked, possibly before
-    ``start`` for a pipelined request), :meth:`request_end`; at any time :meth:`client_gone`
-    (the connection was lost), :meth:`client_paused` / :meth:`client_resumed` (the transport's
-    write buffer crossed its high/low-water marks). The exchange writes its response with
-    :meth:`write` and ends it with :meth:`complete` (or :meth:`abort` for a broken one).
-
-    ``scope``: the ASGI-style view of the request (``type``, ``method``, ``path``, ``raw_path``,
-    ``query_string``, ``headers`` as lower-case byte pairs, ``client``, ``server``, ``scheme``,
-    ``http_version``). Attributes ``response_complete``, ``keep_alive`` and ``disconnected``
-    are those uvicorn's protocol reads on its cycles.
-    """
-
-    message_event = _NoEvent()
-
-    def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool,
-                 expect_100_continue: bool) -> None:
-        self.protocol = protocol
-        self.transport: asyncio.Transport = protocol.transport
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.expect_100_continue = expect_100_continue
-        self.response_complete = False
-        self.disconnected = False
-
-    # -- hooks ----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Begin answering (the response before it on the connection is complete)."""
-        raise NotImplementedError
-
-    def request_body(self, data: bytes) -> None:
-        """A piece of the request body (ignored by default)."""
-
-    def request_end(self) -> None:
-        """The request body is complete."""
-
-    def client_gone(self) -> None:
-        """The client's connection was lost before the response was complete."""
-
-    def client_paused(self) -> None:
-        """The client reads slower than the response is written: stop producing."""
-
-    def client_resumed(self) -> None:
-        """The client's write buffer drained."""
-
-    # -- what subclasses use ------------------------------------------------------------------
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.transport.write(data)
-
-    def pause_request_body(self) -> None:
-        """Stop reading from the client (the request body has nowhere to go yet)."""
-        self.protocol.flow.pause_reading()
-
-    def resume_request_body(self) -> None:
-        self.protocol.flow.resume_reading()
-
-    def send_100_continue(self) -> None:
-        """Answer ``Expect: 100-continue`` (once) before reading the body."""
-        if self.expect_100_continue and not self.transport.is_closing():
-            self.expect_100_continue = False
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def complete(self) -> None:
-        """The response is fully written: keep the connection alive (or close it) and let the
-        protocol go on with the next request."""
-        if self.response_complete:
-            return
-        self.response_complete = True
-        protocol = self.protocol
-        if protocol.direct_active is self:
-            protocol.direct_active = None
-        if not self.keep_alive:
-            self.transport.close()
-        protocol.on_response_complete()
-
-    def abort(self) -> None:
-        """The response cannot be completed: close the connection (the client sees it cut)."""
-        self.keep_alive = False
-        self.response_complete = True
-        if self.protocol.direct_active is self:
-            self.protocol.direct_active = None
-        self.transport.close()
-
-    def send_json(self, status: int, body: dict[str, Any],
-                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-        """A whole JSON response (``status``, ``body``) and :meth:`complete`."""
-        data = json.dumps(body).encode()
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status)),
-                 b"content-type: application/json\r\ncontent-length: %d\r\n" % len(data)]
-        lines += [name + b": " + value + b"\r\n" for name, value in headers]
-        if not self.keep_alive:
-            lines.append(b"connection: close\r\n")
-        lines += [b"\r\n", data]
-        self.transport.writelines(lines)
-        self.complete()
-
-
-def _reason(status: int) -> bytes:
-    try:
-        from http import HTTPStatus
-
-        return HTTPStatus(status).phrase.encode()
-    except ValueError:
-        return b""
-
-
-class Refusal(DirectExchange):
-    """The door's answer (401 with ``WWW-Authenticate: Bearer``, or 403) as ``{"detail": message}``."""
-
-    def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool, status: int,
-                 message: str) -> None:
-        super().__init__(protocol, scope, keep_alive, False)
-        self.status, self.message = status, message
-
-    def start(self) -> None:
-        extra = ((b"www-authenticate", b"Bearer"),) if self.status == 401 else ()
-        self.send_json(self.status, {"detail": self.message}, extra)
-
-
-OpenExchange = Callable[[Any, dict[str, Any], bool, bool], DirectExchange]
-"""``open(protocol, scope, keep_alive, expect_100_continue)`` -> the request's exchange."""
-
-
-@dataclass(frozen=True)
-class DirectRoute:
-    """HTTP requests whose raw path starts with ``prefix`` (bytes, e.g. ``b"/backends/"``) are
-    served by the exchanges ``open`` makes, without ASGI. WebSocket upgrades are not."""
-
-    prefix: bytes
-    open: OpenExchange
-
-
 try:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -260,19 +113,14 @@ else:
         """``HttpToolsProtocol`` writing through a :class:`CoalescingTransport`, serving the
         :class:`DirectRoute` s of ``direct_http_routes`` without ASGI (see the module).
 
-        ``direct_http_routes`` and ``direct_door`` are set on a subclass made for one hub by
-        :meth:`with_direct_http`."""
+        ``direct_http_routes``, ``direct_door`` and ``callback_sockets`` are set on the subclass
+        :func:`for_hub` makes for one hub."""
 
         direct_http_routes: tuple[DirectRoute, ...] = ()
         direct_door: Any = None  # a roomhub.security.Door, or None to let every request pass
         direct_active: DirectExchange | None = None  # the exchange whose response is being written
 
-        @classmethod
-        def with_direct_http(cls, routes: list[DirectRoute], door: Any) -> type[CoalescingHttpProtocol]:
-            """A subclass serving ``routes`` without ASGI, behind ``door`` (``Door.refusal(scope)``)."""
-            return type("HubHttpProtocol", (cls,), {"direct_http_routes": tuple(routes), "direct_door": door})
-
-        callback_sockets: CallbackSockets | None = None  # set on the class :func:`for_hub` makes
+        callback_sockets: CallbackSockets | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
@@ -385,9 +233,11 @@ else:
     PROTOCOL = CoalescingHttpProtocol
 
 
-def for_hub(sockets: CallbackSockets) -> type[Any] | None:
+def for_hub(sockets: CallbackSockets, routes: list[DirectRoute], door: Any) -> type[Any] | None:
     """The HTTP protocol class of one hub: :data:`PROTOCOL` handing upgrades for ``sockets``'
-    endpoints to them (None when :data:`PROTOCOL` is)."""
+    endpoints to them and serving ``routes`` without ASGI behind ``door`` (a
+    :class:`~roomhub.security.Door`); None when :data:`PROTOCOL` is."""
     if PROTOCOL is None:
         return None
-    return type("HubHttpProtocol", (PROTOCOL,), {"callback_sockets": sockets})
+    attributes = {"callback_sockets": sockets, "direct_http_routes": tuple(routes), "direct_door": door}
+    return type("HubHttpProtocol", (PROTOCOL,), attributes)

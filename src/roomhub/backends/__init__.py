@@ -28,8 +28,8 @@ from typing import Any
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
+from ..direct_http import DirectRoute
 from ..faces import Face, Shortcut
-from ..http_server import DirectRoute
 from ..rooms import RoomRegistry
 from . import protocol
 from .builds import Builder

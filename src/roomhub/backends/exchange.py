@@ -39,7 +39,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..http_server import DirectExchange
+from ..direct_http import DirectExchange
 from . import protocol as p
 from .upstream import Framing, Headers, UpstreamConnection, UpstreamPool
 

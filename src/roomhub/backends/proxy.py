@@ -50,7 +50,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 
-from ..http_server import DirectRoute
+from ..direct_http import DirectRoute
 from ..rooms import validate_room_name
 from . import protocol as p
 from .instances import Instance
