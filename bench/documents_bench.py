@@ -25,72 +25,37 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
-from _common import hub_argv
+from _common import HubProcess, ServerProcess
 
 HERE = Path(__file__).resolve().parent
 SCENARIOS = ("throughput", "paced", "idle", "history")
-ROOT = HERE.parent
+HUB_TOML = (
+    "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\n"
+    '[documents]\nstore = "sqlite"\ngrace_period = 0\n'
+)
+"""roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class PeerProcess(ServerProcess):
+    """pycrdt-websocket 0.16.5 on uvicorn (``documents_peer_server.py``), SQLite store in its workdir."""
+
+    name = "pycrdt-websocket"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(HERE / "documents_peer_server.py"), str(self.port),
+                str(self.workdir / "ystore.db")]
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("server did not start")
-
-
-def start_roomhub(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    config = tmp / "roomhub.toml"
-    config.write_text(
-        '[server]\nlog_level = "warning"\n[server.limits]\nmax_connections = 20000\n'
-        "max_clients_per_room = 500\n"
-        '[documents]\nstore = "sqlite"\ngrace_period = 0\n'
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        hub_argv(config, port, tmp / "data"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "roomhub.log", "wb"),
-    )
-    wait_port(port, proc)
-    httpx.get(f"http://127.0.0.1:{port}/api/health").raise_for_status()
-    return proc, port
-
-
-def start_peer(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "documents_peer_server.py"), str(port), str(tmp / "ystore.db")],
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "peer.log", "wb"),
-    )
-    wait_port(port, proc)
-    return proc, port
+def server_process(name: str) -> ServerProcess:
+    """A fresh server (and database) for one scenario: ``"roomhub"`` or ``"pycrdt-websocket"``."""
+    return HubProcess(HUB_TOML) if name == "roomhub" else PeerProcess()
 
 
 def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> dict[str, Any]:
@@ -142,21 +107,12 @@ def bench_server(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "history": {"history": args.history, "coldDelay": 1.5},
     }
     for mode in args.only:
-        options = scenarios[mode]
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
-            proc, port = (start_roomhub if name == "roomhub" else start_peer)(Path(tmp))
-            try:
-                out[mode] = run_load(port, mode, psutil.Process(proc.pid), **options)
-                time.sleep(1)
-                # pycrdt-websocket's server task group dies when many clients leave at once
-                out[mode]["server_alive_after"] = proc.poll() is None
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with server_process(name) as server:
+            assert server.proc is not None and server.ps is not None
+            out[mode] = run_load(server.port, mode, server.ps, **scenarios[mode])
+            time.sleep(1)
+            # pycrdt-websocket's server task group dies when many clients leave at once
+            out[mode]["server_alive_after"] = server.proc.poll() is None
         print(f"{name} {mode}: {json.dumps(out[mode])}", file=sys.stderr, flush=True)
     return out
 

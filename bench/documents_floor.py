@@ -27,16 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-from documents_bench import free_port, run_load, start_peer, start_roomhub, wait_port
+from _common import ServerProcess
+from documents_bench import run_load, server_process
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("asgi", "asgi-hub-protocol", "starlette", "roomhub", "pycrdt-websocket")
@@ -94,42 +91,27 @@ def serve(kind: str, port: int) -> None:
     )
 
 
-def start_bare(kind: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, str(port)],
-        env={**os.environ, "PYTHONPATH": str(HERE.parent / "src")},
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / f"{kind}.log", "wb"),
-    )
-    wait_port(port, proc)
-    return proc, port
+class BareProcess(ServerProcess):
+    """One of the bare servers of this module (``kind``), in its own process."""
+
+    def __init__(self, kind: str) -> None:
+        self.name = kind
+        super().__init__()
+
+    def argv(self) -> list[str]:
+        return [sys.executable, __file__, "--serve", self.name, str(self.port)]
 
 
 def measure(kind: str, idle: int, joins: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"floor-{kind}-") as name:
-        tmp = Path(name)
-        if kind == "roomhub":
-            proc, port = start_roomhub(tmp)
-        elif kind == "pycrdt-websocket":
-            proc, port = start_peer(tmp)
-        else:
-            proc, port = start_bare(kind, tmp)
-        try:
-            time.sleep(0.5)
-            server = psutil.Process(proc.pid)
-            result = run_load(port, "idle", server, rooms=idle // 100, clients=100)
-            joined = run_load(port, "join", server, joins=joins, coldDelay=1.5)
-            result["join_ms_median"] = joined["join_ms_median"]
-            result["join_ms"] = joined["join_ms"]
-            return result
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    server = server_process(kind) if kind in ("roomhub", "pycrdt-websocket") else BareProcess(kind)
+    with server:
+        assert server.ps is not None
+        time.sleep(0.5)
+        result = run_load(server.port, "idle", server.ps, rooms=idle // 100, clients=100)
+        joined = run_load(server.port, "join", server.ps, joins=joins, coldDelay=1.5)
+        result["join_ms_median"] = joined["join_ms_median"]
+        result["join_ms"] = joined["join_ms"]
+        return result
 
 
 def main() -> None:
