@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +49,24 @@ def write_config(directory: Path, body: str, html: str = "<!doctype html><p>page
     path = directory / "roomhub.toml"
     path.write_text(textwrap.dedent(body))
     return path
+
+
+async def eventually(check: Callable[[], Any], within: float = 10.0, *, interval: float = 0.01,
+                     what: str = "") -> Any:
+    """Poll ``check`` (a function, or one returning an awaitable) every ``interval`` seconds until it
+    returns a truthy value, and return that value; AssertionError after ``within`` seconds.
+    For state changes in the hub that have no event a test could await."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what or check} (last {value!r})")
+        await asyncio.sleep(interval)
 
 
 class OnLoopback:

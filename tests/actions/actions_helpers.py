@@ -119,11 +119,3 @@ def data_of(frames: list[dict[str, Any]]) -> list[Any]:
     return [f["data"] for f in frames if "data" in f]
 
 
-async def wait_for(predicate: Any, within: float = 10, interval: float = 0.01) -> None:
-    """Poll ``predicate()`` until true (state changes in the hub have no event to await)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(interval)

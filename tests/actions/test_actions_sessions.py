@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from actions_helpers import IgorClient, actions_config, wait_for
+from actions_helpers import IgorClient, actions_config
+
+from hubtest import eventually
 
 TIMEOUT = 1.0
 
@@ -44,7 +46,7 @@ async def test_after_the_timeout_the_session_is_reaped_once(hub):
     a = await IgorClient.connect(hub.ws)
     await a.value("session.set", {"k": 1})
     await a.close()
-    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
+    await eventually(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
     assert store.reaped_count == 1
     b = await IgorClient.connect(hub.ws, session=a.session)
     assert b.session["resumed"] is False and b.session["id"] != a.session["id"]
@@ -69,7 +71,7 @@ async def test_reaped_on_the_timer_of_the_last_disconnect(hub):
     second_detach = loop.time()
     await asyncio.sleep(first_detach + TIMEOUT * 1.3 - loop.time())  # past the first timer
     assert a.session["id"] in store and store[a.session["id"]] == {"k": "v"}
-    await wait_for(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
+    await eventually(lambda: a.session["id"] not in store, within=TIMEOUT + 5)
     assert loop.time() - second_detach >= TIMEOUT * 0.95
     assert store.reaped_count == 1
 

@@ -7,7 +7,9 @@ import json
 import time
 
 import pytest
-from actions_helpers import IgorClient, actions_config, data_of, wait_for
+from actions_helpers import IgorClient, actions_config, data_of
+
+from hubtest import eventually
 
 
 @pytest.fixture
@@ -188,10 +190,10 @@ async def test_one_client_many_concurrent_calls(hub):
 async def test_cancel_stops_a_running_handler(hub):
     c = await IgorClient.connect(hub.ws)
     sid = await c.start("forever")
-    await wait_for(lambda: scope_of(hub).get("forever_started") == 1)
+    await eventually(lambda: scope_of(hub).get("forever_started") == 1)
     await c.send({"streamId": sid, "cancel": True})
     assert await c.finish(sid) == [{"streamId": sid, "close": True, "cancelled": True}]
-    await wait_for(lambda: scope_of(hub).get("forever_cancelled") == 1)
+    await eventually(lambda: scope_of(hub).get("forever_cancelled") == 1)
     # a plain function sees StreamClosed on its next send and returns
     from actions_sample_api import EVENTS
 
@@ -223,9 +225,9 @@ async def test_disconnect_cancels_running_calls(hub):
     c = await IgorClient.connect(hub.ws)
     for _ in range(3):
         await c.start("forever")
-    await wait_for(lambda: scope_of(hub).get("forever_started") == 3)
+    await eventually(lambda: scope_of(hub).get("forever_started") == 3)
     await c.close()
-    await wait_for(lambda: scope_of(hub).get("forever_cancelled") == 3)
+    await eventually(lambda: scope_of(hub).get("forever_cancelled") == 3)
 
 
 async def test_process_messages_to_all_and_to_one_client(hub):
@@ -241,7 +243,7 @@ async def test_process_messages_to_all_and_to_one_client(hub):
     assert (await a.next("announcer"))["data"] == "marker"  # a never got "only b"
     assert scope_of(hub)["last_send_ok"] is True
     await a.value("process.say", {"text": "nobody", "to": "no-such-session"})
-    await wait_for(lambda: scope_of(hub)["last_send_ok"] is False)
+    await eventually(lambda: scope_of(hub)["last_send_ok"] is False)
     # the Igor-style Thread process broadcasts too
     tick = await a.next("ticker")
     assert tick["action"] == "tick" and tick["data"]["n"] >= 1
@@ -254,7 +256,7 @@ async def test_scope_is_shared_by_clients_and_processes(hub):
     assert await a.value("scope.incr") == 1
     assert await b.value("scope.incr") == 2
     assert await a.value("scope.incr") == 3
-    await wait_for(lambda: "ticker" in scope_of(hub))
+    await eventually(lambda: "ticker" in scope_of(hub))
     assert await b.value("scope.get", "ticker") == "ticker"  # written by the Thread process
     assert await a.value("sessions.count") == 2  # the process's view of the sessions
     await a.close()

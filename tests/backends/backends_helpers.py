@@ -140,15 +140,3 @@ async def partition_socket(ws_base: str, partition: str,
             await sock.close()
 
 
-async def wait_until(check: Callable[[], Any], timeout: float = 20.0, step: float = 0.05) -> Any:
-    """Poll an async or sync ``check`` until it returns a truthy value (bounded)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(step)

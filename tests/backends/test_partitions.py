@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 
 import httpx
-from backends_helpers import hub_config, partition_socket, wait_until
+from backends_helpers import hub_config, partition_socket
+
+from hubtest import eventually
 
 
 async def run(http: httpx.AsyncClient, partition: str, code: str, out: list[str]) -> dict:
@@ -58,7 +60,7 @@ async def test_closing_the_owning_socket_stops_its_backends_after_the_grace_peri
         # within the grace period the backend still answers
         still = await http.get("/backends/hello/*/", headers={"x-backends-partition": "tab-7"})
         assert still.status_code == 200
-        inst = await wait_until(lambda: _status(http, uid, "stopped"), timeout=10)
+        inst = await eventually(lambda: _status(http, uid, "stopped"), within=10)
         assert asyncio.get_running_loop().time() - closed >= 0.9
         assert inst["stopReason"].startswith("the owning tab")
         assert (await http.get("/api/backends/partitions/tab-7")).status_code == 404
@@ -92,9 +94,9 @@ async def test_named_partition_outlives_the_tab_for_backends_it_did_not_install(
             mine = await http.post("/api/backends/install", json={"modules": ["hello"], "partition": "Foo"},
                                    headers={"x-backends-owner": "tab-1"})
             mine_uid = mine.json()["backends"][0]["uid"]
-        await wait_until(lambda: _status(http, mine_uid, "stopped"), timeout=10)
+        await eventually(lambda: _status(http, mine_uid, "stopped"), within=10)
         assert (await http.get(f"/api/backends/instances/{shared_uid}")).json()["status"] == "listening"
-        stopped = await wait_until(lambda: _status(http, shared_uid, "stopped"), timeout=15)
+        stopped = await eventually(lambda: _status(http, shared_uid, "stopped"), within=15)
         assert stopped["stopReason"] == "idle timeout"
 
 

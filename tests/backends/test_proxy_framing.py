@@ -18,9 +18,9 @@ import httptools
 import httpx
 import psutil
 import pytest
-from backends_helpers import FRAMING_BACKEND, hub_config, stdlib_package, wait_until
+from backends_helpers import FRAMING_BACKEND, hub_config, stdlib_package
 
-from hubtest import HubProcess, start_hub_process
+from hubtest import HubProcess, eventually, start_hub_process
 
 MiB = 1024 * 1024
 BASE = "/backends/framing/0.1.0"
@@ -212,7 +212,7 @@ async def test_client_leaving_mid_upload_closes_the_upstream_connection(hub: Hub
         await writer.drain()
         await asyncio.sleep(0.2)
         writer.close()  # a tenth of the body sent
-        aborted = await wait_until(lambda: _aborted(http))
+        aborted = await eventually(lambda: _aborted(http))
         conn = int(aborted.split("conn=")[1].split()[0])
         assert int(aborted.split(" after ")[1].split()[0]) < 10 * MiB
         for _ in range(3):  # that connection is never handed to a later request

@@ -15,10 +15,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
+from hubtest import eventually
 from roomhub.documents import protocol as p
 
 from .test_endpoint import closed_with
-from .ycl import eventually, y_client
+from .ycl import y_client
 
 
 def raw_handshake(port: int, path: str, rcvbuf: int | None = None, extra: str = "") -> socket.socket:

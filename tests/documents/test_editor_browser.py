@@ -12,9 +12,9 @@ import httpx
 import pytest
 from pycrdt import Text
 
-from hubtest import write_config
+from hubtest import eventually, write_config
 
-from .ycl import eventually, y_client
+from .ycl import y_client
 
 pytestmark = pytest.mark.e2e
 

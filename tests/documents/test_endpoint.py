@@ -12,9 +12,10 @@ from pycrdt import Doc, Text, create_sync_message, create_update_message
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from hubtest import eventually
 from roomhub.documents import protocol as p
 
-from .ycl import eventually, y_client
+from .ycl import y_client
 
 
 async def closed_with(ws, within: float = 10.0) -> tuple[int | None, str]:

@@ -8,7 +8,9 @@ import signal
 import httpx
 from pycrdt import Doc, Text
 
-from .ycl import eventually, y_client
+from hubtest import eventually
+
+from .ycl import y_client
 
 
 async def test_restart_keeps_the_document(docs_config, hub_process):

@@ -1,6 +1,8 @@
 from pycrdt import Text
 
-from .ycl import eventually, y_client
+from hubtest import eventually
+
+from .ycl import y_client
 
 
 async def test_two_pycrdt_clients_sync(docs_config, in_process_hub):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from pycrdt import Doc, Provider
@@ -61,10 +61,3 @@ async def y_client(
             yield YClient(doc, ws, provider)
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
-    """Poll ``check`` every 10 ms until it is true; fail after ``within`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.01)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from pycrdt import Array, Map, Text
-from tests.documents.ycl import eventually, y_client
+from tests.documents.ycl import y_client
+
+from hubtest import eventually
 
 from .node import node_client
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import websockets
 
-from hubtest import write_config
+from hubtest import eventually, write_config
 from pageclient import PageClient, monitor_contents
 
 BASE = """
@@ -61,14 +61,6 @@ def events(tmp_path: Path) -> list[str]:
         return []
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
-
-
 async def test_broadcast_reaches_members_without_echo_and_never_another_room(tmp_path, in_process_hub):
     async with in_process_hub(config(tmp_path)) as hub:
         a = await PageClient.connect(f"{hub.ws}/p/ws?roomName=r1")
@@ -101,7 +93,7 @@ async def test_concurrent_first_joins_create_the_room_once(tmp_path, in_process_
             rooms = (await http.get(f"{hub.base}/api/rooms")).json()
         assert [(r["name"], r["clients"]) for r in rooms] == [("same", 10)]
         await asyncio.gather(*(c.close() for c in clients))
-        await wait_until(lambda: events(tmp_path) == ["prologue", "epilogue"])
+        await eventually(lambda: events(tmp_path) == ["prologue", "epilogue"])
 
 
 async def test_join_during_teardown_waits_and_gets_a_fresh_room(tmp_path, in_process_hub):
@@ -131,7 +123,7 @@ async def test_grace_period_keeps_an_empty_room(tmp_path, in_process_hub):
         await back.wait_output("cat", b"before")
         assert events(tmp_path) == ["prologue"]
         await back.close()
-        await wait_until(lambda: events(tmp_path) == ["prologue", "epilogue"], timeout=5)
+        await eventually(lambda: events(tmp_path) == ["prologue", "epilogue"], within=5)
 
 
 async def test_late_joiner_gets_scrollback_once_state_and_file(tmp_path, in_process_hub):
@@ -249,7 +241,7 @@ timeout = 60
         finished = asyncio.create_task(reader.wait_type("flood", "finished", timeout=60))
         room = hub.hub.face("pages").rooms["/p"].get("slow")
         # The stuck member overflows its queue and is being closed while the flood goes on.
-        await wait_until(lambda: any(m.closing for m in room.members), timeout=30)
+        await eventually(lambda: any(m.closing for m in room.members), within=30)
         # Draining what it had buffered, the stuck client finds the close that says why.
         with pytest.raises(websockets.ConnectionClosed):
             while True:
@@ -259,5 +251,5 @@ timeout = 60
         await finished
         assert reader.output("flood").rstrip().endswith(b"END")
         assert not reader.ws.close_code
-        await wait_until(lambda: hub.hub.connections.count == 1, timeout=30)
+        await eventually(lambda: hub.hub.connections.count == 1, within=30)
         await reader.close()

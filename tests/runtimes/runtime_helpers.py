@@ -11,8 +11,6 @@ import asyncio
 import os
 import shutil
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,21 +138,3 @@ async def docker_objects(label: str) -> tuple[list[str], list[str]]:
         containers = [c.id for c in await docker.containers.list(all=True, filters=filters)]
         volumes = [v["Name"] for v in (await docker.volumes.list(filters=filters)).get("Volumes") or []]
     return containers, volumes
-
-
-async def eventually(
-    check: Callable[[], Any],
-    timeout: float = 15.0,
-    interval: float = 0.05,
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns a truthy value; fails after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        await asyncio.sleep(interval)

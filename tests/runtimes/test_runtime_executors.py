@@ -14,7 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from runtime_helpers import PageClient, docker_objects, eventually, page_config
+from runtime_helpers import PageClient, docker_objects, page_config
+
+from hubtest import eventually
 
 
 async def test_always_restarts_with_backoff_and_notice(runtime: str, tmp_path: Path, in_process_hub) -> None:
@@ -122,7 +124,7 @@ async def test_epilogue_runs_at_teardown(runtime: str, tmp_path: Path, in_proces
         async with await PageClient.join(hub.ws, "r1") as client:
             await client.wait_output("keep", b"written")
         # the last client left: teardown stops `keep`, then runs the epilogue in the room directory
-        await eventually(lambda: "epilogue-saw-alive" in caplog.text, timeout=30)
+        await eventually(lambda: "epilogue-saw-alive" in caplog.text, within=30)
         assert "epilogue 'bye' ended (exit code 0)" in caplog.text
 
 

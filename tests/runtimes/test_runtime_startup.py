@@ -10,8 +10,9 @@ from pathlib import Path
 
 import aiodocker
 import pytest
-from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, eventually, page_config
+from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, page_config
 
+from hubtest import eventually
 from roomhub.config import BubblewrapConfig
 from roomhub.runtimes.base import RuntimeUnavailable
 from roomhub.runtimes.bubblewrap import BubblewrapRuntime
@@ -182,7 +183,7 @@ async def test_bubblewrap_after_sigkill(bubblewrap_runtime: str, tmp_path: Path,
     assert sandboxed()
     hub.stop(signal.SIGKILL)
     await client.close()
-    await eventually(lambda: not sandboxed(), timeout=10)
+    await eventually(lambda: not sandboxed(), within=10)
     base, _, _ = find_pids_base()
     if base is None:
         return
