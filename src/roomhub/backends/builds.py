@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runtimes.docker import image_exists
 from . import protocol as p
 from .containers import DockerEngine
 from .packages import Package
@@ -177,7 +178,7 @@ class Builder:
             return None
         tag = self.image_tag(package, fp)
         try:
-            exists = await self.engine.image_exists(tag)
+            exists = await image_exists(self.engine.docker, tag)
         except Exception:
             return None
         return Build(fp, "docker", options, dockerfile, image=tag) if exists else None

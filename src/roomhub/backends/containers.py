@@ -37,7 +37,7 @@ from aiodocker.containers import DockerContainer
 from aiodocker.exceptions import DockerError
 
 from ..runtimes.base import ProgramHandle, RuntimeUnavailable, Stream
-from ..runtimes.docker import open_engine
+from ..runtimes.docker import describe_error, open_engine
 
 log = logging.getLogger("roomhub.backends.containers")
 
@@ -45,12 +45,6 @@ CONTAINER_SOCKET_DIR = "/run/roomhub"
 HUB_LABEL = "roomhub.hub"
 BACKEND_LABEL = "roomhub.backend"
 ENGINE_ERRORS = (DockerError, aiohttp.ClientError, OSError, ValueError)
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, DockerError):
-        return str(exc.message).strip()
-    return str(exc) or type(exc).__name__
 
 
 def context_tar(directory: Path, dockerfile: str | None) -> tuple[io.BytesIO, str | None]:
@@ -85,7 +79,7 @@ class ContainerHandle(ProgramHandle):
             result = await self.container.wait(timeout=None)
             return int(result.get("StatusCode", -1))
         except ENGINE_ERRORS as exc:
-            log.warning("container %s: wait failed: %s", self.id[:12], describe(exc))
+            log.warning("container %s: wait failed: %s", self.id[:12], describe_error(exc))
             return -1
 
     async def output(self) -> AsyncIterator[tuple[Stream, bytes]]:
@@ -93,7 +87,7 @@ class ContainerHandle(ProgramHandle):
             async for line in self.container.log(stdout=True, stderr=True, follow=True, timeout=None):
                 yield "stdout", line.encode() if isinstance(line, str) else line
         except ENGINE_ERRORS as exc:
-            log.debug("container %s: log stream ended: %s", self.id[:12], describe(exc))
+            log.debug("container %s: log stream ended: %s", self.id[:12], describe_error(exc))
 
     async def write(self, data: bytes) -> None:
         raise BrokenPipeError("backend containers have no stdin")
@@ -136,16 +130,7 @@ class DockerEngine:
         try:
             await asyncio.wait_for(self.docker.version(), timeout)
         except (*ENGINE_ERRORS, TimeoutError) as exc:
-            raise RuntimeUnavailable(f"cannot reach the Docker engine: {describe(exc)}") from None
-
-    async def image_exists(self, tag: str) -> bool:
-        try:
-            await self.docker.images.inspect(tag)
-        except DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+            raise RuntimeUnavailable(f"cannot reach the Docker engine: {describe_error(exc)}") from None
 
     async def build_image(self, directory: Path, tag: str, dockerfile_path: str, dockerfile_text: str | None,
                           build_args: dict[str, str], labels: dict[str, str],
@@ -171,8 +156,8 @@ class DockerEngine:
                 elif "status" in chunk:
                     on_line(str(chunk["status"]))
         except ENGINE_ERRORS as exc:
-            on_line(describe(exc))
-            raise RuntimeError(describe(exc)) from None
+            on_line(describe_error(exc))
+            raise RuntimeError(describe_error(exc)) from None
 
     async def run(self, image: str, argv: list[str] | None, env: dict[str, str], socket_dir: Path,
                   labels: dict[str, str], name: str) -> ContainerHandle:
@@ -201,12 +186,14 @@ class DockerEngine:
         try:
             container = await self.docker.containers.create(config, name=name)
         except ENGINE_ERRORS as exc:
-            raise RuntimeUnavailable(f"cannot create a container of {image!r}: {describe(exc)}") from None
+            raise RuntimeUnavailable(
+                f"cannot create a container of {image!r}: {describe_error(exc)}") from None
         try:
             await container.start()
         except ENGINE_ERRORS as exc:
             await self.remove(container)
-            raise RuntimeUnavailable(f"cannot start a container of {image!r}: {describe(exc)}") from None
+            raise RuntimeUnavailable(
+                f"cannot start a container of {image!r}: {describe_error(exc)}") from None
         return ContainerHandle(self, container)
 
     async def remove(self, container: DockerContainer) -> None:
@@ -214,7 +201,7 @@ class DockerEngine:
             await container.delete(force=True)
         except DockerError as exc:
             if exc.status not in (404, 409):
-                log.warning("container %s: removal failed: %s", container.id[:12], describe(exc))
+                log.warning("container %s: removal failed: %s", container.id[:12], describe_error(exc))
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("container %s: removal failed: %s", container.id[:12], exc)
 

@@ -88,6 +88,17 @@ def safe_name(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", text)[:limit].strip("-.") or "x"
 
 
+async def image_exists(docker: aiodocker.Docker, image: str) -> bool:
+    """Whether ``image`` is on the engine (other engine errors propagate as ``DockerError``)."""
+    try:
+        await docker.images.inspect(image)
+    except DockerError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def describe_error(exc: BaseException) -> str:
     if isinstance(exc, DockerError):
         return str(exc.message).strip()
@@ -243,7 +254,7 @@ class DockerRuntime(Runtime):
             self._where(),
             "volumes" if self.use_volumes else "bind mounts",
         )
-        if self.config.image and not await self.image_exists(self.config.image):
+        if self.config.image and not await image_exists(self.docker, self.config.image):
             log.warning(
                 "docker: the default image %r is not on the engine%s",
                 self.config.image,
@@ -251,15 +262,6 @@ class DockerRuntime(Runtime):
                 if self.config.pull
                 else " (roomhub does not pull unless runtime.docker.pull = true)",
             )
-
-    async def image_exists(self, image: str) -> bool:
-        try:
-            await self.docker.images.inspect(image)
-        except DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
 
     # -- rooms -----------------------------------------------------------------------------
 
