@@ -1,14 +1,13 @@
 // <rh-image-viewer executor="NAME" mime="image/png">: shows an image file of
 // the room (a file executor), updated whenever the file changes on disk.
 
-import { fromBase64, MonitorReader, outputOf, utf8 } from "./codec.js";
-import { h, RoomElement } from "./element.js";
+import { h } from "./element.js";
+import { FileMonitorElement } from "./file-element.js";
 
-export class RhImageViewer extends RoomElement {
+export class RhImageViewer extends FileMonitorElement {
   static observedAttributes = ["executor", "mime", "alt"];
 
   build() {
-    this.reader = new MonitorReader();
     this.url = null;
     this.image = h("img", {
       class: "rh-image",
@@ -27,20 +26,8 @@ export class RhImageViewer extends RoomElement {
     else if (name === "executor") super.attributeChangedCallback(name, before, after);
   }
 
-  onJoined() {
-    this.reader.reset();
-  }
-
-  onMessage(message) {
-    if (message.type !== "output") return;
-    const out = outputOf(message);
-    if (!out) return;
-    for (const line of this.reader.feed(out.bytes)) {
-      if (typeof line.contents === "string") this.show(fromBase64(line.contents));
-      else if (typeof line.error === "string") {
-        this.notice("warn", utf8(fromBase64(line.error)), { key: "file-error" });
-      }
-    }
+  onFileContents(bytes) {
+    this.show(bytes);
   }
 
   show(bytes) {

@@ -9,8 +9,9 @@
 // disk while it has unsaved edits it does not overwrite them: it says so and
 // lets the user load the disk version or keep their own.
 
-import { fileWrite, fromBase64, MonitorReader, outputOf, utf8 } from "./codec.js";
-import { h, loadVendor, RoomElement } from "./element.js";
+import { fileWrite, utf8 } from "./codec.js";
+import { h, loadVendor } from "./element.js";
+import { FileMonitorElement } from "./file-element.js";
 
 const LANGUAGES = {
   python: async () => (await loadVendor("@codemirror/lang-python"))[0].python(),
@@ -39,9 +40,8 @@ export function minimalChange(doc, text) {
   return { from: start, to: endDoc, insert: text.slice(start, endText) };
 }
 
-class FileElement extends RoomElement {
+class FileElement extends FileMonitorElement {
   build() {
-    this.reader = new MonitorReader();
     this.view = null;
     this.pendingText = null; // contents that arrived before CodeMirror loaded
     this.chip = h("span", { class: "rh-chip" });
@@ -105,29 +105,15 @@ class FileElement extends RoomElement {
     this.chip.dataset.kind = kind || "";
   }
 
-  onJoined() {
-    this.reader.reset();
-  }
-
-  onMessage(message) {
-    if (message.type !== "output") return;
-    const out = outputOf(message);
-    if (!out) return;
-    for (const line of this.reader.feed(out.bytes)) {
-      if (typeof line.contents === "string") {
-        const text = utf8(fromBase64(line.contents));
-        this.clearNotice("file-error");
-        if (this.view) this.onContents(text);
-        else this.pendingText = text;
-      } else if (typeof line.error === "string") {
-        this.onFileError(utf8(fromBase64(line.error)));
-      }
-    }
+  onFileContents(bytes) {
+    const text = utf8(bytes);
+    if (this.view) this.onContents(text);
+    else this.pendingText = text;
   }
 
   onFileError(text) {
     this.setChip("unreadable", "fail");
-    this.notice("warn", text, { key: "file-error" });
+    super.onFileError(text);
   }
 
   onContents(text) {
