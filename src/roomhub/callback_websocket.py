@@ -169,8 +169,7 @@ def _refusal_body(status: int, message: str) -> tuple[bytes, list[tuple[str, str
 class CallbackWebSocket(asyncio.Protocol):
     """One WebSocket connection of a :class:`SocketEndpoint` (see the module).
 
-    ``path`` is the request's path, ``peer`` the client's ``"host:port"``; ``close_code`` and
-    ``close_reason`` are what this side sent or received last, once closing.
+    ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
     __slots__ = ("_abort_timer", "_fragments", "_ping_unanswered", "closing", "endpoint", "opened",
@@ -187,23 +186,13 @@ class CallbackWebSocket(asyncio.Protocol):
         self.state: Any = None
         self.opened = False
         self.closing = False
-        self._fragments: list[bytes] | None = None
+        self._fragments: tuple[Opcode, list[bytes]] | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
 
     @property
     def label(self) -> str:
         return f"{self.path} ({self.peer})"
-
-    @property
-    def close_code(self) -> int | None:
-        close = self.ws.close_sent or self.ws.close_rcvd
-        return close.code if close is not None else None
-
-    @property
-    def close_reason(self) -> str:
-        close = self.ws.close_sent or self.ws.close_rcvd
-        return close.reason if close is not None else ""
 
     # -- asyncio protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -354,16 +343,16 @@ class CallbackWebSocket(asyncio.Protocol):
         if self.closing or not self.opened:
             return
         if opcode is Opcode.CONT:
-            fragments = self._fragments
-            if fragments is None:  # the library refuses this already; never reached
+            if self._fragments is None:  # the library refuses this already; never reached
                 return
-            fragments.append(data)
+            opcode, parts = self._fragments
+            parts.append(data)
             if not fin:
                 return
             self._fragments = None
-            opcode, data = Opcode(fragments[0][0]), b"".join(fragments[1:])
+            data = b"".join(parts)
         elif not fin:
-            self._fragments = [bytes([opcode.value]), data]  # the opcode travels with the parts
+            self._fragments = (opcode, [data])  # the first frame's opcode is the message's
             return
         message: Message = data
         if opcode is Opcode.TEXT:
