@@ -27,10 +27,12 @@ $(BIN)/roomhub: pyproject.toml
 	touch $@
 
 # Everything the tests need besides `setup`: Debian packages (bubblewrap, chromium,
-# docker.io, busybox-static), a Docker engine with locally built test images, npm clients.
+# docker.io, busybox-static), a Docker engine with locally built test images, npm clients,
+# the original clients of the replaced systems (scripts/setup-originals.sh).
 setup-test: setup system-deps
 	@if [ -f scripts/setup-docker.sh ]; then bash scripts/setup-docker.sh; fi
 	@if [ -f scripts/setup-interop.sh ]; then bash scripts/setup-interop.sh; fi
+	bash scripts/setup-originals.sh
 
 system-deps:
 	bash scripts/setup-system.sh
