@@ -206,3 +206,14 @@ def browser() -> Iterator[object]:
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def original(repo: str) -> Path:
+    """The unpacked snapshot of an original client's repository (``"owner+name"``), as
+    ``scripts/setup-originals.sh`` leaves it under ``tests/originals/``; skips the test, saying
+    why, when it is not there."""
+    path = ROOT / "tests" / "originals" / repo
+    if not (path / ".commit").is_file():
+        pytest.skip(f"original {repo} not unpacked: run scripts/setup-originals.sh (it needs a mirror "
+                    "of the repository's snapshot, see the script)")
+    return path
