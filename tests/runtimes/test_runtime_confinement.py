@@ -185,7 +185,7 @@ async def test_room_quota_ends_the_program_and_tells_the_room(
     assert "room quota exceeded" in finished.get("reason", ""), finished
     assert seen == finished and finished["exitCode"] != 0, finished
     assert b"[roomhub] room quota exceeded" in out, out
-    assert 8 * MiB < used < 64 * MiB, used  # ended soon after the quota, long before 100 MiB
+    assert 8 * MiB < used < 80 * MiB, used  # ended soon after the quota, before its 100 MiB
     assert small["exitCode"] == 0 and "reason" not in small, small  # the control
     assert b"FILLED" in small_out, small_out
 
