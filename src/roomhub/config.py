@@ -102,6 +102,12 @@ class ResourceLimits(Model):
         default=None, gt=0, le=1024,
         description="CPU quota in cores (docker: NanoCpus); other runtimes use cpu_seconds.",
     )
+    room_bytes: int | None = Field(
+        default=256 * MiB, ge=1 * MiB,
+        description="Room quota, bytes: disk space the room's directory may use while this program "
+        "runs; past it the program is killed and the room's clients are told. Checked by the hub "
+        "every half second or so (every runtime; docker only with bind-mounted rooms). None: no quota.",
+    )
 
 
 class ContainerOptions(Model):
@@ -124,18 +130,43 @@ class ContainerOptions(Model):
     )
 
 
+# What a sandboxed program may see of the host's /etc: what the C library, Python, shells,
+# terminals and TLS clients read. Secrets (shadow, gshadow, sudoers, ssl/private, ssh, docker)
+# are left out by not being listed; passwd, group and hosts are generated per sandbox.
+ETC_ALLOWED = [
+    "/etc/alternatives", "/etc/bash.bashrc", "/etc/ca-certificates.conf", "/etc/debian_version",
+    "/etc/fonts", "/etc/gai.conf", "/etc/host.conf", "/etc/inputrc", "/etc/ld.so.cache",
+    "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/locale.alias", "/etc/localtime", "/etc/magic",
+    "/etc/magic.mime", "/etc/mime.types", "/etc/nsswitch.conf", "/etc/os-release",
+    "/etc/profile", "/etc/profile.d", "/etc/protocols", "/etc/python3", "/etc/python3.*",
+    "/etc/rpc", "/etc/services", "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/terminfo",
+    "/etc/timezone", "/etc/vim", "/etc/xdg",
+]
+
+
 class BubblewrapConfig(Model):
-    """The ``bubblewrap`` runtime: ``bwrap`` with own user, pid, ipc, uts, network namespaces."""
+    """The ``bubblewrap`` runtime: ``bwrap`` with own user, pid, ipc, uts, network namespaces.
+
+    The sandbox sees an allow-list of host paths (``ro_binds`` and
+    ``extra_ro_binds``), nothing else of the host.
+    """
 
     executable: str = "bwrap"
-    network: bool = Field(default=False, description="Share the host network (off: own namespace).")
-    ro_binds: list[str] = Field(
-        default_factory=lambda: ["/usr", "/etc", "/bin", "/lib", "/lib64", "/lib32", "/sbin"],
-        description="Host paths mounted read-only inside the sandbox (missing ones are skipped).",
+    network: bool = Field(
+        default=False,
+        description="Share the host network (off: own namespace); on, /etc/resolv.conf is bound too.",
     )
-    masked: list[str] = Field(
-        default_factory=lambda: ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/ssl/private"],
-        description="Paths under ro_binds hidden in the sandbox (files unreadable, folders empty).",
+    ro_binds: list[str] = Field(
+        default_factory=lambda: [
+            "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", *ETC_ALLOWED,
+        ],
+        description="The host paths mounted read-only inside the sandbox, the only ones it sees "
+        "(an allow-list; shell-style patterns allowed; missing ones are skipped). Replacing it "
+        "drops the defaults; extra_ro_binds adds to them.",
+    )
+    extra_ro_binds: list[str] = Field(
+        default_factory=list,
+        description="Host paths mounted read-only besides ro_binds (e.g. /opt/tools).",
     )
     room_mount: str = Field(default="/room", description="Where the room directory appears inside.")
     uid: int = Field(default=1000, ge=0, description="User id in the sandbox (own user namespace).")
@@ -145,6 +176,13 @@ class BubblewrapConfig(Model):
         default=True,
         description="Enforce limits.pids with a pids cgroup (v1, or a delegated v2 subtree); "
         "off or unavailable: not enforced (logged at start-up).",
+    )
+    tmpfs_bytes: int = Field(
+        default=64 * MiB, ge=1 * MiB,
+        description="Size of the sandbox's /tmp (a tmpfs, in memory not counted by memory_bytes), bytes.",
+    )
+    shm_bytes: int = Field(
+        default=64 * MiB, ge=1 * MiB, description="Size of the sandbox's /dev/shm (a tmpfs), bytes."
     )
 
 
@@ -168,7 +206,10 @@ class DockerConfig(Model):
     )
     init: bool = Field(default=True, description="docker-init as PID 1 (signals reach programs).")
     tmpfs_bytes: int = Field(
-        default=64 * MiB, ge=1 * MiB, description="Size of /tmp when the root is read-only."
+        default=64 * MiB, ge=1 * MiB, description="Size of every container's /tmp (a tmpfs), bytes."
+    )
+    shm_bytes: int = Field(
+        default=64 * MiB, ge=1 * MiB, description="Size of every container's /dev/shm, bytes."
     )
     connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to reach the engine at start-up."
@@ -325,7 +366,7 @@ class BackendsConfig(Model):
     docker_url: str | None = Field(default=None, description="Engine URL for docker backends.")
     limits: ResourceLimits = Field(
         default_factory=lambda: ResourceLimits(memory_bytes=None, cpu_seconds=None, pids=None,
-                                               file_size_bytes=None),
+                                               file_size_bytes=None, room_bytes=None),
         description="Limits of venv backends (none by default).",
     )
 

@@ -8,6 +8,7 @@ when ``CI`` is set they fail instead, so CI can never pass without them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import textwrap
@@ -88,6 +89,14 @@ def page_config(directory: Path, runtime: str, executors: str, docker: str = "",
     return write_config(directory, text)
 
 
+def shell_page(directory: Path, runtime: str, executor: str, script: str, more: str = "",
+               docker: str = "") -> Path:
+    """:func:`page_config` with one ``once`` executor running ``sh -c script`` (``more``: TOML
+    after the page's tables, e.g. a ``[runtime.bubblewrap]`` table)."""
+    body = f'[x.{executor}]\ntype = "once"\ncommand = ["sh", "-c", {json.dumps(script)}]\n\n{more}'
+    return page_config(directory, runtime, body, docker)
+
+
 class PageClient(BasePageClient):
     """The shared pages client, plus joining by room name and consuming typed messages."""
 
@@ -127,6 +136,19 @@ class PageClient(BasePageClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def run_once(
+    hub_ws: str,
+    room: str,
+    executor: str,
+    timeout: float = 30,
+) -> tuple[dict, bytes]:
+    """Join ``room``, press ``executor`` once; returns its ``finished`` message and output."""
+    async with await PageClient.join(hub_ws, room) as client:
+        await client.send(executor, None)
+        finished = await client.message(executor, "finished", timeout=timeout)
+        return finished, client.output(executor)
 
 
 async def docker_objects(label: str) -> tuple[list[str], list[str]]:

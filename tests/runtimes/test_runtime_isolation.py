@@ -11,21 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from runtime_helpers import PageClient, page_config, require
-
-
-async def run_once(
-    hub_ws: str,
-    room: str,
-    executor: str,
-    timeout: float = 30,
-) -> tuple[dict, bytes]:
-    """Join ``room``, press ``executor`` once; returns its ``finished`` message and output."""
-    async with await PageClient.join(hub_ws, room) as client:
-        await client.send(executor, None)
-        finished = await client.message(executor, "finished", timeout=timeout)
-        return finished, client.output(executor)
-
+from runtime_helpers import PageClient, page_config, require, run_once
 
 # -- bubblewrap -----------------------------------------------------------------------------
 
@@ -195,6 +181,7 @@ async def test_docker_memory_limit_kills_and_tells_the_client(
     assert b"allocating" in out
     assert b"out of memory" in out and b"32 MiB" in out, out
     assert finished["exitCode"] == 137, finished  # 128 + SIGKILL
+    assert "out of memory" in finished.get("reason", ""), finished  # the frame says why too
     assert small["exitCode"] == 0 and b"out of memory" not in small_out, small_out  # the control
 
 

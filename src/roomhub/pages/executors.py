@@ -50,6 +50,13 @@ class Scrollback:
         self.chunks.clear()
 
 
+def limit_reason(handle: ProgramHandle) -> dict[str, str]:
+    """``{"reason": ...}`` for an ``exited`` or ``finished`` frame when the runtime ended the
+    program for a limit (memory, room quota), else nothing."""
+    reason = handle.limit_exceeded
+    return {} if reason is None else {"reason": reason}
+
+
 def argv_of(command: list[str] | str) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
@@ -139,12 +146,14 @@ class AlwaysRunner(Executor):
         started = time.monotonic()
         while not self._stopping:
             code = None
+            ended: dict[str, str] = {}
             if self.handle_ is not None:
                 async for stream, chunk in self.handle_.output():
                     await self.room.wait_writable()
                     self.scrollback.add(stream, chunk)
                     self.room.broadcast(p.output(self.name, stream, chunk))
                 code = await self.handle_.wait()
+                ended = limit_reason(self.handle_)
                 self.handle_ = None
             if self._stopping:
                 return
@@ -155,7 +164,7 @@ class AlwaysRunner(Executor):
                 "%s/%s: %s, restart %d in %.2f s", self.room.name, self.name,
                 "not started" if code is None else exit_description(code), self.restarts, delay,
             )
-            self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay})
+            self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay, **ended})
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.05), self.config.restart_delay_max)
             started = time.monotonic()
@@ -255,8 +264,9 @@ class OnceRunner(Executor):
         with contextlib.suppress(asyncio.CancelledError):
             await pumping
         self.last_exit = code
+        ended = limit_reason(self.handle_)
         self.handle_ = None
-        self.broadcast({"type": "finished", "exitCode": code, "timedOut": timed_out})
+        self.broadcast({"type": "finished", "exitCode": code, "timedOut": timed_out, **ended})
 
     async def stop(self) -> None:
         if self.task is not None and not self.task.done():

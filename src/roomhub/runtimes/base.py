@@ -69,7 +69,15 @@ class ProgramSpec:
 
 
 class ProgramHandle(abc.ABC):
-    """A running program. Output chunks are bytes; exit codes are ints (negative: signal)."""
+    """A running program. Output chunks are bytes; exit codes are ints (negative: signal).
+
+    ``limit_exceeded``: ``None``, or, once the runtime (or the kernel, as the
+    runtime learnt) ended the program for a limit, a sentence saying which
+    (e.g. ``"room quota exceeded: ..."``), for the room's clients; the output
+    then ends with it too (:func:`limit_notice`).
+    """
+
+    limit_exceeded: str | None = None
 
     @abc.abstractmethod
     async def write(self, data: bytes) -> None:
@@ -132,6 +140,16 @@ async def drain(handle: ProgramHandle, limit: int = 1 << 20) -> bytes:
     return b"".join(chunks)
 
 
+def limit_notice(reason: str, tty: bool) -> tuple[Stream, bytes]:
+    """The output chunk that tells a program's viewers why the runtime ended it.
+
+    ``reason`` is :attr:`ProgramHandle.limit_exceeded`; the line goes to
+    stdout under a TTY (where stderr is merged) and to stderr otherwise.
+    """
+    nl = b"\r\n" if tty else b"\n"
+    return ("stdout" if tty else "stderr", nl + f"[roomhub] {reason}".encode() + nl)
+
+
 def exit_description(code: int) -> str:
     if code < 0:
         import signal
@@ -151,4 +169,5 @@ __all__ = [
     "Stream",
     "drain",
     "exit_description",
+    "limit_notice",
 ]

@@ -1,16 +1,27 @@
 """The ``bubblewrap`` runtime: a subprocess sandboxed by ``bwrap`` (Debian package ``bubblewrap``).
 
 Each program gets its own user, pid, ipc, uts, cgroup and (unless
-``runtime.bubblewrap.network``) network namespaces, a read-only view of the
-system directories (``ro_binds``, with ``masked`` secrets hidden), the room
-directory read-write at ``room_mount`` (the working directory is inside it),
-a private ``/tmp``, fresh ``/proc`` and ``/dev``, a read-only root, no capabilities, and
-``--die-with-parent`` so that nothing outlives the hub.
+``runtime.bubblewrap.network``) network namespaces, no capabilities, and
+``--die-with-parent`` so that nothing outlives the hub. Of the host it sees
+an allow-list, read-only: ``ro_binds`` and ``extra_ro_binds`` (the system's
+programs and libraries and a curated part of ``/etc``; ``/etc/resolv.conf``
+too with the network on), and the room directory read-write at
+``room_mount`` (the working directory is inside it). Everything else is
+absent: other rooms and the hub's data, ``/home``, ``/root``, ``/var``,
+``/run``, the rest of ``/etc`` (``shadow``, ``gshadow``, ``sudoers``, keys).
+That matters most when the hub runs as root: the sandbox's user is then
+root outside, and the file permissions it meets would not stop it.
+``/etc/passwd``, ``/etc/group`` and ``/etc/hosts`` are generated (the
+sandbox's user ``room``, root, nobody). The root is read-only; ``/tmp`` and
+``/dev/shm`` are tmpfs mounts of ``tmpfs_bytes`` and ``shm_bytes`` (their
+files are memory that ``memory_bytes`` does not count), the rest of
+``/dev`` is read-only, ``/proc`` is the sandbox's own.
 
 Limits: memory (address space), CPU seconds and file size are rlimits set
 before ``exec`` (inherited by everything in the sandbox); the number of
 processes is a pids cgroup (:mod:`roomhub.runtimes.cgroups`) when one is
-usable, otherwise it is not enforced and the start-up log says so.
+usable, otherwise it is not enforced and the start-up log says so. The
+room's disk space is the room quota (:mod:`roomhub.runtimes.quota`).
 
 The handle is the ``process`` runtime's (:func:`roomhub.runtimes.process.spawn`):
 pseudo-terminal or pipes, process group, kill with a grace period.
@@ -19,19 +30,39 @@ pseudo-terminal or pipes, process group, kill with a grace period.
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
 import shutil
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from ..config import BubblewrapConfig
 from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable
 from .cgroups import PidsCgroups
 from .process import spawn
+from .quota import ROOM_QUOTAS
 
 log = logging.getLogger("roomhub.runtimes.bubblewrap")
 
 INSTALL_HINT = "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+
+
+def data_fd(contents: bytes) -> int:
+    """A readable pipe holding ``contents`` (at most a pipe's buffer, 64 KiB on Linux), for bwrap to read."""
+    read, write = os.pipe()
+    try:
+        os.write(write, contents)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    return read
+
+
+def is_within(path: str, folder: str) -> bool:
+    """Whether the absolute, normalised ``path`` is ``folder`` or lies below it."""
+    return os.path.commonpath([path, folder]) == folder
 
 
 def parse_user(user: str | None, default_uid: int, default_gid: int) -> tuple[int, int]:
@@ -107,6 +138,19 @@ class BubblewrapRuntime(Runtime):
                     )
         return self._cgroups
 
+    def visible_paths(self, network: bool) -> list[str]:
+        """The host paths the sandbox sees (read-only): ``ro_binds`` and ``extra_ro_binds`` with
+        their patterns expanded, plus ``/etc/resolv.conf`` with the network on; missing ones are left out."""
+        c = self.config
+        patterns = [*c.ro_binds, *c.extra_ro_binds, *(["/etc/resolv.conf"] if network else [])]
+        paths: list[str] = []
+        for pattern in patterns:
+            for found in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+                path = os.path.normpath(found)
+                if path not in paths and os.path.lexists(path):
+                    paths.append(path)
+        return paths
+
     def sandbox_args(
         self,
         bwrap: str,
@@ -117,9 +161,16 @@ class BubblewrapRuntime(Runtime):
         uid: int,
         gid: int,
         network: bool = False,
+        data: dict[str, int] | None = None,
     ) -> list[str]:
-        """The ``bwrap`` command line up to (not including) the program's argv."""
+        """The ``bwrap`` command line up to (not including) the program's argv.
+
+        ``data`` maps a path inside to a readable file descriptor whose
+        contents become that read-only file (``--ro-bind-data``: the
+        generated ``/etc/passwd``, ``/etc/group``, ``/etc/hosts``).
+        """
         c = self.config
+        network = c.network or network
         args = [
             bwrap,
             "--unshare-user",
@@ -137,25 +188,39 @@ class BubblewrapRuntime(Runtime):
             "--cap-drop",
             "ALL",
         ]
-        if not (c.network or network):
+        if not network:
             args.append("--unshare-net")
         if not tty:
             args.append("--new-session")  # no controlling terminal to push input into (TIOCSTI)
-        for path in c.ro_binds:
-            if os.path.islink(path):
-                args += ["--symlink", os.readlink(path), path]
-            elif os.path.exists(path):
+        paths = self.visible_paths(network)
+        folders = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+        for path in paths:
+            if not os.path.islink(path):
                 args += ["--ro-bind", path, path]
-        for path in c.masked:
-            if os.path.isdir(path) and not os.path.islink(path):
-                args += ["--tmpfs", path]
-            elif os.path.exists(path):
-                args += ["--ro-bind", "/dev/null", path]
+                continue
+            # A link into a bound folder stays a link (/bin -> usr/bin); one that leads out of
+            # the sandbox (/etc/resolv.conf -> /run/...) is replaced by what it points to.
+            real = os.path.realpath(path)
+            if any(is_within(real, folder) for folder in folders):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.exists(real):
+                args += ["--ro-bind", real, path]
+        for inside, fd in (data or {}).items():
+            args += ["--ro-bind-data", str(fd), inside]
         args += [
             "--proc",
             "/proc",
             "--dev",
             "/dev",
+            # /dev is a writable tmpfs of its own: without this a program could fill memory there.
+            "--size",
+            str(c.shm_bytes),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(c.tmpfs_bytes),
             "--tmpfs",
             "/tmp",
             "--bind",
@@ -168,37 +233,82 @@ class BubblewrapRuntime(Runtime):
         ]
         return args
 
+    def etc_files(self, uid: int, gid: int) -> dict[str, bytes]:
+        """``/etc/passwd``, ``/etc/group`` and ``/etc/hosts`` of a sandbox, naming only its own user
+        (``room``, at home in the room), root and nobody: the host's users stay unknown."""
+        c = self.config
+        users = {
+            0: "root:x:0:0:root:/root:/bin/sh",
+            65534: "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+        }
+        users[uid] = f"room:x:{uid}:{gid}:room:{c.room_mount}:/bin/bash"
+        groups = {0: "root:x:0:", 65534: "nogroup:x:65534:"}
+        groups[gid] = f"room:x:{gid}:"
+        hosts = f"127.0.0.1\tlocalhost\n127.0.1.1\t{c.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        return {
+            "/etc/passwd": "".join(line + "\n" for line in users.values()).encode(),
+            "/etc/group": "".join(line + "\n" for line in groups.values()).encode(),
+            "/etc/hosts": hosts.encode(),
+        }
+
+    def room_seen_through(self, room_dir: Path) -> str | None:
+        """A visible path that holds ``room_dir`` (then the sandbox would see the other rooms)."""
+        for path in self.visible_paths(True):
+            if is_within(str(room_dir), os.path.realpath(path)):
+                return path
+        return None
+
     # -- programs ---------------------------------------------------------------------------
 
     async def start(self, spec: ProgramSpec) -> ProgramHandle:
-        """Start ``spec.argv`` in a fresh sandbox.
+        """Start ``spec.argv`` in a fresh sandbox, under the room quota.
 
-        Raises :class:`RuntimeUnavailable` when ``bwrap`` is missing or the
-        user is not numeric; ``OSError`` when the program cannot start.
+        Raises :class:`RuntimeUnavailable` when ``bwrap`` is missing, the
+        user is not numeric or the room directory lies inside a path the
+        sandbox sees; ``OSError`` when the program cannot start.
         """
         bwrap = self.executable()
         uid, gid = parse_user(spec.container.user, self.config.uid, self.config.gid)
+        room_dir = spec.room_dir.resolve()
+        seen_through = self.room_seen_through(room_dir)
+        if seen_through is not None:
+            raise RuntimeUnavailable(
+                f"the room directory {room_dir} is inside {seen_through}, which the sandbox sees "
+                "(runtime.bubblewrap.ro_binds / extra_ro_binds): other rooms would be visible; "
+                "move server.data_dir out of it"
+            )
         host_cwd = spec.cwd
         host_cwd.mkdir(parents=True, exist_ok=True)
-        relative = host_cwd.relative_to(spec.room_dir.resolve())
+        relative = host_cwd.relative_to(room_dir)
         inside = str(PurePosixPath(self.config.room_mount) / relative)
-        argv = [
-            *self.sandbox_args(
-                bwrap,
-                str(spec.room_dir.resolve()),
-                inside,
-                tty=spec.tty,
-                uid=uid,
-                gid=gid,
-                network=spec.container.network == "host",
-            ),
-            "--",
-            *spec.argv,
-        ]
+        data = {path: data_fd(contents) for path, contents in self.etc_files(uid, gid).items()}
+        try:
+            argv = [
+                *self.sandbox_args(
+                    bwrap,
+                    str(room_dir),
+                    inside,
+                    tty=spec.tty,
+                    uid=uid,
+                    gid=gid,
+                    network=spec.container.network == "host",
+                    data=data,
+                ),
+                "--",
+                *spec.argv,
+            ]
+            handle = await self._spawn(argv, spec, list(data.values()))
+        finally:
+            for fd in data.values():
+                os.close(fd)
+        return ROOM_QUOTAS.guard(handle, spec)
+
+    async def _spawn(self, argv: list[str], spec: ProgramSpec, pass_fds: list[int]) -> ProgramHandle:
+        """Run ``argv`` (``bwrap ... -- program``) in the program's pids cgroup when there is one."""
         env = spec.base_env(self.config.room_mount)
         cgroups = self.cgroups() if spec.limits.pids else None
         if cgroups is None:
-            return await spawn(argv, spec, env, spec.room_dir)
+            return await spawn(argv, spec, env, spec.room_dir, pass_fds=pass_fds)
         assert spec.limits.pids is not None
         group = await asyncio.to_thread(cgroups.create, spec.limits.pids)
 
@@ -213,6 +323,7 @@ class BubblewrapRuntime(Runtime):
                 spec.room_dir,
                 before_exec=PidsCgroups.joiner(group),
                 on_exit=release,
+                pass_fds=pass_fds,
             )
         except BaseException:
             await release()

@@ -9,8 +9,10 @@ Each container gets: the executor's image (``runtime.docker.image`` if it
 names none; never pulled unless ``runtime.docker.pull``), command, working
 directory (inside the room mount), user, environment and TTY; memory with
 swap equal to memory (no swap), a CPU quota (``limits.cpus``), a pids
-limit, ``cpu``/``fsize`` ulimits, an optional read-only root (then a
-private ``/tmp`` tmpfs), every capability dropped, ``no-new-privileges``,
+limit, ``cpu``/``fsize`` ulimits, an optional read-only root, a private
+``/tmp`` tmpfs of ``tmpfs_bytes`` and a ``/dev/shm`` of ``shm_bytes``, the
+room quota (``limits.room_bytes``, :mod:`.quota`; bind-mounted rooms only),
+every capability dropped, ``no-new-privileges``,
 ``docker-init`` as PID 1, and no network unless the executor names one
 (``container.network``).
 
@@ -52,9 +54,10 @@ from aiodocker.volumes import DockerVolume
 from yarl import URL
 
 from ..config import DockerConfig
-from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable
+from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable, limit_notice
 from .base import Stream as StreamName
 from .docker_mirror import RoomMirror
+from .quota import ROOM_QUOTAS
 
 log = logging.getLogger("roomhub.runtimes.docker")
 
@@ -159,22 +162,16 @@ class DockerHandle(ProgramHandle):
         self.exit_code = code
         if self.oom_killed:
             log.info("container %s killed: out of memory (limit %s)", self.id[:12], self._memory)
+            limit = f" ({self._memory // MiB} MiB)" if self._memory else ""
+            self.limit_exceeded = f"{OOM_NOTICE}: a process exceeded the memory limit{limit} and was killed"
         return code
 
     async def output(self) -> AsyncIterator[tuple[StreamName, bytes]]:
         while (item := await self._queue.get()) is not None:
             yield item
         await asyncio.shield(self._exit)
-        if self.oom_killed:
-            limit = f" ({self._memory // MiB} MiB)" if self._memory else ""
-            nl = b"\r\n" if self._tty else b"\n"
-            yield (
-                "stderr" if not self._tty else "stdout",
-                nl
-                + f"[roomhub] {OOM_NOTICE}: a process exceeded the memory limit{limit} "
-                "and was killed".encode()
-                + nl,
-            )
+        if self.limit_exceeded is not None:
+            yield limit_notice(self.limit_exceeded, self._tty)
 
     async def write(self, data: bytes) -> None:
         if self._exit.done() or self._eof.is_set():
@@ -335,8 +332,10 @@ class DockerRuntime(Runtime):
             ]
         else:
             host["Mounts"] = [{"Type": "bind", "Source": str(spec.room_dir.resolve()), "Target": str(mount)}]
-        if spec.container.read_only_root:
-            host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.config.tmpfs_bytes}"}
+        # /tmp and /dev/shm are bounded tmpfs mounts (charged to the container's memory as well),
+        # whatever the root: in the writable layer /tmp would grow without bound.
+        host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.config.tmpfs_bytes}"}
+        host["ShmSize"] = self.config.shm_bytes
         if limits.memory_bytes:
             host["Memory"] = limits.memory_bytes
             host["MemorySwap"] = limits.memory_bytes  # memory + swap = memory: no swap
@@ -415,7 +414,9 @@ class DockerRuntime(Runtime):
         mirror = self._mirrors.get(spec.room_dir)
         if mirror is not None:
             await mirror.flush()
-        return await self.launch(spec)
+        handle = await self.launch(spec)
+        # A volume lives in the engine: the hub's mirror of it is partial, so it cannot be measured.
+        return handle if self.use_volumes else ROOM_QUOTAS.guard(handle, spec)
 
     async def launch(self, spec: ProgramSpec) -> DockerHandle:
         """:meth:`start` without the mirror's flush (the monitor itself starts this way)."""

@@ -1,7 +1,8 @@
 """The ``process`` runtime: a plain subprocess in the room's directory.
 
 No isolation beyond resource limits (``setrlimit``: address space, CPU
-seconds, file size); the program runs as the hub's user and sees the host.
+seconds, file size) and the room quota (:mod:`roomhub.runtimes.quota`); the
+program runs as the hub's user and sees the host.
 That is why the hub refuses a non-loopback bind with it unless the operator
 passes ``server.allow_non_loopback`` (see :mod:`roomhub.hub`). Each program
 gets its own session and process group so that :meth:`kill` ends everything
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from ..config import ResourceLimits
 from .base import ProgramHandle, ProgramSpec, Runtime, Stream
+from .quota import ROOM_QUOTAS
 
 CHUNK = 65536
 
@@ -221,12 +223,14 @@ async def spawn(
     argv: list[str], spec: ProgramSpec, env: dict[str, str], cwd: Path,
     *, before_exec: Callable[[], None] | None = None,
     on_exit: Callable[[], Awaitable[None]] | None = None,
+    pass_fds: list[int] | tuple[int, ...] = (),
 ) -> SubprocessHandle:
     """Start ``argv`` as a subprocess with ``spec``'s TTY and limits (shared by local runtimes).
 
     ``before_exec`` runs in the child after the limits are set (it must be
     async-signal-safe enough for ``preexec_fn``); ``on_exit`` runs once after
-    the program and its process group are gone.
+    the program and its process group are gone; ``pass_fds`` stay open in
+    the child under their numbers (the caller closes its copies).
     """
     if spec.tty:
         master, slave = pty.openpty()
@@ -236,7 +240,7 @@ async def spawn(
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
-                preexec_fn=preexec,
+                preexec_fn=preexec, pass_fds=pass_fds,
             )
         except BaseException:
             os.close(master)
@@ -249,7 +253,7 @@ async def spawn(
         *argv,
         stdin=asyncio.subprocess.PIPE if spec.stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=cwd, env=env, preexec_fn=preexec,
+        cwd=cwd, env=env, preexec_fn=preexec, pass_fds=pass_fds,
     )
     return SubprocessHandle(proc, None, on_exit)
 
@@ -260,6 +264,8 @@ class ProcessRuntime(Runtime):
     name = "process"
 
     async def start(self, spec: ProgramSpec) -> ProgramHandle:
+        """Start ``spec.argv`` in its working directory, under the room quota; ``OSError`` if it cannot."""
         cwd = spec.cwd
         cwd.mkdir(parents=True, exist_ok=True)
-        return await spawn(spec.argv, spec, spec.base_env(str(spec.room_dir)), cwd)
+        handle = await spawn(spec.argv, spec, spec.base_env(str(spec.room_dir)), cwd)
+        return ROOM_QUOTAS.guard(handle, spec)
