@@ -63,6 +63,11 @@ class LimitsConfig(Model):
         "before it is closed as a slow consumer (4008).",
     )
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
+    max_json_depth: int = Field(
+        default=64, ge=2, le=200,
+        description="Deepest nesting of arrays and objects (levels) in a client's JSON message or "
+        "request body; deeper input is refused as not JSON.",
+    )
 
 
 class ServerConfig(Model):
