@@ -295,6 +295,33 @@ async def test_bad_input_never_sticks_the_session(tmp_path: Path) -> None:
         await c.close()
 
 
+async def test_deeply_nested_json_is_bad_input_and_the_session_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[Any] = []
+    deep = "[" * 1000 + "]" * 1000
+    async with serve_app(button_app(events), tmp_path) as h:
+        b = await Browser.open(h.ws)
+        await b.wait_for(lambda m: b.of("listen"))
+        for frame in (
+            deep,
+            "[" * 2000 + "]" * 2000,
+            '{"type": "callback", "wid": 3, "action": "activated", "args": [' + deep + "]}",
+        ):
+            await b.send(frame)
+        await b.callback(3, "activated")  # still served
+        await b.wait_for(lambda m: b.of("call", method="set_text"))
+        assert b.close_code is None
+        assert caplog.text.count("nested deeper than 64 levels") == 3
+        # The answer to init is refused like any other that is not JSON (1008).
+        ws = await websockets.connect(f"{h.ws}/widgets/ws")
+        await ws.recv()
+        await ws.send('{"type": "result", "id": 0, "token": ' + deep + "}")
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1008 and "not JSON" in ws.close_reason
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+
+
 async def test_two_browsers_are_kept_in_step(tmp_path: Path) -> None:
     app = App()
 

@@ -83,7 +83,9 @@ class WidgetsFace(Face):
         self.config: WidgetsConfig = hub.config.widgets or WidgetsConfig()
         self.registry: RoomRegistry[WidgetSession] = RoomRegistry(
             "widgets",
-            lambda name: WidgetSession(name, self.app, self.config, hub.bus),
+            lambda name: WidgetSession(
+                name, self.app, self.config, hub.bus, hub.config.server.limits.max_json_depth
+            ),
             grace_period=self.config.idle_timeout,
             max_rooms=self.config.max_sessions or sys.maxsize,
             max_clients=self.config.max_browsers_per_session,
