@@ -292,7 +292,11 @@ class WidgetsConfig(Model):
         "configuration file); the attribute is a roomhub.widgets.App.",
     )
     title: str = Field(default="roomhub widgets", description="The page's title.")
-    max_sessions: int | None = Field(default=100, ge=1, description="Live sessions; none: unlimited.")
+    max_sessions: int | None = Field(
+        default=100, ge=1,
+        description="Sessions kept; a new one ends the session whose browsers left longest ago, and "
+        "is refused (1013) only when every session has a browser. None: unlimited.",
+    )
     idle_timeout: float = Field(
         default=300.0, gt=0, description="Seconds a session without a browser is kept before it is reaped."
     )

@@ -11,6 +11,7 @@ import pytest
 import websockets
 from widgets_helpers import Browser, serve_app
 
+from hubtest import eventually
 from roomhub.widgets import App, CallTimeout, NoBrowser, WidgetSession
 
 
@@ -255,6 +256,44 @@ async def test_max_sessions_frees_slots_after_abandoned_connections(tmp_path: Pa
         await fourth.wait_for(b_show)
         assert len(registry.rooms) == 1
         await fourth.close()
+
+
+async def test_sessions_left_by_their_browsers_do_not_lock_out_new_visitors(tmp_path: Path) -> None:
+    closed: list[str] = []
+    app = button_app()
+    app.on_close(lambda session: closed.append(session.id))
+    async with serve_app(app, tmp_path, max_sessions=3, idle_timeout=300) as h:
+        registry = h.hub.face("widgets").registry
+        gone = []
+        for _ in range(10):  # visitors who come, see the page and leave
+            visitor = await Browser.open(h.ws)
+            await visitor.wait_for(b_show)
+            await visitor.close()
+            gone.append(visitor)
+        # At most max_sessions are kept; the oldest left first and were ended first.
+        assert len(registry.rooms) <= 3
+        assert closed == [v.session_id for v in gone[: len(closed)]] and len(closed) >= 7
+        # An ended session leaves no idle timer behind (one per session kept).
+        await eventually(lambda: len(
+            [t for t in asyncio.all_tasks() if "_teardown_later" in repr(t.get_coro())]
+        ) <= 3, what="the grace timers of ended sessions to go")
+        new = await Browser.open(h.ws)
+        await new.wait_for(b_show)
+        assert new.close_code is None
+        # The latest visitor's session was kept: it resumes with a replay.
+        back = await Browser.open(h.ws, gone[-1].session_id, gone[-1].token)
+        await back.wait_for(lambda m: back.of("reconstruct-end"))
+        assert back.session_id == gone[-1].session_id
+        # An evicted session's token no longer works: its visitor gets a fresh session.
+        first = await Browser.open(h.ws, gone[0].session_id, gone[0].token)
+        await first.wait_for(b_show)
+        assert first.session_id != gone[0].session_id and not first.of("reconstruct-end")
+        # Three live sessions: a fourth visitor is refused, as before.
+        fourth = await Browser.open(h.ws)
+        assert await fourth.wait_closed() == 1013 and "session limit" in fourth.close_reason
+        for b in (new, back, first):
+            assert b.close_code is None
+            await b.close()
 
 
 async def test_session_reattach_before_reaping_keeps_it(tmp_path: Path) -> None:

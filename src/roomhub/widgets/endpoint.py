@@ -4,9 +4,10 @@ The socket follows pgwidgets' handshake: the server sends ``init``, the
 browser answers with a ``result`` for id 0 carrying ``session_id`` and
 ``token`` when it has them; then the session is attached (and replayed) or
 created. Close codes: 4001 "Invalid session credentials" for a known session
-with a wrong token, 1013 when ``max_sessions`` or the connection limit is
-reached, 1008 when the handshake is not answered in time or is malformed,
-1003 for a binary frame without its header, 1009 for an oversize frame.
+with a wrong token, 1013 when ``max_sessions`` sessions all have a browser or
+the connection limit is reached, 1008 when the handshake is not answered in
+time or is malformed, 1003 for a binary frame without its header, 1009 for an
+oversize frame.
 """
 
 from __future__ import annotations

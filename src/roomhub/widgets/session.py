@@ -103,6 +103,7 @@ class WidgetSession(Room):
         self.data: dict[str, Any] = {}  # free for the app
         self.viewport: tuple[int, int] | None = None
         self.browsers: list[Connection] = []
+        self.left_at = time.monotonic()  # when the last browser left (monotonic seconds)
         self.journal = Journal()
         self.state: dict[int, dict[str, Any]] = {}
         self.classes: dict[int, str] = {}
@@ -183,6 +184,7 @@ class WidgetSession(Room):
         self._uploads.pop(conn.id, None)
         self._bad.pop(conn.id, None)
         if not self.browsers:
+            self.left_at = time.monotonic()
             self._fail_pending(NoBrowser("the browser disconnected"))
             for handler in self.app.disconnect_handlers:
                 self._enqueue(lambda h=handler: h(self), "on_disconnect")
