@@ -41,6 +41,17 @@ def test_brackets_inside_strings_do_not_count_and_the_given_parser_is_used() -> 
     assert jsonlimits.loads(text, 3, orjson.loads) == {"text": "[" * 1000, "list": [[1]]}
 
 
+def test_bytes_are_utf8_as_the_parser_sees_them() -> None:
+    assert jsonlimits.loads('{"é": [1]}'.encode()) == {"é": [1]}
+    # UTF-16 (which json.loads would guess from bytes) hides a deep value from a UTF-8 reading
+    # of its strings: the parser gets the UTF-8 text that was measured, and refuses it.
+    utf16 = ('["\\"", "x", ' + "[" * 1000 + "]" * 1000 + ', "y"]').encode("utf-16-le")
+    with pytest.raises(ValueError):
+        jsonlimits.loads(utf16)
+    with pytest.raises(UnicodeDecodeError):
+        jsonlimits.loads(b'["\xff"]')
+
+
 def test_text_that_is_not_json_is_left_to_the_parser() -> None:
     with pytest.raises(json.JSONDecodeError):
         jsonlimits.loads("[[1, 2", 64)

@@ -11,8 +11,8 @@ JSON (RFC 8259 section 9 lets a parser limit nesting).
 The measure costs nothing for ordinary frames: a text with at most
 ``max_depth`` brackets (two C-speed counts) cannot be nested deeper. Other
 texts have their strings cut out (one regular expression) and their brackets
-kept (a second one); the depth is the highest running sum of ``+1`` per
-opening and ``-1`` per closing bracket. Where the text is not JSON the scan
+kept (``bytes.translate``); the depth is the highest running sum of ``+1``
+per opening and ``-1`` per closing bracket. Where the text is not JSON the scan
 agrees with the parser up to the first error, which the parser reports: the
 parser never goes deeper than the scan measured.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
@@ -29,8 +30,10 @@ DEFAULT_MAX_DEPTH = 64
 
 # A JSON string: quote, any characters but quote and backslash or backslash escapes, quote.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# For bytes.translate: an opening bracket becomes the signed byte +1, a closing one -1; the
+# other bytes are deleted.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 
 class TooDeep(ValueError):
@@ -40,25 +43,17 @@ class TooDeep(ValueError):
 def depth(text: str) -> int:
     """The deepest nesting of arrays and objects in the JSON ``text`` (0 for a scalar).
 
-    Brackets inside strings do not count. Only meaningful for JSON text; for
-    other text it is the depth the JSON grammar would reach before its first
-    error.
+    Brackets inside strings do not count. For text that is not JSON it is at
+    least the depth a parser reaches before the first error.
     """
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+    outside = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    steps = array("b", outside.translate(_STEPS, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0)
 
 
-def check_depth(text: str | bytes, max_depth: int) -> None:
-    """Raise :class:`TooDeep` if ``text`` nests arrays and objects deeper than ``max_depth``.
-
-    ``bytes`` are read as UTF-8 (RFC 8259 section 8.1); text that is not
-    UTF-8 is left for the parser to refuse.
-    """
-    if isinstance(text, bytes):
-        if text.count(b"[") + text.count(b"{") <= max_depth:
-            return
-        text = text.decode("utf-8", errors="replace")
-    elif text.count("[") + text.count("{") <= max_depth:
+def check_depth(text: str, max_depth: int) -> None:
+    """Raise :class:`TooDeep` if ``text`` nests arrays and objects deeper than ``max_depth``."""
+    if text.count("[") + text.count("{") <= max_depth:
         return
     if depth(text) > max_depth:
         raise TooDeep(f"nested deeper than {max_depth} levels")
@@ -72,8 +67,14 @@ def loads(
     """Parse the JSON ``text`` with ``parse`` once its nesting is known to be at most ``max_depth``.
 
     ``parse`` is the face's own parser (``json.loads`` by default, or
-    ``orjson.loads``). Raises :class:`TooDeep` (a ``ValueError``) for deeper
-    text, and whatever ``parse`` raises for text that is not JSON.
+    ``orjson.loads``); it gets the same ``str`` that was measured: ``bytes``
+    are decoded as UTF-8 first (RFC 8259 section 8.1), as a parser guessing
+    another encoding would see other brackets. Raises :class:`TooDeep` (a
+    ``ValueError``) for deeper text, ``UnicodeDecodeError`` (a ``ValueError``)
+    for bytes that are not UTF-8, and whatever ``parse`` raises for text that
+    is not JSON.
     """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
     check_depth(text, max_depth)
     return parse(text)

@@ -60,6 +60,10 @@ async def test_requests_for_what_does_not_exist(tmp_path: Path, catalog: Path, i
         r = await http.post("/api/backends/install", content=deep)
         assert r.status_code == 400 and r.json()["error"] == "bad-install-request"
         assert "nested deeper than 64 levels" in r.json()["detail"]
+        # Bytes are UTF-8 (RFC 8259): a UTF-16 body cannot hide its brackets inside "strings".
+        hidden = ('["\\"", "x", ' + "[" * 1000 + "]" * 1000 + ', "y"]').encode("utf-16-le")
+        r = await http.post("/api/backends/install", content=hidden)
+        assert r.status_code == 400 and r.json()["error"] == "bad-install-request"
         r = await http.get("/backends/x")
         assert r.status_code == 404
     assert "Traceback" not in caplog.text
