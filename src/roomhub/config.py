@@ -63,6 +63,11 @@ class LimitsConfig(Model):
         "before it is closed as a slow consumer (4008).",
     )
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
+    max_json_depth: int = Field(
+        default=64, ge=2, le=200,
+        description="Deepest nesting of arrays and objects (levels) in a client's JSON message or "
+        "request body; deeper input is refused as not JSON.",
+    )
 
 
 class ServerConfig(Model):
@@ -328,7 +333,11 @@ class WidgetsConfig(Model):
         "configuration file); the attribute is a roomhub.widgets.App.",
     )
     title: str = Field(default="roomhub widgets", description="The page's title.")
-    max_sessions: int | None = Field(default=100, ge=1, description="Live sessions; none: unlimited.")
+    max_sessions: int | None = Field(
+        default=100, ge=1,
+        description="Sessions kept; a new one ends the session whose browsers left longest ago, and "
+        "is refused (1013) only when every session has a browser. None: unlimited.",
+    )
     idle_timeout: float = Field(
         default=300.0, gt=0, description="Seconds a session without a browser is kept before it is reaped."
     )

@@ -270,6 +270,9 @@ class RoomRegistry(Generic[R]):
             room = self.rooms.get(name)
             if room is None:
                 return False
+            timer = self._timers.pop(name, None)  # the grace period of an empty room ends here
+            if timer:
+                timer.cancel()
             members = tuple(room.members)
             room.members.clear()
             for member in members:

@@ -130,6 +130,20 @@ async def test_bad_input_gets_error_frames_and_never_closes(hub):
     await c.close()
 
 
+async def test_deeply_nested_json_is_a_400_and_the_connection_stays(hub, caplog):
+    c = await IgorClient.connect(hub.ws)
+    deep = "[" * 1000 + "]" * 1000
+    await c.send('{"streamId": "deep", "action": "echo", "data": ' + deep + "}")
+    err = await c.protocol_error()
+    assert err["code"] == 400 and "deeper than 64 levels" in err["error"]
+    # What is within server.limits.max_json_depth (64 by default) is decoded and echoed back.
+    nested = json.loads("[" * 62 + "]" * 62)
+    assert await c.value("echo", nested) == nested
+    assert not c.closed.is_set()
+    await c.close()
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+
+
 async def test_oversized_frame_closes_1009(tmp_path, in_process_hub):
     async with in_process_hub(actions_config(tmp_path / "cfg", "max_frame_bytes = 1000")) as h:
         c = await IgorClient.connect(h.ws)

@@ -42,7 +42,8 @@ async def test_failed_installs(tmp_path: Path, catalog: Path, in_process_hub, bo
             assert any("no-such-directory" in line for line in r.json()["log"])
 
 
-async def test_requests_for_what_does_not_exist(tmp_path: Path, catalog: Path, in_process_hub) -> None:
+async def test_requests_for_what_does_not_exist(tmp_path: Path, catalog: Path, in_process_hub,
+                                                caplog) -> None:
     async with in_process_hub(hub_config(tmp_path, catalog)) as h, \
             httpx.AsyncClient(base_url=h.base, timeout=30) as http:
         r = await http.get("/api/backends/partitions/ghost")
@@ -55,8 +56,17 @@ async def test_requests_for_what_does_not_exist(tmp_path: Path, catalog: Path, i
         assert r.status_code == 400 and r.json()["error"] == "bad-partition"
         r = await http.post("/api/backends/install", content=b"{not json")
         assert r.status_code == 400 and "JSON" in r.json()["detail"]
+        deep = b'{"modules": ' + b"[" * 1000 + b"]" * 1000 + b"}"
+        r = await http.post("/api/backends/install", content=deep)
+        assert r.status_code == 400 and r.json()["error"] == "bad-install-request"
+        assert "nested deeper than 64 levels" in r.json()["detail"]
+        # Bytes are UTF-8 (RFC 8259): a UTF-16 body cannot hide its brackets inside "strings".
+        hidden = ('["\\"", "x", ' + "[" * 1000 + "]" * 1000 + ', "y"]').encode("utf-16-le")
+        r = await http.post("/api/backends/install", content=hidden)
+        assert r.status_code == 400 and r.json()["error"] == "bad-install-request"
         r = await http.get("/backends/x")
         assert r.status_code == 404
+    assert "Traceback" not in caplog.text
 
 
 async def test_on_demand_start_with_dependencies(tmp_path: Path, catalog: Path, in_process_hub) -> None:

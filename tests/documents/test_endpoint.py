@@ -35,9 +35,10 @@ async def closed_with(ws, within: float = 10.0) -> tuple[int | None, str]:
         (b"\x09", 1007),  # unknown message type
         (create_update_message(b"\x01\x02\x03"), 1007),  # an update that does not decode
         ("hello", 1003),  # a text frame
+        (p.encode_awareness([(5, 1, "[" * 1000 + "]" * 1000)]), 1007),  # a state nested too deep
     ],
 )
-async def test_bad_frames_close_only_their_connection(docs_config, in_process_hub, frame, code):
+async def test_bad_frames_close_only_their_connection(docs_config, in_process_hub, frame, code, caplog):
     async with in_process_hub(docs_config()) as h:
         async with y_client(h.ws, "doc") as good:
             good.doc.get("text", type=Text).insert(0, "intact")
@@ -52,6 +53,7 @@ async def test_bad_frames_close_only_their_connection(docs_config, in_process_hu
             good.doc.get("text", type=Text).insert(6, "!")
             async with y_client(h.ws, "doc") as other:
                 await eventually(lambda: str(other.doc.get("text", type=Text)) == "intact!")
+    assert "Traceback" not in caplog.text
 
 
 async def test_oversize_frame_is_closed_with_1009(docs_config, in_process_hub):

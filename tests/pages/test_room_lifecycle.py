@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from pathlib import Path
@@ -21,6 +22,7 @@ log_level = "debug"
 max_clients_per_room = {max_clients}
 max_rooms_per_namespace = {max_rooms}
 send_queue_frames = {queue}
+max_json_depth = {json_depth}
 
 [pages."/p"]
 html = "page.html"
@@ -49,7 +51,7 @@ command = ["cat"]
 
 def config(tmp_path: Path, extra: str = "", **kw: object) -> Path:
     values = {"max_clients": 50, "max_rooms": 100, "queue": 1024, "grace": 0.0,
-              "logfile": tmp_path / "events.log", "epilogue_sleep": 0}
+              "logfile": tmp_path / "events.log", "epilogue_sleep": 0, "json_depth": 64}
     values.update(kw)
     return write_config(tmp_path / "cfg", BASE.format(**values) + extra)
 
@@ -175,6 +177,35 @@ async def test_bad_frames_get_error_frames_and_the_connection_stays(tmp_path, in
         await c.stdin("cat", "still-alive\n")
         await c.wait_output("cat", b"still-alive")
         await c.close()
+
+
+async def test_deeply_nested_json_is_bad_json_and_the_connection_stays(tmp_path, in_process_hub, caplog):
+    notes = """
+[pages."/p".executors.notes]
+type = "file"
+path = "notes.txt"
+"""
+    async with in_process_hub(config(tmp_path, notes, json_depth=8)) as hub:
+        c = await PageClient.connect(f"{hub.ws}/p/ws?roomName=deep")
+        await c.wait_type(None, "joined")
+        await c.ws.send("[" * 1000 + "]" * 1000)
+        error = await c.wait_for(lambda f: f["message"].get("type") == "error")
+        assert error["message"]["code"] == "bad-json"
+        assert "deeper than 8 levels" in error["message"]["message"]
+        # server.limits.max_json_depth is the bound: 8 levels pass, 9 do not.
+        await c.send("cat", {"stdin": base64.b64encode(b"ok\n").decode(), "pad": [[[[[[1]]]]]]})
+        await c.wait_output("cat", b"ok")
+        await c.send("cat", {"stdin": "", "pad": [[[[[[[1]]]]]]]})
+        error = await c.wait_for(lambda f: f["message"].get("code") == "bad-json" and f is not error)
+        # A monitor line of a file executor is JSON too.
+        line = b'{"contents": "eA==", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}\n"
+        await c.send("notes", {"stdin": base64.b64encode(line).decode()})
+        error = await c.wait_for(lambda f: f["executor"] == "notes" and f["message"].get("type") == "error")
+        assert error["message"]["code"] == "bad-message"
+        await c.stdin("cat", "still-alive\n")
+        await c.wait_output("cat", b"still-alive")
+        await c.close()
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
 
 
 @pytest.mark.parametrize(

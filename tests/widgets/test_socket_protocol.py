@@ -11,6 +11,7 @@ import pytest
 import websockets
 from widgets_helpers import Browser, serve_app
 
+from hubtest import eventually
 from roomhub.widgets import App, CallTimeout, NoBrowser, WidgetSession
 
 
@@ -257,6 +258,44 @@ async def test_max_sessions_frees_slots_after_abandoned_connections(tmp_path: Pa
         await fourth.close()
 
 
+async def test_sessions_left_by_their_browsers_do_not_lock_out_new_visitors(tmp_path: Path) -> None:
+    closed: list[str] = []
+    app = button_app()
+    app.on_close(lambda session: closed.append(session.id))
+    async with serve_app(app, tmp_path, max_sessions=3, idle_timeout=300) as h:
+        registry = h.hub.face("widgets").registry
+        gone = []
+        for _ in range(10):  # visitors who come, see the page and leave
+            visitor = await Browser.open(h.ws)
+            await visitor.wait_for(b_show)
+            await visitor.close()
+            gone.append(visitor)
+        # At most max_sessions are kept; the oldest left first and were ended first.
+        assert len(registry.rooms) <= 3
+        assert closed == [v.session_id for v in gone[: len(closed)]] and len(closed) >= 7
+        # An ended session leaves no idle timer behind (one per session kept).
+        await eventually(lambda: len(
+            [t for t in asyncio.all_tasks() if "_teardown_later" in repr(t.get_coro())]
+        ) <= 3, what="the grace timers of ended sessions to go")
+        new = await Browser.open(h.ws)
+        await new.wait_for(b_show)
+        assert new.close_code is None
+        # The latest visitor's session was kept: it resumes with a replay.
+        back = await Browser.open(h.ws, gone[-1].session_id, gone[-1].token)
+        await back.wait_for(lambda m: back.of("reconstruct-end"))
+        assert back.session_id == gone[-1].session_id
+        # An evicted session's token no longer works: its visitor gets a fresh session.
+        first = await Browser.open(h.ws, gone[0].session_id, gone[0].token)
+        await first.wait_for(b_show)
+        assert first.session_id != gone[0].session_id and not first.of("reconstruct-end")
+        # Three live sessions: a fourth visitor is refused, as before.
+        fourth = await Browser.open(h.ws)
+        assert await fourth.wait_closed() == 1013 and "session limit" in fourth.close_reason
+        for b in (new, back, first):
+            assert b.close_code is None
+            await b.close()
+
+
 async def test_session_reattach_before_reaping_keeps_it(tmp_path: Path) -> None:
     async with serve_app(button_app(), tmp_path, idle_timeout=0.5) as h:
         a = await Browser.open(h.ws)
@@ -293,6 +332,33 @@ async def test_bad_input_never_sticks_the_session(tmp_path: Path) -> None:
         c = await Browser.open(h.ws, b.session_id, b.token)  # the session itself is fine
         await c.wait_for(lambda m: c.of("reconstruct-end"))
         await c.close()
+
+
+async def test_deeply_nested_json_is_bad_input_and_the_session_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[Any] = []
+    deep = "[" * 1000 + "]" * 1000
+    async with serve_app(button_app(events), tmp_path) as h:
+        b = await Browser.open(h.ws)
+        await b.wait_for(lambda m: b.of("listen"))
+        for frame in (
+            deep,
+            "[" * 2000 + "]" * 2000,
+            '{"type": "callback", "wid": 3, "action": "activated", "args": [' + deep + "]}",
+        ):
+            await b.send(frame)
+        await b.callback(3, "activated")  # still served
+        await b.wait_for(lambda m: b.of("call", method="set_text"))
+        assert b.close_code is None
+        assert caplog.text.count("nested deeper than 64 levels") == 3
+        # The answer to init is refused like any other that is not JSON (1008).
+        ws = await websockets.connect(f"{h.ws}/widgets/ws")
+        await ws.recv()
+        await ws.send('{"type": "result", "id": 0, "token": ' + deep + "}")
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1008 and "not JSON" in ws.close_reason
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
 
 
 async def test_two_browsers_are_kept_in_step(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ class ActionsFace(Face):
             hub.bus,
             debug=config.debug or server.log_level == "debug",
             max_frame_bytes=config.max_frame_bytes or server.limits.max_frame_bytes,
+            max_json_depth=server.limits.max_json_depth,
         )
         self.processes = Processes(self.state)
         self.files: FileServer | None = None

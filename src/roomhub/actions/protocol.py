@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from .. import jsonlimits
+
 # Error codes (HTTP-like, as Igor's 400/503).
 BAD_REQUEST = 400
 UNKNOWN_ACTION = 404
@@ -100,17 +102,17 @@ class Introduce:
 ClientMessage = Call | Cancel | Introduce
 
 
-def decode(frame: str | bytes) -> ClientMessage:
+def decode(frame: str | bytes, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) -> ClientMessage:
     """Decode one client frame or raise :class:`ProtocolError` saying what is wrong.
 
     Binary frames are refused (415); the text must be a JSON object with a
     string ``streamId`` (Igor's messages: "No streamId specified", "No action
-    specified").
+    specified") nested at most ``max_depth`` levels (400 past it).
     """
     if isinstance(frame, bytes):
         raise ProtocolError(UNSUPPORTED, "binary frames are not supported: send JSON text")
     try:
-        msg = _decode(frame)
+        msg = jsonlimits.loads(frame, max_depth, _decode)
     except ValueError as exc:
         raise ProtocolError(BAD_REQUEST, f"not JSON: {exc}") from None
     if not isinstance(msg, dict):

@@ -44,13 +44,21 @@ class ActionsState:
     """What every client and process of the actions face shares."""
 
     def __init__(
-        self, api: ActionsAPI, config: ActionsConfig, bus: Bus, *, debug: bool, max_frame_bytes: int
+        self,
+        api: ActionsAPI,
+        config: ActionsConfig,
+        bus: Bus,
+        *,
+        debug: bool,
+        max_frame_bytes: int,
+        max_json_depth: int,
     ) -> None:
         self.api = api
         self.config = config
         self.bus = bus
         self.debug = debug
         self.max_frame_bytes = max_frame_bytes
+        self.max_json_depth = max_json_depth  # levels of a client's JSON frame
         self.scope: dict[str, Any] = {}
         self.sessions = SessionStore(config.session_timeout, config.max_sessions)
         self.clients: dict[str, Client] = {}
@@ -170,7 +178,7 @@ class Client:
             self.conn.close(CloseCode.MESSAGE_TOO_BIG, f"frame larger than {limit} bytes")
             return
         try:
-            msg = p.decode(frame)
+            msg = p.decode(frame, self.state.max_json_depth)
         except p.ProtocolError as exc:
             self._bad(exc)
             return

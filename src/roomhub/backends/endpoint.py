@@ -9,7 +9,8 @@ Routes (errors are JSON ``{"error": code, "detail": message, ...}`` with a 4xx/5
 - ``POST /api/backends/install``: W3Nest's install inputs; headers
   ``X-Backends-Partition`` (when the body names none), ``X-Backends-Owner``
   (the tab's id: its backends stop when its socket has gone),
-  ``X-Install-Id``; answers ``{partitionId, installId, backends: [...]}``;
+  ``X-Install-Id``; answers ``{partitionId, installId, backends: [...]}``; a body
+  that is not JSON (or nests deeper than ``server.limits.max_json_depth``) gets 400;
 - ``GET /api/backends/packages``, ``GET /api/backends/builds``;
 - ``GET /api/backends/partitions``, ``GET|DELETE /api/backends/partitions/<id>``;
 - ``GET /api/backends/instances``, ``GET|DELETE /api/backends/instances/<uid>``,
@@ -19,7 +20,6 @@ Routes (errors are JSON ``{"error": code, "detail": message, ...}`` with a 4xx/5
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import uuid
@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from .. import jsonlimits
 from ..connections import Connection, Frame
 from ..faces import serve_room_socket
 from ..rooms import Room, validate_room_name
@@ -102,7 +103,7 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
                 raise p.BadRequest("bad-install-request", "the body is larger than 1 MiB", status=413)
             raw = await request.body()
             try:
-                body = json.loads(raw)
+                body = jsonlimits.loads(raw, hub.config.server.limits.max_json_depth)
             except ValueError as exc:
                 raise p.BadRequest("bad-install-request", f"the body is not JSON: {exc}") from None
             parsed = p.parse_install(body)

@@ -73,7 +73,11 @@ class DocumentsFace(Face):
         limits = hub.config.server.limits
         self.store = make_store(config, hub.data_dir)
         self.access_hook = load_hook(config.access)
-        ctx = DocumentContext(self.store, max_awareness_clients=config.max_awareness_clients)
+        ctx = DocumentContext(
+            self.store,
+            max_awareness_clients=config.max_awareness_clients,
+            max_json_depth=limits.max_json_depth,
+        )
         self.rooms: RoomRegistry[DocumentRoom] = RoomRegistry(
             "yjs",
             lambda name: DocumentRoom(name, ctx, hub.bus),

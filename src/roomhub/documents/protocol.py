@@ -21,10 +21,11 @@ payload) is the WebSocket close code to use.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pycrdt import Encoder, write_var_uint
+
+from .. import jsonlimits
 
 MSG_SYNC = 0
 MSG_AWARENESS = 1
@@ -139,8 +140,11 @@ class _Reader:
             raise ProtocolError(f"{len(self.data) - self.pos} unexpected bytes after the message")
 
 
-def decode(frame: bytes) -> Message:
-    """Decode one client frame. Raises :class:`ProtocolError` on anything malformed."""
+def decode(frame: bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) -> Message:
+    """Decode one client frame. Raises :class:`ProtocolError` on anything malformed.
+
+    An awareness state nested deeper than ``max_json_depth`` levels is not JSON here.
+    """
     r = _Reader(frame)
     kind = r.varuint()
     message: Message
@@ -156,7 +160,7 @@ def decode(frame: bytes) -> Message:
         else:
             raise ProtocolError(f"unknown sync message type {sub}")
     elif kind == MSG_AWARENESS:
-        message = AwarenessUpdate(decode_awareness(r.bytes_()), frame)
+        message = AwarenessUpdate(decode_awareness(r.bytes_(), max_json_depth), frame)
     elif kind == MSG_QUERY_AWARENESS:
         message = QueryAwareness()
     elif kind == MSG_AUTH:
@@ -168,8 +172,14 @@ def decode(frame: bytes) -> Message:
     return message
 
 
-def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
-    """Decode an awareness update's payload (count, then client id, clock, JSON state)."""
+def decode_awareness(
+    payload: bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
+) -> tuple[AwarenessEntry, ...]:
+    """Decode an awareness update's payload (count, then client id, clock, JSON state).
+
+    Raises :class:`ProtocolError` (1007) for a state that is not JSON or is nested deeper
+    than ``max_json_depth`` levels.
+    """
     r = _Reader(payload)
     count = r.varuint()
     if count > len(payload):  # each entry takes at least 3 bytes: refuse absurd counts early
@@ -180,9 +190,9 @@ def decode_awareness(payload: bytes) -> tuple[AwarenessEntry, ...]:
         clock = r.varuint()
         state = r.string()
         try:
-            json.loads(state)
-        except ValueError:
-            raise ProtocolError(f"awareness state of client {client_id} is not JSON") from None
+            jsonlimits.loads(state, max_json_depth)
+        except ValueError as exc:
+            raise ProtocolError(f"awareness state of client {client_id} is not JSON: {exc}") from None
         entries.append(AwarenessEntry(client_id, clock, state))
     r.end()
     return tuple(entries)

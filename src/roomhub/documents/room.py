@@ -31,6 +31,7 @@ from pycrdt import Array, Doc, Map, Text, TransactionEvent
 
 from ..bus import Bus
 from ..connections import Frame
+from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..rooms import Room
 from . import protocol as p
 from .stores import DocumentStore, load_into, merge
@@ -56,6 +57,7 @@ class DocumentContext:
 
     store: DocumentStore
     max_awareness_clients: int = 16
+    max_json_depth: int = DEFAULT_MAX_DEPTH  # levels of an awareness state (server.limits)
 
 
 @dataclass(slots=True)
@@ -158,7 +160,7 @@ class DocumentRoom(Room):
         A bad frame changes nothing: updates that do not decode are refused by
         pycrdt before any struct is integrated.
         """
-        message = p.decode(frame)
+        message = p.decode(frame, self.ctx.max_json_depth)
         state = self._members.get(member)
         if state is None:
             state = self._members[member] = _MemberState()

@@ -36,6 +36,7 @@ class PagesFace(Face):
                 default_runtime=hub.config.runtime.default,
                 rooms_dir=hub.data_dir / "rooms" / page_slug(path),
                 hub_id=hub.id,
+                max_json_depth=limits.max_json_depth,
             )
             self.rooms[path] = RoomRegistry(
                 path,

@@ -77,7 +77,7 @@ class FileView(Executor):
         return [self.frame] if self.frame else []
 
     async def handle(self, connection: Connection, message: Any) -> None:
-        for request in p.decode_file(message):
+        for request in p.decode_file(message, self.room.ctx.max_json_depth):
             if isinstance(request, p.FileWrite):
                 if len(request.contents) > self.config.max_bytes:
                     raise p.ProtocolError(

@@ -26,6 +26,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import jsonlimits
+
 # Error codes carried by {"type": "error", "code": ...}
 BAD_JSON = "bad-json"
 BAD_FRAME = "bad-frame"
@@ -89,12 +91,15 @@ def unb64(text: Any, what: str) -> bytes:
         raise ProtocolError(BAD_MESSAGE, f"{what} is not valid base64") from None
 
 
-def decode_client(text: str | bytes) -> ClientFrame:
-    """Decode one client frame. Raises :class:`ProtocolError` (bad-json, bad-frame, binary-unsupported)."""
+def decode_client(text: str | bytes, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) -> ClientFrame:
+    """Decode one client frame. Raises :class:`ProtocolError` (bad-json, bad-frame, binary-unsupported).
+
+    JSON nested deeper than ``max_depth`` levels is bad-json.
+    """
     if isinstance(text, bytes):
         raise ProtocolError(BINARY_UNSUPPORTED, "binary frames are not part of the pages protocol")
     try:
-        data = json.loads(text)
+        data = jsonlimits.loads(text, max_depth)
     except ValueError as exc:
         raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("executor"), str):
@@ -122,10 +127,13 @@ def decode_always(message: Any) -> Stdin | Resize:
     raise ProtocolError(BAD_MESSAGE, 'expected {"stdin": base64} or {"size": {"cols", "rows"}}')
 
 
-def decode_file(message: Any) -> list[FileWrite | FileDelete]:
+def decode_file(
+    message: Any, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
+) -> list[FileWrite | FileDelete]:
     """A file executor's message: monitor lines wrapped in stdin, or one monitor message.
 
-    Messages that are neither are ignored, as by the interactive-widgets monitor.
+    Messages that are neither are ignored, as by the interactive-widgets monitor. A line
+    that is not JSON, or nested deeper than ``max_depth`` levels, is bad-message.
     """
     if not isinstance(message, dict):
         raise ProtocolError(BAD_MESSAGE, 'expected {"stdin": base64(monitor line)}')
@@ -136,9 +144,9 @@ def decode_file(message: Any) -> list[FileWrite | FileDelete]:
             if not line.strip():
                 continue
             try:
-                requests.append(json.loads(line))
-            except ValueError:
-                raise ProtocolError(BAD_MESSAGE, "monitor line is not JSON") from None
+                requests.append(jsonlimits.loads(line, max_depth))
+            except ValueError as exc:
+                raise ProtocolError(BAD_MESSAGE, f"monitor line is not JSON: {exc}") from None
     else:
         requests = [message]
     out: list[FileWrite | FileDelete] = []

@@ -19,6 +19,7 @@ from typing import Any
 from ..bus import Bus
 from ..config import PageConfig
 from ..connections import Connection
+from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..rooms import Room
 from ..runtimes.base import Runtime, exit_description
 from . import protocol as p
@@ -38,6 +39,7 @@ class PageContext:
     default_runtime: str
     rooms_dir: Path
     hub_id: str
+    max_json_depth: int = DEFAULT_MAX_DEPTH  # levels of a client's JSON (server.limits.max_json_depth)
 
 
 class PrologueFailed(Exception):
@@ -116,7 +118,7 @@ class PageRoom(Room):
 
     async def handle(self, connection: Connection, frame: str | bytes) -> None:
         """Dispatch one client frame. Raises :class:`protocol.ProtocolError` for bad input."""
-        msg = p.decode_client(frame)
+        msg = p.decode_client(frame, self.ctx.max_json_depth)
         executor = self.executors.get(msg.executor)
         if executor is None:
             raise p.ProtocolError(p.UNKNOWN_EXECUTOR, f"no executor named {msg.executor!r}", msg.executor)

@@ -83,7 +83,9 @@ class WidgetsFace(Face):
         self.config: WidgetsConfig = hub.config.widgets or WidgetsConfig()
         self.registry: RoomRegistry[WidgetSession] = RoomRegistry(
             "widgets",
-            lambda name: WidgetSession(name, self.app, self.config, hub.bus),
+            lambda name: WidgetSession(
+                name, self.app, self.config, hub.bus, hub.config.server.limits.max_json_depth
+            ),
             grace_period=self.config.idle_timeout,
             max_rooms=self.config.max_sessions or sys.maxsize,
             max_clients=self.config.max_browsers_per_session,
@@ -120,7 +122,10 @@ class WidgetsFace(Face):
     ) -> WidgetSession:
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session.
 
-        Raises :class:`RoomError`: 4001 for a wrong token, 1013 at ``max_sessions``.
+        A new session at ``max_sessions`` takes the place of the session whose browsers
+        left longest ago (it ends as if reaped, and its token no longer resumes it).
+        Raises :class:`RoomError`: 4001 for a wrong token, 1013 when ``max_sessions``
+        sessions all have a browser.
         """
         if sid is not None:
             try:
@@ -132,8 +137,8 @@ class WidgetsFace(Face):
             raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
         if existing is None:
             limit = self.config.max_sessions
-            if limit is not None and len(self.registry.rooms) >= limit:
-                raise RoomError(CloseCode.TRY_AGAIN_LATER, f"session limit reached ({limit})")
+            while limit is not None and len(self.registry.rooms) >= limit:
+                await self._end_oldest_unattended(limit)
             sid, token = secrets.token_hex(8), secrets.token_urlsafe(24)
         assert sid is not None and token is not None
         session = await self.registry.join(sid, conn)
@@ -144,6 +149,20 @@ class WidgetsFace(Face):
             raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
         session.attach(conn)
         return session
+
+    async def _end_oldest_unattended(self, limit: int) -> None:
+        """End the session left by its browsers longest ago, to make room for a new one.
+
+        Sessions kept for a browser that may come back must not lock out visitors who are
+        here: only sessions with a browser count against ``limit``. Raises
+        :class:`RoomError` (1013) when every session has one.
+        """
+        unattended = [s for s in self.registry.rooms.values() if not s.members]
+        if not unattended:
+            raise RoomError(CloseCode.TRY_AGAIN_LATER, f"session limit reached ({limit})")
+        oldest = min(unattended, key=lambda s: s.left_at)
+        log.info("widgets: session %s ended to make room (limit %d)", oldest.id, limit)
+        await self.registry.drop(oldest.name, reason="session limit reached")
 
     async def stop(self) -> None:
         await self.registry.close(self.hub.config.server.shutdown_timeout)

@@ -4,16 +4,16 @@ The socket follows pgwidgets' handshake: the server sends ``init``, the
 browser answers with a ``result`` for id 0 carrying ``session_id`` and
 ``token`` when it has them; then the session is attached (and replayed) or
 created. Close codes: 4001 "Invalid session credentials" for a known session
-with a wrong token, 1013 when ``max_sessions`` or the connection limit is
-reached, 1008 when the handshake is not answered in time or is malformed,
-1003 for a binary frame without its header, 1009 for an oversize frame.
+with a wrong token, 1013 when ``max_sessions`` sessions all have a browser or
+the connection limit is reached, 1008 when the handshake is not answered in
+time or is malformed, 1003 for a binary frame without its header, 1009 for an
+oversize frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import jsonlimits
 from ..connections import AsgiSocket, CloseCode, Connection
 from ..rooms import RoomError
 from . import protocol as p
@@ -41,19 +42,22 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-def read_credentials(frame: str | bytes) -> tuple[str | None, str | None]:
+def read_credentials(
+    frame: str | bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
+) -> tuple[str | None, str | None]:
     """The ``(session_id, token)`` of the browser's answer to ``init``.
 
-    Raises :class:`~.protocol.ProtocolError` if the frame is not that answer.
+    Raises :class:`~.protocol.ProtocolError` if the frame is not that answer (or is JSON
+    nested deeper than ``max_json_depth`` levels).
     """
     if isinstance(frame, bytes):
         raise p.ProtocolError(
             p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
         )
     try:
-        data = json.loads(frame)
-    except ValueError:
-        raise p.ProtocolError(p.BAD_JSON, "the answer to init is not JSON") from None
+        data = jsonlimits.loads(frame, max_json_depth)
+    except ValueError as exc:
+        raise p.ProtocolError(p.BAD_JSON, f"the answer to init is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("type") != "result" or data.get("id") != 0:
         raise p.ProtocolError(p.BAD_MESSAGE, 'expected {"type": "result", "id": 0} answering init')
     sid, token = data.get("session_id"), data.get("token")
@@ -80,7 +84,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         conn.send(p.encode(p.init()))
         try:
             first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
-            sid, token = read_credentials(first)
+            sid, token = read_credentials(first, hub.config.server.limits.max_json_depth)
         except (TimeoutError, StopAsyncIteration):
             await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
             return

@@ -39,6 +39,8 @@ from typing import Any
 
 import orjson
 
+from .. import jsonlimits
+
 # ProtocolError codes
 BAD_JSON = "bad-json"
 BAD_MESSAGE = "bad-message"
@@ -214,22 +216,28 @@ def _decode_one(data: Any) -> BrowserMessage:
     raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind!r}")
 
 
-def decode(text: str) -> list[BrowserMessage | ProtocolError]:
-    """Decode one text frame into its messages (an array frame gives several).
-
-    A frame that is not JSON raises :class:`ProtocolError` (bad-json). Inside an
-    array, a bad item becomes a :class:`ProtocolError` in the list so that the
-    good ones are still used.
-    """
+def _parse(text: str) -> Any:
     try:
-        data = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
         # What orjson refuses but the standard parser reads (NaN, integers past 64 bits, lone
         # surrogates) is still accepted, as it always was.
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
+        return json.loads(text)
+
+
+def decode(
+    text: str, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
+) -> list[BrowserMessage | ProtocolError]:
+    """Decode one text frame into its messages (an array frame gives several).
+
+    A frame that is not JSON, or is nested deeper than ``max_depth`` levels, raises
+    :class:`ProtocolError` (bad-json). Inside an array, a bad item becomes a
+    :class:`ProtocolError` in the list so that the good ones are still used.
+    """
+    try:
+        data = jsonlimits.loads(text, max_depth, _parse)
+    except ValueError as exc:
+        raise ProtocolError(BAD_JSON, f"frame is not JSON: {exc}") from None
     if isinstance(data, list):
         out: list[BrowserMessage | ProtocolError] = []
         for item in data:

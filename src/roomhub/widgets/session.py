@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..connections import CloseCode, Connection
+from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..rooms import Room
 from . import classes as C
 from . import protocol as p
@@ -89,15 +90,20 @@ Handler = Callable[..., Any]
 class WidgetSession(Room):
     """One UI. ``id`` and ``token`` are its credentials; ``widgets`` makes widgets."""
 
-    def __init__(self, name: str, app: App, config: WidgetsConfig, bus: Bus) -> None:
+    def __init__(
+        self, name: str, app: App, config: WidgetsConfig, bus: Bus,
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
         super().__init__("widgets", name, bus)
         self.id = name
         self.token: str | None = None
         self.app = app
         self.config = config
+        self.max_json_depth = max_json_depth  # levels of a browser's frame (server.limits)
         self.data: dict[str, Any] = {}  # free for the app
         self.viewport: tuple[int, int] | None = None
         self.browsers: list[Connection] = []
+        self.left_at = time.monotonic()  # when the last browser left (monotonic seconds)
         self.journal = Journal()
         self.state: dict[int, dict[str, Any]] = {}
         self.classes: dict[int, str] = {}
@@ -178,6 +184,7 @@ class WidgetSession(Room):
         self._uploads.pop(conn.id, None)
         self._bad.pop(conn.id, None)
         if not self.browsers:
+            self.left_at = time.monotonic()
             self._fail_pending(NoBrowser("the browser disconnected"))
             for handler in self.app.disconnect_handlers:
                 self._enqueue(lambda h=handler: h(self), "on_disconnect")
@@ -472,7 +479,7 @@ class WidgetSession(Room):
             self._binary(conn, frame)
             return
         try:
-            messages = p.decode(frame)
+            messages = p.decode(frame, self.max_json_depth)
         except p.ProtocolError as exc:
             self._bad_input(conn, exc.message)
             return
