@@ -31,7 +31,8 @@ pythonpath = ["{HERE}"]
 
 
 class IgorClient:
-    """A client speaking Igor's message shapes over a real WebSocket, demultiplexing by streamId."""
+    """A client speaking Igor's message shapes over a real WebSocket, demultiplexing by streamId;
+    it asks for roomhub's additions and keeps the session frame."""
 
     _ids = itertools.count(1)
 
@@ -45,9 +46,9 @@ class IgorClient:
 
     @classmethod
     async def connect(cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any) -> IgorClient:
-        url = f"{base}/actions"
+        url = f"{base}/actions?roomhub=1"  # asks for the session frame
         if session:
-            url += f"?sessionId={session['id']}&sessionToken={session['token']}"
+            url += f"&sessionId={session['id']}&sessionToken={session['token']}"
         ws = await websockets.connect(url, max_size=None, **kwargs)
         client = cls(ws)
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))

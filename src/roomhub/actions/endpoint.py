@@ -1,11 +1,13 @@
 """The actions face's ASGI adapter: the ``/actions`` socket and the file server routes.
 
-``/actions[?sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's message
-shapes, see :mod:`.protocol`), and so is ``/actions/<anything>`` (Igor
-ignored the path). With a valid id and token the session is resumed,
-otherwise a new one is made. Refusals: 1013 when the connection or
-session limit is reached, 1009 for a frame over the limit, 1008 for a call
-flood, 4009 when another connection resumed this session.
+``/actions[?roomhub=1&sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's
+message shapes, see :mod:`.protocol`), and so is ``/actions/<anything>``
+(Igor ignored the path). ``roomhub=1`` asks for roomhub's additions (the
+session frame first); without it the client gets only frames Igor sent. With
+a valid id and token the session is resumed, otherwise a new one is made.
+Refusals: 1013 when the connection or session limit is reached, 1009 for a
+frame over the limit, 1008 for a call flood or an unknown ``roomhub`` value,
+4009 when another connection resumed this session.
 
 The file server (``[actions.files] enabled = true``) answers ``GET``,
 ``PUT`` (``POST`` as Igor's alias) and ``DELETE`` on ``<prefix>/<path>``.
@@ -30,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..connections import AsgiSocket, CloseCode, Connection
 from ..sessions import SessionLimitReached
 from .files import FileAccessError, FileServer
+from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
 
 if TYPE_CHECKING:
@@ -57,7 +60,12 @@ def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
             conn = Connection(websocket, queue_size, "actions")
             params = websocket.query_params
             try:
-                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"))
+                additions = wants_additions(params.get(ADDITIONS_PARAMETER))
+            except ProtocolError as exc:
+                await conn.aclose(CloseCode.POLICY_VIOLATION, exc.message)
+                return
+            try:
+                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
             except SessionLimitReached as exc:
                 await conn.aclose(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
                 return
