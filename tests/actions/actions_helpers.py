@@ -30,6 +30,12 @@ pythonpath = ["{HERE}"]
     )
 
 
+def file_server_config(directory: Path, root: Path, files: str = "") -> Path:
+    """:func:`actions_config` with the file server on, serving ``root``; ``files`` adds keys to
+    ``[actions.files]``."""
+    return actions_config(directory, more=f'[actions.files]\nenabled = true\nroot = "{root}"\n{files}\n')
+
+
 class IgorClient:
     """A client speaking Igor's message shapes over a real WebSocket, demultiplexing by streamId;
     it asks for roomhub's additions and keeps the session frame."""

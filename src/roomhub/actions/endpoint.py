@@ -12,8 +12,13 @@ frame over the limit, 1008 for a call flood or an unknown ``roomhub`` value,
 The file server (``[actions.files] enabled = true``) answers ``GET``,
 ``PUT`` (``POST`` as Igor's alias) and ``DELETE`` on ``<prefix>/<path>``.
 Encoded slashes, backslashes and NULs in the raw path get 400 before
-anything else; :mod:`.files` refuses the rest. Token auth and origin checks
-are the hub's middleware's.
+anything else; :mod:`.files` refuses the rest. Pages of the origins in
+``[actions.files] allowed_origins`` may use it from elsewhere (CORS, the Fetch
+standard, through Starlette's ``CORSMiddleware``): preflights (``OPTIONS``) are
+answered, responses carry ``Access-Control-Allow-Origin``. A write or delete
+whose ``Origin`` is neither the hub's nor allowed gets 403 (a cross-site form
+or ``fetch`` needs no preflight to send one). Token auth is the hub's
+middleware's.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ import mimetypes
 import re
 from typing import TYPE_CHECKING
 
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..connections import AsgiSocket, CloseCode, Connection
+from ..security import origin_allowed
 from ..sessions import SessionLimitReached
 from .files import FileAccessError, FileServer
 from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
@@ -93,8 +101,15 @@ def _error(exc: FileAccessError) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
 
-def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
+_CORS_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+_CORS_HEADERS = ("Content-Type", "X-Requested-With", "Authorization")  # Igor allowed the first two
+
+
+def file_routes(files: FileServer, prefix: str, allowed_origins: list[str] | None = None) -> list[BaseRoute]:
+    """The file server's routes below ``prefix``; pages of ``allowed_origins`` (``"*"``: any) may
+    use them from another origin (CORS)."""
     raw_prefix = prefix.encode()
+    origins = list(allowed_origins or [])
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
@@ -114,6 +129,10 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
         raw = raw[len(raw_prefix) :] if raw.startswith(raw_prefix) else raw
         path = request.path_params["path"]
         try:
+            if request.method == "OPTIONS":  # not a preflight (those are CORSMiddleware's)
+                return Response(status_code=204, headers={"Allow": ", ".join((*_CORS_METHODS, "OPTIONS"))})
+            if request.method not in ("GET", "HEAD") and not origin_allowed(request.scope, origins):
+                raise FileAccessError(403, f"origin {request.headers['origin']} may not change files")
             if _ENCODED_SEPARATOR.search(raw):
                 raise FileAccessError(400, "encoded '/', '\\' or NUL in the path")
             if request.method in ("GET", "HEAD"):
@@ -142,8 +161,10 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
     async def bare(request: Request) -> Response:
         return _error(FileAccessError(400, "name a file below the root"))
 
-    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    methods = [*_CORS_METHODS, "OPTIONS"]
+    cors = [Middleware(CORSMiddleware, allow_origins=origins, allow_methods=_CORS_METHODS,
+                       allow_headers=_CORS_HEADERS)]
     return [
-        Route(prefix + "/{path:path}", endpoint, methods=methods),
-        Route(prefix, bare, methods=methods),
+        Route(prefix + "/{path:path}", endpoint, methods=methods, middleware=cors),
+        Route(prefix, bare, methods=methods, middleware=cors),
     ]
