@@ -54,6 +54,7 @@ ADDITIONS_PARAMETER = "roomhub"  # /actions?roomhub=1: the client reads roomhub'
 ADDITIONS_VERSIONS = ("1",)
 MAX_STREAM_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 256
+MAX_CLIENT_ID_LENGTH = 256
 
 _strict_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _decode = json.JSONDecoder().decode
@@ -160,6 +161,9 @@ def decode(frame: str | bytes) -> ClientMessage:
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(client_id, str) or not client_id:
             raise ProtocolError(BAD_REQUEST, "No client_id for introduce_self action", stream_id)
+        if len(client_id) > MAX_CLIENT_ID_LENGTH:
+            message = f"introduce_self: client_id must be at most {MAX_CLIENT_ID_LENGTH} characters"
+            raise ProtocolError(BAD_REQUEST, message, stream_id)
         if token is not None and not isinstance(token, str):
             raise ProtocolError(BAD_REQUEST, "introduce_self: token must be a string", stream_id)
         return Introduce(stream_id, client_id, token)
