@@ -206,6 +206,10 @@ async def test_introduce_self_names_an_igor_client_for_processes(hub):
         said = {"streamId": "announcer", "action": "said", "data": "for CLIENT_1"}
         assert await igor_frames(ws, 1) == [said]
         assert hub.hub.face("actions").state.scope["last_send_ok"] is True
+        await ws.send(json.dumps({"streamId": "s", "action": "session.set", "data": {"cart": 2}}))
+        await igor_frames(ws, 2)
+        # Igor's processes found a client's session under its client id: so do roomhub's
+        assert await sender.value("sessions.data", "CLIENT_1") == {"cart": 2}
     await eventually(lambda: "CLIENT_1" not in hub.hub.face("actions").state.named)
     await sender.value("process.say", {"text": "gone", "to": "CLIENT_1"})
     await eventually(lambda: hub.hub.face("actions").state.scope["last_send_ok"] is False)

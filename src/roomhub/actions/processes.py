@@ -113,7 +113,7 @@ class Processes:
                 thread.process_id = spec.name
                 thread.output = output
                 thread.scope = self.state.scope
-                thread.sessions = self.state.sessions
+                thread.sessions = self.state.client_sessions
                 thread.stop = self.stop_event
                 thread.daemon = True
                 thread.run = _quiet_on_close(thread.run)
@@ -139,7 +139,7 @@ class Processes:
     def _kwargs(self, spec: ProcessSpec) -> dict[str, Any]:
         available = {
             "scope": self.state.scope,
-            "sessions": self.state.sessions,
+            "sessions": self.state.client_sessions,
             "process_id": spec.name,
             "stop": self.stop_event,
         }

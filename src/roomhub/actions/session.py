@@ -19,7 +19,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,6 +43,25 @@ def session_topic(session_id: str) -> str:
     return f"{TOPIC}\x00{session_id}"
 
 
+class ClientSessions(Mapping[str, dict[str, Any]]):
+    """The sessions' data by session id, as processes get them (``sessions``). As in Igor, whose
+    sessions were keyed by client id, the id a connection took with ``introduce_self`` finds
+    that connection's session too (iteration gives session ids only)."""
+
+    def __init__(self, state: ActionsState) -> None:
+        self._state = state
+
+    def __getitem__(self, client_id: str) -> dict[str, Any]:
+        client = self._state.named.get(client_id)
+        return client.session.data if client is not None else self._state.sessions[client_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.sessions)
+
+    def __len__(self) -> int:
+        return len(self._state.sessions)
+
+
 class ActionsState:
     """What every client and process of the actions face shares."""
 
@@ -58,6 +77,7 @@ class ActionsState:
         self.sessions = SessionStore(config.session_timeout, config.max_sessions)
         self.clients: dict[str, Client] = {}
         self.named: dict[str, Client] = {}  # client ids taken with introduce_self (Igor's)
+        self.client_sessions = ClientSessions(self)
         self.pool = ThreadPoolExecutor(config.thread_pool_size, thread_name_prefix="roomhub-action")
 
     def open(
