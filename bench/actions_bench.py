@@ -110,12 +110,11 @@ def server(kind: str, workdir: Path) -> Iterator[tuple[int, int]]:
 
 
 class Igor:
-    """Igor's shapes; roomhub adds a session frame first (the baseline does not)."""
-
-    path = "/actions"
+    """Igor's shapes; roomhub's own clients ask for a session frame first (the baseline has none)."""
 
     def __init__(self, welcome: bool) -> None:
         self.welcome = welcome
+        self.path = "/actions?roomhub=1" if welcome else "/actions"
 
     async def setup(self, ws: Any) -> None:
         if self.welcome:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Node packages used by the documents interop tests, the documents demo page
+# Install the Node packages used by the interop tests (Yjs clients; esbuild, Angular and RxJS
+# for the timer app's IgorService), the documents demo page
 # and the documents benchmark's load generator (yjs, y-websocket, ws) from the npm registry.
 # Needs node >= 18 and npm.
 set -euo pipefail

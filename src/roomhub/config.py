@@ -8,6 +8,7 @@ folder, and every error names the file, the key path and what was expected
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -388,6 +389,20 @@ class ActionsFilesConfig(Model):
     prefix: str = Field(default="/actions/files", pattern=r"^/[A-Za-z0-9/_.-]*[A-Za-z0-9_.-]$")
     max_bytes: int = Field(default=16 * MiB, ge=1, description="Largest file read or written.")
     read_only: bool = False
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may use the file server (CORS: "
+        "preflights answered, Access-Control-Allow-Origin sent); '*' allows any, as Igor did. "
+        "Default: none, only the hub's own origin; writes from other origins get 403.",
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(f"{origin!r} is not '*' or an origin like https://example.org:8443")
+        return [origin.lower() for origin in value]
 
 
 class ActionsConfig(Model):

@@ -30,8 +30,15 @@ pythonpath = ["{HERE}"]
     )
 
 
+def file_server_config(directory: Path, root: Path, files: str = "") -> Path:
+    """:func:`actions_config` with the file server on, serving ``root``; ``files`` adds keys to
+    ``[actions.files]``."""
+    return actions_config(directory, more=f'[actions.files]\nenabled = true\nroot = "{root}"\n{files}\n')
+
+
 class IgorClient:
-    """A client speaking Igor's message shapes over a real WebSocket, demultiplexing by streamId."""
+    """A client speaking Igor's message shapes over a real WebSocket, demultiplexing by streamId;
+    it asks for roomhub's additions and keeps the session frame."""
 
     _ids = itertools.count(1)
 
@@ -45,9 +52,9 @@ class IgorClient:
 
     @classmethod
     async def connect(cls, base: str, *, session: dict[str, Any] | None = None, **kwargs: Any) -> IgorClient:
-        url = f"{base}/actions"
+        url = f"{base}/actions?roomhub=1"  # asks for the session frame
         if session:
-            url += f"?sessionId={session['id']}&sessionToken={session['token']}"
+            url += f"&sessionId={session['id']}&sessionToken={session['token']}"
         ws = await websockets.connect(url, max_size=None, **kwargs)
         client = cls(ws)
         welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))

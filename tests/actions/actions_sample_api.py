@@ -145,6 +145,12 @@ async def sessions_count(output, data, *, scope):
     return len(scope["sessions"])
 
 
+@API.action("sessions.data")
+async def sessions_data(output, data, *, scope):
+    """The session data the processes see under the id ``data``."""
+    return scope["sessions"][data]
+
+
 @API.action("process.say")
 async def process_say(output, data, *, scope, session):
     """Ask the async process to send ``data`` to everyone or to ``data['to']``."""

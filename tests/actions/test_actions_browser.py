@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from actions_helpers import actions_config
+from actions_helpers import actions_config, file_server_config
 
-from hubtest import CHROMIUM, CHROMIUM_ARGS
+from hubtest import CHROMIUM, CHROMIUM_ARGS, serve_in_loop
 from roomhub.config import demo_config_path
 
 pytestmark = pytest.mark.e2e
@@ -176,3 +176,28 @@ async def test_a_session_taken_over_elsewhere_starts_a_fresh_one(page, browser):
     assert fresh["resumed"] is False and fresh["id"] != first["id"]
     assert await page.evaluate('hub.actions.call("echo", 5).value') == 5
     await other.close()
+
+
+async def test_a_page_of_an_allowed_origin_uploads_a_file(tmp_path, browser):
+    """As the timer app posts a picture to Igor's file server: a cross-origin POST of a File, whose
+    type (image/jpeg) makes Chromium send a preflight first; another origin is refused. The app's
+    pages come from a second hub on loopback (Chromium lets only loopback pages reach loopback)."""
+    upload = """async (url) => {
+        const file = new File([new Uint8Array([255, 216, 255])], "bg.jpg", {type: "image/jpeg"});
+        try {
+            const answer = await fetch(url, {method: "POST", body: file});
+            return [answer.status, (await answer.json()).message];
+        } catch (e) { return ["refused", e.name]; }
+    }"""
+    async with serve_in_loop(actions_config(tmp_path / "app"), tmp_path / "app-data") as app:
+        config = file_server_config(tmp_path / "cfg", tmp_path / "files", f'allowed_origins = ["{app.base}"]')
+        async with serve_in_loop(config, tmp_path / "data") as h:
+            page = await browser.new_page()
+            await page.goto(f"{app.base}/api/health")
+            url = f"{h.base}/actions/files/resources/bg.jpg"
+            assert await page.evaluate(upload, url) == [201, "File saved."]
+            assert (tmp_path / "files" / "resources" / "bg.jpg").read_bytes() == b"\xff\xd8\xff"
+            await page.goto(f"http://localhost:{app.port}/api/health")  # the same app, another origin
+            assert await page.evaluate(upload, url.replace("bg.jpg", "other.jpg")) == ["refused", "TypeError"]
+            assert not (tmp_path / "files" / "resources" / "other.jpg").exists()
+            await page.close()

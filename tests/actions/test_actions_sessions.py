@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+import websockets
 from actions_helpers import IgorClient, actions_config
 
 from hubtest import eventually
@@ -101,7 +103,10 @@ async def test_introduce_self_resumes_with_the_token(hub):
         }
     )
     assert await b.finish("intro") == [
-        {"streamId": "intro", "data": {"sessionId": a.session["id"], "resumed": True}},
+        {
+            "streamId": "intro",
+            "data": {"clientId": a.session["id"], "sessionId": a.session["id"], "resumed": True},
+        },
         {"streamId": "intro", "close": True},
     ]
     assert await b.value("session.get") == {"who": "a"}
@@ -146,11 +151,99 @@ async def test_process_output_reaches_a_resumed_client(hub):
 async def test_session_limit_closes_1013(tmp_path, in_process_hub):
     async with in_process_hub(actions_config(tmp_path / "cfg", "max_sessions = 2")) as h:
         a, b = await IgorClient.connect(h.ws), await IgorClient.connect(h.ws)
-        import websockets
-
         async with websockets.connect(f"{h.ws}/actions") as ws:
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
             assert ws.close_code == 1013 and "session limit" in ws.close_reason
         await a.close()
         await b.close()
+
+
+# -- Igor's own clients: they do not ask for roomhub's additions -----------------------------------
+
+
+async def igor_frames(ws, count: int, within: float = 10) -> list[dict]:
+    """The next ``count`` frames an Igor client gets, but the sample API's ticker's."""
+    frames: list[dict] = []
+    while len(frames) < count:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), within))
+        if msg.get("streamId") != "ticker":
+            frames.append(msg)
+    return frames
+
+
+async def test_an_igor_client_gets_no_session_frame(hub):
+    """Igor's clients read the first frame as the answer to their first call."""
+    async with websockets.connect(f"{hub.ws}/actions") as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert "session" not in first
+        await ws.send(json.dumps({"streamId": "1", "action": "echo", "data": "DATA"}))
+        assert await igor_frames(ws, 2) == [
+            {"streamId": "1", "data": "DATA"},
+            {"streamId": "1", "close": True},
+        ]
+
+
+async def test_an_unknown_additions_version_is_refused_1008(hub):
+    async with websockets.connect(f"{hub.ws}/actions?roomhub=2") as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1008 and "roomhub='2'" in ws.close_reason
+
+
+async def test_introduce_self_names_an_igor_client_for_processes(hub):
+    """As in Igor: the connection takes the client id (no answer), and a process's
+    ``send(..., client_id=ID)`` reaches it; the session data stays its own."""
+    sender = await IgorClient.connect(hub.ws)
+    await sender.value("session.set", {"who": "sender"})
+    async with websockets.connect(f"{hub.ws}/actions") as ws:
+        intro = {"streamId": "i", "action": "introduce_self", "data": {"client_id": "CLIENT_1"}}
+        await ws.send(json.dumps(intro))
+        await ws.send(json.dumps({"streamId": "g", "action": "session.get"}))
+        # no answer to introduce_self: the first frames are the session.get call's
+        assert await igor_frames(ws, 2) == [{"streamId": "g", "data": {}}, {"streamId": "g", "close": True}]
+        await sender.value("process.say", {"text": "for CLIENT_1", "to": "CLIENT_1"})
+        said = {"streamId": "announcer", "action": "said", "data": "for CLIENT_1"}
+        assert await igor_frames(ws, 1) == [said]
+        assert hub.hub.face("actions").state.scope["last_send_ok"] is True
+        await ws.send(json.dumps({"streamId": "s", "action": "session.set", "data": {"cart": 2}}))
+        await igor_frames(ws, 2)
+        # Igor's processes found a client's session under its client id: so do roomhub's
+        assert await sender.value("sessions.data", "CLIENT_1") == {"cart": 2}
+    await eventually(lambda: "CLIENT_1" not in hub.hub.face("actions").state.named)
+    await sender.value("process.say", {"text": "gone", "to": "CLIENT_1"})
+    await eventually(lambda: hub.hub.face("actions").state.scope["last_send_ok"] is False)
+    await sender.close()
+
+
+async def test_introduce_self_answers_a_client_that_asked(hub):
+    c = await IgorClient.connect(hub.ws)
+    await c.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": "desk-2"}})
+    assert await c.finish("i") == [
+        {"streamId": "i", "data": {"clientId": "desk-2", "sessionId": c.session["id"], "resumed": False}},
+        {"streamId": "i", "close": True},
+    ]
+    await c.value("process.say", {"text": "hi desk", "to": "desk-2"})
+    assert (await c.next("announcer"))["data"] == "hi desk"
+    await c.close()
+
+
+async def test_a_client_id_gives_no_session_data_without_the_token(hub):
+    """Igor handed the session of an id to whoever introduced itself with it: here the data
+    needs the token, and the id of a live session is not a free name."""
+    a = await IgorClient.connect(hub.ws)
+    await a.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": "shared-name"}})
+    await a.finish("i")
+    await a.value("session.set", {"secret": "a"})
+    b = await IgorClient.connect(hub.ws)
+    await b.send({"streamId": "i", "action": "introduce_self", "data": {"client_id": "shared-name"}})
+    await b.finish("i")
+    assert await b.value("session.get") == {}
+    await b.value("process.say", {"text": "to the name", "to": "shared-name"})
+    assert (await b.next("announcer"))["data"] == "to the name"  # the last to take a name holds it
+    await b.send({"streamId": "j", "action": "introduce_self", "data": {"client_id": a.session["id"]}})
+    frames = await b.finish("j")
+    assert frames[0]["code"] == 400 and "token" in frames[0]["error"]
+    assert await b.value("session.get") == {} and await a.value("session.get") == {"secret": "a"}
+    await a.close()
+    await b.close()

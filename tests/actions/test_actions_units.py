@@ -39,6 +39,12 @@ def test_decode_a_call_cancel_and_introduce():
             "No client_id",
             "a",
         ),
+        (
+            '{"streamId":"a","action":"introduce_self","data":{"client_id":"' + "c" * 257 + '"}}',
+            p.BAD_REQUEST,
+            "client_id must be at most 256",
+            "a",
+        ),
     ],
 )
 def test_decode_refuses_bad_frames(frame, code, message, sid):
@@ -47,12 +53,23 @@ def test_decode_refuses_bad_frames(frame, code, message, sid):
     assert info.value.code == code and message in info.value.message and info.value.stream_id == sid
 
 
+def test_additions_are_asked_for_with_roomhub_1():
+    assert p.wants_additions(None) is False and p.wants_additions("1") is True
+    with pytest.raises(p.ProtocolError) as info:
+        p.wants_additions("yes")
+    assert info.value.code == p.BAD_REQUEST and "roomhub='yes'" in info.value.message
+
+
 def test_encoders_give_igor_shapes():
     assert json.loads(p.data("s", {"a": 1})) == {"streamId": "s", "data": {"a": 1}}
     assert json.loads(p.error("s", "bad")) == {"streamId": "s", "error": "bad"}
     assert json.loads(p.close("s")) == {"streamId": "s", "close": True}
     assert json.loads(p.close("s", cancelled=True))["cancelled"] is True
     assert json.loads(p.protocol_error("x", 400)) == {"error": "x", "code": 400}
+    assert json.loads(p.introduced("i", "desk", "s1", False)) == {
+        "streamId": "i",
+        "data": {"clientId": "desk", "sessionId": "s1", "resumed": False},
+    }
     assert json.loads(p.process_message("pid", "tick", 3)) == {
         "streamId": "pid",
         "action": "tick",

@@ -18,7 +18,8 @@ def ensure_node_modules() -> None:
     """Install the Node clients here (``npm install``) unless already installed."""
     if shutil.which("node") is None:
         raise RuntimeError("node is not installed: the interop tests need Node.js >= 18")
-    if not (HERE / "node_modules" / "y-websocket").is_dir():
+    wanted = json.loads((HERE / "package.json").read_text())["dependencies"]
+    if not all((HERE / "node_modules" / name).is_dir() for name in wanted):
         subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=300
         )

@@ -63,7 +63,8 @@ class ActionsFace(Face):
     def routes(self) -> list[BaseRoute]:
         if self.files is None:
             return []
-        return file_routes(self.files, self.hub.config.actions.files.prefix)
+        config = self.hub.config.actions.files
+        return file_routes(self.files, config.prefix, config.allowed_origins)
 
     def shortcuts(self) -> list[Shortcut]:
         # Only the socket: the file server's HTTP routes stay with the router.

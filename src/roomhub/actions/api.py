@@ -123,7 +123,9 @@ class ProcessSpec:
 
     Functions are called as ``fn(output, *, scope, sessions, process_id, stop)``
     (only the keyword arguments they accept; ``stop`` is a
-    :class:`threading.Event` set at shutdown, for plain functions). A
+    :class:`threading.Event` set at shutdown, for plain functions; ``sessions``
+    maps a session id, or the client id a connection took with
+    ``introduce_self``, to that session's data). A
     ``threading.Thread`` (an instance, or a subclass instantiated at each
     start) gets Igor's attributes ``process_id``, ``output``,
     ``scope``, ``sessions`` and ``stop`` set before it is started (daemon).

@@ -66,8 +66,9 @@ class Stream:
         """True once the client cancelled the call or disconnected."""
         return self.closed
 
-    def send(self, data: Any) -> None:
-        """Send one data frame (``data`` must be JSON-serialisable, else ``TypeError``)."""
+    def send(self, data: Any = None) -> None:
+        """Send one data frame (``data`` must be JSON-serialisable, else ``TypeError``); Igor's
+        ``send()`` with no argument sends ``null``."""
         self._emit(p.data(self.stream_id, data))
 
     def send_error(self, message: str) -> None:

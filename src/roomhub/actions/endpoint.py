@@ -1,17 +1,24 @@
 """The actions face's ASGI adapter: the ``/actions`` socket and the file server routes.
 
-``/actions[?sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's message
-shapes, see :mod:`.protocol`), and so is ``/actions/<anything>`` (Igor
-ignored the path). With a valid id and token the session is resumed,
-otherwise a new one is made. Refusals: 1013 when the connection or
-session limit is reached, 1009 for a frame over the limit, 1008 for a call
-flood, 4009 when another connection resumed this session.
+``/actions[?roomhub=1&sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's
+message shapes, see :mod:`.protocol`), and so is ``/actions/<anything>``
+(Igor ignored the path). ``roomhub=1`` asks for roomhub's additions (the
+session frame first); without it the client gets only frames Igor sent. With
+a valid id and token the session is resumed, otherwise a new one is made.
+Refusals: 1013 when the connection or session limit is reached, 1009 for a
+frame over the limit, 1008 for a call flood or an unknown ``roomhub`` value,
+4009 when another connection resumed this session.
 
 The file server (``[actions.files] enabled = true``) answers ``GET``,
 ``PUT`` (``POST`` as Igor's alias) and ``DELETE`` on ``<prefix>/<path>``.
 Encoded slashes, backslashes and NULs in the raw path get 400 before
-anything else; :mod:`.files` refuses the rest. Token auth and origin checks
-are the hub's middleware's.
+anything else; :mod:`.files` refuses the rest. Pages of the origins in
+``[actions.files] allowed_origins`` may use it from elsewhere (CORS, the Fetch
+standard, through Starlette's ``CORSMiddleware``): preflights (``OPTIONS``) are
+answered, responses carry ``Access-Control-Allow-Origin``. A write or delete
+whose ``Origin`` is neither the hub's nor allowed gets 403 (a cross-site form
+or ``fetch`` needs no preflight to send one). Token auth is the hub's
+middleware's.
 """
 
 from __future__ import annotations
@@ -22,14 +29,18 @@ import mimetypes
 import re
 from typing import TYPE_CHECKING
 
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..connections import AsgiSocket, CloseCode, Connection
+from ..security import origin_allowed
 from ..sessions import SessionLimitReached
 from .files import FileAccessError, FileServer
+from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
 
 if TYPE_CHECKING:
@@ -57,7 +68,12 @@ def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
             conn = Connection(websocket, queue_size, "actions")
             params = websocket.query_params
             try:
-                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"))
+                additions = wants_additions(params.get(ADDITIONS_PARAMETER))
+            except ProtocolError as exc:
+                await conn.aclose(CloseCode.POLICY_VIOLATION, exc.message)
+                return
+            try:
+                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
             except SessionLimitReached as exc:
                 await conn.aclose(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
                 return
@@ -85,8 +101,15 @@ def _error(exc: FileAccessError) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=exc.status)
 
 
-def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
+_CORS_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+_CORS_HEADERS = ("Content-Type", "X-Requested-With", "Authorization")  # Igor allowed the first two
+
+
+def file_routes(files: FileServer, prefix: str, allowed_origins: list[str] | None = None) -> list[BaseRoute]:
+    """The file server's routes below ``prefix``; pages of ``allowed_origins`` (``"*"``: any) may
+    use them from another origin (CORS)."""
     raw_prefix = prefix.encode()
+    origins = list(allowed_origins or [])
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
@@ -106,6 +129,10 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
         raw = raw[len(raw_prefix) :] if raw.startswith(raw_prefix) else raw
         path = request.path_params["path"]
         try:
+            if request.method == "OPTIONS":  # not a preflight (those are CORSMiddleware's)
+                return Response(status_code=204, headers={"Allow": ", ".join((*_CORS_METHODS, "OPTIONS"))})
+            if request.method not in ("GET", "HEAD") and not origin_allowed(request.scope, origins):
+                raise FileAccessError(403, f"origin {request.headers['origin']} may not change files")
             if _ENCODED_SEPARATOR.search(raw):
                 raise FileAccessError(400, "encoded '/', '\\' or NUL in the path")
             if request.method in ("GET", "HEAD"):
@@ -134,8 +161,10 @@ def file_routes(files: FileServer, prefix: str) -> list[BaseRoute]:
     async def bare(request: Request) -> Response:
         return _error(FileAccessError(400, "name a file below the root"))
 
-    methods = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+    methods = [*_CORS_METHODS, "OPTIONS"]
+    cors = [Middleware(CORSMiddleware, allow_origins=origins, allow_methods=_CORS_METHODS,
+                       allow_headers=_CORS_HEADERS)]
     return [
-        Route(prefix + "/{path:path}", endpoint, methods=methods),
-        Route(prefix, bare, methods=methods),
+        Route(prefix + "/{path:path}", endpoint, methods=methods, middleware=cors),
+        Route(prefix, bare, methods=methods, middleware=cors),
     ]

@@ -8,7 +8,8 @@ Igor, a ``threading.Thread`` instance (given ``process_id``, ``output``,
 
 Its :class:`ProcessOutput` sends Igor's process frames
 ``{"streamId": process_id, "action": ..., "data": ...}`` to every client or
-to the one holding a session id, from the event loop or from any thread.
+to one client (by the id it took with ``introduce_self``, or its session id), from the
+event loop or from any thread.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class ProcessOutput:
         self.closed = False
 
     def send(self, action: str | None = None, data: Any = None, client_id: str | None = None) -> bool:
-        """Send ``data`` as ``action`` to every client, or to the client of session ``client_id``.
+        """Send ``data`` as ``action`` to every client, or to the one client ``client_id``: the
+        connection that took that id with ``introduce_self``, else the one holding that session.
 
         Returns False if ``client_id`` is not connected (Igor raised instead).
         ``TypeError``/``ValueError`` if ``data`` is not JSON-serialisable.
@@ -65,7 +67,7 @@ class ProcessOutput:
         if threading.get_ident() == self._loop_thread:
             return self._deliver(frame, client_id)
         self._loop.call_soon_threadsafe(self._deliver, frame, client_id)
-        return client_id is None or client_id in self._state.clients
+        return client_id is None or self._state.client(str(client_id)) is not None
 
     def _deliver(self, frame: str, client_id: str | None) -> bool:
         if client_id is None:
@@ -111,7 +113,7 @@ class Processes:
                 thread.process_id = spec.name
                 thread.output = output
                 thread.scope = self.state.scope
-                thread.sessions = self.state.sessions
+                thread.sessions = self.state.client_sessions
                 thread.stop = self.stop_event
                 thread.daemon = True
                 thread.run = _quiet_on_close(thread.run)
@@ -137,7 +139,7 @@ class Processes:
     def _kwargs(self, spec: ProcessSpec) -> dict[str, Any]:
         available = {
             "scope": self.state.scope,
-            "sessions": self.state.sessions,
+            "sessions": self.state.client_sessions,
             "process_id": spec.name,
             "stop": self.stop_event,
         }

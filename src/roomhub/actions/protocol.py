@@ -4,8 +4,9 @@ Wire-compatible with the Igor server (JSON text frames, see the reference
 ``actions-igor.md``):
 
 - client -> server: a call ``{"streamId": S, "action": NAME, "data": ANY}``;
-  Igor's ``introduce_self`` action (``data: {"client_id": ID, "token": T}``)
-  resumes a session.
+  Igor's ``introduce_self`` action (``data: {"client_id": ID}``) gives the
+  connection the client id ``ID`` (what a process's ``send(..., client_id=ID)``
+  addresses); with ``"token": T`` it resumes the session ``ID`` and its data.
 - server -> client, per call: zero or more ``{"streamId": S, "data": ANY}``,
   then maybe ``{"streamId": S, "error": TEXT}``, then always
   ``{"streamId": S, "close": true}``.
@@ -18,9 +19,15 @@ the client stops a running call (answered by ``close`` with
 ``"cancelled": true``); errors carry a ``code`` (HTTP-like: 400 bad request,
 404 unknown action, 409 stream id in use, 422 data of the wrong shape, 429
 too many calls, 499 cancelled, 500 handler failed) and, in debug mode, a
-``traceback``; on connect the hub sends ``{"session": {"id", "token",
-"resumed", "timeout"}}``. A call whose stream id is known always ends with
-``close``, even when refused, so a client never waits forever.
+``traceback``. A call whose stream id is known always ends with ``close``,
+even when refused, so a client never waits forever.
+
+Frames an Igor client would misread are sent only to a client that asks for
+roomhub's additions with the query parameter ``roomhub=1`` (:func:`wants_additions`):
+the session frame ``{"session": {"id", "token", "resumed", "timeout"}}`` first
+on connect (Igor's clients read the first frame as the answer to their first
+call), and the answer to ``introduce_self`` (a data frame ``{"clientId",
+"sessionId", "resumed"}`` and ``close``; Igor answers nothing when it succeeds).
 """
 
 from __future__ import annotations
@@ -45,8 +52,11 @@ CANCELLED = 499
 HANDLER_FAILED = 500
 
 INTRODUCE_SELF = "introduce_self"
+ADDITIONS_PARAMETER = "roomhub"  # /actions?roomhub=1: the client reads roomhub's additions
+ADDITIONS_VERSIONS = ("1",)
 MAX_STREAM_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 256
+MAX_CLIENT_ID_LENGTH = 256
 
 _strict_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _decode = json.JSONDecoder().decode
@@ -66,6 +76,17 @@ def _encode(message: dict[str, Any]) -> str:
     if b"null" in out:
         return _strict_encode(message)
     return out.decode()
+
+
+def wants_additions(value: str | None) -> bool:
+    """Whether the query parameter ``roomhub`` (``value``, None when absent) asks for roomhub's
+    additions; ``ProtocolError`` (400) for a value other than ``"1"``."""
+    if value is None:
+        return False
+    if value not in ADDITIONS_VERSIONS:
+        known = ", ".join(ADDITIONS_VERSIONS)
+        raise ProtocolError(BAD_REQUEST, f"{ADDITIONS_PARAMETER}={value[:20]!r}: known values are {known}")
+    return True
 
 
 class ProtocolError(Exception):
@@ -92,7 +113,8 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Introduce:
-    """Igor's ``introduce_self``: resume the session ``client_id`` with ``token``."""
+    """Igor's ``introduce_self``: take the client id ``client_id``; with ``token``, resume the
+    session of that id."""
 
     stream_id: str
     client_id: str
@@ -141,6 +163,9 @@ def decode(frame: str | bytes, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) ->
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(client_id, str) or not client_id:
             raise ProtocolError(BAD_REQUEST, "No client_id for introduce_self action", stream_id)
+        if len(client_id) > MAX_CLIENT_ID_LENGTH:
+            message = f"introduce_self: client_id must be at most {MAX_CLIENT_ID_LENGTH} characters"
+            raise ProtocolError(BAD_REQUEST, message, stream_id)
         if token is not None and not isinstance(token, str):
             raise ProtocolError(BAD_REQUEST, "introduce_self: token must be a string", stream_id)
         return Introduce(stream_id, client_id, token)
@@ -180,6 +205,13 @@ def process_message(process_id: str, action: str | None, value: Any) -> str:
     return _encode({"streamId": process_id, "action": action, "data": value})
 
 
+def introduced(stream_id: str, client_id: str, session_id: str, resumed: bool) -> str:
+    """The answer to ``introduce_self`` for a client that asked for the additions."""
+    answer = {"clientId": client_id, "sessionId": session_id, "resumed": resumed}
+    return _encode({"streamId": stream_id, "data": answer})
+
+
 def welcome(session_id: str, token: str, resumed: bool, timeout: float) -> str:
-    """The first frame of a connection: the session to resume after a reconnect."""
+    """The first frame of a connection that asked for the additions: the session to resume
+    after a reconnect (``timeout`` in seconds)."""
     return _encode({"session": {"id": session_id, "token": token, "resumed": resumed, "timeout": timeout}})

@@ -3,9 +3,10 @@
 :class:`ActionsState` is shared by every client and process: the API, the
 ``scope`` dict, the :class:`~roomhub.sessions.SessionStore` (resume tokens,
 reaped ``session_timeout`` seconds after the last disconnect, exactly once),
-the thread pool of plain-function handlers and the clients by session id.
-Process output reaches clients through the hub's bus (topic ``actions`` for
-everyone, ``actions\\x00<session id>`` for one client), encoded once.
+the thread pool of plain-function handlers, the clients by session id and
+by the client id they took with ``introduce_self``. Process output reaches
+clients through the hub's bus (topic ``actions`` for everyone,
+``actions\\x00<session id>`` for one client), encoded once.
 
 :class:`Client` is one connection: it decodes frames, starts a task per
 call (any number run at once, up to ``max_calls_per_client``), cancels them
@@ -15,9 +16,10 @@ on request or on disconnect, and enforces the call rate.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,12 +34,32 @@ from .calls import Stream, run_call
 log = logging.getLogger("roomhub.actions")
 
 TOPIC = "actions"
+_WRONG_TOKEN = "unknown session or wrong token (send the token from the session frame)"
 SESSION_TAKEN = 4009  # close code: the session was resumed by another connection
 MAX_LOGGED_ERRORS = 5  # bad frames logged per connection (then one summary line)
 
 
 def session_topic(session_id: str) -> str:
     return f"{TOPIC}\x00{session_id}"
+
+
+class ClientSessions(Mapping[str, dict[str, Any]]):
+    """The sessions' data by session id, as processes get them (``sessions``). As in Igor, whose
+    sessions were keyed by client id, the id a connection took with ``introduce_self`` finds
+    that connection's session too (iteration gives session ids only)."""
+
+    def __init__(self, state: ActionsState) -> None:
+        self._state = state
+
+    def __getitem__(self, client_id: str) -> dict[str, Any]:
+        client = self._state.named.get(client_id)
+        return client.session.data if client is not None else self._state.sessions[client_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.sessions)
+
+    def __len__(self) -> int:
+        return len(self._state.sessions)
 
 
 class ActionsState:
@@ -62,10 +84,15 @@ class ActionsState:
         self.scope: dict[str, Any] = {}
         self.sessions = SessionStore(config.session_timeout, config.max_sessions)
         self.clients: dict[str, Client] = {}
+        self.named: dict[str, Client] = {}  # client ids taken with introduce_self (Igor's)
+        self.client_sessions = ClientSessions(self)
         self.pool = ThreadPoolExecutor(config.thread_pool_size, thread_name_prefix="roomhub-action")
 
-    def open(self, conn: Connection, session_id: str | None, token: str | None) -> Client:
-        """A client for ``conn`` with its session resumed (if id and token match) or new.
+    def open(
+        self, conn: Connection, session_id: str | None, token: str | None, additions: bool = False
+    ) -> Client:
+        """A client for ``conn`` with its session resumed (if id and token match) or new; the
+        session frame is sent first when the client asked for roomhub's ``additions``.
 
         Raises :class:`~roomhub.sessions.SessionLimitReached`.
         """
@@ -73,29 +100,57 @@ class ActionsState:
         resumed = session is not None
         if session is None:
             session = self.sessions.create()
-        client = Client(self, conn, session)
+        client = Client(self, conn, session, additions)
         self._attach(client, session)
-        conn.send(p.welcome(session.id, session.token, resumed, self.sessions.timeout))
+        if additions:
+            conn.send(p.welcome(session.id, session.token, resumed, self.sessions.timeout))
         return client
 
-    def resume(self, client: Client, session_id: str, token: str | None) -> bool:
-        """Igor's ``introduce_self``: move ``client`` to the session ``session_id``."""
-        if session_id == client.session.id:
-            return token is None or token == client.session.token
-        if token is None:
-            return False
-        session = self.sessions.resume(session_id, token)
-        if session is None:
-            return False
-        old = client.session
-        self._detach(client)
-        self.sessions.drop(old)
-        self._attach(client, session)
-        return True
+    def introduce(self, client: Client, client_id: str, token: str | None) -> tuple[bool, str | None]:
+        """Igor's ``introduce_self``: ``client`` takes the client id ``client_id``.
+
+        With ``token``, the session ``client_id`` is resumed (its data with it). Without, the
+        connection is only named ``client_id``, as Igor did, so a process's
+        ``send(..., client_id=client_id)`` reaches it; the last connection to take a name holds it.
+        The id of another live session is not a free name: it needs that session's token.
+        Returns ``(resumed, refusal)``: ``refusal`` is None when it worked, else why not.
+        """
+        if token is not None:
+            if client_id == client.session.id:
+                same = hmac.compare_digest(token.encode(), client.session.token.encode())
+                return False, None if same else _WRONG_TOKEN
+            session = self.sessions.resume(client_id, token)
+            if session is None:
+                return False, _WRONG_TOKEN
+            old = client.session
+            self._detach(client)
+            self.sessions.drop(old)
+            self._attach(client, session)
+            self._rename(client, None)
+            return True, None
+        if client_id == client.session.id or client_id == client.name:
+            return False, None
+        if client_id in self.sessions:
+            return False, f"client id {client_id!r} is another session's: send its token to resume it"
+        self._rename(client, client_id)
+        return False, None
+
+    def _rename(self, client: Client, name: str | None) -> None:
+        if client.name is not None and self.named.get(client.name) is client:
+            del self.named[client.name]
+        client.name = name
+        if name is None:
+            return
+        previous = self.named.get(name)
+        if previous is not None:
+            log.info("client id %r taken by %s from %s", name, client.conn.peer, previous.conn.peer)
+            previous.name = None
+        self.named[name] = client
 
     def leave(self, client: Client) -> None:
         """The connection ended: cancel its calls, start its session's reap timer."""
         client.cancel_all()
+        self._rename(client, None)
         if self.clients.get(client.session.id) is client:
             self._detach(client)
             self.sessions.detach(client.session)
@@ -131,11 +186,16 @@ class ActionsState:
         """Send an encoded frame to every connected client."""
         self.bus.publish(TOPIC, frame)
 
-    def send_to(self, session_id: str, frame: str) -> bool:
-        """Send an encoded frame to the client of session ``session_id``; False if none here."""
-        if session_id not in self.clients:
+    def client(self, client_id: str) -> Client | None:
+        """The connected client named ``client_id`` (``introduce_self``) or holding that session."""
+        return self.named.get(client_id) or self.clients.get(client_id)
+
+    def send_to(self, client_id: str, frame: str) -> bool:
+        """Send an encoded frame to the client :meth:`client` finds; False if none is here."""
+        client = self.client(client_id)
+        if client is None:
             return False
-        self.bus.publish(session_topic(session_id), frame)
+        self.bus.publish(session_topic(client.session.id), frame)
         return True
 
     async def close(self) -> None:
@@ -154,10 +214,14 @@ class ActionsState:
 class Client:
     """One connection's session and running calls (keyed by stream id)."""
 
-    def __init__(self, state: ActionsState, conn: Connection, session: Session) -> None:
+    def __init__(
+        self, state: ActionsState, conn: Connection, session: Session, additions: bool = False
+    ) -> None:
         self.state = state
         self.conn = conn
         self.session = session
+        self.additions = additions  # asked for the session frame and answers to introduce_self
+        self.name: str | None = None  # the client id taken with introduce_self
         self.calls: dict[str, asyncio.Task[None]] = {}
         self.streams: dict[str, Stream] = {}
         self.unsubscribe: list[Callable[[], None]] = []
@@ -242,18 +306,12 @@ class Client:
                 self._ended(stream)
 
     def _introduce(self, msg: p.Introduce) -> None:
-        sid = msg.stream_id
-        if self.state.resume(self, msg.client_id, msg.token):
-            self.conn.send(p.data(sid, {"sessionId": self.session.id, "resumed": True}))
-        else:
-            self.conn.send(
-                p.error(
-                    sid,
-                    "introduce_self: unknown session or wrong token (send the token from the session frame)",
-                    p.BAD_REQUEST,
-                )
-            )
-        self.conn.send(p.close(sid))
+        resumed, refusal = self.state.introduce(self, msg.client_id, msg.token)
+        if refusal is not None:
+            self._bad(p.ProtocolError(p.BAD_REQUEST, f"introduce_self: {refusal}", msg.stream_id))
+        elif self.additions:  # Igor answers nothing: its clients would read a reply as a call's
+            self.conn.send(p.introduced(msg.stream_id, msg.client_id, self.session.id, resumed))
+            self.conn.send(p.close(msg.stream_id))
 
     def _within_rate(self) -> bool:
         if not self._rate:

@@ -9,7 +9,8 @@
 //   const off = hub.actions.on("counter", (data, action) => ...);  // process messages
 //
 // Wire: Igor's message shapes on /actions (see roomhub.actions.protocol). The
-// client keeps the session id and token the hub sends on connect, reconnects
+// client asks for roomhub's additions (query roomhub=1), keeps the session id
+// and token the hub then sends first on connect, reconnects
 // with backoff after a drop and resumes its session (query sessionId and
 // sessionToken). Calls running when the connection drops fail with
 // ActionError code 0 (the hub cancelled them); calls made while offline are
@@ -165,14 +166,13 @@ export class ActionsClient {
     if (this.ready) return this.ready;
     this.closed = false;
     this.ready = new Promise((resolve, reject) => {
-      const params = new URLSearchParams();
+      const params = new URLSearchParams({ roomhub: "1" }); // the session frame, answers to introduce_self
       if (this.session) {
         params.set("sessionId", this.session.id);
         params.set("sessionToken", this.session.token);
       }
       if (this.token) params.set("token", this.token);
-      const query = params.toString();
-      const ws = new WebSocket(query ? `${this.url}?${query}` : this.url);
+      const ws = new WebSocket(`${this.url}?${params}`);
       this.ws = ws;
       let opened = false;
       ws.onmessage = (event) => {
