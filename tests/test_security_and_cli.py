@@ -82,7 +82,7 @@ def test_websocket_origin_allow_list(tmp_path, hub_process):
             await c.close()
 
     asyncio.run(sockets())
-    assert "refused WebSocket from origin https://evil.example.com" in hub.log()
+    assert "origin https://evil.example.com is not allowed" in hub.log()
 
 
 def test_check_reports_every_error_with_its_key_path(tmp_path):

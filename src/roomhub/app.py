@@ -147,7 +147,7 @@ class PrefixDispatch:
 
 def asgi_app(hub: Hub) -> ASGIApp:
     """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.shortcuts`
-    dispatched ahead of it (no routing, no FastAPI middleware, the same origin and token checks)."""
+    dispatched ahead of it (no routing, no FastAPI middleware, the same Host, origin and token checks)."""
     app = create_app(hub)
     shortcuts = [
         Shortcut(s.prefix, DoorMiddleware(s.app, hub.door),

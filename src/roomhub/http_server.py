@@ -20,7 +20,7 @@ receive/send messages). The protocol's keep-alive, pipelining (a request
 that arrives while another's response is being written waits, reading
 paused), keep-alive timeout and graceful shutdown treat an exchange like
 uvicorn's own ``RequestResponseCycle``. The hub's :class:`~roomhub.security.Door`
-(origin and token) is applied first; a refusal is answered from here.
+(Host, origin and token) is applied first; a refusal is answered from here.
 
 Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within

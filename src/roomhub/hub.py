@@ -75,7 +75,8 @@ class Hub:
         # while they run; None when the hub asks for no token.
         self.program_tokens: set[str] | None = set() if server.auth.enabled else None
         live = self.program_tokens if self.program_tokens is not None else ()
-        self.door = Door(server.auth, server.allowed_origins, live)
+        self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
+                         server_host=server.host)
         self.faces: list[Face] = self._make_faces()
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(
