@@ -50,7 +50,8 @@ def status_of(response: bytes) -> int:
 
 @pytest.fixture
 async def hub(tmp_path: Path):
-    async with serve_in_loop(write_config(tmp_path / "cfg", TERMINAL.format(server="")), tmp_path / "data") as h:
+    config = write_config(tmp_path / "cfg", TERMINAL.format(server=""))
+    async with serve_in_loop(config, tmp_path / "data") as h:
         yield h
 
 

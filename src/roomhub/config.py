@@ -82,7 +82,8 @@ class ServerConfig(Model):
     )
     allow_non_loopback: bool = Field(
         default=False,
-        description="Allow a non-loopback bind while the process runtime is in use.",
+        description="Allow a non-loopback bind while code runs unsandboxed as the hub's user (the "
+        "process runtime, backends built as virtual environments).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
