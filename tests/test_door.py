@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hubtest import raw_exchange, serve_in_loop, write_config
+from hubtest import eventually, raw_exchange, serve_in_loop, write_config
 from pageclient import PageClient
 
 TERMINAL = """
@@ -130,3 +130,108 @@ async def test_a_bad_allowed_host_is_a_config_error(tmp_path: Path) -> None:
     config = write_config(tmp_path / "cfg", TERMINAL.format(server='allowed_hosts = ["hub.example:80"]'))
     with pytest.raises(ConfigError, match=r"server\.allowed_hosts: .*not a host name without port"):
         await asyncio.to_thread(load_config, config)
+
+
+# -- connections that never finish a request head ------------------------------------------------
+
+SLOW = """
+[server.limits]
+header_timeout = {timeout}
+max_pending_connections = {pending}
+[documents]
+store = "memory"
+"""
+
+
+@pytest.fixture
+async def strict_hub(tmp_path: Path):
+    config = write_config(tmp_path / "cfg", SLOW.format(timeout=1, pending=1000))
+    async with serve_in_loop(config, tmp_path / "data") as h:
+        yield h
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 response with a Content-Length: (head, body)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                  if line.startswith(b"content-length:"))
+    return head, await asyncio.wait_for(reader.readexactly(length), 10)
+
+
+async def until_closed(reader: asyncio.StreamReader, within: float = 15.0) -> tuple[bytes, float]:
+    """Everything the server sends until it closes, and the seconds that took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        data = await asyncio.wait_for(reader.read(-1), within)
+    except TimeoutError:
+        raise AssertionError(f"the connection is still open after {within} s") from None
+    return data, loop.time() - started
+
+
+async def test_a_silent_connection_is_closed_after_the_header_timeout(strict_hub) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict_hub.port)
+    data, took = await until_closed(reader)
+    assert data == b"" and 0.8 < took < 10  # nothing to answer: closed
+    writer.close()
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+    b"GET /yjs/doc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nX-Slow: ",  # a callback socket
+])
+async def test_a_slowloris_gets_408_after_the_header_timeout(strict_hub, head: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict_hub.port)
+
+    async def drip() -> None:  # one more byte of the head every 0.3 s, forever
+        writer.write(head)
+        while True:
+            await asyncio.sleep(0.3)
+            writer.write(b"x")
+            await writer.drain()
+
+    dripping = asyncio.create_task(drip())
+    try:
+        data, took = await until_closed(reader)
+    finally:
+        dripping.cancel()
+        writer.close()
+    assert data.startswith(b"HTTP/1.1 408 ") and b"did not complete within 1 s" in data, data
+    assert took < 10
+
+
+async def test_complete_requests_and_idle_kept_alive_connections_are_not_cut(strict_hub) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", strict_hub.port)
+    request = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    writer.write(request)
+    head, _ = await read_response(reader)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    await asyncio.sleep(2)  # idle between requests, longer than header_timeout
+    writer.write(request)
+    head, _ = await read_response(reader)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    data, took = await until_closed(reader)  # uvicorn's keep-alive timeout (5 s) ends it
+    assert data == b"" and 3 < took < 12
+    writer.close()
+
+
+async def test_connections_awaiting_their_head_are_capped(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cfg", SLOW.format(timeout=60, pending=3))
+    async with serve_in_loop(config, tmp_path / "data") as h:
+        silent = [await asyncio.open_connection("127.0.0.1", h.port) for _ in range(3)]
+        await asyncio.sleep(0.2)  # the hub has taken them
+        reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
+        data, took = await until_closed(reader)
+        assert data == b"" and took < 5  # the fourth: closed at once, not after 60 s
+        writer.close()
+        for _, w in silent:
+            w.close()
+        async with httpx.AsyncClient() as http:
+
+            async def served() -> bool:
+                try:
+                    return (await http.get(f"{h.base}/api/health")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await eventually(served, what="a request once the silent connections have gone")

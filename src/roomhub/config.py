@@ -63,6 +63,17 @@ class LimitsConfig(Model):
         "before it is closed as a slow consumer (4008).",
     )
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
+    header_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds a connection has to send a complete request head (WebSocket upgrades "
+        "too), from its opening or, kept alive, from the next request's first byte; then HTTP 408 "
+        "and closed (closed if it sent nothing). Idle kept-alive connections are closed after "
+        "uvicorn's keep-alive timeout (5 s).",
+    )
+    max_pending_connections: int = Field(
+        default=1000, ge=1,
+        description="Connections waiting for their request head at once; more are closed as they open.",
+    )
 
 
 class ServerConfig(Model):
