@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hubtest import eventually, raw_exchange, serve_in_loop, write_config
+from hubtest import raw_exchange, serve_in_loop, write_config
 from pageclient import PageClient
 
 TERMINAL = """
@@ -215,23 +215,21 @@ async def test_complete_requests_and_idle_kept_alive_connections_are_not_cut(str
     writer.close()
 
 
-async def test_connections_awaiting_their_head_are_capped(tmp_path: Path) -> None:
+async def test_a_new_connection_closes_the_oldest_of_those_awaiting_their_head(tmp_path: Path) -> None:
     config = write_config(tmp_path / "cfg", SLOW.format(timeout=60, pending=3))
     async with serve_in_loop(config, tmp_path / "data") as h:
-        silent = [await asyncio.open_connection("127.0.0.1", h.port) for _ in range(3)]
-        await asyncio.sleep(0.2)  # the hub has taken them
+        silent = []
+        for _ in range(3):
+            silent.append(await asyncio.open_connection("127.0.0.1", h.port))
+            await asyncio.sleep(0.2)  # taken by the hub in this order
         reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
-        data, took = await until_closed(reader)
-        assert data == b"" and took < 5  # the fourth: closed at once, not after 60 s
-        writer.close()
-        for _, w in silent:
+        writer.write(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _ = await read_response(reader)  # served at once
+        assert head.startswith(b"HTTP/1.1 200 ")
+        data, took = await until_closed(silent[0][0])
+        assert data == b"" and took < 5  # the oldest made room, long before its 60 s
+        for other_reader, _ in silent[1:]:  # the younger ones are still waiting
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(other_reader.read(1), 0.5)
+        for _, w in [*silent, (reader, writer)]:
             w.close()
-        async with httpx.AsyncClient() as http:
-
-            async def served() -> bool:
-                try:
-                    return (await http.get(f"{h.base}/api/health")).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            await eventually(served, what="a request once the silent connections have gone")

@@ -72,7 +72,7 @@ class LimitsConfig(Model):
     )
     max_pending_connections: int = Field(
         default=1000, ge=1,
-        description="Connections waiting for their request head at once; more are closed as they open.",
+        description="Connections waiting for their request head at once; a new one closes the oldest.",
     )
 
 

@@ -29,7 +29,8 @@ must send a complete request head within ``timeout`` seconds of its opening
 (or, on a kept-alive connection, of the next request's first byte); past
 it, it is answered 408 (``{"detail"}``) and closed, or just closed if it sent
 nothing. At most ``max_pending`` connections may be waiting for their head:
-more are closed as soon as they open. A WebSocket upgrade's head is a request
+a new one makes the oldest of them close (a flood of silent connections
+does not keep out a client that sends its request at once). A WebSocket upgrade's head is a request
 head like any other: the callback endpoints' handshakes are covered.
 
 Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
@@ -48,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -117,12 +118,12 @@ class CoalescingTransport:
 @dataclass
 class HeadLimits:
     """How long (``timeout``, seconds) a connection may take to send a complete request head, and
-    how many connections (``max_pending``) may be waiting for theirs at once; ``pending`` counts
-    them (one instance per server)."""
+    how many connections (``max_pending``) may be waiting for theirs at once; ``pending`` holds
+    those, oldest first (one instance per server)."""
 
     timeout: float
     max_pending: int
-    pending: int = 0
+    pending: dict[Any, None] = field(default_factory=dict)
 
 
 try:
@@ -154,10 +155,12 @@ else:
             limits = self.head_limits
             if limits is None:
                 return
-            if limits.pending >= limits.max_pending:
-                log.debug("%d connections await their request head: closing a new one", limits.pending)
-                self.transport.close()
-                return
+            if len(limits.pending) >= limits.max_pending:
+                # The oldest gives way, not the newcomer: a flood of connections that send
+                # nothing then delays nobody who sends a request at once.
+                oldest = next(iter(limits.pending))
+                log.debug("%d connections await their request head: closing the oldest", limits.max_pending)
+                oldest._head_late(evicted=True)
             self._await_head()
 
         # -- the request head's deadline (HeadLimits) -----------------------------------------
@@ -165,7 +168,7 @@ else:
         def _await_head(self) -> None:
             limits = self.head_limits
             assert limits is not None and self._head_timer is None
-            limits.pending += 1
+            limits.pending[self] = None
             self._head_timer = self.loop.call_later(limits.timeout, self._head_late)
 
         def _head_received(self) -> None:
@@ -174,16 +177,20 @@ else:
                 self._head_timer.cancel()
                 self._head_timer = None
                 assert self.head_limits is not None
-                self.head_limits.pending -= 1
+                self.head_limits.pending.pop(self, None)
 
-        def _head_late(self) -> None:
+        def _head_late(self, evicted: bool = False) -> None:
+            """The head did not come in time (or ``evicted``: room is needed for a newer
+            connection): a 408 if it had begun, and the connection closed."""
             limits = self.head_limits
             assert limits is not None
-            self._head_timer = None
-            limits.pending -= 1
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            limits.pending.pop(self, None)
             if self.transport.is_closing():
                 return
-            if self.cycle is not None and not self.cycle.response_complete:
+            if not evicted and self.cycle is not None and not self.cycle.response_complete:
                 # A pipelined head behind a response still being written: its time starts after.
                 self._await_head()
                 return
