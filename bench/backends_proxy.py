@@ -70,7 +70,7 @@ async def open_client(target: dict[str, Any], path: str, headers: dict[str, str]
     else:
         reader, writer = await asyncio.open_connection("127.0.0.1", target["port"])
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request = f"GET {path} HTTP/1.1\r\nhost: bench\r\n{extra}\r\n".encode()
+    request = f"GET {path} HTTP/1.1\r\nhost: localhost\r\n{extra}\r\n".encode()
     return KeepAliveClient(reader, writer, request)
 
 

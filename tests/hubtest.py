@@ -69,6 +69,38 @@ async def eventually(check: Callable[[], Any], within: float = 10.0, *, interval
         await asyncio.sleep(interval)
 
 
+async def close_of(ws: Any, within: float = 20.0) -> tuple[int, str]:
+    """Read a ``websockets`` client connection ``ws`` until the server closes it; the close frame's
+    ``(code, reason)`` the client received, ``(1006, "")`` when the TCP connection ended without one.
+    AssertionError if it is still open after ``within`` seconds."""
+    import websockets
+
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()
+    except websockets.ConnectionClosed as exc:
+        received = exc.rcvd
+        return (received.code, received.reason) if received is not None else (1006, "")
+    except TimeoutError:
+        raise AssertionError(f"the server did not close the connection within {within} s") from None
+
+
+async def raw_exchange(port: int, request: bytes, within: float = 20.0) -> bytes:
+    """Send ``request`` (bytes as they are, e.g. with forged or malformed headers) to 127.0.0.1:``port``
+    and return every byte received until the server closes the connection (ask for it with
+    ``Connection: close``); AssertionError if it stays open ``within`` seconds."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(within):
+            return await reader.read(-1)
+    except TimeoutError:
+        raise AssertionError(f"the server kept the connection open for {within} s") from None
+    finally:
+        writer.close()
+
+
 class OnLoopback:
     """URLs of a hub listening on 127.0.0.1:``port``."""
 

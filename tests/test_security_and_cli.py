@@ -18,18 +18,20 @@ import websockets
 from hubtest import SRC, write_config
 from pageclient import PageClient
 
-SECURE = """
-[server]
-allowed_origins = ["https://docs.example.org"]
-[server.auth]
-tokens = ["s3cret-token"]
-secret_key = "0123456789abcdef0123456789abcdef"
+CAT_PAGE = """
 [pages."/p"]
 html = "page.html"
 [pages."/p".executors.cat]
 type = "always"
 command = ["cat"]
 """
+SECURE = """
+[server]
+allowed_origins = ["https://docs.example.org"]
+[server.auth]
+tokens = ["s3cret-token"]
+secret_key = "0123456789abcdef0123456789abcdef"
+""" + CAT_PAGE
 
 
 def roomhub(*args: str) -> subprocess.CompletedProcess[str]:
@@ -82,7 +84,7 @@ def test_websocket_origin_allow_list(tmp_path, hub_process):
             await c.close()
 
     asyncio.run(sockets())
-    assert "refused WebSocket from origin https://evil.example.com" in hub.log()
+    assert "origin https://evil.example.com is not allowed" in hub.log()
 
 
 def test_check_reports_every_error_with_its_key_path(tmp_path):
@@ -121,6 +123,17 @@ def test_process_runtime_refuses_a_non_loopback_bind(tmp_path):
     result = roomhub("serve", str(cfg), "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 2
     assert "refusing to bind to 0.0.0.0" in result.stderr and "allow-non-loopback" in result.stderr
+
+
+def test_backends_refuse_a_non_loopback_bind_even_with_sandboxed_pages(tmp_path):
+    """Backends built as virtual environments (the shipped pyrun_backend runs any Python it is
+    sent) run as the hub's user, whatever runtime the pages use."""
+    cfg = write_config(tmp_path, '[runtime]\ndefault = "bubblewrap"\n' + CAT_PAGE + "[backends]\n")
+    result = roomhub("serve", str(cfg), "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2, result.stderr
+    assert "refusing to bind to 0.0.0.0" in result.stderr
+    assert "backends built as virtual environments" in result.stderr and "pyrun_backend" in result.stderr
+    assert "'process' runtime" not in result.stderr  # the pages are sandboxed: not named
 
 
 def marked_processes(marker: str) -> list[psutil.Process]:

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .faces import Shortcut
-from .http_server import for_hub
+from .http_server import HeadLimits, for_hub
 from .hub import Hub
 from .security import DoorMiddleware
 from .tuning import freeze_startup_objects, thaw_objects
@@ -118,7 +118,8 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
     if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
         options["ws"] = PROTOCOL
     direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
-    http = for_hub(hub.sockets, direct_http, hub.door)
+    head_limits = HeadLimits(server.limits.header_timeout, server.limits.max_pending_connections)
+    http = for_hub(hub.sockets, direct_http, hub.door, head_limits)
     if http is not None:  # uvicorn's httptools one: small responses in one write, /yjs and the
         options["http"] = http  # faces' hot HTTP paths served without ASGI
     options.update(overrides)
@@ -147,7 +148,7 @@ class PrefixDispatch:
 
 def asgi_app(hub: Hub) -> ASGIApp:
     """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.shortcuts`
-    dispatched ahead of it (no routing, no FastAPI middleware, the same origin and token checks)."""
+    dispatched ahead of it (no routing, no FastAPI middleware, the same Host, origin and token checks)."""
     app = create_app(hub)
     shortcuts = [
         Shortcut(s.prefix, DoorMiddleware(s.app, hub.door),

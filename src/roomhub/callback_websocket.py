@@ -15,8 +15,8 @@ task exists while a connection is idle (about 6 KiB per connection).
 The hub's HTTP protocol (:mod:`roomhub.http_server`) hands an upgrade request
 whose path is an endpoint's prefix, or lies under it, to
 :meth:`CallbackSockets.upgrade`. The handshake passes the hub's
-:class:`~roomhub.security.Door` (origin, token: HTTP 403/401 with a JSON
-``{"detail"}`` body), then the endpoint's own :meth:`SocketEndpoint.handshake`
+:class:`~roomhub.security.Door` (Host, origin, token: HTTP 400/421, 403, 401
+with a JSON ``{"detail"}`` body), then the endpoint's own :meth:`SocketEndpoint.handshake`
 check (e.g. 400 for a bad room name).
 
 What each connection gets:
@@ -308,11 +308,13 @@ class CallbackWebSocket(asyncio.Protocol):
         self.path = path
         transport = self.transport
         client = transport.get_extra_info("peername") if transport is not None else None
+        local = transport.get_extra_info("sockname") if transport is not None else None
         scope = {
             "type": "websocket", "path": path, "query_string": query.encode("latin-1"),
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
                         for k, v in request.headers.raw_items()],
             "client": tuple(client[:2]) if isinstance(client, tuple) else None,
+            "server": tuple(local[:2]) if isinstance(local, tuple) else None,
         }
         refusal = self.server.door.refusal(scope) or self.endpoint.handshake(self, scope)
         if refusal is not None:

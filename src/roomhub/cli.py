@@ -61,7 +61,7 @@ def main() -> None:
 @click.option("--port", type=int, help="Port to bind (default: server.port, 8000; 0 picks a free one).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
-    "--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind with the process runtime."
+    "--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind while code runs unsandboxed."
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Override server.data_dir.")
 def serve(

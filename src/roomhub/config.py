@@ -69,6 +69,17 @@ class LimitsConfig(Model):
         description="Deepest nesting of arrays and objects (levels) in a client's JSON message or "
         "request body; deeper input is refused as not JSON.",
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0,
+        description="Seconds a connection has to send a complete request head (WebSocket upgrades "
+        "too), from its opening or, kept alive, from the next request's first byte; then HTTP 408 "
+        "and closed (closed if it sent nothing). Idle kept-alive connections are closed after "
+        "uvicorn's keep-alive timeout (5 s).",
+    )
+    max_pending_connections: int = Field(
+        default=1000, ge=1,
+        description="Connections waiting for their request head at once; a new one closes the oldest.",
+    )
 
 
 class ServerConfig(Model):
@@ -76,13 +87,33 @@ class ServerConfig(Model):
     port: int = Field(default=8000, ge=0, le=65535)
     allowed_origins: list[str] = Field(
         default_factory=list,
-        description="Origins allowed to open WebSockets besides the hub's own (e.g. https://example.org).",
+        description="Origins (scheme://host[:port]) besides the hub's own whose pages may open "
+        "WebSockets and send POST, PUT, PATCH and DELETE requests (e.g. https://example.org).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (without port) the hub answers to besides localhost, loopback "
+        "addresses, server.host and the address a request arrived on, e.g. the public name of a "
+        "hub behind a reverse proxy; other Host headers get HTTP 421 (DNS rebinding). "
+        '"*": any host.',
     )
     allow_non_loopback: bool = Field(
         default=False,
-        description="Allow a non-loopback bind while the process runtime is in use.",
+        description="Allow a non-loopback bind while code runs unsandboxed as the hub's user (the "
+        "process runtime, backends built as virtual environments).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            ipv6 = name.startswith("[") and name.endswith("]")  # an IPv6 address, as in a URL
+            bare = name[1:-1] if ipv6 else name
+            if name != "*" and (not bare or any(c in bare for c in "/@?# ") or (":" in bare) != ipv6):
+                raise ValueError(f"{name!r} is not a host name without port (or \"*\")")
+        return value
+
     shutdown_timeout: float = Field(default=10.0, gt=0, description="Seconds to stop everything.")
     ping_interval: float = Field(
         default=20.0, ge=0,

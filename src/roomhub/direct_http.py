@@ -4,7 +4,7 @@ A :class:`DirectRoute` names a path prefix and how to open a :class:`DirectExcha
 for a request under it; :mod:`roomhub.http_server`'s protocol calls the exchange
 from its parser callbacks and the exchange writes its response to the transport
 itself (no scope dictionary for an app, no task, no receive/send messages).
-:class:`Refusal` is the door's answer (401/403 as ``{"detail": message}``).
+:class:`Refusal` is the door's answer (400/421/403/401 as ``{"detail": message}``).
 Used by the backends proxy (:mod:`roomhub.backends.exchange`).
 """
 
@@ -136,7 +136,8 @@ def _reason(status: int) -> bytes:
 
 
 class Refusal(DirectExchange):
-    """The door's answer (401 with ``WWW-Authenticate: Bearer``, or 403) as ``{"detail": message}``."""
+    """The door's answer as ``{"detail": message}``: 400 or 421 (Host), 403 (origin), 401 (token, with
+    ``WWW-Authenticate: Bearer``); see :meth:`roomhub.security.Door.refusal`."""
 
     def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool, status: int,
                  message: str) -> None:

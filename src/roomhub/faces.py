@@ -140,6 +140,11 @@ async def serve_room_socket(
                 except Exception:
                     log.exception("%s:%s: leave hook failed", registry.namespace, name)
             await registry.leave(room, conn)
-        if conn is not None:
-            conn.close(CloseCode.NORMAL)
-        hub.connections.release()
+        try:
+            if conn is not None:
+                # Wait for the close frame (1011 after an error, else 1000) to be written: the
+                # server drops the TCP connection as soon as this function returns, taking an
+                # unsent close frame with it (the client would see 1006).
+                await conn.aclose(CloseCode.NORMAL)
+        finally:
+            hub.connections.release()

@@ -20,7 +20,18 @@ receive/send messages). The protocol's keep-alive, pipelining (a request
 that arrives while another's response is being written waits, reading
 paused), keep-alive timeout and graceful shutdown treat an exchange like
 uvicorn's own ``RequestResponseCycle``. The hub's :class:`~roomhub.security.Door`
-(origin and token) is applied first; a refusal is answered from here.
+(Host, origin and token) is applied first; a refusal is answered from here.
+
+Slow or silent clients (slowloris): uvicorn closes a kept-alive connection
+idle between requests after its keep-alive timeout, but waits forever for a
+request head that never completes. With :class:`HeadLimits`, a connection
+must send a complete request head within ``timeout`` seconds of its opening
+(or, on a kept-alive connection, of the next request's first byte); past
+it, it is answered 408 (``{"detail"}``) and closed, or just closed if it sent
+nothing. At most ``max_pending`` connections may be waiting for their head:
+a new one makes the oldest of them close (a flood of silent connections
+does not keep out a client that sends its request at once). A WebSocket upgrade's head is a request
+head like any other: the callback endpoints' handshakes are covered.
 
 Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within
@@ -36,7 +47,9 @@ then uses uvicorn's default (and serves no callback endpoint).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -102,6 +115,17 @@ class CoalescingTransport:
         return getattr(self.transport, name)
 
 
+@dataclass
+class HeadLimits:
+    """How long (``timeout``, seconds) a connection may take to send a complete request head, and
+    how many connections (``max_pending``) may be waiting for theirs at once; ``pending`` holds
+    those, oldest first (one instance per server)."""
+
+    timeout: float
+    max_pending: int
+    pending: dict[Any, None] = field(default_factory=dict)
+
+
 try:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -122,12 +146,74 @@ else:
 
         callback_sockets: CallbackSockets | None = None
 
+        head_limits: HeadLimits | None = None  # None: uvicorn's behaviour (no head deadline)
+        _head_timer: asyncio.TimerHandle | None = None  # armed while a head is awaited
+        _head_begun = False  # a byte of the awaited head has come
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+            limits = self.head_limits
+            if limits is None:
+                return
+            if len(limits.pending) >= limits.max_pending:
+                # The oldest gives way, not the newcomer: a flood of connections that send
+                # nothing then delays nobody who sends a request at once.
+                oldest = next(iter(limits.pending))
+                log.debug("%d connections await their request head: closing the oldest", limits.max_pending)
+                oldest._head_late(evicted=True)
+            self._await_head()
+
+        # -- the request head's deadline (HeadLimits) -----------------------------------------
+
+        def _await_head(self) -> None:
+            limits = self.head_limits
+            assert limits is not None and self._head_timer is None
+            limits.pending[self] = None
+            self._head_timer = self.loop.call_later(limits.timeout, self._head_late)
+
+        def _head_received(self) -> None:
+            self._head_begun = False
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+                assert self.head_limits is not None
+                self.head_limits.pending.pop(self, None)
+
+        def _head_late(self, evicted: bool = False) -> None:
+            """The head did not come in time (or ``evicted``: room is needed for a newer
+            connection): a 408 if it had begun, and the connection closed."""
+            limits = self.head_limits
+            assert limits is not None
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            limits.pending.pop(self, None)
+            if self.transport.is_closing():
+                return
+            if not evicted and self.cycle is not None and not self.cycle.response_complete:
+                # A pipelined head behind a response still being written: its time starts after.
+                self._await_head()
+                return
+            log.debug("%s: no complete request head within %g s, closing", self.client, limits.timeout)
+            if self._head_begun:
+                detail = f"the request head did not complete within {limits.timeout:g} s"
+                body = json.dumps({"detail": detail})
+                self.transport.write(
+                    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode())
+                )
+            self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._head_begun = True
+            if self.head_limits is not None and self._head_timer is None:  # a kept-alive connection's
+                self._await_head()  # next request: idle until now, under uvicorn's keep-alive timeout
 
         # -- HTTP requests served without ASGI (DirectRoute) ----------------------------------
 
         def on_headers_complete(self) -> None:
+            self._head_received()
             if self.direct_http_routes and not self.root_path and not self.parser.should_upgrade():
                 url = self.url
                 for route in self.direct_http_routes:
@@ -194,6 +280,7 @@ else:
                 super().on_message_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._head_received()
             active = self.direct_active
             if active is not None:
                 self.direct_active = None
@@ -233,11 +320,14 @@ else:
     PROTOCOL = CoalescingHttpProtocol
 
 
-def for_hub(sockets: CallbackSockets, routes: list[DirectRoute], door: Any) -> type[Any] | None:
+def for_hub(sockets: CallbackSockets, routes: list[DirectRoute], door: Any,
+            head_limits: HeadLimits | None = None) -> type[Any] | None:
     """The HTTP protocol class of one hub: :data:`PROTOCOL` handing upgrades for ``sockets``'
     endpoints to them and serving ``routes`` without ASGI behind ``door`` (a
-    :class:`~roomhub.security.Door`); None when :data:`PROTOCOL` is."""
+    :class:`~roomhub.security.Door`), closing connections whose request head is late by
+    ``head_limits`` (see the module); None when :data:`PROTOCOL` is."""
     if PROTOCOL is None:
         return None
-    attributes = {"callback_sockets": sockets, "direct_http_routes": tuple(routes), "direct_door": door}
+    attributes = {"callback_sockets": sockets, "direct_http_routes": tuple(routes), "direct_door": door,
+                  "head_limits": head_limits}
     return type("HubHttpProtocol", (PROTOCOL,), attributes)

@@ -1,7 +1,7 @@
 """The hub: owns the configuration, the bus, the runtimes and the faces; starts and stops them.
 
 Start-up refuses unsafe or unusable set-ups with :class:`HubError` (a
-non-loopback bind with the ``process`` runtime, an unusable runtime) before
+non-loopback bind while code would run unsandboxed, an unusable runtime) before
 the first request; shutdown tears every room down (epilogues included) and
 ends every program within ``server.shutdown_timeout`` seconds, and says so
 in the log.
@@ -10,7 +10,6 @@ in the log.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import shutil
 import time
@@ -23,7 +22,7 @@ from .callback_websocket import CallbackSockets
 from .config import HubConfig
 from .faces import Face
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
-from .security import Door
+from .security import Door, is_loopback_name
 
 log = logging.getLogger("roomhub.hub")
 
@@ -49,15 +48,6 @@ class ConnectionLimiter:
         self.count = max(0, self.count - 1)
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class Hub:
     """The server's state. Build it from a :class:`HubConfig`, then ``await start()`` / ``stop()``."""
 
@@ -75,7 +65,8 @@ class Hub:
         # while they run; None when the hub asks for no token.
         self.program_tokens: set[str] | None = set() if server.auth.enabled else None
         live = self.program_tokens if self.program_tokens is not None else ()
-        self.door = Door(server.auth, server.allowed_origins, live)
+        self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
+                         server_host=server.host)
         self.faces: list[Face] = self._make_faces()
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(
@@ -129,15 +120,45 @@ class Hub:
                     used.add(runtime)
         return used
 
+    def unsandboxed(self) -> list[str]:
+        """What would run code outside any sandbox, as the hub's user, each with what uses it:
+        pages' programs in the ``process`` runtime, and backends built as virtual environments
+        (started as plain processes; the shipped ``pyrun_backend`` runs any Python it is sent).
+        Backends built as Docker images, bubblewrap and docker pages are sandboxed. The actions
+        and widgets faces run the operator's own Python in the hub's process: they run no code
+        a client chose, so they are not listed."""
+        found = []
+        if "process" in self.runtimes_in_use():
+            default = self.config.runtime.default
+            pages = sorted(
+                path for path, page in self.config.pages.items()
+                if any(getattr(e, "command", None) is not None
+                       and (getattr(e, "runtime", None) or default) == "process"
+                       for e in page.executors.values())
+            )
+            users = f"pages {', '.join(pages)}" if pages else "runtime.default"
+            found.append(f"the 'process' runtime ({users})")
+        backends = self.face("backends")
+        if backends is not None:
+            venvs = sorted(name for name, versions in backends.catalog.scan().items()
+                           if any(pkg.manifest.build.kind == "venv" for pkg in versions.values()))
+            if venvs:
+                found.append(f"backends built as virtual environments ({', '.join(venvs)})")
+        return found
+
     def check_bind(self) -> None:
-        """Refuse a non-loopback bind with the ``process`` runtime unless explicitly allowed."""
+        """Refuse a non-loopback bind while anything runs unsandboxed (:meth:`unsandboxed`), unless
+        ``server.allow_non_loopback``; raises :class:`HubError` naming what is unsandboxed."""
         server = self.config.server
-        unsandboxed = "process" in self.runtimes_in_use()
-        if unsandboxed and not is_loopback(server.host) and not server.allow_non_loopback:
+        if is_loopback_name(server.host.lower().strip("[]")) or server.allow_non_loopback:
+            return
+        unsandboxed = self.unsandboxed()
+        if unsandboxed:
             raise HubError(
-                f"refusing to bind to {server.host}: the 'process' runtime runs programs unsandboxed "
-                "as the hub's user. Use runtime 'bubblewrap' or 'docker', bind to 127.0.0.1, or set "
-                "server.allow_non_loopback = true (--allow-non-loopback) if you accept the risk."
+                f"refusing to bind to {server.host}: {'; '.join(unsandboxed)} would run code "
+                "unsandboxed as the hub's user. Use runtime 'bubblewrap' or 'docker' (and backends "
+                "built as Docker images), bind to 127.0.0.1, or set server.allow_non_loopback = true "
+                "(--allow-non-loopback) if you accept the risk."
             )
 
     async def start(self) -> None:

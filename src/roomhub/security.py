@@ -1,12 +1,24 @@
-"""Security at the door: WebSocket origin checks and optional token auth.
+"""Security at the door: Host and origin checks, and optional token auth.
 
-One ASGI middleware guards every face:
+One decision, :meth:`Door.refusal`, guards every request on every serving path
+(the ASGI :class:`DoorMiddleware`, the callback WebSocket endpoints, the HTTP
+routes served without ASGI):
 
-- **Origin** (WebSocket handshakes only): a browser sends ``Origin``; it must
-  be the hub's own origin (the ``Host`` the browser used) or one of
-  ``server.allowed_origins``. A refused origin gets HTTP 403, which stops
-  cross-site WebSocket hijacking. Clients that send no ``Origin`` (not
-  browsers) are not concerned by this check.
+- **Host** (every HTTP request and WebSocket handshake): the ``Host`` header's
+  name must be one the hub serves: a loopback name (``localhost``, any
+  ``127.x.y.z``, ``[::1]``), the address the connection arrived on, the
+  configured ``server.host``, or one of ``server.allowed_hosts`` (``"*"``:
+  any). A page of another site whose name was made to resolve to the hub's
+  address (DNS rebinding) sends its own name, and gets HTTP 421; a missing or
+  malformed ``Host`` gets 400.
+- **Origin** (WebSocket handshakes and state-changing requests: POST, PUT,
+  PATCH, DELETE): a browser sends ``Origin``; it must be the hub's own origin
+  (the ``Host`` the browser used, checked above) or one of
+  ``server.allowed_origins``. A request without ``Origin`` but with
+  ``Sec-Fetch-Site: cross-site`` is refused too. Refused: HTTP 403. This stops
+  cross-site WebSocket hijacking and cross-site requests that change state
+  (an install, a POST into a backend). Clients that send neither header (not
+  browsers: curl, programs) are not concerned by this check.
 - **Token** (HTTP and WebSocket, when ``server.auth`` is configured): from
   ``Authorization: Bearer <t>``, the ``roomhub_token`` cookie or the
   ``token`` query parameter; checked against ``auth.tokens`` or verified as a
@@ -18,6 +30,7 @@ One ASGI middleware guards every face:
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 from collections.abc import Collection
@@ -90,48 +103,139 @@ def token_of(scope: Scope) -> str | None:
     return values[0] if values else None
 
 
-def origin_allowed(scope: Scope, allowed: list[str]) -> bool:
-    """Same-origin (Origin's host equals the Host header) or listed in ``allowed``."""
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+"""HTTP methods whose requests must not come from a foreign page (RFC 9110 section 9.2.1: the
+others are safe, and a foreign page cannot read their answers without CORS)."""
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def host_name(host: str) -> str | None:
+    """The name of a ``Host`` header value (lower case, IPv6 without brackets, no port), or None
+    when it is empty or malformed (RFC 9110 section 7.2: ``uri-host [":" port]``)."""
+    if not host or any(c in host for c in "/?#@ \t"):
+        return None
+    try:
+        parts = urlsplit("//" + host)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return None
+    return parts.hostname or None
+
+
+def is_loopback_name(name: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def origin_allowed(scope: Scope, allowed: Collection[str]) -> bool:
+    """No ``Origin``, same-origin (its ``host[:port]`` equals the ``Host`` header), or listed in
+    ``allowed`` (origins without a trailing slash; ``"*"``: any)."""
     headers = _headers(scope)
     origin = headers.get("origin")
     if origin is None:
         return True
     if origin.rstrip("/") in allowed or "*" in allowed:
         return True
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # not a URL: not ours
+        return False
     host = headers.get("host", "")
     return parts.scheme in ("http", "https") and bool(host) and parts.netloc.lower() == host.lower()
 
 
 class Door:
-    """The origin check and token auth of one hub, as a synchronous decision on a request.
+    """The Host, origin and token checks of one hub, as a synchronous decision on a request.
 
-    Used by :class:`DoorMiddleware` and by the endpoints the hub's own HTTP protocol serves
-    without ASGI (:mod:`roomhub.callback_websocket`).
+    ``allowed_origins``: origins (``scheme://host[:port]``) besides the hub's own whose pages may
+    open WebSockets and send state-changing requests. ``allowed_hosts``: names (without port)
+    the hub answers to besides the loopback ones, ``server_host`` and the address a connection
+    arrived on; ``"*"`` turns the Host check off. ``live_tokens``: see :class:`TokenChecker`.
+
+    Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
+    without ASGI (:mod:`roomhub.callback_websocket`, :mod:`roomhub.direct_http`).
     """
 
-    def __init__(self, auth: AuthConfig, allowed_origins: list[str],
-                 live_tokens: Collection[str] = ()) -> None:
+    def __init__(self, auth: AuthConfig, allowed_origins: Collection[str],
+                 live_tokens: Collection[str] = (), *, allowed_hosts: Collection[str] = (),
+                 server_host: str | None = None) -> None:
         self.checker = TokenChecker(auth, live_tokens) if auth.enabled else None
-        self.allowed_origins = [o.rstrip("/") for o in allowed_origins]
+        self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
+        self.any_host = "*" in allowed_hosts
+        names = {name.lower().strip("[]") for name in allowed_hosts}
+        if server_host and server_host not in ("0.0.0.0", "::", ""):
+            names.add(server_host.lower().strip("[]"))
+        self.allowed_hosts = frozenset(names)
+
+    def host_refusal(self, scope: Scope) -> tuple[int, str] | None:
+        """None if the request has one ``Host`` header naming this hub, else ``(400 or 421, message)``."""
+        hosts = [value for name, value in scope.get("headers", ()) if name == b"host"]
+        if len(hosts) > 1:  # RFC 9112 section 3.2: answered with 400, as a missing one
+            return 400, "the Host header is repeated"
+        if self.any_host:
+            return None
+        if not hosts:
+            return 400, "the Host header is missing"
+        host = hosts[0].decode("latin-1")
+        name = host_name(host)
+        if name is None:
+            return 400, f"the Host header {host!r} is malformed"
+        server = scope.get("server")
+        if name in self.allowed_hosts or is_loopback_name(name) or (server and name == server[0]):
+            return None
+        return 421, f"this hub does not serve the host {name!r} (see server.allowed_hosts)"
+
+    def origin_refusal(self, scope: Scope) -> tuple[int, str] | None:
+        """None unless a browser page of a foreign origin opens a WebSocket or sends a
+        state-changing request; then ``(403, message)``."""
+        if scope["type"] == "websocket":
+            what = "WebSocket"
+        elif scope.get("method") in STATE_CHANGING:
+            what = scope["method"]
+        else:
+            return None
+        headers = _headers(scope)
+        origin = headers.get("origin")
+        if origin is not None:
+            if origin_allowed(scope, self.allowed_origins):
+                return None
+            return 403, f"origin {origin} is not allowed (see server.allowed_origins)"
+        if headers.get("sec-fetch-site") == "cross-site":
+            return 403, f"a cross-site {what} request is not allowed"
+        return None
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
-        """None if the request may pass, else ``(HTTP status, message)``: 403 for a WebSocket
-        handshake from a refused origin, 401 for a missing or bad token.
+        """None if the request may pass, else ``(HTTP status, message)``: 400 for a missing or
+        malformed ``Host``, 421 for a host the hub does not serve, 403 for a refused origin, 401
+        for a missing or bad token; each refusal is logged.
 
-        ``scope`` needs ``type`` (``"http"`` or ``"websocket"``), ``path``, ``headers`` (lower-case
-        byte pairs), ``query_string`` and ``client``, as in ASGI."""
-        if scope["type"] == "websocket" and not origin_allowed(scope, self.allowed_origins):
-            origin = _headers(scope).get("origin")
-            log.warning("refused WebSocket from origin %s to %s", origin, scope.get("path"))
-            return 403, f"origin {origin} is not allowed"
+        ``scope`` needs ``type`` (``"http"`` or ``"websocket"``), ``method`` (HTTP), ``path``,
+        ``headers`` (lower-case byte pairs), ``query_string``, ``client`` and ``server``, as in ASGI."""
+        refusal = self.host_refusal(scope) or self.origin_refusal(scope)
+        if refusal is not None:
+            log.warning("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope),
+                        refusal[1])
+            return refusal
         if self.checker is not None and scope.get("path") not in PUBLIC_PATHS:
             reason = self.checker.check(token_of(scope))
             if reason is not None:
-                client = scope.get("client") or ("?", 0)
-                log.info("refused %s %s from %s: %s", scope["type"], scope.get("path"), client[0], reason)
+                log.info("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope), reason)
                 return 401, reason
         return None
+
+
+def _kind(scope: Scope) -> str:
+    return "WebSocket" if scope["type"] == "websocket" else scope.get("method", "HTTP")
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "?"
 
 
 class DoorMiddleware:

@@ -9,6 +9,8 @@ import httpx
 import pytest
 from backends_helpers import hub_config, partition_socket
 
+from hubtest import raw_exchange
+
 
 @pytest.mark.parametrize(("body", "status", "error"), [
     (["nope"], 404, "unknown-backend"),
@@ -76,3 +78,20 @@ async def test_on_demand_start_with_dependencies(tmp_path: Path, catalog: Path, 
         assert r.status_code == 200 and r.json()["dep"]["body"]["name"] == "dep_b"
         owners = {i["name"]: i["owner"] for i in (await http.get("/api/backends/instances")).json()}
         assert owners == {"dep_a": None, "dep_b": None}
+
+
+async def test_a_malformed_referer_is_ignored_by_the_proxy(tmp_path: Path, catalog: Path,
+                                                           in_process_hub) -> None:
+    async with in_process_hub(hub_config(tmp_path, catalog)) as h, \
+            httpx.AsyncClient(base_url=h.base, timeout=60) as http:
+        r = await http.post("/api/backends/install", json=["hello#^1.0.0"])  # the Default partition
+        assert r.status_code == 200, r.text
+        # No partition header nor query: the partition would come from the Referer's query, but
+        # this one is not a URL (an unclosed IPv6 literal). It is ignored, as browsers' are.
+        for referer in (b"http://[::1", b"http://x:port/", b"\xff\xfe"):
+            request = (b"GET /backends/hello/^1/ HTTP/1.1\r\nHost: 127.0.0.1\r\nReferer: " + referer
+                       + b"\r\nConnection: close\r\n\r\n")
+            response = await raw_exchange(h.port, request)
+            assert response.startswith(b"HTTP/1.1 200 "), (referer, response)
+        r = await http.get("/backends/hello/^1/", headers={"referer": "http://[::1]/?backends-partition=Q"})
+        assert r.status_code == 404 and r.json()["partitionId"] == "Q"  # a well-formed one still counts

@@ -87,7 +87,7 @@ class RawResponses:
 
 
 def request(method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "host: test", "x-backends-partition: F",
+    lines = [f"{method} {path} HTTP/1.1", "host: localhost", "x-backends-partition: F",
              *(f"{k}: {v}" for k, v in (headers or {}).items())]
     if body:
         lines.append(f"content-length: {len(body)}")

@@ -62,8 +62,8 @@ async def test_token_and_origin_are_checked_at_the_handshake(docs_config, in_pro
 async def test_a_bad_handshake_gets_400_and_the_hub_goes_on(docs_config, in_process_hub):
     async with in_process_hub(docs_config()) as h:
         reader, writer = await asyncio.open_connection("127.0.0.1", h.port)
-        writer.write(b"GET /yjs/doc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Version: 13\r\n\r\n")  # no Sec-WebSocket-Key
+        writer.write(b"GET /yjs/doc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")  # no Sec-WebSocket-Key
         status = await asyncio.wait_for(reader.readline(), 10)
         assert status.startswith(b"HTTP/1.1 400"), status
         writer.close()

@@ -75,7 +75,11 @@ def partition_of(header: str | None, query: bytes, referer: str | None = None) -
         values = parse_qs(query.decode("latin-1")).get(QUERY_PARTITION)
         partition = values[0] if values else None
     if not partition and referer:
-        values = parse_qs(urlsplit(referer).query).get(QUERY_PARTITION)
+        try:
+            referer_query = urlsplit(referer).query
+        except ValueError:  # not a URL (e.g. "http://[::1"): ignored, as a missing one would be
+            referer_query = ""
+        values = parse_qs(referer_query).get(QUERY_PARTITION)
         partition = values[0] if values else None
     partition = partition or p.DEFAULT_PARTITION
     try:

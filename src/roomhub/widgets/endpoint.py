@@ -113,8 +113,10 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         if session is not None:
             session.detach(conn)
             await face.registry.leave(session, conn)
-        conn.close(CloseCode.NORMAL)
-        hub.connections.release()
+        try:
+            await conn.aclose(CloseCode.NORMAL)  # written before the server drops the TCP connection
+        finally:
+            hub.connections.release()
 
 
 def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
