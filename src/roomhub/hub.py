@@ -65,8 +65,11 @@ class Hub:
         # while they run; None when the hub asks for no token.
         self.program_tokens: set[str] | None = set() if server.auth.enabled else None
         live = self.program_tokens if self.program_tokens is not None else ()
+        # The actions file server answers CORS itself: its allowed origins may also write there.
+        files = config.actions.files if config.actions is not None else None
+        cors_paths = {files.prefix: files.allowed_origins} if files is not None and files.enabled else None
         self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
-                         server_host=server.host)
+                         server_host=server.host, cors_paths=cors_paths)
         self.faces: list[Face] = self._make_faces()
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(

@@ -33,7 +33,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
@@ -156,6 +156,8 @@ class Door:
     open WebSockets and send state-changing requests. ``allowed_hosts``: names (without port)
     the hub answers to besides the loopback ones, ``server_host`` and the address a connection
     arrived on; ``"*"`` turns the Host check off. ``live_tokens``: see :class:`TokenChecker`.
+    ``cors_paths``: path prefixes that answer CORS themselves (the actions file server), each
+    with the origins (``"*"``: any) whose pages may also send state-changing requests below it.
 
     Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
     without ASGI (:mod:`roomhub.callback_websocket`, :mod:`roomhub.direct_http`).
@@ -163,7 +165,10 @@ class Door:
 
     def __init__(self, auth: AuthConfig, allowed_origins: Collection[str],
                  live_tokens: Collection[str] = (), *, allowed_hosts: Collection[str] = (),
-                 server_host: str | None = None) -> None:
+                 server_host: str | None = None,
+                 cors_paths: Mapping[str, Collection[str]] | None = None) -> None:
+        self.cors_paths = {prefix.rstrip("/"): frozenset(o.rstrip("/") for o in origins)
+                           for prefix, origins in (cors_paths or {}).items() if origins}
         self.checker = TokenChecker(auth, live_tokens) if auth.enabled else None
         self.allowed_origins = frozenset(o.rstrip("/") for o in allowed_origins)
         self.any_host = "*" in allowed_hosts
@@ -201,6 +206,8 @@ class Door:
             return None
         headers = _headers(scope)
         origin = headers.get("origin")
+        if what != "WebSocket" and self._cors_allows(scope.get("path", ""), origin):
+            return None
         if origin is not None:
             if origin_allowed(scope, self.allowed_origins):
                 return None
@@ -208,6 +215,13 @@ class Door:
         if headers.get("sec-fetch-site") == "cross-site":
             return 403, f"a cross-site {what} request is not allowed"
         return None
+
+    def _cors_allows(self, path: str, origin: str | None) -> bool:
+        """Whether ``path`` lies below a ``cors_paths`` prefix that allows ``origin``."""
+        for prefix, origins in self.cors_paths.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return "*" in origins or (origin is not None and origin.rstrip("/").lower() in origins)
+        return False
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
         """None if the request may pass, else ``(HTTP status, message)``: 400 for a missing or
