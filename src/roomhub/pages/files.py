@@ -7,21 +7,25 @@ the monitor's message shapes: ``{"contents": base64}`` or
 Contents go out on join and on every change (identical contents are not
 sent twice); a save is written atomically (temporary file, then rename) and
 refused above ``max_bytes``.
+
+The room's programs share the directory and may put symbolic links
+anywhere in it; every read, write and delete goes through
+:mod:`roomhub.confined`, so a link on a file's path is refused (an error
+line to viewers, a ``path-refused`` error frame to an editor), never
+followed out of the room.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import watchfiles
 
+from .. import confined
 from ..config import FileExecutor
 from ..connections import Connection
 from . import protocol as p
@@ -41,15 +45,23 @@ class FileView(Executor):
         super().__init__(room, name, config)
         self.digest: bytes | None = None
         self.frame: str | None = None
+        self.parts = confined.parts_of(config.path)
 
     @property
     def path(self) -> Path:
-        return self.room.directory / self.config.path
+        """Where the file is, by name: never resolved, the room's programs may have put links there."""
+        return self.room.directory.joinpath(*self.parts)
 
     async def prepare(self) -> None:
         """Write the initial contents (if configured and the file is absent)."""
-        if self.config.initial is not None and not self.path.exists():
-            await asyncio.to_thread(atomic_write, self.path, self.config.initial.encode())
+        if self.config.initial is not None:
+            try:
+                await asyncio.to_thread(
+                    confined.write_file, self.room.directory, self.parts, self.config.initial.encode(),
+                    keep_existing=True,
+                )
+            except confined.Refused as exc:
+                log.warning("%s/%s: initial contents not written: %s", self.room.name, self.name, exc)
 
     async def start(self) -> None:
         await self.refresh()
@@ -63,13 +75,9 @@ class FileView(Executor):
 
     def _read(self) -> tuple[str, bytes]:
         try:
-            size = self.path.stat().st_size
-            if size > self.config.max_bytes:
-                msg = f"{self.config.path}: {size} bytes, over the limit of {self.config.max_bytes}"
-                return p.file_error(self.name, msg), b"E" + msg.encode()
-            data = self.path.read_bytes()[: self.config.max_bytes]
-        except OSError as exc:
-            msg = f"{self.config.path}: {exc.strerror or exc}"
+            data = confined.read_file(self.room.directory, self.parts, self.config.max_bytes)
+        except (confined.Refused, OSError) as exc:
+            msg = f"{self.config.path}: {exc}"
             return p.file_error(self.name, msg), b"E" + msg.encode()
         return p.file_contents(self.name, data), b"C" + hashlib.sha256(data).digest()
 
@@ -77,6 +85,12 @@ class FileView(Executor):
         return [self.frame] if self.frame else []
 
     async def handle(self, connection: Connection, message: Any) -> None:
+        """Apply a client's monitor lines: a save (atomic) or a delete of the file.
+
+        Raises :class:`protocol.ProtocolError`: ``too-large`` over ``max_bytes``,
+        ``path-refused`` when a symbolic link (or a file where a folder should
+        be) is on the file's path, ``write-failed`` for any other failure.
+        """
         for request in p.decode_file(message):
             if isinstance(request, p.FileWrite):
                 if len(request.contents) > self.config.max_bytes:
@@ -85,41 +99,26 @@ class FileView(Executor):
                         f"{len(request.contents)} bytes, over the limit of {self.config.max_bytes}",
                         self.name,
                     )
-                try:
-                    await asyncio.to_thread(atomic_write, self.path, request.contents)
-                except OSError as exc:
-                    raise p.ProtocolError(p.WRITE_FAILED, f"cannot write: {exc}", self.name) from None
+                await self._change(connection, "save", confined.write_file, request.contents)
                 log.info("%s/%s: %d bytes saved by %s", self.room.name, self.name,
                          len(request.contents), connection.label)
             else:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread(self.path.unlink)
+                await self._change(connection, "delete", confined.delete_file)
             await self.refresh()  # the watcher would too; answering now keeps saves snappy
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (parents created; readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".roomhub-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:  # keep the mode of the file replaced; mkstemp's 0600 would hide it from others
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    async def _change(self, connection: Connection, what: str, operation: Any, *args: Any) -> None:
+        """Run ``operation(room directory, parts, *args)`` in a thread; a refusal is a ProtocolError."""
+        try:
+            await asyncio.to_thread(operation, self.room.directory, self.parts, *args)
+        except confined.Refused as exc:
+            if exc.reason in (confined.Refused.SYMLINK, confined.Refused.NOT_FOLDER):
+                # A room's program put a link (or a file) on the way: maybe an attack, worth a warning.
+                log.warning("%s/%s: %s by %s refused: %s", self.room.name, self.name, what,
+                            connection.label, exc)
+                raise p.ProtocolError(p.PATH_REFUSED, f"{self.config.path}: {exc}", self.name) from None
+            raise p.ProtocolError(p.WRITE_FAILED, f"cannot {what}: {exc}", self.name) from None
+        except OSError as exc:
+            raise p.ProtocolError(p.WRITE_FAILED, f"cannot {what}: {exc}", self.name) from None
 
 
 RESCAN_AFTER = 0.3  # seconds
@@ -146,7 +145,7 @@ class RoomWatcher:
                 recursive=True, ignore_permission_denied=True,
             ):
                 changed = {Path(path) for _, path in changes}
-                concerned = [v for v in self.views if self._concerns(v, changed)]
+                concerned = [v for v in self.views if self._concerns(root, v, changed)]
                 for view in concerned:
                     await view.refresh()
                 if any(p.is_dir() for p in changed) and concerned:
@@ -159,9 +158,14 @@ class RoomWatcher:
             log.exception("watcher of %s stopped", root)
 
     @staticmethod
-    def _concerns(view: FileView, changed: set[Path]) -> bool:
-        """The file itself changed, or a folder on its path appeared, moved or went away."""
-        path = view.path.resolve()
+    def _concerns(root: Path, view: FileView, changed: set[Path]) -> bool:
+        """The file itself changed, or a folder on its path appeared, moved or went away.
+
+        Compared by name: the watcher follows links the room's programs made (watchfiles cannot
+        be told not to), and what it reports under them concerns the view only to show the
+        refusal; contents are read by :func:`confined.read_file`, never through a link.
+        """
+        path = root.joinpath(*view.parts)
         return path in changed or any(p in path.parents for p in changed)
 
     async def stop(self) -> None:

@@ -178,9 +178,7 @@ class BubblewrapRuntime(Runtime):
         """
         bwrap = self.executable()
         uid, gid = parse_user(spec.container.user, self.config.uid, self.config.gid)
-        host_cwd = spec.cwd
-        host_cwd.mkdir(parents=True, exist_ok=True)
-        relative = host_cwd.relative_to(spec.room_dir.resolve())
+        relative = spec.make_working_directory().relative_to(spec.room_dir)
         inside = str(PurePosixPath(self.config.room_mount) / relative)
         argv = [
             *self.sandbox_args(

@@ -260,6 +260,5 @@ class ProcessRuntime(Runtime):
     name = "process"
 
     async def start(self, spec: ProgramSpec) -> ProgramHandle:
-        cwd = spec.cwd
-        cwd.mkdir(parents=True, exist_ok=True)
+        cwd = spec.make_working_directory()
         return await spawn(spec.argv, spec, spec.base_env(str(spec.room_dir)), cwd)
