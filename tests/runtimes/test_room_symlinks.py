@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +190,55 @@ async def test_a_working_directory_is_not_made_through_a_link(
             errored = await client.message("work", "errored", timeout=60)
     assert tree(outside) == {"secret.txt": MARKER}  # no folder made on the host
     assert "symbolic link" in base64.b64decode(errored["message"]).decode(), errored
+
+
+def inotify_watches() -> int:
+    """Inotify watches this process holds now (the kernel's own account, /proc/self/fdinfo)."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(fd) == "anon_inode:inotify":
+                info = (Path("/proc/self/fdinfo") / fd.name).read_text()
+                count += sum(line.startswith("inotify wd:") for line in info.splitlines())
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
+async def test_the_watcher_does_not_follow_a_link_into_the_host(tmp_path: Path, outside: Path,
+                                                                 in_process_hub) -> None:
+    """A link to a host tree, there before the watcher starts (a prologue) or moved in with a
+    folder: the hub watches none of the tree's folders (a link to / would have it walk the host)."""
+    for i in range(40):
+        (outside / f"d{i}" / "e").mkdir(parents=True)
+    config = page_config(
+        tmp_path / "cfg",
+        "process",
+        f"""
+        [x.links]
+        type = "prologue"
+        command = ["sh", "-c", "ln -s {outside} linked && mkdir -p .stage/w && ln -s {outside} .stage/w/l"]
+
+        [x.arrive]
+        type = "once"
+        command = ["sh", "-c", "mv .stage/w w && echo > w/shown.txt"]
+
+        [x.shown]
+        type = "file"
+        path = "w/shown.txt"
+
+        [x.top]
+        type = "file"
+        path = "top.txt"
+        initial = "top"
+    """,
+    )
+    async with in_process_hub(config) as hub:
+        before = inotify_watches()
+        async with await PageClient.join(hub.ws, "r1") as client:
+            await client.wait_for(lambda f: f["executor"] == "top" and monitor_contents(f) == b"top")
+            await client.send("arrive", None)
+            assert (await client.message("arrive", "finished", timeout=60))["exitCode"] == 0
+            await client.wait_for(lambda f: f["executor"] == "shown" and monitor_contents(f) == b"\n")
+            # The room directory and w: a watch each, nothing of the 80 folders under the links.
+            assert inotify_watches() - before <= 2, inotify_watches() - before

@@ -1,9 +1,9 @@
 """File executors: a file of the room directory, pushed to viewers, written by editors.
 
-The hub watches the room directory itself (watchfiles, one watcher per
-room) instead of running interactive-widgets' monitor program, but speaks
-the monitor's message shapes: ``{"contents": base64}`` or
-``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
+The hub watches the room's folders on the files' paths itself (watchfiles,
+one watcher per room) instead of running interactive-widgets' monitor
+program, but speaks the monitor's message shapes: ``{"contents": base64}``
+or ``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
 Contents go out on join and on every change (identical contents are not
 sent twice); a save is written atomically (temporary file, then rename) and
 refused above ``max_bytes``.
@@ -12,7 +12,7 @@ The room's programs share the directory and may put symbolic links
 anywhere in it; every read, write and delete goes through
 :mod:`roomhub.confined`, so a link on a file's path is refused (an error
 line to viewers, a ``path-refused`` error frame to an editor), never
-followed out of the room.
+followed out of the room, and the watcher watches no folder through a link.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +127,15 @@ RESCAN_AFTER = 0.3  # seconds
 
 
 class RoomWatcher:
-    """One watchfiles watcher per room directory, refreshing the file executors it concerns."""
+    """Watches the room's folders on its file executors' paths, and refreshes the executors a
+    change concerns.
+
+    Each folder on a path (the room directory itself, ``sub`` for ``sub/x.txt``) is watched on
+    its own, not the room's whole tree: the room's programs make any tree they like, links
+    included, and a recursive watch follows links (watchfiles cannot be told not to), so a link
+    to ``/`` would have the hub walk and watch the host's file system. A folder that is a link
+    is not watched. When a folder on a path appears, moves or goes, the watch starts anew.
+    """
 
     def __init__(self, directory: Path, views: list[FileView], debounce: float) -> None:
         self.directory = directory
@@ -133,45 +143,85 @@ class RoomWatcher:
         self.debounce_ms = max(1, int(debounce * 1000))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name=f"watch:{self.directory.name}")
 
+    def _folders(self, root: Path) -> tuple[list[Path], set[Path]]:
+        """The folders to watch (those on the views' paths that are real folders now, not links)
+        and every folder the paths name (whose change restarts the watch)."""
+        watched, named = {root}, set()
+        for view in self.views:
+            folder, real = root, True
+            for part in view.parts[:-1]:
+                folder = folder / part
+                named.add(folder)
+                real = real and _is_folder(folder)
+                if real:
+                    watched.add(folder)
+        return sorted(watched), named
+
     async def _watch(self) -> None:
         root = self.directory.resolve()
         try:
-            async for changes in watchfiles.awatch(
-                root, stop_event=self._stop, debounce=self.debounce_ms, step=20,
-                recursive=True, ignore_permission_denied=True,
-            ):
-                changed = {Path(path) for _, path in changes}
-                concerned = [v for v in self.views if self._concerns(root, v, changed)]
-                for view in concerned:
-                    await view.refresh()
-                if any(p.is_dir() for p in changed) and concerned:
-                    # A folder just made may get files before the watcher watches inside it:
-                    # look again once the watch is surely in place.
-                    await asyncio.sleep(RESCAN_AFTER)
-                    for view in concerned:
-                        await view.refresh()
+            while not self._stop.is_set():
+                folders, named = await asyncio.to_thread(self._folders, root)
+                try:
+                    restart = await self._watch_folders(root, folders, named)
+                except FileNotFoundError:  # a folder went between listing and watching
+                    restart = True
+                if not restart:
+                    return
+                # Files may land in a new folder before its watch is in place: look again soon.
+                rescan = asyncio.create_task(self._refresh_later())
+                self._rescans.add(rescan)
+                rescan.add_done_callback(self._rescans.discard)
         except Exception:
             log.exception("watcher of %s stopped", root)
+
+    async def _watch_folders(self, root: Path, folders: list[Path], named: set[Path]) -> bool:
+        """Watch ``folders`` until one of ``named`` changes (True) or the watcher stops (False)."""
+        async for changes in watchfiles.awatch(
+            *folders, stop_event=self._stop, debounce=self.debounce_ms, step=20,
+            recursive=False, ignore_permission_denied=True,
+        ):
+            changed = {Path(path) for _, path in changes}
+            for view in self.views:
+                if self._concerns(root, view, changed):
+                    await view.refresh()
+            if changed & named:
+                return True
+        return False
+
+    async def _refresh_later(self) -> None:
+        await asyncio.sleep(RESCAN_AFTER)
+        for view in self.views:
+            await view.refresh()
 
     @staticmethod
     def _concerns(root: Path, view: FileView, changed: set[Path]) -> bool:
         """The file itself changed, or a folder on its path appeared, moved or went away.
 
-        Compared by name: the watcher follows links the room's programs made (watchfiles cannot
-        be told not to), and what it reports under them concerns the view only to show the
-        refusal; contents are read by :func:`confined.read_file`, never through a link.
+        Compared by name: contents are read by :func:`confined.read_file`, never through a link.
         """
         path = root.joinpath(*view.parts)
         return path in changed or any(p in path.parents for p in changed)
 
     async def stop(self) -> None:
         self._stop.set()
+        for rescan in list(self._rescans):
+            rescan.cancel()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 2.0)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+
+
+def _is_folder(path: Path) -> bool:
+    """A folder itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
