@@ -74,3 +74,12 @@ async def test_an_in_process_hub_is_refused_a_held_data_dir_until_it_is_released
         await first.stop()
     await second.start()  # released by the first one's stop
     await second.stop()
+
+
+def test_an_unusable_lock_file_is_a_start_up_refusal(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "cfg", TERMINAL)
+    (tmp_path / "data" / "hub.lock").mkdir(parents=True)  # cannot be opened as a file
+    result = serve_refused(config, tmp_path / "data")
+    assert result.returncode == 2, result.stdout
+    assert f"cannot lock the data directory {tmp_path / 'data'}: " in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout, result.stdout

@@ -98,6 +98,9 @@ def serve(
     except DataDirInUse as exc:
         log.error("%s", exc)
         sys.exit(2)
+    except OSError as exc:
+        log.error("cannot lock the data directory %s: %s", server.data_dir, exc)
+        sys.exit(2)
     try:
         asyncio.run(_preflight(cfg))
     except (HubError, RuntimeUnavailable) as exc:

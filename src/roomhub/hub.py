@@ -158,6 +158,8 @@ class Hub:
             self.lock = DataDirLock.acquire(self.data_dir, server.host, server.port)
         except DataDirInUse as exc:
             raise HubError(str(exc)) from None
+        except OSError as exc:
+            raise HubError(f"cannot lock the data directory {self.data_dir}: {exc}") from None
 
     async def start(self) -> None:
         """Lock the data directory, check the runtimes in use, clean what a dead run left, start
