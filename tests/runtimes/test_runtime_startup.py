@@ -69,6 +69,12 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
     containers, volumes = await docker_objects(own)
     assert len(containers) == 4 and len(volumes) == 2, (containers, volumes)  # program + monitor
 
+    refused = serve_refused(config, tmp_path / "data")  # a second hub on the live one's data directory
+    assert refused.returncode == 2 and f"pid {hub.proc.pid}" in refused.stdout, refused.stdout
+    assert "removed" not in refused.stdout, refused.stdout
+    live_containers, live_volumes = await docker_objects(own)  # the live hub's rooms are untouched
+    assert set(live_containers) == set(containers) and set(live_volumes) == set(volumes)
+
     hub.stop(signal.SIGKILL)
     left_containers, left_volumes = await docker_objects(own)  # left behind, still labelled
     assert set(left_containers) == set(containers) and set(left_volumes) == set(volumes)
