@@ -157,6 +157,26 @@ def start_hub_process(
     raise RuntimeError(f"hub did not start:\n{hub.log()}")
 
 
+def serve_refused(config: Path | None, data_dir: Path, *extra: str,
+                  within: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m roomhub serve`` on a free port, expecting it to refuse to start: its exit
+    status and output. AssertionError (the hub killed) if it is still running after ``within``
+    seconds."""
+    args = [sys.executable, "-m", "roomhub", "serve"]
+    if config is not None:
+        args.append(str(config))
+    args += ["--port", str(free_port()), "--data-dir", str(data_dir), *extra]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        out, _ = proc.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"roomhub serve did not refuse to start within {within} s:\n{out}") from None
+    return subprocess.CompletedProcess(args, proc.returncode, out, "")
+
+
 @pytest.fixture
 def hub_process(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     """Factory: ``hub_process(config_path, *cli_args)`` -> a running :class:`HubProcess`."""

@@ -72,6 +72,7 @@ def serve(
     import uvicorn
 
     from .app import server_config
+    from .datadir import DataDirInUse, DataDirLock
     from .hub import Hub, HubError
     from .runtimes import RuntimeUnavailable
     from .tuning import retain_large_buffers
@@ -89,6 +90,17 @@ def serve(
     if data_dir:
         server.data_dir = Path(data_dir).resolve()
     setup_logging(server.log_level)
+    assert server.data_dir is not None
+    try:
+        # First of all: a hub holding this data directory must not have its rooms taken for
+        # leftovers by this one's checks or clean-up.
+        lock = DataDirLock.acquire(server.data_dir, server.host, server.port)
+    except DataDirInUse as exc:
+        log.error("%s", exc)
+        sys.exit(2)
+    except OSError as exc:
+        log.error("cannot lock the data directory %s: %s", server.data_dir, exc)
+        sys.exit(2)
     try:
         asyncio.run(_preflight(cfg))
     except (HubError, RuntimeUnavailable) as exc:
@@ -96,7 +108,7 @@ def serve(
         sys.exit(2)
     log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
     retain_large_buffers()
-    hub = Hub(cfg)
+    hub = Hub(cfg, lock=lock)
     # uvicorn re-raises the signal that stopped it once shutdown is complete; the shutdown
     # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)

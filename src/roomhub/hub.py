@@ -1,10 +1,12 @@
 """The hub: owns the configuration, the bus, the runtimes and the faces; starts and stops them.
 
 Start-up refuses unsafe or unusable set-ups with :class:`HubError` (a
-non-loopback bind while code would run unsandboxed, an unusable runtime) before
-the first request; shutdown tears every room down (epilogues included) and
-ends every program within ``server.shutdown_timeout`` seconds, and says so
-in the log.
+non-loopback bind while code would run unsandboxed, a data directory another
+running hub holds, an unusable runtime) before the first request, and
+removes what a dead run left only once it holds the data directory's lock
+(:mod:`roomhub.datadir`); shutdown tears every room down (epilogues
+included) and ends every program within ``server.shutdown_timeout``
+seconds, and says so in the log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from .bus import LocalBus
 from .callback_websocket import CallbackSockets
 from .config import HubConfig
+from .datadir import DataDirInUse, DataDirLock
 from .faces import Face
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
 from .security import Door, is_loopback_name
@@ -49,12 +52,17 @@ class ConnectionLimiter:
 
 
 class Hub:
-    """The server's state. Build it from a :class:`HubConfig`, then ``await start()`` / ``stop()``."""
+    """The server's state. Build it from a :class:`HubConfig`, then ``await start()`` / ``stop()``.
 
-    def __init__(self, config: HubConfig) -> None:
+    ``lock``: the data directory's lock, when the caller took it already (``roomhub serve``
+    does, before anything else); otherwise :meth:`start` takes it.
+    """
+
+    def __init__(self, config: HubConfig, lock: DataDirLock | None = None) -> None:
         self.config = config
         assert config.server.data_dir is not None
         self.data_dir: Path = config.server.data_dir
+        self.lock = lock
         self.id = self._hub_id()
         self.bus = LocalBus()
         self.connections = ConnectionLimiter(config.server.limits.max_connections)
@@ -164,9 +172,32 @@ class Hub:
                 "(--allow-non-loopback) if you accept the risk."
             )
 
+    def _lock_data_dir(self) -> None:
+        """Take the data directory's lock unless held. Raises :class:`HubError` naming the hub
+        (pid, host:port) that holds it."""
+        if self.lock is not None and self.lock.held:
+            return
+        server = self.config.server
+        try:
+            self.lock = DataDirLock.acquire(self.data_dir, server.host, server.port)
+        except DataDirInUse as exc:
+            raise HubError(str(exc)) from None
+        except OSError as exc:
+            raise HubError(f"cannot lock the data directory {self.data_dir}: {exc}") from None
+
     async def start(self) -> None:
-        """Check the runtimes in use, clean what a crashed run left, start the faces."""
+        """Lock the data directory, check the runtimes in use, clean what a dead run left, start
+        the faces. Raises :class:`HubError` (the lock released again)."""
         self.check_bind()
+        self._lock_data_dir()
+        try:
+            await self._start()
+        except BaseException:
+            self._unlock()
+            raise
+
+    async def _start(self) -> None:
+        # Only now, with the lock held, is whatever carries this hub's id a dead run's leftover.
         for name in sorted(self.runtimes_in_use()):
             runtime = self.runtimes[name]
             try:
@@ -203,5 +234,10 @@ class Hub:
                 await runtime.close()
             except Exception:
                 log.exception("runtime %s failed to close", runtime.name)
+        self._unlock()
         log.info("shutdown complete in %.2f s: %d rooms torn down, no program left running",
                  time.perf_counter() - started, rooms)
+
+    def _unlock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()

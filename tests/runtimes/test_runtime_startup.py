@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -12,33 +10,10 @@ import aiodocker
 import pytest
 from runtime_helpers import TEST_IMAGE, PageClient, docker_objects, page_config
 
-from hubtest import eventually
+from hubtest import eventually, serve_refused
 from roomhub.config import BubblewrapConfig
 from roomhub.runtimes.base import RuntimeUnavailable
 from roomhub.runtimes.bubblewrap import BubblewrapRuntime
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def check_config(config: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``roomhub serve`` expecting it to refuse to start (bounded in time)."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "roomhub",
-            "serve",
-            str(config),
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)},
-    )
 
 
 @pytest.mark.bubblewrap
@@ -59,7 +34,7 @@ def test_unreachable_engine_fails_at_start_up(tmp_path: Path) -> None:
     """,
         docker='url = "tcp://127.0.0.1:9"',
     )
-    result = check_config(config, tmp_path)
+    result = serve_refused(config, tmp_path / "data")
     assert result.returncode != 0
     log = result.stdout + result.stderr
     assert "cannot reach the Docker engine at tcp://127.0.0.1:9" in log, log
@@ -93,6 +68,12 @@ async def test_restart_after_sigkill_removes_only_own_leftovers(
         await client.wait_output("spin", b"up")  # ...and keeps these two live
     containers, volumes = await docker_objects(own)
     assert len(containers) == 4 and len(volumes) == 2, (containers, volumes)  # program + monitor
+
+    refused = serve_refused(config, tmp_path / "data")  # a second hub on the live one's data directory
+    assert refused.returncode == 2 and f"pid {hub.proc.pid}" in refused.stdout, refused.stdout
+    assert "removed" not in refused.stdout, refused.stdout
+    live_containers, live_volumes = await docker_objects(own)  # the live hub's rooms are untouched
+    assert set(live_containers) == set(containers) and set(live_volumes) == set(volumes)
 
     hub.stop(signal.SIGKILL)
     left_containers, left_volumes = await docker_objects(own)  # left behind, still labelled

@@ -1,27 +1,33 @@
 """File executors: a file of the room directory, pushed to viewers, written by editors.
 
-The hub watches the room directory itself (watchfiles, one watcher per
-room) instead of running interactive-widgets' monitor program, but speaks
-the monitor's message shapes: ``{"contents": base64}`` or
-``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
+The hub watches the room's folders on the files' paths itself (watchfiles,
+one watcher per room) instead of running interactive-widgets' monitor
+program, but speaks the monitor's message shapes: ``{"contents": base64}``
+or ``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
 Contents go out on join and on every change (identical contents are not
 sent twice); a save is written atomically (temporary file, then rename) and
 refused above ``max_bytes``.
+
+The room's programs share the directory and may put symbolic links
+anywhere in it; every read, write and delete goes through
+:mod:`roomhub.confined`, so a link on a file's path is refused (an error
+line to viewers, a ``path-refused`` error frame to an editor), never
+followed out of the room, and the watcher watches no folder through a link.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import watchfiles
 
+from .. import confined
 from ..config import FileExecutor
 from ..connections import Connection
 from . import protocol as p
@@ -41,15 +47,23 @@ class FileView(Executor):
         super().__init__(room, name, config)
         self.digest: bytes | None = None
         self.frame: str | None = None
+        self.parts = confined.parts_of(config.path)
 
     @property
     def path(self) -> Path:
-        return self.room.directory / self.config.path
+        """Where the file is, by name: never resolved, the room's programs may have put links there."""
+        return self.room.directory.joinpath(*self.parts)
 
     async def prepare(self) -> None:
         """Write the initial contents (if configured and the file is absent)."""
-        if self.config.initial is not None and not self.path.exists():
-            await asyncio.to_thread(atomic_write, self.path, self.config.initial.encode())
+        if self.config.initial is not None:
+            try:
+                await asyncio.to_thread(
+                    confined.write_file, self.room.directory, self.parts, self.config.initial.encode(),
+                    keep_existing=True,
+                )
+            except confined.Refused as exc:
+                log.warning("%s/%s: initial contents not written: %s", self.room.name, self.name, exc)
 
     async def start(self) -> None:
         await self.refresh()
@@ -63,13 +77,9 @@ class FileView(Executor):
 
     def _read(self) -> tuple[str, bytes]:
         try:
-            size = self.path.stat().st_size
-            if size > self.config.max_bytes:
-                msg = f"{self.config.path}: {size} bytes, over the limit of {self.config.max_bytes}"
-                return p.file_error(self.name, msg), b"E" + msg.encode()
-            data = self.path.read_bytes()[: self.config.max_bytes]
-        except OSError as exc:
-            msg = f"{self.config.path}: {exc.strerror or exc}"
+            data = confined.read_file(self.room.directory, self.parts, self.config.max_bytes)
+        except (confined.Refused, OSError) as exc:
+            msg = f"{self.config.path}: {exc}"
             return p.file_error(self.name, msg), b"E" + msg.encode()
         return p.file_contents(self.name, data), b"C" + hashlib.sha256(data).digest()
 
@@ -77,6 +87,12 @@ class FileView(Executor):
         return [self.frame] if self.frame else []
 
     async def handle(self, connection: Connection, message: Any) -> None:
+        """Apply a client's monitor lines: a save (atomic) or a delete of the file.
+
+        Raises :class:`protocol.ProtocolError`: ``too-large`` over ``max_bytes``,
+        ``path-refused`` when a symbolic link (or a file where a folder should
+        be) is on the file's path, ``write-failed`` for any other failure.
+        """
         for request in p.decode_file(message, self.room.ctx.max_json_depth):
             if isinstance(request, p.FileWrite):
                 if len(request.contents) > self.config.max_bytes:
@@ -85,48 +101,41 @@ class FileView(Executor):
                         f"{len(request.contents)} bytes, over the limit of {self.config.max_bytes}",
                         self.name,
                     )
-                try:
-                    await asyncio.to_thread(atomic_write, self.path, request.contents)
-                except OSError as exc:
-                    raise p.ProtocolError(p.WRITE_FAILED, f"cannot write: {exc}", self.name) from None
+                await self._change(connection, "save", confined.write_file, request.contents)
                 log.info("%s/%s: %d bytes saved by %s", self.room.name, self.name,
                          len(request.contents), connection.label)
             else:
-                with contextlib.suppress(FileNotFoundError):
-                    await asyncio.to_thread(self.path.unlink)
+                await self._change(connection, "delete", confined.delete_file)
             await self.refresh()  # the watcher would too; answering now keeps saves snappy
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (parents created; readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".roomhub-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:  # keep the mode of the file replaced; mkstemp's 0600 would hide it from others
-            mode = path.stat().st_mode & 0o777
-        except FileNotFoundError:
-            mode = 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    async def _change(self, connection: Connection, what: str, operation: Any, *args: Any) -> None:
+        """Run ``operation(room directory, parts, *args)`` in a thread; a refusal is a ProtocolError."""
+        try:
+            await asyncio.to_thread(operation, self.room.directory, self.parts, *args)
+        except confined.Refused as exc:
+            if exc.reason in (confined.Refused.SYMLINK, confined.Refused.NOT_FOLDER):
+                # A room's program put a link (or a file) on the way: maybe an attack, worth a warning.
+                log.warning("%s/%s: %s by %s refused: %s", self.room.name, self.name, what,
+                            connection.label, exc)
+                raise p.ProtocolError(p.PATH_REFUSED, f"{self.config.path}: {exc}", self.name) from None
+            raise p.ProtocolError(p.WRITE_FAILED, f"cannot {what}: {exc}", self.name) from None
+        except OSError as exc:
+            raise p.ProtocolError(p.WRITE_FAILED, f"cannot {what}: {exc}", self.name) from None
 
 
 RESCAN_AFTER = 0.3  # seconds
 
 
 class RoomWatcher:
-    """One watchfiles watcher per room directory, refreshing the file executors it concerns."""
+    """Watches the room's folders on its file executors' paths, and refreshes the executors a
+    change concerns.
+
+    Each folder on a path (the room directory itself, ``sub`` for ``sub/x.txt``) is watched on
+    its own, not the room's whole tree: the room's programs make any tree they like, links
+    included, and a recursive watch follows links (watchfiles cannot be told not to), so a link
+    to ``/`` would have the hub walk and watch the host's file system. A folder that is a link
+    is not watched. When a folder on a path appears, moves or goes, the watch starts anew.
+    """
 
     def __init__(self, directory: Path, views: list[FileView], debounce: float) -> None:
         self.directory = directory
@@ -134,40 +143,85 @@ class RoomWatcher:
         self.debounce_ms = max(1, int(debounce * 1000))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rescans: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name=f"watch:{self.directory.name}")
 
+    def _folders(self, root: Path) -> tuple[list[Path], set[Path]]:
+        """The folders to watch (those on the views' paths that are real folders now, not links)
+        and every folder the paths name (whose change restarts the watch)."""
+        watched, named = {root}, set()
+        for view in self.views:
+            folder, real = root, True
+            for part in view.parts[:-1]:
+                folder = folder / part
+                named.add(folder)
+                real = real and _is_folder(folder)
+                if real:
+                    watched.add(folder)
+        return sorted(watched), named
+
     async def _watch(self) -> None:
         root = self.directory.resolve()
         try:
-            async for changes in watchfiles.awatch(
-                root, stop_event=self._stop, debounce=self.debounce_ms, step=20,
-                recursive=True, ignore_permission_denied=True,
-            ):
-                changed = {Path(path) for _, path in changes}
-                concerned = [v for v in self.views if self._concerns(v, changed)]
-                for view in concerned:
-                    await view.refresh()
-                if any(p.is_dir() for p in changed) and concerned:
-                    # A folder just made may get files before the watcher watches inside it:
-                    # look again once the watch is surely in place.
-                    await asyncio.sleep(RESCAN_AFTER)
-                    for view in concerned:
-                        await view.refresh()
+            while not self._stop.is_set():
+                folders, named = await asyncio.to_thread(self._folders, root)
+                try:
+                    restart = await self._watch_folders(root, folders, named)
+                except FileNotFoundError:  # a folder went between listing and watching
+                    restart = True
+                if not restart:
+                    return
+                # Files may land in a new folder before its watch is in place: look again soon.
+                rescan = asyncio.create_task(self._refresh_later())
+                self._rescans.add(rescan)
+                rescan.add_done_callback(self._rescans.discard)
         except Exception:
             log.exception("watcher of %s stopped", root)
 
+    async def _watch_folders(self, root: Path, folders: list[Path], named: set[Path]) -> bool:
+        """Watch ``folders`` until one of ``named`` changes (True) or the watcher stops (False)."""
+        async for changes in watchfiles.awatch(
+            *folders, stop_event=self._stop, debounce=self.debounce_ms, step=20,
+            recursive=False, ignore_permission_denied=True,
+        ):
+            changed = {Path(path) for _, path in changes}
+            for view in self.views:
+                if self._concerns(root, view, changed):
+                    await view.refresh()
+            if changed & named:
+                return True
+        return False
+
+    async def _refresh_later(self) -> None:
+        await asyncio.sleep(RESCAN_AFTER)
+        for view in self.views:
+            await view.refresh()
+
     @staticmethod
-    def _concerns(view: FileView, changed: set[Path]) -> bool:
-        """The file itself changed, or a folder on its path appeared, moved or went away."""
-        path = view.path.resolve()
+    def _concerns(root: Path, view: FileView, changed: set[Path]) -> bool:
+        """The file itself changed, or a folder on its path appeared, moved or went away.
+
+        Compared by name: contents are read by :func:`confined.read_file`, never through a link.
+        """
+        path = root.joinpath(*view.parts)
         return path in changed or any(p in path.parents for p in changed)
 
     async def stop(self) -> None:
         self._stop.set()
+        for rescan in list(self._rescans):
+            rescan.cancel()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 2.0)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+
+
+def _is_folder(path: Path) -> bool:
+    """A folder itself, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

@@ -38,6 +38,7 @@ NOT_ACCEPTED = "not-accepted"
 NOT_RUNNING = "not-running"
 TOO_LARGE = "too-large"
 WRITE_FAILED = "write-failed"
+PATH_REFUSED = "path-refused"  # a symbolic link (or a file for a folder) on a file executor's path
 START_FAILED = "start-failed"
 
 

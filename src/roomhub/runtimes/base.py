@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .. import confined
 from ..config import ContainerOptions, ResourceLimits
 
 Stream = Literal["stdout", "stderr"]
@@ -51,9 +52,14 @@ class ProgramSpec:
     stdin: bool = True
     container: ContainerOptions = field(default_factory=ContainerOptions)
 
-    @property
-    def cwd(self) -> Path:
-        return (self.room_dir / self.working_directory).resolve()
+    def make_working_directory(self) -> Path:
+        """Make the working directory (and its missing parents) in the room directory and return
+        it (by name, not resolved). The room's programs may have put links there: none is
+        followed (:mod:`roomhub.confined`); raises :class:`confined.Refused` for one, or for a
+        path with ``..``."""
+        parts = confined.parts_of(self.working_directory)
+        confined.make_folders(self.room_dir, parts)
+        return self.room_dir.joinpath(*parts)
 
     def base_env(self, home: str) -> dict[str, str]:
         env = {

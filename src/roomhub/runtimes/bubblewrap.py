@@ -277,9 +277,7 @@ class BubblewrapRuntime(Runtime):
                 "(runtime.bubblewrap.ro_binds / extra_ro_binds): other rooms would be visible; "
                 "move server.data_dir out of it"
             )
-        host_cwd = spec.cwd
-        host_cwd.mkdir(parents=True, exist_ok=True)
-        relative = host_cwd.relative_to(room_dir)
+        relative = spec.make_working_directory().relative_to(spec.room_dir)
         inside = str(PurePosixPath(self.config.room_mount) / relative)
         data = {path: data_fd(contents) for path, contents in self.etc_files(uid, gid).items()}
         try:

@@ -424,7 +424,7 @@ class DockerRuntime(Runtime):
         if not image:
             raise RuntimeUnavailable("no image: set the executor's image or runtime.docker.image")
         if not self.use_volumes:
-            spec.cwd.mkdir(parents=True, exist_ok=True)
+            spec.make_working_directory()
         config = self.container_config(spec, image)
         executor = safe_name(spec.labels.get(EXECUTOR_LABEL, "run"), 30)
         name = f"roomhub-{safe_name(self.hub_id, 24)}-{executor}-{uuid.uuid4().hex[:8]}"

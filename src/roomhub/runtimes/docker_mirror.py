@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import watchfiles
 
+from .. import confined
+
 if TYPE_CHECKING:
     from .docker import DockerHandle, DockerRuntime
 
@@ -161,8 +163,10 @@ class RoomMirror:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("%s: bad monitor line %r: %s", self.room_dir.name, line[:200], exc)
             return
-        target = (self.room_dir / rel).resolve()
-        if not target.is_relative_to(self.room_dir):
+        try:
+            parts = confined.split_path(rel)
+        except confined.Refused as exc:
+            log.warning("%s: monitor reported a bad path %r: %s", self.room_dir.name, rel, exc)
             return
         async with self.changed:
             digest = DELETED if data is None else _digest(data)
@@ -177,20 +181,19 @@ class RoomMirror:
                 self.changed.notify_all()
                 return  # a report from before our write landed: ours wins
             self.changed.notify_all()
-        await asyncio.to_thread(self._write_local, target, data)
+        try:
+            await asyncio.to_thread(self._write_local, parts, data)
+        except (confined.Refused, OSError) as exc:
+            log.warning("%s: %s not mirrored here: %s", self.room_dir.name, rel, exc)
 
-    @staticmethod
-    def _write_local(target: Path, data: bytes | None) -> None:
-        from ..pages.files import atomic_write
-
+    def _write_local(self, parts: list[str], data: bytes | None) -> None:
         if data is None:
-            with contextlib.suppress(FileNotFoundError):
-                target.unlink()
+            confined.delete_file(self.room_dir, parts)
             return
-        with contextlib.suppress(OSError):
-            if target.read_bytes() == data:
+        with contextlib.suppress(confined.Refused, OSError):
+            if confined.read_file(self.room_dir, parts, len(data)) == data:
                 return
-        atomic_write(target, data)
+        confined.write_file(self.room_dir, parts, data)
 
     # -- hub -> monitor -----------------------------------------------------------------
 
@@ -208,10 +211,15 @@ class RoomMirror:
                     found[str(path.relative_to(self.room_dir))] = path
         return found
 
-    @staticmethod
-    def _read_local(path: Path) -> bytes | None:
+    def _read_local(self, path: Path) -> bytes | None:
+        """The file's contents; None when no regular file is there (links are not followed).
+        Raises :class:`confined.Refused` (``TOO_LARGE``) over ``mirror_max_bytes``."""
         try:
-            return path.read_bytes() if path.is_file() else None
+            return confined.read_file(self.room_dir, path.relative_to(self.room_dir).parts, self.max_bytes)
+        except confined.Refused as exc:
+            if exc.reason == confined.Refused.TOO_LARGE:
+                raise
+            return None
         except OSError:
             return None
 
@@ -220,9 +228,10 @@ class RoomMirror:
         if path.name.startswith(".roomhub-"):
             return
         rel = str(path.relative_to(self.room_dir))
-        data = await asyncio.to_thread(self._read_local, path)
-        if data is not None and len(data) > self.max_bytes:
-            return
+        try:
+            data = await asyncio.to_thread(self._read_local, path)
+        except confined.Refused:
+            return  # too large to mirror
         digest = DELETED if data is None else _digest(data)
         known = self.sent.get(rel, self.remote.get(rel, DELETED))
         if digest == known:

@@ -265,7 +265,6 @@ class ProcessRuntime(Runtime):
 
     async def start(self, spec: ProgramSpec) -> ProgramHandle:
         """Start ``spec.argv`` in its working directory, under the room quota; ``OSError`` if it cannot."""
-        cwd = spec.cwd
-        cwd.mkdir(parents=True, exist_ok=True)
+        cwd = spec.make_working_directory()
         handle = await spawn(spec.argv, spec, spec.base_env(str(spec.room_dir)), cwd)
         return ROOM_QUOTAS.guard(handle, spec)
