@@ -272,7 +272,9 @@ class RuntimeConfig(Model):
 class ExecutorBase(Model):
     runtime: RuntimeName | None = Field(default=None, description="Default: runtime.default.")
     command: list[str] | str = Field(description="argv list, or a string split shell-style.")
-    working_directory: str = Field(default=".", description="Relative to the room directory.")
+    working_directory: str = Field(
+        default=".", pattern=r"^[^/]", description="Relative to the room directory."
+    )
     env: dict[str, str] = Field(default_factory=dict)
     tty: bool = False
     limits: ResourceLimits = Field(default_factory=ResourceLimits)

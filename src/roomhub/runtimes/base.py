@@ -8,6 +8,7 @@ operations: write stdin, read output, resize a TTY, wait, kill.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,10 @@ class ProgramSpec:
         """Make the working directory (and its missing parents) in the room directory and return
         it (by name, not resolved). The room's programs may have put links there: none is
         followed (:mod:`roomhub.confined`); raises :class:`confined.Refused` for one, or for a
-        path with ``..``."""
+        path with ``..``. An absolute ``working_directory`` is a folder the hub itself chose
+        outside any room (a backend's package): it is used as it is, not made."""
+        if os.path.isabs(self.working_directory):
+            return Path(self.working_directory)
         parts = confined.parts_of(self.working_directory)
         confined.make_folders(self.room_dir, parts)
         return self.room_dir.joinpath(*parts)
