@@ -114,7 +114,9 @@ def test_the_timer_apps_igor_service_in_chromium(tmp_path, hub_process, browser)
         check=True, timeout=120,
     )
     app_page = '<!doctype html><link rel="icon" href="data:,"><title>timer</title>'
-    app = hub_process(write_config(tmp_path / "app", '[pages."/timer"]\nhtml = "page.html"\n', app_page))
+    # A second hub (the page's own origin), with a data directory of its own: one hub each.
+    app = hub_process(write_config(tmp_path / "app", '[pages."/timer"]\nhtml = "page.html"\n', app_page),
+                      "--data-dir", str(tmp_path / "app-data"))
     config = write_config(
         tmp_path / "cfg",
         f"""
