@@ -198,3 +198,44 @@ def split_kwargs(cls: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict
     options = {k: v for k, v in kwargs.items() if k in option_names}
     extra = {k: v for k, v in kwargs.items() if k not in option_names}
     return options, extra
+
+
+# -- Widgets the browser makes inside a method call --------------------------
+#
+# pgwidgets-js's ``Menu.add_name``, ``MenuBar.add_name``, ``Menu.add_menu(name)`` and
+# ``ToolBar.add_action`` construct a widget in the browser and return it. Left to the
+# browser, that widget takes the browser's next free id, which roomhub's next ``create``
+# may claim (the browser then moves the menu item to another id and its clicks reach the
+# wrong widget), and a replay or a second browser would number it differently. So roomhub
+# makes it itself, with an id of its own, by the two calls the browser method is made of
+# (pgwidgets-js 0.4.2, ``Menu.js``, ``MenuBar.js``, ``ToolBar.js``).
+
+CHILD = object()  # stands for the made widget in ``Made.attach_args``
+
+
+@dataclass(frozen=True)
+class Made:
+    """How to make what a factory method makes: ``create cls(*args)``, then
+    ``parent.attach(*attach_args)`` with :data:`CHILD` replaced by the new widget."""
+
+    cls: str
+    args: list[Any]
+    attach: str
+    attach_args: list[Any]
+
+
+def made_by(cls: str, method: str, args: list[Any]) -> Made | None:
+    """The widget ``cls.method(*args)`` would make in the browser, or None if it makes none."""
+    if cls == "Menu" and method == "add_name" and 1 <= len(args) <= 2:
+        checkable = args[1] if len(args) == 2 else False
+        return Made("MenuAction", [{"name": args[0], "checkable": checkable}], "add_widget", [CHILD])
+    if cls == "MenuBar" and method == "add_name" and len(args) == 1:
+        return Made("Menu", [], "add_menu", [CHILD, args[0]])
+    if cls == "Menu" and method == "add_menu" and (len(args) == 1 or (len(args) == 2 and args[1] is None)):
+        return Made("Menu", [], "add_menu", [args[0], CHILD])
+    if cls == "ToolBar" and method == "add_action" and len(args) <= 1:
+        options = args[0] if args else {}
+        if isinstance(options, str):
+            options = {"text": options}
+        return Made("ToolBarAction", [options], "add_widget", [CHILD])
+    return None

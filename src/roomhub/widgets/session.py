@@ -54,6 +54,7 @@ log = logging.getLogger("roomhub.widgets")
 REPLAY_FRAME_MESSAGES = 500  # messages per array frame during a replay
 MAX_QUEUED_EVENTS = 1000  # browser events waiting for the handlers
 MAX_BAD_MESSAGES = 50  # bad messages from one connection before it is closed
+MAX_WID = 2**31  # widget ids a browser may report (pgwidgets-js counts from 1)
 
 
 class WidgetsError(Exception):
@@ -321,6 +322,9 @@ class WidgetSession(Room):
             raise SessionClosed(f"session {self.id} ended")
         if wid not in self.classes:
             raise WidgetsError(f"widget {wid} does not exist (destroyed?)")
+        made = C.made_by(self.classes[wid], method, args)
+        if made is not None:
+            return await self._make(wid, made)
         info = C.classify(method)
         if info.kind == "getter" and not wait:
             state = self.state[wid]
@@ -340,6 +344,14 @@ class WidgetSession(Room):
             self._forget(wid)
         await self._emit(wid, method, wire_args)
         return None
+
+    async def _make(self, parent: int, made: C.Made) -> Widget:
+        """Make the widget a factory method (``Menu.add_name``...) would make in the browser,
+        under an id of ours, and attach it to ``parent`` the way that method does."""
+        child = await self.create(made.cls, made.args, {})
+        attach_args = [child if a is C.CHILD else a for a in made.attach_args]
+        await self.call(parent, made.attach, attach_args)
+        return child
 
     def _state_known(self, wid: int, key: str) -> bool:
         """False for state the user may have changed without telling us (see ``USER_KEYS``)."""
@@ -458,12 +470,21 @@ class WidgetSession(Room):
 
         wid = value["__wid__"]
         widget = self._widgets.get(wid)
-        if widget is None and isinstance(value.get("__class__"), str) and wid >= self._next_wid:
-            cls = value["__class__"]  # made by the browser itself (a menu's action...)
+        cls = value.get("__class__")
+        if widget is None and isinstance(cls, str) and 0 < wid < MAX_WID:
+            # Made by the browser itself (an MDISubWindow, a constructor's parts): wrap it,
+            # and keep our next ids clear of it.
             widget = self._widgets[wid] = Widget(self, wid, cls)
             self.classes[wid] = cls
             self.state[wid] = {}
+            self._skip_browser_ids(wid + 1)
         return widget
+
+    def _skip_browser_ids(self, next_wid: Any) -> None:
+        """Widgets get ids from ``next_wid`` on: pgwidgets-js hands out ids below it itself
+        (the parts its constructors make), reported as ``next_wid`` in create answers."""
+        if type(next_wid) is int and self._next_wid < next_wid < MAX_WID:
+            self._next_wid = next_wid
 
     # -- receiving ----------------------------------------------------------
     def handle(self, conn: Connection, frame: str | bytes) -> None:
@@ -495,6 +516,7 @@ class WidgetSession(Room):
 
     def _dispatch(self, conn: Connection, msg: p.BrowserMessage) -> None:
         if isinstance(msg, p.Result):
+            self._skip_browser_ids(msg.raw.get("next_wid"))
             self._answer(msg.id, msg.value, None)
         elif isinstance(msg, p.Error):
             if msg.id is None:
