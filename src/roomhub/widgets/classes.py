@@ -21,42 +21,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["setter", "getter", "action", "item"]
+from .renderer import widget_defs
 
-# Positional constructor arguments and the options object, per class
-# (class -> (argument names, option names)).
-CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "TopLevel": ((), ("title", "resizable", "moveable", "closeable")),
-    "Page": ((), ()),
-    "VBox": ((), ()),
-    "HBox": ((), ()),
-    "GridBox": ((), ("rows", "columns")),
-    "Splitter": ((), ("orientation",)),
-    "TabWidget": ((), ("closable", "tab_position")),
-    "Frame": ((), ("title",)),
-    "Expander": ((), ("title", "collapsible")),
-    "Label": (("text",), ("halign",)),
-    "Button": (("text",), ()),
-    "CheckBox": (("text",), ()),
-    "RadioButton": (("text",), ("group",)),
-    "ToggleButton": (("text",), ("group",)),
-    "TextEntry": (("text",), ("editable", "password", "placeholder")),
-    "TextArea": (("text",), ("wrap", "editable")),
-    "ComboBox": ((), ("editable",)),
-    "SpinBox": ((), ("min", "max", "step", "value", "decimals")),
-    "Slider": ((), ("orientation", "min", "max", "step", "value", "show_value")),
-    "ProgressBar": ((), ()),
-    "Image": ((), ("url",)),
-    "HtmlView": (("html",), ()),
-    "TableView": ((), ("columns", "show_header", "selection_mode", "sortable")),
-    "TreeView": ((), ("columns", "show_header", "selection_mode", "sortable")),
-    "Dialog": (("title", "buttons"), ("modal", "autoclose")),
-    "MenuBar": ((), ()),
-    "Menu": ((), ()),
-    "MenuAction": ((), ("text", "checkable")),
-    "Timer": ((), ("duration",)),
-    "FileDialog": ((), ("mode", "accept", "multiple")),
-}
+Kind = Literal["setter", "getter", "action", "item"]
 
 ACTIONS = frozenset(
     {
@@ -178,26 +145,55 @@ def setter_value(method: str, args: list[Any]) -> Any:
     return list(args) if args else None
 
 
-def initial_state(cls: str, args: list[Any], options: dict[str, Any]) -> dict[str, Any]:
+def constructor(cls: str) -> tuple[list[str], list[str]]:
+    """The names of ``cls``'s positional constructor arguments and of its options (pgwidgets-js's
+    table, :func:`~.renderer.widget_defs`); empty for a class it does not know."""
+    defn = widget_defs().get(cls)
+    if defn is None:
+        return [], []
+    return list(defn.get("args", ())), list(defn.get("options", ()))
+
+
+@dataclass(frozen=True)
+class Construction:
+    """A constructor call as sent: ``args`` (the options object last, when there is one)."""
+
+    args: list[Any]
+    named: dict[str, Any]  # positional arguments by name, given ones only
+    options: dict[str, Any]
+    setters: dict[str, Any]  # other keywords: ``set_<name>(value)`` calls after the create
+
+
+def construction(cls: str, args: list[Any], kwargs: dict[str, Any]) -> Construction:
+    """Split a constructor call as pgwidgets-python does: positional arguments past the
+    named ones fill options in order, keywords naming an option go to the options object,
+    any other keyword becomes a ``set_<name>`` call."""
+    names, option_names = constructor(cls)
+    positional = list(args[: len(names)])
+    options = dict(zip(option_names, args[len(names) :], strict=False))
+    setters: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in option_names:
+            options[key] = value
+        else:
+            setters[key] = value
+    if options:  # the options object follows every named argument
+        positional += [None] * (len(names) - len(positional))
+        positional.append(options)
+    else:
+        while positional and positional[-1] is None:
+            positional.pop()
+    named = {n: v for n, v in zip(names, args, strict=False) if v is not None}
+    return Construction(positional, named, options, setters)
+
+
+def initial_state(cls: str, made: Construction) -> dict[str, Any]:
     """State known from a constructor call (named arguments and options)."""
-    names, option_names = CLASSES.get(cls, ((), ()))
-    state: dict[str, Any] = {"enabled": True}
-    for name, value in zip(names, args, strict=False):
-        state[name] = value
-    for name in option_names:
-        if name in options:
-            state[name] = options[name]
+    state: dict[str, Any] = {"enabled": True, **made.named}
+    state.update((k, v) for k, v in made.options.items() if v is not None)
     if cls in ("TopLevel", "Page", "Dialog"):
         state["visible"] = False  # windows appear on show()/popup()
     return state
-
-
-def split_kwargs(cls: str, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split constructor keywords into the options object and extra ``set_<name>`` calls."""
-    option_names = CLASSES.get(cls, ((), ()))[1]
-    options = {k: v for k, v in kwargs.items() if k in option_names}
-    extra = {k: v for k, v in kwargs.items() if k not in option_names}
-    return options, extra
 
 
 # -- Widgets the browser makes inside a method call --------------------------
@@ -215,11 +211,11 @@ CHILD = object()  # stands for the made widget in ``Made.attach_args``
 
 @dataclass(frozen=True)
 class Made:
-    """How to make what a factory method makes: ``create cls(*args)``, then
+    """How to make what a factory method makes: ``create cls(**options)``, then
     ``parent.attach(*attach_args)`` with :data:`CHILD` replaced by the new widget."""
 
     cls: str
-    args: list[Any]
+    options: dict[str, Any]
     attach: str
     attach_args: list[Any]
 
@@ -228,14 +224,16 @@ def made_by(cls: str, method: str, args: list[Any]) -> Made | None:
     """The widget ``cls.method(*args)`` would make in the browser, or None if it makes none."""
     if cls == "Menu" and method == "add_name" and 1 <= len(args) <= 2:
         checkable = args[1] if len(args) == 2 else False
-        return Made("MenuAction", [{"name": args[0], "checkable": checkable}], "add_widget", [CHILD])
+        return Made("MenuAction", {"name": args[0], "checkable": checkable}, "add_widget", [CHILD])
     if cls == "MenuBar" and method == "add_name" and len(args) == 1:
-        return Made("Menu", [], "add_menu", [CHILD, args[0]])
+        return Made("Menu", {}, "add_menu", [CHILD, args[0]])
     if cls == "Menu" and method == "add_menu" and (len(args) == 1 or (len(args) == 2 and args[1] is None)):
-        return Made("Menu", [], "add_menu", [args[0], CHILD])
+        return Made("Menu", {}, "add_menu", [args[0], CHILD])
     if cls == "ToolBar" and method == "add_action" and len(args) <= 1:
         options = args[0] if args else {}
         if isinstance(options, str):
             options = {"text": options}
-        return Made("ToolBarAction", [options], "add_widget", [CHILD])
+        if not isinstance(options, dict):
+            return None
+        return Made("ToolBarAction", options, "add_widget", [CHILD])
     return None

@@ -281,16 +281,12 @@ class WidgetSession(Room):
 
         if self.closed:
             raise SessionClosed(f"session {self.id} ended")
-        options, extra = C.split_kwargs(cls, kwargs)
-        positional = list(args)
-        if options:  # the options object follows every named argument
-            names = C.CLASSES.get(cls, ((), ()))[0]
-            positional += [None] * (len(names) - len(positional))
-        wire_args = self.to_wire(positional + ([options] if options else []))
+        made = C.construction(cls, args, kwargs)
+        wire_args = self.to_wire(made.args)
         wid = self._next_wid
         self._next_wid += 1
         self.classes[wid] = cls
-        self.state[wid] = C.initial_state(cls, list(args), options)
+        self.state[wid] = C.initial_state(cls, made)
         widget = self._widgets[wid] = Widget(self, wid, cls)
         self.journal.create(wid, cls, wire_args)
         if self._batch:
@@ -299,7 +295,7 @@ class WidgetSession(Room):
             await self._window()
             if self.browsers:
                 self._send(p.create(next(self._ids), wid, cls, wire_args), None, f"create {cls}")
-        for name, value in extra.items():
+        for name, value in made.setters.items():
             await self.call(wid, f"set_{name}", [value])
         return widget
 
@@ -348,7 +344,7 @@ class WidgetSession(Room):
     async def _make(self, parent: int, made: C.Made) -> Widget:
         """Make the widget a factory method (``Menu.add_name``...) would make in the browser,
         under an id of ours, and attach it to ``parent`` the way that method does."""
-        child = await self.create(made.cls, made.args, {})
+        child = await self.create(made.cls, [], made.options)
         attach_args = [child if a is C.CHILD else a for a in made.attach_args]
         await self.call(parent, made.attach, attach_args)
         return child
