@@ -22,11 +22,14 @@ from ..connections import CloseCode, Connection
 from ..faces import Face, Shortcut
 from ..rooms import RoomError, RoomRegistry, validate_room_name
 from . import renderer
-from .api import App, Widget, WidgetFactory
+from .api import App, Application, Widget, WidgetFactory
 from .endpoint import socket_app, widgets_routes
 from .session import CallError, CallTimeout, NoBrowser, SessionClosed, WidgetsError, WidgetSession
 
 log = logging.getLogger("roomhub.widgets")
+
+# pgwidgets' name (``pgwidgets.async_``) of a session: the same object.
+Session = WidgetSession
 
 
 def load_app(spec: str) -> App:
@@ -158,9 +161,11 @@ class WidgetsFace(Face):
 
 __all__ = [
     "App",
+    "Application",
     "CallError",
     "CallTimeout",
     "NoBrowser",
+    "Session",
     "SessionClosed",
     "Widget",
     "WidgetFactory",

@@ -6,6 +6,8 @@ Every method call is classified (pure functions, no I/O):
   widget's state ``X``; only the latest call per state key is replayed.
 - **getter** (``get_X``, ``is_visible``): answered from state ``X`` when it is
   known, else a round trip to the browser.
+- **query** (``get_selected``, ``time_left``, ``can_undo``...: what only the
+  browser knows, pgwidgets' JS_ONLY methods): always a round trip, never replayed.
 - **action** (``popup``, ``set_focus``, ``scroll_to_end``...): sent, never replayed.
 - **item** (everything else: ``add_widget``, ``append_row``, ``set_cell``...):
   recorded in call order and replayed in that order.
@@ -21,9 +23,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .renderer import widget_defs
+from .renderer import method_params, widget_defs
 
-Kind = Literal["setter", "getter", "action", "item"]
+Kind = Literal["setter", "getter", "query", "action", "item"]
 
 ACTIONS = frozenset(
     {
@@ -43,6 +45,19 @@ ACTIONS = frozenset(
         "toggleContent",
         "save",
         "copy_selection",
+    }
+)
+
+# Methods whose answer only the browser knows (pgwidgets-python's JS_ONLY methods, 0.4.2).
+QUERIES = frozenset(
+    {
+        "get_element", "get_draw_context", "get_video_element", "get_content_element",
+        "get_position", "is_set", "elapsed_time", "time_left", "can_undo", "can_redo",
+        "get_cursor", "get_selection", "get_tags_at", "get_duration", "get_paused",
+        "get_selected", "get_expanded", "get_collapsed", "get_column_count", "get_row_count",
+        "get_widget_at_cell", "get_row_column_count", "get_content_area", "get_alpha",
+        "num_children", "is_container", "get_tab_id", "get_child", "index_of", "get_subwin",
+        "get_subwindows", "get_configuration", "get_child_size", "get_child_position", "get_icon",
     }
 )
 
@@ -95,6 +110,16 @@ CALLBACK_STATE: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {
     ("TabWidget", "page-switch"): (("index", 1),),
     ("Expander", "toggled"): (("collapsed", 0),),
     ("Splitter", "sizing"): (("sizes", 0),),
+    # The rest of pgwidgets-python's WIDGET_CALLBACK_SYNC (0.4.2).
+    ("Dial", "activated"): (("value", 0),),
+    ("ScrollBar", "activated"): (("scroll_percent", 0),),
+    ("TextEntrySet", "activated"): (("text", 0),),
+    ("TextEntrySet", "modified"): (("text", 0),),
+    ("TextArea", "activated"): (("text", 0),),
+    ("ComboBox", "modified"): (("text", 0),),
+    ("StackWidget", "page-switch"): (("index", 1),),
+    ("ToolBarAction", "activated"): (("state", 0),),
+    ("TopLevel", "window-state"): (("window_state", 0),),
 }
 
 
@@ -105,6 +130,21 @@ def _user_keys() -> dict[tuple[str, str], frozenset[str]]:
             keys.setdefault((cls, key), set()).add(action)
     keys[("TextEntry", "text")] = {"modified"}  # "activated" only reports Enter
     return {k: frozenset(v) for k, v in keys.items()}
+
+
+def state_actions(cls: str) -> list[str]:
+    """The callbacks of ``cls`` that report state the user changes (see ``CALLBACK_STATE``)."""
+    return [action for (c, action) in CALLBACK_STATE if c == cls]
+
+
+def state_getter(cls: str, method: str) -> str | None:
+    """The state key ``cls.method`` reads if it is one of pgwidgets' local getters (a
+    parameterless ``get_X`` of a class that has ``set_X``, ``is_visible``, ``get_size``), else None."""
+    if method in ("is_visible", "get_size"):
+        return "visible" if method == "is_visible" else "size"
+    if not method.startswith("get_") or method in QUERIES or method_params(cls, method) != []:
+        return None
+    return method[4:] if method_params(cls, "set_" + method[4:]) is not None else None
 
 
 # State the user changes in the browser: (class, key) -> the actions that report it.
@@ -125,6 +165,8 @@ def classify(method: str) -> MethodInfo:
         return MethodInfo("setter", SETTER_KEYS[method])
     if method in ACTIONS:
         return MethodInfo("action")
+    if method in QUERIES:
+        return MethodInfo("query")
     if method == "is_visible":
         return MethodInfo("getter", "visible")
     if method.startswith("get_"):
@@ -237,3 +279,32 @@ def made_by(cls: str, method: str, args: list[Any]) -> Made | None:
             return None
         return Made("ToolBarAction", options, "add_widget", [CHILD])
     return None
+
+
+def method_args(cls: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """Keyword arguments of a method call moved to their positions, as pgwidgets-python does:
+    a skipped parameter is None (the browser's default), and keywords left over go into a
+    last parameter named ``options`` (a string there becomes ``{"text": ...}``).
+
+    Raises ``TypeError`` naming keywords ``cls.method`` does not take.
+    """
+    merged = list(args)
+    if not kwargs:
+        return merged
+    params = method_params(cls, method) or []
+    rest = dict(kwargs)
+    for i, name in enumerate(params):
+        if i >= len(merged):
+            merged.append(rest.pop(name, None))
+    if rest and params and params[-1] == "options":
+        at = len(params) - 1
+        current = merged[at]
+        if isinstance(current, str):
+            current = {"text": current}
+        merged[at] = {**(current if isinstance(current, dict) else {}), **rest}
+        rest = {}
+    if rest:
+        raise TypeError(f"{cls}.{method}() got unexpected keyword arguments: {', '.join(sorted(rest))}")
+    while len(merged) > len(args) and merged[-1] is None:
+        merged.pop()  # trailing skipped parameters: the browser's defaults
+    return merged

@@ -87,6 +87,10 @@ class _Pending:
 Handler = Callable[..., Any]
 
 
+def _keep_state(*args: Any) -> None:
+    """The handler of a callback listened to only for the state it reports."""
+
+
 class WidgetSession(Room):
     """One UI. ``id`` and ``token`` are its credentials; ``widgets`` makes widgets."""
 
@@ -295,6 +299,9 @@ class WidgetSession(Room):
             await self._window()
             if self.browsers:
                 self._send(p.create(next(self._ids), wid, cls, wire_args), None, f"create {cls}")
+        if self.app.local_getters:  # keep what the user changes known (see api.Application)
+            for action in C.state_actions(cls):
+                self.listen(wid, action, _keep_state, pass_widget=False)
         for name, value in made.setters.items():
             await self.call(wid, f"set_{name}", [value])
         return widget
@@ -322,7 +329,7 @@ class WidgetSession(Room):
         if made is not None:
             return await self._make(wid, made)
         info = C.classify(method)
-        if info.kind == "getter" and not wait:
+        if info.kind in ("getter", "query") and not wait:
             state = self.state[wid]
             if info.key in state and self._state_known(wid, info.key):
                 return state[info.key]
@@ -435,6 +442,10 @@ class WidgetSession(Room):
         from .api import WidgetFactory
 
         return WidgetFactory(self)
+
+    def get_widgets(self) -> WidgetFactory:
+        """The widget factory, as pgwidgets names it: ``W = session.get_widgets()``."""
+        return self.widgets
 
     def widget(self, wid: int) -> Widget | None:
         return self._widgets.get(wid)
@@ -656,9 +667,11 @@ class WidgetSession(Room):
         except asyncio.CancelledError:
             raise
         except WidgetsError as exc:
-            log.warning("widgets session %s: %s: %s: %s", self.id, what, type(exc).__name__, exc)
+            self.app.logger.warning(
+                "widgets session %s: %s: %s: %s", self.id, what, type(exc).__name__, exc
+            )
         except Exception:
-            log.exception("widgets session %s: %s failed", self.id, what)
+            self.app.logger.exception("widgets session %s: %s failed", self.id, what)
 
     async def _sweeper(self) -> None:
         """Time out unanswered calls and stalled uploads."""
