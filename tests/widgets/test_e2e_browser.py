@@ -122,3 +122,60 @@ async def test_demo_page_renders(browser: Any, tmp_path: Path) -> None:
         await page.get_by_text("Job done.").wait_for(timeout=15_000)
         await page.locator(".progressbar-widget", has_text="100%").wait_for(timeout=10_000)
         assert errors == []
+
+
+def every_class_app(made: list[str]) -> App:
+    """Every class of pgwidgets-js's table, visual ones placed in one scrolled column."""
+    from roomhub.widgets.renderer import widget_defs
+
+    windows = {"TopLevel", "Page", "Dialog", "ColorDialog", "MDISubWindow"}
+    app = App()
+
+    @app.on_connect
+    async def setup(session: WidgetSession) -> None:
+        W = session.widgets
+        top = await W.TopLevel(title="Every class", resizable=True)
+        await top.resize(900, 700)
+        scroll = await W.ScrollArea()
+        column = await W.VBox()
+        source = await W.TextSource("text")
+        for cls, defn in widget_defs().items():
+            if cls == "TextBufferRef":
+                widget = await W.TextBufferRef(source, 0, "left")
+            elif cls == "Dialog":
+                widget = await W.Dialog("A dialog", [["OK", 1]])
+            elif cls == "MDISubWindow":  # made by the browser, around an MDIWidget's child
+                mdi = await W.MDIWidget()
+                await column.add_widget(mdi, 0)
+                widget = await mdi.add_widget(await W.Label("inside"), {"title": "A window"})
+                assert widget.cls == "MDISubWindow"
+            else:
+                widget = await getattr(W, cls)()
+            if defn["base"] != "callback" and cls not in windows:
+                await column.add_widget(widget, 0)
+            made.append(cls)
+        await scroll.set_widget(column)
+        await top.set_widget(scroll)
+        await top.show()
+
+    return app
+
+
+async def test_every_class_renders(
+    browser: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[str] = []
+    async with serve_app(every_class_app(made), tmp_path) as h:
+        page = await browser.new_page(viewport={"width": 1000, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        await page.goto(f"{h.base}/widgets/")
+        await page.get_by_text("Every class").first.wait_for(timeout=10_000)
+        session = next(iter(h.hub.face("widgets").registry.rooms.values()))
+        async with asyncio.timeout(20):
+            while len(made) < 52 or session._pending:  # every call answered
+                await asyncio.sleep(0.05)
+        browser_errors = [r.getMessage() for r in caplog.records if "browser error" in r.getMessage()]
+        assert browser_errors == [] and errors == []
+        assert len(set(made)) == 52

@@ -100,3 +100,29 @@ def test_a_bad_port_in_the_environment_is_named(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ROOMHUB_WIDGETS_PORT", "ninety")
     with pytest.raises(ValueError, match="ROOMHUB_WIDGETS_PORT='ninety'"):
         roomhub.widgets.sync.App().start()
+
+
+async def test_every_class_takes_all_its_options(tmp_path: Path) -> None:
+    from roomhub.widgets.renderer import widget_defs
+
+    defs = widget_defs()
+    assert len(defs) == 52
+    app = roomhub.widgets.App()
+
+    @app.on_connect
+    async def setup(session: Session) -> None:
+        for cls, defn in defs.items():
+            args = [f"{cls}:{name}" for name in defn["args"]]
+            options = {name: f"{cls}.{name}" for name in defn["options"]}
+            await getattr(session.get_widgets(), cls)(*args, **options)
+
+    async with serve_app(app, tmp_path) as h:
+        b = await Browser.open(h.ws)
+        await b.wait_for(lambda m: len(b.of("create")) == 52)
+        for create in b.of("create"):
+            defn = defs[create["class"]]
+            args = [f"{create['class']}:{name}" for name in defn["args"]]
+            options = {name: f"{create['class']}.{name}" for name in defn["options"]}
+            assert create["args"] == args + ([options] if options else []), create["class"]
+        assert not b.of("call"), "every keyword was an option: no setter calls"
+        await b.close()

@@ -250,6 +250,10 @@ def initial_state(cls: str, made: Construction) -> dict[str, Any]:
 
 CHILD = object()  # stands for the made widget in ``Made.attach_args``
 
+# Methods whose answer is a widget the browser made (pgwidgets-js 0.4.2): always round trips,
+# so that the caller gets it. Its id is the browser's, which a replay does not keep.
+RETURN_BROWSER_WIDGETS = frozenset({("MDIWidget", "add_widget")})
+
 
 @dataclass(frozen=True)
 class Made:

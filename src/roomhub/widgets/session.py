@@ -328,6 +328,8 @@ class WidgetSession(Room):
         made = C.made_by(self.classes[wid], method, args)
         if made is not None:
             return await self._make(wid, made)
+        if (self.classes[wid], method) in C.RETURN_BROWSER_WIDGETS and self.browsers:
+            wait = True
         info = C.classify(method)
         if info.kind in ("getter", "query") and not wait:
             state = self.state[wid]
