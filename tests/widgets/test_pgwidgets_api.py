@@ -126,3 +126,10 @@ async def test_every_class_takes_all_its_options(tmp_path: Path) -> None:
             assert create["args"] == args + ([options] if options else []), create["class"]
         assert not b.of("call"), "every keyword was an option: no setter calls"
         await b.close()
+
+
+def test_pgwidgets_options_without_meaning_here_are_named() -> None:
+    from roomhub.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"widgets\.ws_port"):
+        Application(ws_port=9500).make_server()
