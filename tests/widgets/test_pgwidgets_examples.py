@@ -171,3 +171,17 @@ def test_all_widgets_go_and_the_browser_made_menu(name: str, run_example, open_p
     )
     first, second = (windows.nth(i).bounding_box() for i in range(2))
     assert first["x"] + first["width"] <= second["x"] + 2, "side by side (borders may touch)"
+
+    # A reload replays the session (pgwidgets' "press F5"): the menu item keeps its id, so
+    # Windows > Cascade still reaches Python, which stacks the windows from the corner.
+    page.reload()
+    page.get_by_role("button", name="Button A").wait_for()
+    assert windows.count() == 2
+    before = windows.nth(1).evaluate("w => w.style.left")
+    page.locator(".menubar-item", has_text="Windows").click()
+    page.locator(".menuaction-widget", has_text="Cascade").click()
+    page.wait_for_function(
+        "before => { const w = document.querySelectorAll('.mdi-window');"
+        " return w.length === 2 && w[0].style.left === '0px' && w[1].style.left !== before; }",
+        arg=before,
+    )
