@@ -133,3 +133,23 @@ def test_pgwidgets_options_without_meaning_here_are_named() -> None:
 
     with pytest.raises(ConfigError, match=r"widgets\.ws_port"):
         Application(ws_port=9500).make_server()
+
+
+async def test_off_removes_a_handler_given_extra_arguments(tmp_path: Path) -> None:
+    app = roomhub.widgets.App()
+
+    @app.on_connect
+    async def setup(session: Session) -> None:
+        btn = await session.widgets.Button("Go")
+        handler = print
+        btn.on("activated", handler, "extra")
+        btn.off("activated", handler)
+        session.data["listening"] = (btn.wid, "activated") in session.handlers
+
+    async with serve_app(app, tmp_path) as h:
+        b = await Browser.open(h.ws)
+        session = await eventually(lambda: next(iter(h.hub.face("widgets").registry.rooms.values()), None))
+        await eventually(lambda: "listening" in session.data, what="the app")
+        assert session.data["listening"] is False
+        await b.wait_for(lambda m: b.of("unlisten"))
+        await b.close()

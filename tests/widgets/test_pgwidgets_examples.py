@@ -73,7 +73,8 @@ def run_example(tmp_path: Path) -> Iterator[Callable[[str], Program]]:
         script.write_text(ported(example(name)))
         port = free_port()
         log_path = tmp_path / f"{name}.log"
-        env = {**os.environ, "PYTHONPATH": str(SRC), "ROOMHUB_WIDGETS_PORT": str(port)}
+        env = {**os.environ, "PYTHONPATH": str(SRC), "ROOMHUB_WIDGETS_PORT": str(port),
+               "XDG_DATA_HOME": str(tmp_path / "data")}  # the hub's data stay in the test's directory
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, str(script)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT

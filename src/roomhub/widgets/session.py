@@ -87,6 +87,11 @@ class _Pending:
 Handler = Callable[..., Any]
 
 
+def _is(registered: Handler, handler: Handler) -> bool:
+    """``registered`` is ``handler``, or its wrapper with extra arguments (``api.with_extra``)."""
+    return registered is handler or getattr(registered, "__wrapped__", None) is handler
+
+
 def _keep_state(*args: Any) -> None:
     """The handler of a callback listened to only for the state it reports."""
 
@@ -406,7 +411,7 @@ class WidgetSession(Room):
         """Remove ``handler`` (or every handler) of ``action``; the last one sends ``unlisten``."""
         key = (wid, action)
         handlers = self.handlers.get(key, [])
-        handlers[:] = [] if handler is None else [h for h in handlers if h[0] is not handler]
+        handlers[:] = [] if handler is None else [h for h in handlers if not _is(h[0], handler)]
         if not handlers and key in self.handlers:
             del self.handlers[key]
             self.journal.unlisten(wid, action)
