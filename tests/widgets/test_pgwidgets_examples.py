@@ -13,14 +13,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from hubtest import ROOT, SRC, free_port
+from hubtest import ROOT, SRC, free_port, wait_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -81,16 +79,8 @@ def run_example(tmp_path: Path) -> Iterator[Callable[[str], Program]]:
             )
         program = Program(proc, port, log_path)
         started.append(program)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{program.log()}"
-            try:
-                if httpx.get(program.url, timeout=1).status_code == 200:
-                    return program
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"{name} did not start:\n{program.log()}")
+        wait_serving(proc, program.url, program.log, 30)
+        return program
 
     yield start
     for program in started:
