@@ -111,13 +111,17 @@ async def test_widgets_the_browser_returns_are_wrapped_and_their_ids_skipped(tmp
         content = await W.Label("inside")
         made["sub"] = await mdi.add_widget(content, {"title": "A window"}, wait=True)
         made["after"] = await W.Label("after")
+        made["unknown"] = await made["after"].get_text(wait=True)
 
     async with serve_app(app, tmp_path) as h:
         b = await Browser.open(h.ws)
         # The browser made an MDISubWindow around the content, numbered by itself.
         b.values["add_widget"] = {"__wid__": 3, "__class__": "MDISubWindow"}
-        await eventually(lambda: "after" in made, what="the label after the window")
+        # A class pgwidgets-js does not have is no widget.
+        b.values["get_text"] = {"__wid__": 99, "__class__": "NoSuchClass"}
+        await eventually(lambda: "unknown" in made, what="the label after the window")
         sub, after = made["sub"], made["after"]
         assert isinstance(sub, Widget) and (sub.wid, sub.cls) == (3, "MDISubWindow")
         assert after.wid != sub.wid
+        assert made["unknown"] is None and after.session.widget(99) is None
         await asyncio.wait_for(b.close(), 5)

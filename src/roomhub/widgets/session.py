@@ -42,6 +42,7 @@ from ..rooms import Room
 from . import classes as C
 from . import protocol as p
 from .journal import Journal
+from .renderer import widget_defs
 from .uploads import UploadError, UploadTracker
 
 if TYPE_CHECKING:
@@ -485,7 +486,7 @@ class WidgetSession(Room):
         wid = value["__wid__"]
         widget = self._widgets.get(wid)
         cls = value.get("__class__")
-        if widget is None and isinstance(cls, str) and 0 < wid < MAX_WID:
+        if widget is None and isinstance(cls, str) and cls in widget_defs() and 0 < wid < MAX_WID:
             # Made by the browser itself (an MDISubWindow, a constructor's parts): wrap it,
             # and keep our next ids clear of it.
             widget = self._widgets[wid] = Widget(self, wid, cls)
