@@ -23,6 +23,12 @@ Async first::
         app.run()  # a hub with just the widgets face on http://127.0.0.1:8000/widgets/
 
 :mod:`roomhub.widgets.sync` wraps the same objects for plain scripts.
+
+pgwidgets-python programs run with their import changed (``pgwidgets.async_`` ->
+``roomhub.widgets``): :class:`Application` is :class:`App` with pgwidgets'
+getters, ``session.get_widgets()`` is ``session.widgets``, ``await app.run()``
+serves in the running loop, methods take keywords by pgwidgets-js's parameter
+names, and ``on``/``add_callback`` take extra handler arguments.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ call made on the loop's thread itself would deadlock, so it raises
 
 A sync :class:`App` is a :class:`roomhub.widgets.App`, so a hub can also
 serve it as its configured app (``[widgets] app = "myapp.py:app"``).
+
+pgwidgets-python's sync programs run with their import changed
+(``pgwidgets.sync`` -> ``roomhub.widgets.sync``): ``Application`` is
+:class:`App`, ``session.get_widgets()`` is ``session.widgets``.
 """
 
 from __future__ import annotations
