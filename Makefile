@@ -16,9 +16,11 @@ serve: setup
 test: setup-test
 	bash scripts/run-tests.sh $(PYTEST_ARGS)
 
-# Python environment and the browser libraries (npm) the pages need.
+# Python environment, the browser libraries (npm) the pages need, and pgwidgets-js (PyPI),
+# the widgets face's renderer.
 setup: $(BIN)/roomhub
 	@if [ -f scripts/setup-web.sh ]; then bash scripts/setup-web.sh; fi
+	bash scripts/setup-pgwidgets.sh
 
 $(BIN)/roomhub: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +30,13 @@ $(BIN)/roomhub: pyproject.toml
 
 # Everything the tests need besides `setup`: Debian packages (bubblewrap, chromium,
 # docker.io, busybox-static), a Docker engine with locally built test images, npm clients,
-# the original clients of the replaced systems (scripts/setup-originals.sh).
+# the original clients of the replaced systems (scripts/setup-originals.sh), pgwidgets-python's
+# sdist, whose example programs the widgets tests run (scripts/setup-pgwidgets.sh --tests).
 setup-test: setup system-deps
 	@if [ -f scripts/setup-docker.sh ]; then bash scripts/setup-docker.sh; fi
 	@if [ -f scripts/setup-interop.sh ]; then bash scripts/setup-interop.sh; fi
 	bash scripts/setup-originals.sh
+	bash scripts/setup-pgwidgets.sh --tests
 
 system-deps:
 	bash scripts/setup-system.sh

@@ -145,16 +145,23 @@ def start_hub_process(
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     hub = HubProcess(proc, port, log_path)
-    deadline = time.monotonic() + 20
+    wait_serving(proc, f"{hub.base}/api/health", hub.log, 20)
+    return hub
+
+
+def wait_serving(proc: subprocess.Popen[bytes], url: str, log: Callable[[], str], within: float) -> None:
+    """Wait until ``url`` answers 200 (a server ``proc`` started); RuntimeError with ``log()`` if
+    ``proc`` exits first, or (``proc`` killed) after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"hub exited with {proc.returncode}:\n{hub.log()}")
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{hub.base}/api/health", timeout=1).status_code == 200:
-                return hub
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"hub did not start:\n{hub.log()}")
+    raise RuntimeError(f"{url} did not answer within {within} s:\n{log()}")
 
 
 def serve_refused(config: Path | None, data_dir: Path, *extra: str,

@@ -54,6 +54,8 @@ class Browser:
         self.answer = answer
         self.silent_methods: set[str] = set()  # calls left unanswered
         self.values: dict[str, Any] = {}  # method -> value answered
+        # Extra fields of the answer to a message (as pgwidgets-js adds next_wid to create answers).
+        self.extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda msg: {}
         self.messages: list[dict[str, Any]] = []
         self.frames: list[Any] = []
         self.session_id: str | None = None
@@ -95,6 +97,7 @@ class Browser:
                     answer = {"type": "result", "id": msg["id"]}
                     if msg.get("method") in self.values:
                         answer["value"] = self.values[msg["method"]]
+                    answer.update(self.extra(msg))
                     answers.append(answer)
                 if answers:
                     await self.ws.send(

@@ -25,7 +25,7 @@ async def setup(session: WidgetSession) -> None:
     form = await W.Frame(title="Add a person")
     grid = await W.GridBox(columns=2)
     await grid.set_column_spacing(12)
-    name = await W.TextEntry("", placeholder="Full name")
+    name = await W.TextEntry("")
     field = await W.ComboBox()
     for item in ("Mathematics", "Computing", "Physics", "Biology"):
         await field.append_text(item)

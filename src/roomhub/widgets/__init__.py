@@ -1,7 +1,7 @@
 """The widgets face: a browser UI built and driven from Python (pgwidgets' protocol).
 
-``/widgets/`` serves the renderer (``web/widgets/``), ``/widgets/ws`` its
-socket. The app is ``[widgets] app = "module:attribute"`` in the hub's
+``/widgets/`` serves the renderer (pgwidgets-js, see :mod:`.renderer`), ``/widgets/ws``
+its socket. The app is ``[widgets] app = "module:attribute"`` in the hub's
 configuration, or an :class:`App` run standalone with ``App.run()``.
 """
 
@@ -21,11 +21,15 @@ from ..config import WidgetsConfig
 from ..connections import CloseCode, Connection
 from ..faces import Face, Shortcut
 from ..rooms import RoomError, RoomRegistry, validate_room_name
-from .api import App, Widget, WidgetFactory
+from . import renderer
+from .api import App, Application, Widget, WidgetFactory
 from .endpoint import socket_app, widgets_routes
 from .session import CallError, CallTimeout, NoBrowser, SessionClosed, WidgetsError, WidgetSession
 
 log = logging.getLogger("roomhub.widgets")
+
+# pgwidgets' name (``pgwidgets.async_``) of a session: the same object.
+Session = WidgetSession
 
 
 def load_app(spec: str) -> App:
@@ -91,10 +95,15 @@ class WidgetsFace(Face):
             max_clients=self.config.max_browsers_per_session,
             bus=hub.bus,
         )
+        from ..hub import HubError
+
+        try:
+            renderer.static_dir()
+            renderer.widget_defs()
+        except renderer.RendererMissing as exc:
+            raise HubError(str(exc)) from None
         app = _placeholder_app()
         if self.config.app:
-            from ..hub import HubError
-
             try:
                 app = load_app(self.config.app)
             except ValueError as exc:
@@ -171,9 +180,11 @@ class WidgetsFace(Face):
 
 __all__ = [
     "App",
+    "Application",
     "CallError",
     "CallTimeout",
     "NoBrowser",
+    "Session",
     "SessionClosed",
     "Widget",
     "WidgetFactory",

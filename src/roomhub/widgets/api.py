@@ -23,15 +23,25 @@ Async first::
         app.run()  # a hub with just the widgets face on http://127.0.0.1:8000/widgets/
 
 :mod:`roomhub.widgets.sync` wraps the same objects for plain scripts.
+
+pgwidgets-python programs run with their import changed (``pgwidgets.async_`` ->
+``roomhub.widgets``): :class:`Application` is :class:`App` with pgwidgets'
+getters, ``session.get_widgets()`` is ``session.widgets``, ``await app.run()``
+serves in the running loop, methods take keywords by pgwidgets-js's parameter
+names, and ``on``/``add_callback`` take extra handler arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
+
+from . import classes as C
 
 if TYPE_CHECKING:
     from . import WidgetsFace
@@ -42,13 +52,66 @@ log = logging.getLogger("roomhub.widgets")
 Handler = Callable[..., Any]
 
 
+PORT_ENV = "ROOMHUB_WIDGETS_PORT"  # a standalone app's port when run() is given none
+DEFAULT_PORT = 8000
+
+
+def standalone_address(app: App, host: str | None, port: int | None) -> tuple[str, int]:
+    """Where a standalone app listens: ``host``/``port`` as given, else the app's
+    ``host``/``http_port``, else ``127.0.0.1`` and ``$ROOMHUB_WIDGETS_PORT`` or 8000.
+
+    Raises ``ValueError`` for a ``ROOMHUB_WIDGETS_PORT`` that is not a port number.
+    """
+    if port is None:
+        port = app.http_port
+    if port is None:
+        value = os.environ.get(PORT_ENV)
+        try:
+            port = int(value) if value else DEFAULT_PORT
+        except ValueError:
+            raise ValueError(f"{PORT_ENV}={value!r} is not a port number") from None
+        if not 0 <= port <= 65535:
+            raise ValueError(f"{PORT_ENV}={value!r} is not a port number")
+    return host or app.host or "127.0.0.1", port
+
+
+def with_extra(handler: Handler, extra: tuple[Any, ...], extra_kwargs: dict[str, Any]) -> Handler:
+    """``handler`` called with ``extra`` and ``extra_kwargs`` after the browser's arguments (as
+    pgwidgets' ``on(action, handler, *extra_args, **extra_kwargs)``); ``handler`` itself when
+    there are none. The wrapper's ``__wrapped__`` is ``handler``."""
+    if not extra and not extra_kwargs:
+        return handler
+
+    @functools.wraps(handler)
+    def call(*args: Any) -> Any:
+        return handler(*args, *extra, **extra_kwargs)
+
+    return call
+
+
+class Listening:
+    """What :meth:`Widget.on` returns: the handler is registered already; awaiting this (as
+    pgwidgets' async API does, ``await w.on(...)``) gives the handler back."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def __await__(self) -> Generator[Any, None, Handler]:
+        return self.handler
+        yield  # a generator: nothing to wait for
+
+
 class Widget:
     """A widget of a session. Any method name is a call: ``await w.set_text("Hi")``.
 
-    Each method takes the widget method's positional arguments plus ``wait``
+    Each method takes the widget method's arguments, positional or by the names
+    pgwidgets-js gives them (``await label.set_font(size=14)``), plus ``wait``
     (make it a round trip returning the browser's value) and ``timeout``
-    (seconds, default ``widgets.call_timeout``). See
-    :class:`~roomhub.widgets.session.WidgetSession` for what a call sends.
+    (seconds, default ``widgets.call_timeout``). A keyword the method does not
+    take raises ``TypeError``. See :class:`~roomhub.widgets.session.WidgetSession`
+    for what a call sends.
     """
 
     __slots__ = ("cls", "session", "wid")
@@ -64,23 +127,41 @@ class Widget:
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
             raise AttributeError(method)
-        session, wid = self.session, self.wid
+        session, wid, cls = self.session, self.wid, self.cls
+        key = C.state_getter(cls, method) if session.app.local_getters else None
+        if key is not None:
 
-        async def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:
-            return await session.call(wid, method, list(args), wait=wait, timeout=timeout)
+            def get() -> Any:  # pgwidgets' async getters: the state, at once
+                return session.state.get(wid, {}).get(key)
+
+            get.__name__ = method
+            return get
+
+        async def call(
+            *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+        ) -> Any:
+            values = C.method_args(cls, method, args, kwargs)
+            return await session.call(wid, method, values, wait=wait, timeout=timeout)
 
         call.__name__ = method
         return call
 
-    def on(self, action: str, handler: Handler) -> Handler:
-        """Run ``handler(*args)`` (sync or async) when the browser fires ``action``."""
-        self.session.listen(self.wid, action, handler, pass_widget=False)
-        return handler
+    def on(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Listening:
+        """Run ``handler(*args, *extra, **extra_kwargs)`` (sync or async) when the browser
+        fires ``action``. Registered at once; the result may be awaited (pgwidgets' async API)."""
+        self.session.listen(
+            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=False
+        )
+        return Listening(handler)
 
-    def add_callback(self, action: str, handler: Handler) -> Handler:
-        """Like :meth:`on`, but ``handler(widget, *args)`` gets the widget first (as pgwidgets)."""
-        self.session.listen(self.wid, action, handler, pass_widget=True)
-        return handler
+    def add_callback(
+        self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any
+    ) -> Listening:
+        """Like :meth:`on`, but ``handler(widget, *args, ...)`` gets the widget first (as pgwidgets)."""
+        self.session.listen(
+            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=True
+        )
+        return Listening(handler)
 
     def off(self, action: str, handler: Handler | None = None) -> None:
         """Remove ``handler`` (default: every handler) of ``action``."""
@@ -115,11 +196,28 @@ class App:
     """A widgets app: handlers run per session. Serve it in a hub or standalone with :meth:`run`.
 
     ``options`` override the ``[widgets]`` configuration section in standalone
-    mode (``max_sessions``, ``idle_timeout``, ``call_timeout``, ...).
+    mode (``max_sessions``, ``idle_timeout``, ``call_timeout``, ...). As in
+    pgwidgets' ``Application``, ``logger`` receives the app's handler failures
+    and ``host``/``http_port`` are where :meth:`run` listens by default (one
+    port serves the page and the socket).
     """
 
-    def __init__(self, **options: Any) -> None:
+    # pgwidgets' async getters: a widget's get_X() answers from state without await (see
+    # Application).
+    local_getters = False
+
+    def __init__(
+        self,
+        *,
+        logger: logging.Logger | None = None,
+        host: str | None = None,
+        http_port: int | None = None,
+        **options: Any,
+    ) -> None:
         self.options = options
+        self.logger = logger or log  # where the app's handler failures are logged
+        self.host = host  # standalone defaults (pgwidgets' Application arguments)
+        self.http_port = http_port
         self.connect_handlers: list[Handler] = []
         self.disconnect_handlers: list[Handler] = []
         self.close_handlers: list[Handler] = []
@@ -178,17 +276,34 @@ class App:
         face.use_app(self)
         return uvicorn.Server(server_config(hub))
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
-        """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM)."""
+    async def serve(self, host: str | None = None, port: int | None = None, **server: Any) -> None:
+        """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM).
+
+        The address is as for :meth:`run`.
+        """
+        host, port = standalone_address(self, host, port)
         srv = self.make_server(host, port, **server)
-        log.info("widgets app on http://%s:%d/widgets/", srv.config.host, srv.config.port)
+        print(f"roomhub widgets: http://{host}:{port}/widgets/", flush=True)
         await srv.serve()
 
-    def run(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
-        """``python myapp.py``: start a hub with just the widgets face and serve until stopped."""
+    def run(self, host: str | None = None, port: int | None = None, **server: Any) -> Any:
+        """``python myapp.py``: start a hub with just the widgets face and serve until stopped.
+
+        Listens on ``host`` (default the app's ``host``, else 127.0.0.1) and ``port``
+        (default the app's ``http_port``, else ``$ROOMHUB_WIDGETS_PORT``, else 8000).
+        Called inside a running event loop (pgwidgets' ``await app.run()``), it returns
+        the coroutine of :meth:`serve` instead of blocking.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return self.serve(host, port, **server)
         from ..cli import setup_logging
 
         setup_logging(server.get("log_level", "info"))
+        host, port = standalone_address(self, host, port)
         srv = self.make_server(host, port, **server)
         print(f"roomhub widgets: http://{host}:{port}/widgets/", flush=True)
         # The event loop the hub's command line runs on (uvicorn's choice: uvloop when installed).
@@ -196,3 +311,16 @@ class App:
             loop_factory=srv.config.get_loop_factory()
         ) as runner:
             runner.run(srv.serve())
+
+
+class Application(App):
+    """pgwidgets' ``Application`` (``pgwidgets.async_``): this :class:`App`, with
+    pgwidgets' getters. ``label.get_text()`` (a parameterless ``get_X`` of a class
+    with ``set_X``) answers from the state Python knows at once, without ``await``;
+    what only the browser knows (``get_selected``...) is still awaited. So that
+    this state stays current, each widget listens from its creation to the
+    callbacks that report what the user changes (a ComboBox's ``activated``...),
+    as pgwidgets does.
+    """
+
+    local_getters = True

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import jsonlimits
 from ..connections import AsgiSocket, CloseCode, Connection
 from ..rooms import RoomError
 from . import protocol as p
+from . import renderer
 from .session import WidgetSession
 
 if TYPE_CHECKING:
@@ -33,13 +35,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("roomhub.widgets")
 
+# pgwidgets-js's RemoteInterface on this hub's socket (its own page, remote.html, points at a
+# separate port). It keeps the session's credentials in the page's URL (?session=&token=) and
+# sessionStorage, and answers init with them.
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<link rel="stylesheet" href="/static/widgets/widgets.css">
-<script type="module" src="/static/widgets/main.js"></script>
-</head><body class="rw-body"><div class="rw-status" id="rw-status" role="status">Connecting…</div>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{static}/Widgets.css">
+<style>body {{ margin: 0; }}</style>
+</head><body>
+<script type="module">
+import {{ Widgets }} from "{static}/Widgets.js";
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+new Widgets.RemoteInterface(Widgets, {{ url: `${{scheme}}//${{location.host}}/widgets/ws` }});
+</script>
 </body></html>"""
+STATIC = "/widgets/pgwidgets"  # where pgwidgets-js's static directory is served
 
 
 def read_credentials(
@@ -120,7 +132,12 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
 
 
 def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
-    page = PAGE.format(title=html.escape(face.config.title))
+    """``/widgets/`` (the page), ``/widgets/pgwidgets/`` (pgwidgets-js's static files).
+
+    Raises :class:`~.renderer.RendererMissing` when pgwidgets-js is not installed.
+    """
+    page = PAGE.format(title=html.escape(face.config.title), static=STATIC)
+    static = StaticFiles(directory=renderer.static_dir())
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse(page, headers={"cache-control": "no-store"})
@@ -132,6 +149,7 @@ def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
     return [
         Route("/widgets", redirect, methods=["GET"]),
         Route("/widgets/", index, methods=["GET"]),
+        Mount(STATIC, static, name="pgwidgets-js"),
     ]
 
 

@@ -43,6 +43,7 @@ from ..rooms import Room
 from . import classes as C
 from . import protocol as p
 from .journal import Journal
+from .renderer import widget_defs
 from .uploads import UploadError, UploadTracker
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ log = logging.getLogger("roomhub.widgets")
 REPLAY_FRAME_MESSAGES = 500  # messages per array frame during a replay
 MAX_QUEUED_EVENTS = 1000  # browser events waiting for the handlers
 MAX_BAD_MESSAGES = 50  # bad messages from one connection before it is closed
+MAX_WID = 2**31  # widget ids a browser may report (pgwidgets-js counts from 1)
 
 
 class WidgetsError(Exception):
@@ -85,6 +87,15 @@ class _Pending:
 
 
 Handler = Callable[..., Any]
+
+
+def _is(registered: Handler, handler: Handler) -> bool:
+    """``registered`` is ``handler``, or its wrapper with extra arguments (``api.with_extra``)."""
+    return registered is handler or getattr(registered, "__wrapped__", None) is handler
+
+
+def _keep_state(*args: Any) -> None:
+    """The handler of a callback listened to only for the state it reports."""
 
 
 class WidgetSession(Room):
@@ -287,16 +298,12 @@ class WidgetSession(Room):
 
         if self.closed:
             raise SessionClosed(f"session {self.id} ended")
-        options, extra = C.split_kwargs(cls, kwargs)
-        positional = list(args)
-        if options:  # the options object follows every named argument
-            names = C.CLASSES.get(cls, ((), ()))[0]
-            positional += [None] * (len(names) - len(positional))
-        wire_args = self.to_wire(positional + ([options] if options else []))
+        made = C.construction(cls, args, kwargs)
+        wire_args = self.to_wire(made.args)
         wid = self._next_wid
         self._next_wid += 1
         self.classes[wid] = cls
-        self.state[wid] = C.initial_state(cls, list(args), options)
+        self.state[wid] = C.initial_state(cls, made)
         widget = self._widgets[wid] = Widget(self, wid, cls)
         self.journal.create(wid, cls, wire_args)
         if self._batch:
@@ -305,7 +312,10 @@ class WidgetSession(Room):
             await self._window()
             if self.browsers:
                 self._send(p.create(next(self._ids), wid, cls, wire_args), None, f"create {cls}")
-        for name, value in extra.items():
+        if self.app.local_getters:  # keep what the user changes known (see api.Application)
+            for action in C.state_actions(cls):
+                self.listen(wid, action, _keep_state, pass_widget=False)
+        for name, value in made.setters.items():
             await self.call(wid, f"set_{name}", [value])
         return widget
 
@@ -328,8 +338,13 @@ class WidgetSession(Room):
             raise SessionClosed(f"session {self.id} ended")
         if wid not in self.classes:
             raise WidgetsError(f"widget {wid} does not exist (destroyed?)")
+        made = C.made_by(self.classes[wid], method, args)
+        if made is not None:
+            return await self._make(wid, made)
+        if (self.classes[wid], method) in C.RETURN_BROWSER_WIDGETS and self.browsers:
+            wait = True
         info = C.classify(method)
-        if info.kind == "getter" and not wait:
+        if info.kind in ("getter", "query") and not wait:
             state = self.state[wid]
             if info.key in state and self._state_known(wid, info.key):
                 return state[info.key]
@@ -347,6 +362,14 @@ class WidgetSession(Room):
             self._forget(wid)
         await self._emit(wid, method, wire_args)
         return None
+
+    async def _make(self, parent: int, made: C.Made) -> Widget:
+        """Make the widget a factory method (``Menu.add_name``...) would make in the browser,
+        under an id of ours, and attach it to ``parent`` the way that method does."""
+        child = await self.create(made.cls, [], made.options)
+        attach_args = [child if a is C.CHILD else a for a in made.attach_args]
+        await self.call(parent, made.attach, attach_args)
+        return child
 
     def _state_known(self, wid: int, key: str) -> bool:
         """False for state the user may have changed without telling us (see ``USER_KEYS``)."""
@@ -396,7 +419,7 @@ class WidgetSession(Room):
         """Remove ``handler`` (or every handler) of ``action``; the last one sends ``unlisten``."""
         key = (wid, action)
         handlers = self.handlers.get(key, [])
-        handlers[:] = [] if handler is None else [h for h in handlers if h[0] is not handler]
+        handlers[:] = [] if handler is None else [h for h in handlers if not _is(h[0], handler)]
         if not handlers and key in self.handlers:
             del self.handlers[key]
             self.journal.unlisten(wid, action)
@@ -435,6 +458,10 @@ class WidgetSession(Room):
 
         return WidgetFactory(self)
 
+    def get_widgets(self) -> WidgetFactory:
+        """The widget factory, as pgwidgets names it: ``W = session.get_widgets()``."""
+        return self.widgets
+
     def widget(self, wid: int) -> Widget | None:
         return self._widgets.get(wid)
 
@@ -465,12 +492,21 @@ class WidgetSession(Room):
 
         wid = value["__wid__"]
         widget = self._widgets.get(wid)
-        if widget is None and isinstance(value.get("__class__"), str) and wid >= self._next_wid:
-            cls = value["__class__"]  # made by the browser itself (a menu's action...)
+        cls = value.get("__class__")
+        if widget is None and isinstance(cls, str) and cls in widget_defs() and 0 < wid < MAX_WID:
+            # Made by the browser itself (an MDISubWindow, a constructor's parts): wrap it,
+            # and keep our next ids clear of it.
             widget = self._widgets[wid] = Widget(self, wid, cls)
             self.classes[wid] = cls
             self.state[wid] = {}
+            self._skip_browser_ids(wid + 1)
         return widget
+
+    def _skip_browser_ids(self, next_wid: Any) -> None:
+        """Widgets get ids from ``next_wid`` on: pgwidgets-js hands out ids below it itself
+        (the parts its constructors make), reported as ``next_wid`` in create answers."""
+        if type(next_wid) is int and self._next_wid < next_wid < MAX_WID:
+            self._next_wid = next_wid
 
     # -- receiving ----------------------------------------------------------
     def handle(self, conn: Connection, frame: str | bytes) -> None:
@@ -502,6 +538,7 @@ class WidgetSession(Room):
 
     def _dispatch(self, conn: Connection, msg: p.BrowserMessage) -> None:
         if isinstance(msg, p.Result):
+            self._skip_browser_ids(msg.raw.get("next_wid"))
             self._answer(msg.id, msg.value, None)
         elif isinstance(msg, p.Error):
             if msg.id is None:
@@ -645,9 +682,11 @@ class WidgetSession(Room):
         except asyncio.CancelledError:
             raise
         except WidgetsError as exc:
-            log.warning("widgets session %s: %s: %s: %s", self.id, what, type(exc).__name__, exc)
+            self.app.logger.warning(
+                "widgets session %s: %s: %s: %s", self.id, what, type(exc).__name__, exc
+            )
         except Exception:
-            log.exception("widgets session %s: %s failed", self.id, what)
+            self.app.logger.exception("widgets session %s: %s failed", self.id, what)
 
     async def _sweeper(self) -> None:
         """Time out unanswered calls and stalled uploads."""

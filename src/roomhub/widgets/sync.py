@@ -39,6 +39,10 @@ call made on the loop's thread itself would deadlock, so it raises
 
 A sync :class:`App` is a :class:`roomhub.widgets.App`, so a hub can also
 serve it as its configured app (``[widgets] app = "myapp.py:app"``).
+
+pgwidgets-python's sync programs run with their import changed
+(``pgwidgets.sync`` -> ``roomhub.widgets.sync``): ``Application`` is
+:class:`App`, ``session.get_widgets()`` is ``session.widgets``.
 """
 
 from __future__ import annotations
@@ -290,9 +294,11 @@ class Widget:
         widget, app = self.widget, self.app
         bound = getattr(widget, method)
 
-        def call(*args: Any, wait: bool = False, timeout: float | None = None) -> Any:
+        def call(
+            *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+        ) -> Any:
             value = app._bridge_now().run(
-                lambda: bound(*_unwrap(args), wait=wait, timeout=timeout),
+                lambda: bound(*_unwrap(args), wait=wait, timeout=timeout, **_unwrap(kwargs)),
                 _guard(widget.session, timeout),
             )
             return _wrap(value, app)
@@ -300,19 +306,22 @@ class Widget:
         call.__name__ = method
         return call
 
-    def on(self, action: str, handler: Handler) -> Handler:
-        """Run plain ``handler(*args)`` in a worker thread when the browser fires ``action``.
+    def on(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Handler:
+        """Run plain ``handler(*args, *extra, **extra_kwargs)`` in a worker thread when the
+        browser fires ``action``.
 
         Raises ``TypeError`` for an async handler.
         """
         _check_plain(handler)
-        self.app._bridge_now().call(self.widget.on, action, _InThread(self.app, handler))
+        in_thread = _InThread(self.app, api.with_extra(handler, extra, extra_kwargs))
+        self.app._bridge_now().call(self.widget.on, action, in_thread)
         return handler
 
-    def add_callback(self, action: str, handler: Handler) -> Handler:
-        """Like :meth:`on`, but ``handler(widget, *args)`` gets the widget first (as pgwidgets)."""
+    def add_callback(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Handler:
+        """Like :meth:`on`, but ``handler(widget, *args, ...)`` gets the widget first (as pgwidgets)."""
         _check_plain(handler)
-        self.app._bridge_now().call(self.widget.add_callback, action, _InThread(self.app, handler))
+        in_thread = _InThread(self.app, api.with_extra(handler, extra, extra_kwargs))
+        self.app._bridge_now().call(self.widget.add_callback, action, in_thread)
         return handler
 
     def off(self, action: str, handler: Handler | None = None) -> None:
@@ -324,7 +333,8 @@ class Widget:
                 widget.off(action)
                 return
             for registered, _ in tuple(widget.session.handlers.get((widget.wid, action), ())):
-                if isinstance(registered, _InThread) and registered.fn is handler:
+                fn = registered.fn if isinstance(registered, _InThread) else None
+                if fn is not None and getattr(fn, "__wrapped__", fn) is handler:
                     widget.off(action, registered)
 
         self.app._bridge_now().call(remove)
@@ -400,6 +410,10 @@ class Session:
     def widgets(self) -> WidgetFactory:
         """The widget factory: ``session.widgets.Button("OK")``."""
         return WidgetFactory(self.session, self.app)
+
+    def get_widgets(self) -> WidgetFactory:
+        """The widget factory, as pgwidgets names it: ``W = session.get_widgets()``."""
+        return self.widgets
 
     def widget(self, wid: int) -> Widget | None:
         """The widget numbered ``wid``, or None."""
@@ -518,8 +532,8 @@ class App(api.App):
 
     def start(
         self,
-        host: str = "127.0.0.1",
-        port: int = 8000,
+        host: str | None = None,
+        port: int | None = None,
         *,
         timeout: float = 30.0,
         **server: Any,
@@ -527,7 +541,9 @@ class App(api.App):
         """Serve this app from a background thread; return its URL once the hub is listening.
 
         ``server`` holds ``[server]`` options (``data_dir``, ``log_level``...);
-        ``port=0`` picks a free port (see :attr:`port`). Waits up to
+        ``host`` and ``port`` default as for :meth:`roomhub.widgets.App.run`
+        (``$ROOMHUB_WIDGETS_PORT``, else 8000); ``port=0`` picks a free port
+        (see :attr:`port`). Waits up to
         ``timeout`` seconds. Raises :class:`~roomhub.config.ConfigError` for
         bad options and ``RuntimeError`` if the app is already started or the
         hub cannot start (the port is taken...). Stop it with :meth:`stop`
@@ -537,6 +553,7 @@ class App(api.App):
             self.stop()  # stopped from a handler: collect it
         if self._thread is not None:
             raise RuntimeError("this widgets app is already started")
+        host, port = api.standalone_address(self, host, port)
         srv = self.make_server(host, port, **server)
         ready = threading.Event()
         self._server, self._failure = srv, None
@@ -605,8 +622,10 @@ class App(api.App):
         if thread.is_alive():
             raise RuntimeError("the widgets hub thread did not stop")
 
-    def run(self, host: str = "127.0.0.1", port: int = 8000, **server: Any) -> None:
+    def run(self, host: str | None = None, port: int | None = None, **server: Any) -> None:
         """``python myapp.py``: serve until Ctrl-C or SIGTERM, then shut the hub down cleanly.
+
+        ``host`` and ``port`` default as for :meth:`start`.
 
         A second signal while stopping skips waiting for open connections.
         Also returns when a handler calls :meth:`stop`. Raises like :meth:`start`.
@@ -637,8 +656,12 @@ class App(api.App):
                 signal.signal(sig, handler)
 
 
+# pgwidgets' name (``pgwidgets.sync``): the same object.
+Application = App
+
 __all__ = [
     "App",
+    "Application",
     "CallError",
     "CallTimeout",
     "LoopThreadError",
