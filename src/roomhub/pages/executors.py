@@ -22,6 +22,7 @@ from ..config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecuto
 from ..connections import Connection
 from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
 from . import protocol as p
+from .protocol import asks_additions
 
 if TYPE_CHECKING:
     from .room import PageRoom
@@ -86,7 +87,15 @@ class Executor:
         return await self.room.runtime_for(self.config).start(self.spec(cols, rows))
 
     def broadcast(self, message: dict[str, Any]) -> None:
+        """Send a message of interactive-widgets' protocol to every member."""
         self.room.broadcast(p.encode(self.name, message))
+
+    def announce(self, message: dict[str, Any], plain: dict[str, Any] | None = None) -> None:
+        """Send one of roomhub's additions to the members that asked for them, and ``plain``
+        (what interactive-widgets-backend sends instead, if anything) to the others."""
+        self.room.broadcast_addition(
+            p.encode(self.name, message), None if plain is None else p.encode(self.name, plain)
+        )
 
     async def start(self) -> None:
         """Called once the room's prologues have succeeded."""
@@ -97,8 +106,9 @@ class Executor:
     async def handle(self, connection: Connection, message: Any) -> None:
         raise p.ProtocolError(p.NOT_ACCEPTED, f"{self.kind} executors accept no messages", self.name)
 
-    def state_frames(self) -> list[str]:
-        """Frames that bring a late joiner up to date."""
+    def state_frames(self, additions: bool) -> list[str]:
+        """Frames that bring a late joiner up to date; ``additions``: it asked for roomhub's
+        additions (the ``state`` frame), else only frames of interactive-widgets' protocol."""
         return []
 
 
@@ -132,7 +142,7 @@ class AlwaysRunner(Executor):
         except Exception as exc:
             self.handle_ = None
             self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
-            self.broadcast({"type": "error", "code": p.START_FAILED, "message": str(exc)})
+            self.announce({"type": "error", "code": p.START_FAILED, "message": str(exc)})
 
     async def _run(self) -> None:
         delay = self.config.restart_delay
@@ -155,13 +165,13 @@ class AlwaysRunner(Executor):
                 "%s/%s: %s, restart %d in %.2f s", self.room.name, self.name,
                 "not started" if code is None else exit_description(code), self.restarts, delay,
             )
-            self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay})
+            self.announce({"type": "exited", "exitCode": code, "restartIn": delay})
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.05), self.config.restart_delay_max)
             started = time.monotonic()
             await self._launch()
             if self.handle_ is not None:
-                self.broadcast({"type": "restarted", "restarts": self.restarts})
+                self.announce({"type": "restarted", "restarts": self.restarts})
 
     async def stop(self) -> None:
         self._stopping = True
@@ -192,11 +202,11 @@ class AlwaysRunner(Executor):
         if self.sizes.pop(connection.id, None) is not None and self.handle_ is not None:
             await self.handle_.resize(*self.size())
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         frames = [p.encode(self.name, {
             "type": "state", "kind": self.kind, "running": self.handle_ is not None,
             "restarts": self.restarts,
-        })]
+        })] if additions else []
         frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
         return frames
 
@@ -217,8 +227,9 @@ class OnceRunner(Executor):
         return self.task is not None and not self.task.done()
 
     async def handle(self, connection: Connection, message: Any) -> None:
-        if self.running:
-            connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))
+        if self.running:  # interactive-widgets ignores the request silently
+            if asks_additions(connection):
+                connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))
             return
         self.scrollback.clear()
         self.task = asyncio.create_task(self._run(), name=f"once:{self.room.name}:{self.name}")
@@ -245,7 +256,7 @@ class OnceRunner(Executor):
             await asyncio.wait_for(asyncio.shield(self.handle_.wait()), self.config.timeout)
         except TimeoutError:
             timed_out = True
-            self.broadcast({"type": "timeout", "after": self.config.timeout})
+            self.announce({"type": "timeout", "after": self.config.timeout})
             self.log.info("%s/%s: timed out after %.1f s", self.room.name, self.name, self.config.timeout)
         except asyncio.CancelledError:
             await self.handle_.kill(KILL_GRACE)
@@ -256,7 +267,7 @@ class OnceRunner(Executor):
             await pumping
         self.last_exit = code
         self.handle_ = None
-        self.broadcast({"type": "finished", "exitCode": code, "timedOut": timed_out})
+        self.announce({"type": "finished", "exitCode": code, "timedOut": timed_out}, {"type": "finished"})
 
     async def stop(self) -> None:
         if self.task is not None and not self.task.done():
@@ -264,10 +275,10 @@ class OnceRunner(Executor):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         frames = [p.encode(self.name, {
             "type": "state", "kind": self.kind, "running": self.running, "exitCode": self.last_exit,
-        })]
+        })] if additions else []
         frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
         return frames
 

@@ -5,8 +5,10 @@ room) instead of running interactive-widgets' monitor program, but speaks
 the monitor's message shapes: ``{"contents": base64}`` or
 ``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
 Contents go out on join and on every change (identical contents are not
-sent twice); a save is written atomically (temporary file, then rename) and
-refused above ``max_bytes``.
+sent twice), and after every save or delete even when unchanged (the
+monitor re-reads and sends after each write; interactive-widgets' editor
+stays locked until it hears back); a save is written atomically (temporary
+file, then rename) and refused above ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -54,10 +56,11 @@ class FileView(Executor):
     async def start(self) -> None:
         await self.refresh()
 
-    async def refresh(self) -> None:
-        """Read the file and broadcast it if it changed (or its error if it cannot be read)."""
+    async def refresh(self, always: bool = False) -> None:
+        """Read the file and broadcast it (or its error if it cannot be read) if it changed, or
+        ``always``."""
         frame, digest = await asyncio.to_thread(self._read)
-        if digest != self.digest:
+        if always or digest != self.digest:
             self.digest, self.frame = digest, frame
             self.room.broadcast(frame)
 
@@ -73,7 +76,7 @@ class FileView(Executor):
             return p.file_error(self.name, msg), b"E" + msg.encode()
         return p.file_contents(self.name, data), b"C" + hashlib.sha256(data).digest()
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         return [self.frame] if self.frame else []
 
     async def handle(self, connection: Connection, message: Any) -> None:
@@ -94,7 +97,7 @@ class FileView(Executor):
             else:
                 with contextlib.suppress(FileNotFoundError):
                     await asyncio.to_thread(self.path.unlink)
-            await self.refresh()  # the watcher would too; answering now keeps saves snappy
+            await self.refresh(always=True)  # the answer to a write, as the monitor's
 
 
 def atomic_write(path: Path, data: bytes) -> None:
