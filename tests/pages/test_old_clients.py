@@ -150,3 +150,25 @@ async def test_saving_unchanged_contents_is_answered_with_the_contents(tmp_path,
                 for g in editor.frames if g["executor"] == "doc") > n)
         await editor.close()
         await viewer.close()
+
+
+async def test_trimmed_scrollback_starts_on_a_character_boundary(tmp_path, in_process_hub):
+    """interactive-widgets' terminal decodes each frame alone: a frame starting inside a UTF-8
+    character throws in the page."""
+    cfg = write_config(tmp_path / "cfg", """
+[pages."/x"]
+html = "page.html"
+[pages."/x".executors.text]
+type = "always"
+command = ["python3", "-c", "import time; print('\u00e9' * 3000, end='', flush=True); time.sleep(60)"]
+scrollback_bytes = 1001
+""")
+    async with in_process_hub(cfg) as hub:
+        first = await PageClient.connect(f"{hub.ws}/x/ws?roomName=r", additions=False)
+        await first.wait_output("text", "\u00e9".encode() * 3000)
+        late = await PageClient.connect(f"{hub.ws}/x/ws?roomName=r", additions=False)
+        frame = await late.wait_type("text", "output")
+        replayed = base64.b64decode(frame["message"]["stdout"])
+        assert replayed == "\u00e9".encode() * 500
+        await first.close()
+        await late.close()

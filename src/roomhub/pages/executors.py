@@ -33,7 +33,10 @@ KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
 
 class Scrollback:
-    """The last ``limit`` bytes of output, per stream, for late joiners."""
+    """The last ``limit`` bytes of output, per stream, for late joiners.
+
+    A trimmed stream starts on a UTF-8 character boundary: interactive-widgets' terminal
+    decodes each frame alone and throws on a partial character."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -45,7 +48,10 @@ class Scrollback:
         buf = self.chunks.setdefault(stream, bytearray())
         buf += data
         if len(buf) > self.limit:
-            del buf[: len(buf) - self.limit]
+            cut = len(buf) - self.limit
+            while cut < len(buf) and cut - (len(buf) - self.limit) < 3 and buf[cut] & 0xC0 == 0x80:
+                cut += 1  # a UTF-8 continuation byte: the character began before the cut
+            del buf[:cut]
 
     def clear(self) -> None:
         self.chunks.clear()
