@@ -172,3 +172,34 @@ scrollback_bytes = 1001
         assert replayed == "\u00e9".encode() * 500
         await first.close()
         await late.close()
+
+
+@pytest.mark.parametrize("kind", ["always", "once"])
+async def test_output_frames_end_on_character_boundaries(tmp_path, in_process_hub, kind):
+    """Characters a program writes in pieces are sent whole, each in one frame."""
+    cfg = write_config(tmp_path / "cfg", f"""
+[pages."/x"]
+html = "page.html"
+[pages."/x".executors.split]
+type = "{kind}"
+command = ["python3", "-c", '''
+import sys, time
+e = "\u00e9\u20ac\U0001f600".encode()
+for piece in (e[:1], e[1:3], e[3:5], e[5:8], e[8:], b"\\xff end"):
+    sys.stdout.buffer.write(piece); sys.stdout.flush(); time.sleep(0.1)
+time.sleep(60)
+''']
+""")
+    async with in_process_hub(cfg) as hub:
+        c = await PageClient.connect(f"{hub.ws}/x/ws?roomName=r", additions=False)
+        if kind == "once":
+            await c.send("split")
+        expected = "\u00e9\u20ac\U0001f600".encode() + b"\xff end"
+        await c.wait_output("split", expected)
+        chunks = [base64.b64decode(f["message"]["stdout"]) for f in c.frames
+                  if f["executor"] == "split" and f["message"]["type"] == "output"]
+        assert b"".join(chunks) == expected
+        assert len(chunks) >= 2  # sent as it came, not held back to the end
+        for chunk in chunks[:-1]:
+            chunk.decode()  # each frame decodes alone (the last one holds the byte 0xff)
+        await c.close()

@@ -57,6 +57,18 @@ class Scrollback:
         self.chunks.clear()
 
 
+def split_utf8(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` as ``(head, tail)`` where ``tail`` is an incomplete UTF-8 character ending it (at
+    most 3 bytes; empty when ``data`` ends on a character boundary or is not UTF-8 there)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for its lead byte
+            continue
+        length = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return (data[:-back], data[-back:]) if length > back else (data, b"")
+    return data, b""
+
+
 def argv_of(command: list[str] | str) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
@@ -91,6 +103,27 @@ class Executor:
 
     async def launch(self, cols: int = 80, rows: int = 24) -> ProgramHandle:
         return await self.room.runtime_for(self.config).start(self.spec(cols, rows))
+
+    async def relay(self, handle: ProgramHandle, scrollback: Scrollback) -> None:
+        """Broadcast ``handle``'s output (kept in ``scrollback`` too) at the pace of the fastest
+        member, until it ends. Frames end on UTF-8 character boundaries (a partial character waits
+        for the next chunk of its stream): interactive-widgets' widgets decode each frame alone
+        and throw on a partial character."""
+        pending: dict[str, bytes] = {}
+
+        async def emit(stream: str, data: bytes) -> None:
+            await self.room.wait_writable()
+            scrollback.add(stream, data)
+            self.room.broadcast(p.output(self.name, stream, data))
+
+        async for stream, chunk in handle.output():
+            held = pending.get(stream)
+            data, pending[stream] = split_utf8(held + chunk if held else chunk)
+            if data:
+                await emit(stream, data)
+        for stream, rest in pending.items():
+            if rest:
+                await emit(stream, rest)
 
     def broadcast(self, message: dict[str, Any]) -> None:
         """Send a message of interactive-widgets' protocol to every member."""
@@ -156,10 +189,7 @@ class AlwaysRunner(Executor):
         while not self._stopping:
             code = None
             if self.handle_ is not None:
-                async for stream, chunk in self.handle_.output():
-                    await self.room.wait_writable()
-                    self.scrollback.add(stream, chunk)
-                    self.room.broadcast(p.output(self.name, stream, chunk))
+                await self.relay(self.handle_, self.scrollback)
                 code = await self.handle_.wait()
                 self.handle_ = None
             if self._stopping:
@@ -250,14 +280,7 @@ class OnceRunner(Executor):
             return
         timed_out = False
 
-        async def pump() -> None:
-            assert self.handle_ is not None
-            async for stream, chunk in self.handle_.output():
-                await self.room.wait_writable()
-                self.scrollback.add(stream, chunk)
-                self.room.broadcast(p.output(self.name, stream, chunk))
-
-        pumping = asyncio.create_task(pump())
+        pumping = asyncio.create_task(self.relay(self.handle_, self.scrollback))
         try:
             await asyncio.wait_for(asyncio.shield(self.handle_.wait()), self.config.timeout)
         except TimeoutError:
