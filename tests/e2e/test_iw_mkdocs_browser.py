@@ -206,6 +206,15 @@ def test_the_plugins_page_runs_unchanged(hub_process, hub_config: Path, tab, tmp
             "document.querySelector('.interactive-widgets-image-viewer')).backgroundImage.slice(5, -2); })"
         ) == 1
 
+    # A third tab, joining after the drawing, is shown the PNG and the button's last output.
+    third = new_tab()
+    third.goto(url)
+    third.locator(".interactive-widgets-button .line.stdout", has_text=f"drew {len(PNG)} bytes").wait_for()
+    third.wait_for_function(
+        "() => document.querySelector('.interactive-widgets-image-viewer').style.backgroundImage !== 'none'")
+    assert image_data(third) == PNG
+    third.close()
+
     # Delete the program, then create it again (empty): both editors follow.
     editor_button(first, "Delete").click()
     wait_editor_idle(first)
