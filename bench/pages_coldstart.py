@@ -1,7 +1,7 @@
 """Room cold start with the ``process`` runtime: join to the first output of an ``always`` executor.
 
 For each of ``--rooms`` fresh room names, a ``websockets`` client opens
-``<page>/ws?roomName=<fresh>`` and times, from just before the TCP connect:
+``<page>/ws?roomName=<fresh>&roomhub=1`` and times, from just before the TCP connect:
 
 - ``handshake``: the WebSocket upgrade accepted;
 - ``joined``: the hub's ``joined`` frame (room created, executors launched);
@@ -132,11 +132,11 @@ async def main(args: argparse.Namespace) -> None:
         for i in range(args.warmup + args.rooms):
             name = f"cold-{run_id}-{i}"
             cold = await asyncio.wait_for(
-                join_room(f"{hub.ws}/cold/ws?roomName={name}", "ready"), STEP_TIMEOUT
+                join_room(f"{hub.ws}/cold/ws?roomName={name}&roomhub=1", "ready"), STEP_TIMEOUT
             )
             await wait_no_rooms(hub, "/cold")
             empty = await asyncio.wait_for(
-                join_room(f"{hub.ws}/empty/ws?roomName={name}", None), STEP_TIMEOUT
+                join_room(f"{hub.ws}/empty/ws?roomName={name}&roomhub=1", None), STEP_TIMEOUT
             )
             await wait_no_rooms(hub, "/empty")
             floor = await direct_start(preexec=False)
@@ -149,7 +149,7 @@ async def main(args: argparse.Namespace) -> None:
             series["floor"].append(floor)
             series["floor_preexec"].append(floor_preexec)
         for b in range(args.bursts if args.burst > 0 else 0):
-            urls = [f"{hub.ws}/cold/ws?roomName=burst-{run_id}-{b}-{k}" for k in range(args.burst)]
+            urls = [f"{hub.ws}/cold/ws?roomName=burst-{run_id}-{b}-{k}&roomhub=1" for k in range(args.burst)]
             results = await asyncio.wait_for(
                 asyncio.gather(*(join_room(u, "ready") for u in urls)), STEP_TIMEOUT * 2
             )

@@ -192,7 +192,7 @@ async def main(args: argparse.Namespace) -> None:
     )
     runs: dict[str, dict[str, Any]] = {}
     with c.HubProcess(toml) as hub:
-        runs["roomhub"] = await drive(f"{hub.ws}/fan/ws?roomName=fanout", args, hub.cpu_seconds)
+        runs["roomhub"] = await drive(f"{hub.ws}/fan/ws?roomName=fanout&roomhub=1", args, hub.cpu_seconds)
         hub_rss = hub.rss()
         problems = c.log_problems(hub.log())
     if args.reference:

@@ -120,7 +120,7 @@ async def open_members(
         events = []
         for i in range(first, min(first + batch, connections)):
             event = asyncio.Event()
-            url = f"{base}?roomName={names[i % len(names)]}"
+            url = f"{base}?roomName={names[i % len(names)]}&roomhub=1"
             tasks.append(asyncio.create_task(member(url, event, leave, out)))
             events.append(event)
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)

@@ -20,7 +20,11 @@ class PageClient:
         self.frames: list[dict[str, Any]] = []
 
     @classmethod
-    async def connect(cls, url: str, **kwargs: Any) -> PageClient:
+    async def connect(cls, url: str, *, additions: bool = True, **kwargs: Any) -> PageClient:
+        """Open ``url``; with ``additions`` it asks for roomhub's additions (``roomhub=1``) as
+        roomhub's browser client does, without it the client is one of interactive-widgets'."""
+        if additions:
+            url += "&roomhub=1" if "?" in url else "?roomhub=1"
         return cls(await websockets.connect(url, open_timeout=10, **kwargs))
 
     async def send(self, executor: str, message: Any = None) -> None:

@@ -514,6 +514,13 @@ class HubConfig(Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     pages: dict[str, PageConfig] = Field(default_factory=dict)
+    assets: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Directories (relative to the configuration file) served as static files under "
+        "URL prefixes, e.g. the scripts, styles and pages of a generated site whose pages are also "
+        "configured under [pages] ('/docs' = 'site/static'); an index.html answers for its folder. "
+        "Configured pages and their sockets come first.",
+    )
     widgets: WidgetsConfig | None = Field(default=None, description="The widgets face (off if absent).")
     backends: BackendsConfig | None = Field(default=None, description="Present: the backends face is on.")
     actions: ActionsConfig | None = Field(default=None, description="The actions face (off if absent).")
@@ -522,15 +529,15 @@ class HubConfig(Model):
     )
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 
-    @field_validator("pages")
+    @field_validator("pages", "assets")
     @classmethod
-    def _page_paths(cls, value: dict[str, PageConfig]) -> dict[str, PageConfig]:
+    def _page_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
         reserved = ("/api", "/static", "/yjs", "/actions", "/widgets", "/backends")
         for path in value:
             if not path.startswith("/") or path.endswith("/") or "//" in path or "?" in path:
-                raise ValueError(f"page path {path!r} must start with '/' and not end with '/'")
+                raise ValueError(f"path {path!r} must start with '/' and not end with '/'")
             if any(path == r or path.startswith(r + "/") for r in reserved):
-                raise ValueError(f"page path {path!r} collides with a reserved prefix")
+                raise ValueError(f"path {path!r} collides with a reserved prefix")
         return value
 
 
@@ -577,6 +584,7 @@ def _resolve_paths(config: HubConfig, base: Path) -> HubConfig:
     for page in config.pages.values():
         if not page.html.is_absolute():
             page.html = (base / page.html).resolve()
+    config.assets = {prefix: (base / directory).resolve() for prefix, directory in config.assets.items()}
     return config
 
 
@@ -599,7 +607,8 @@ def load_config(path: str | Path) -> HubConfig:
     """Read and validate a TOML configuration file.
 
     Raises :class:`ConfigError` for a missing file, bad TOML (with its line)
-    or invalid values (with their key paths); page HTML files must exist.
+    or invalid values (with their key paths); page HTML files and asset directories must
+    exist.
     """
     path = Path(path)
     try:
@@ -614,6 +623,10 @@ def load_config(path: str | Path) -> HubConfig:
         (f'pages."{key}".html', f"file not found: {page.html}")
         for key, page in config.pages.items()
         if not page.html.is_file()
+    ] + [
+        (f'assets."{prefix}"', f"not a directory: {directory}")
+        for prefix, directory in config.assets.items()
+        if not directory.is_dir()
     ]
     if missing:
         raise ConfigError(str(path), missing)

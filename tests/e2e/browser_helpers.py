@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from roomhub.app import node_modules_dir
 
 TIMEOUT_MS = 20_000
+
+
+@contextlib.contextmanager
+def open_tabs(
+    browser: object, *, console_errors: bool = False
+) -> Iterator[tuple[Callable[[], object], list[str]]]:
+    """A factory of tabs in one new browser context, and the list of the JavaScript errors thrown in
+    any of them (and, with ``console_errors``, of the errors they logged to the console)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 1400})  # type: ignore[attr-defined]
+    errors: list[str] = []
+
+    def make() -> object:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
+        if console_errors:
+            page.on("console", lambda msg: msg.type == "error"
+                    and errors.append(f"{page.url}: console: {msg.text}"))
+        return page
+
+    try:
+        yield make, errors
+    finally:
+        context.close()
 
 
 def require_vendor() -> None:

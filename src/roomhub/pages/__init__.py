@@ -7,7 +7,8 @@ import hashlib
 import re
 from typing import Any
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
 
 from ..faces import Face
 from ..rooms import RoomRegistry
@@ -48,9 +49,13 @@ class PagesFace(Face):
             )
 
     def routes(self) -> list[BaseRoute]:
+        """Each page and its socket, then the ``[assets]`` directories (after the pages, so that a
+        page and its socket inside an assets prefix are served as pages)."""
         routes: list[BaseRoute] = []
         for path, registry in self.rooms.items():
             routes += page_routes(self.hub, path, registry)
+        for prefix, directory in self.hub.config.assets.items():
+            routes.append(Mount(prefix, StaticFiles(directory=directory, html=True), name=f"assets:{prefix}"))
         return routes
 
     async def stop(self) -> None:

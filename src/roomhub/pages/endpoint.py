@@ -1,8 +1,9 @@
 """The pages face's ASGI adapter: the page's HTML and its room socket.
 
 ``GET <page>`` serves the page; ``<page>/ws?roomName=R`` is the room socket
-(interactive-widgets' URL layout). A missing or invalid ``roomName`` gets
-HTTP 400 with a message before the handshake.
+(interactive-widgets' URL layout); ``&roomhub=1`` asks for roomhub's additions
+(see :mod:`.protocol`). A missing or invalid ``roomName``, or a ``roomhub``
+value other than ``1``, gets HTTP 400 with a message before the handshake.
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ log = logging.getLogger("roomhub.pages")
 
 
 async def handle_frame(room: PageRoom, conn: Connection, frame: str | bytes) -> None:
-    """Hand a frame to the room; bad input becomes an error frame to its sender only."""
+    """Hand a frame to the room; bad input is logged and, for a client that asked for roomhub's
+    additions, answered by an error frame to its sender only. It never closes the connection."""
     try:
         await room.handle(conn, frame)
     except p.ProtocolError as exc:
         log.info("%s:%s: %s from %s: %s", room.namespace, room.name, exc.code, conn.peer, exc.message)
-        conn.send(p.error(exc.executor, exc.code, exc.message))
+        if p.asks_additions(conn):
+            conn.send(p.error(exc.executor, exc.code, exc.message))
 
 
 def refused(conn: Connection, exc: RoomError) -> None:
-    conn.send(p.error(None, "room-refused", exc.reason))
+    """A refused join: an error frame first to a client that reads them (the close code says why)."""
+    if p.asks_additions(conn):
+        conn.send(p.error(None, "room-refused", exc.reason))
 
 
 def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[BaseRoute]:
@@ -49,10 +54,12 @@ def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[B
         name = websocket.query_params.get("roomName")
         try:
             validate_room_name(name, hub.config.server.limits.room_name_max_length)
-        except ValueError as exc:
+            additions = p.wants_additions(websocket.query_params.get(p.ADDITIONS_PARAMETER))
+        except (ValueError, p.ProtocolError) as exc:
             await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=400))
             return
         assert name is not None
+        websocket.scope[p.ADDITIONS_SCOPE_KEY] = additions
         await serve_room_socket(
             websocket, hub, registry, name, handle_frame, refused=refused,
             left=PageRoom.forget,

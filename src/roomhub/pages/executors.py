@@ -22,6 +22,7 @@ from ..config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecuto
 from ..connections import Connection
 from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
 from . import protocol as p
+from .protocol import asks_additions
 
 if TYPE_CHECKING:
     from .room import PageRoom
@@ -32,7 +33,10 @@ KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
 
 class Scrollback:
-    """The last ``limit`` bytes of output, per stream, for late joiners."""
+    """The last ``limit`` bytes of output, per stream, for late joiners.
+
+    A trimmed stream starts on a UTF-8 character boundary: interactive-widgets' terminal
+    decodes each frame alone and throws on a partial character."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -44,7 +48,10 @@ class Scrollback:
         buf = self.chunks.setdefault(stream, bytearray())
         buf += data
         if len(buf) > self.limit:
-            del buf[: len(buf) - self.limit]
+            cut = len(buf) - self.limit
+            while cut < len(buf) and cut - (len(buf) - self.limit) < 3 and buf[cut] & 0xC0 == 0x80:
+                cut += 1  # a UTF-8 continuation byte: the character began before the cut
+            del buf[:cut]
 
     def clear(self) -> None:
         self.chunks.clear()
@@ -55,6 +62,18 @@ def limit_reason(handle: ProgramHandle) -> dict[str, str]:
     program for a limit (memory, room quota), else nothing."""
     reason = handle.limit_exceeded
     return {} if reason is None else {"reason": reason}
+
+
+def split_utf8(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` as ``(head, tail)`` where ``tail`` is an incomplete UTF-8 character ending it (at
+    most 3 bytes; empty when ``data`` ends on a character boundary or is not UTF-8 there)."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: look further back for its lead byte
+            continue
+        length = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return (data[:-back], data[-back:]) if length > back else (data, b"")
+    return data, b""
 
 
 def argv_of(command: list[str] | str) -> list[str]:
@@ -92,8 +111,37 @@ class Executor:
     async def launch(self, cols: int = 80, rows: int = 24) -> ProgramHandle:
         return await self.room.runtime_for(self.config).start(self.spec(cols, rows))
 
+    async def relay(self, handle: ProgramHandle, scrollback: Scrollback) -> None:
+        """Broadcast ``handle``'s output (kept in ``scrollback`` too) at the pace of the fastest
+        member, until it ends. Frames end on UTF-8 character boundaries (a partial character waits
+        for the next chunk of its stream): interactive-widgets' widgets decode each frame alone
+        and throw on a partial character."""
+        pending: dict[str, bytes] = {}
+
+        async def emit(stream: str, data: bytes) -> None:
+            await self.room.wait_writable()
+            scrollback.add(stream, data)
+            self.room.broadcast(p.output(self.name, stream, data))
+
+        async for stream, chunk in handle.output():
+            held = pending.get(stream)
+            data, pending[stream] = split_utf8(held + chunk if held else chunk)
+            if data:
+                await emit(stream, data)
+        for stream, rest in pending.items():
+            if rest:
+                await emit(stream, rest)
+
     def broadcast(self, message: dict[str, Any]) -> None:
+        """Send a message of interactive-widgets' protocol to every member."""
         self.room.broadcast(p.encode(self.name, message))
+
+    def announce(self, message: dict[str, Any], plain: dict[str, Any] | None = None) -> None:
+        """Send one of roomhub's additions to the members that asked for them, and ``plain``
+        (what interactive-widgets-backend sends instead, if anything) to the others."""
+        self.room.broadcast_addition(
+            p.encode(self.name, message), None if plain is None else p.encode(self.name, plain)
+        )
 
     async def start(self) -> None:
         """Called once the room's prologues have succeeded."""
@@ -104,8 +152,9 @@ class Executor:
     async def handle(self, connection: Connection, message: Any) -> None:
         raise p.ProtocolError(p.NOT_ACCEPTED, f"{self.kind} executors accept no messages", self.name)
 
-    def state_frames(self) -> list[str]:
-        """Frames that bring a late joiner up to date."""
+    def state_frames(self, additions: bool) -> list[str]:
+        """Frames that bring a late joiner up to date; ``additions``: it asked for roomhub's
+        additions (the ``state`` frame), else only frames of interactive-widgets' protocol."""
         return []
 
 
@@ -139,7 +188,7 @@ class AlwaysRunner(Executor):
         except Exception as exc:
             self.handle_ = None
             self.log.warning("%s/%s: cannot start: %s", self.room.name, self.name, exc)
-            self.broadcast({"type": "error", "code": p.START_FAILED, "message": str(exc)})
+            self.announce({"type": "error", "code": p.START_FAILED, "message": str(exc)})
 
     async def _run(self) -> None:
         delay = self.config.restart_delay
@@ -148,10 +197,7 @@ class AlwaysRunner(Executor):
             code = None
             ended: dict[str, str] = {}
             if self.handle_ is not None:
-                async for stream, chunk in self.handle_.output():
-                    await self.room.wait_writable()
-                    self.scrollback.add(stream, chunk)
-                    self.room.broadcast(p.output(self.name, stream, chunk))
+                await self.relay(self.handle_, self.scrollback)
                 code = await self.handle_.wait()
                 ended = limit_reason(self.handle_)
                 self.handle_ = None
@@ -164,13 +210,13 @@ class AlwaysRunner(Executor):
                 "%s/%s: %s, restart %d in %.2f s", self.room.name, self.name,
                 "not started" if code is None else exit_description(code), self.restarts, delay,
             )
-            self.broadcast({"type": "exited", "exitCode": code, "restartIn": delay, **ended})
+            self.announce({"type": "exited", "exitCode": code, "restartIn": delay, **ended})
             await asyncio.sleep(delay)
             delay = min(max(delay * 2, 0.05), self.config.restart_delay_max)
             started = time.monotonic()
             await self._launch()
             if self.handle_ is not None:
-                self.broadcast({"type": "restarted", "restarts": self.restarts})
+                self.announce({"type": "restarted", "restarts": self.restarts})
 
     async def stop(self) -> None:
         self._stopping = True
@@ -201,11 +247,11 @@ class AlwaysRunner(Executor):
         if self.sizes.pop(connection.id, None) is not None and self.handle_ is not None:
             await self.handle_.resize(*self.size())
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         frames = [p.encode(self.name, {
             "type": "state", "kind": self.kind, "running": self.handle_ is not None,
             "restarts": self.restarts,
-        })]
+        })] if additions else []
         frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
         return frames
 
@@ -226,8 +272,9 @@ class OnceRunner(Executor):
         return self.task is not None and not self.task.done()
 
     async def handle(self, connection: Connection, message: Any) -> None:
-        if self.running:
-            connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))
+        if self.running:  # interactive-widgets ignores the request silently
+            if asks_additions(connection):
+                connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))
             return
         self.scrollback.clear()
         self.task = asyncio.create_task(self._run(), name=f"once:{self.room.name}:{self.name}")
@@ -242,19 +289,12 @@ class OnceRunner(Executor):
             return
         timed_out = False
 
-        async def pump() -> None:
-            assert self.handle_ is not None
-            async for stream, chunk in self.handle_.output():
-                await self.room.wait_writable()
-                self.scrollback.add(stream, chunk)
-                self.room.broadcast(p.output(self.name, stream, chunk))
-
-        pumping = asyncio.create_task(pump())
+        pumping = asyncio.create_task(self.relay(self.handle_, self.scrollback))
         try:
             await asyncio.wait_for(asyncio.shield(self.handle_.wait()), self.config.timeout)
         except TimeoutError:
             timed_out = True
-            self.broadcast({"type": "timeout", "after": self.config.timeout})
+            self.announce({"type": "timeout", "after": self.config.timeout})
             self.log.info("%s/%s: timed out after %.1f s", self.room.name, self.name, self.config.timeout)
         except asyncio.CancelledError:
             await self.handle_.kill(KILL_GRACE)
@@ -266,7 +306,8 @@ class OnceRunner(Executor):
         self.last_exit = code
         ended = limit_reason(self.handle_)
         self.handle_ = None
-        self.broadcast({"type": "finished", "exitCode": code, "timedOut": timed_out, **ended})
+        self.announce({"type": "finished", "exitCode": code, "timedOut": timed_out, **ended},
+                      {"type": "finished"})
 
     async def stop(self) -> None:
         if self.task is not None and not self.task.done():
@@ -274,10 +315,10 @@ class OnceRunner(Executor):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         frames = [p.encode(self.name, {
             "type": "state", "kind": self.kind, "running": self.running, "exitCode": self.last_exit,
-        })]
+        })] if additions else []
         frames += [p.output(self.name, s, bytes(b)) for s, b in self.scrollback.chunks.items() if b]
         return frames
 

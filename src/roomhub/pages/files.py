@@ -5,8 +5,10 @@ one watcher per room) instead of running interactive-widgets' monitor
 program, but speaks the monitor's message shapes: ``{"contents": base64}``
 or ``{"error": base64}`` lines, carried base64-encoded in ``output`` frames.
 Contents go out on join and on every change (identical contents are not
-sent twice); a save is written atomically (temporary file, then rename) and
-refused above ``max_bytes``.
+sent twice), and after every save or delete even when unchanged (the
+monitor re-reads and sends after each write; interactive-widgets' editor
+stays locked until it hears back); a save is written atomically (temporary
+file, then rename) and refused above ``max_bytes``.
 
 The room's programs share the directory and may put symbolic links
 anywhere in it; every read, write and delete goes through
@@ -68,10 +70,11 @@ class FileView(Executor):
     async def start(self) -> None:
         await self.refresh()
 
-    async def refresh(self) -> None:
-        """Read the file and broadcast it if it changed (or its error if it cannot be read)."""
+    async def refresh(self, always: bool = False) -> None:
+        """Read the file and broadcast it (or its error if it cannot be read) if it changed, or
+        ``always``."""
         frame, digest = await asyncio.to_thread(self._read)
-        if digest != self.digest:
+        if always or digest != self.digest:
             self.digest, self.frame = digest, frame
             self.room.broadcast(frame)
 
@@ -83,7 +86,7 @@ class FileView(Executor):
             return p.file_error(self.name, msg), b"E" + msg.encode()
         return p.file_contents(self.name, data), b"C" + hashlib.sha256(data).digest()
 
-    def state_frames(self) -> list[str]:
+    def state_frames(self, additions: bool) -> list[str]:
         return [self.frame] if self.frame else []
 
     async def handle(self, connection: Connection, message: Any) -> None:
@@ -106,7 +109,7 @@ class FileView(Executor):
                          len(request.contents), connection.label)
             else:
                 await self._change(connection, "delete", confined.delete_file)
-            await self.refresh()  # the watcher would too; answering now keeps saves snappy
+            await self.refresh(always=True)  # the answer to a write, as the monitor's
 
     async def _change(self, connection: Connection, what: str, operation: Any, *args: Any) -> None:
         """Run ``operation(room directory, parts, *args)`` in a thread; a refusal is a ProtocolError."""

@@ -12,10 +12,16 @@ Wire-compatible with interactive-widgets-backend (see the reference
   output as ``{"type": "output", "stdout"|"stderr": base64}``; ``once`` adds
   ``started``, ``finished`` and ``errored`` (base64 message).
 
-Additions an old client ignores (new ``type`` values): ``finished`` carries
-``exitCode``; ``busy``, ``timeout``, ``exited``, ``restarted``, ``state`` (on
-join) and ``error`` (``code`` and plain-text ``message``). Frames about the
-room as a whole use ``"executor": null`` (``joined``, ``error``).
+roomhub's additions reach only a client that asks for them with the query
+parameter ``roomhub=1`` (:func:`wants_additions`): ``finished`` carries
+``exitCode`` and ``timedOut``; ``busy``, ``timeout``, ``exited``,
+``restarted``, ``state`` (on join) and ``error`` (``code`` and plain-text
+``message``) frames; frames about the room as a whole use ``"executor":
+null`` (``joined``, ``error``). A client that does not ask gets exactly the
+frames interactive-widgets-backend sends (its widgets decode every frame of
+their executor as output, so a new ``type`` would break them): ``output``,
+``started``, ``finished`` without an exit code, ``errored``; its bad input is
+logged and dropped, as there is no frame to tell it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..connections import Connection
 
 from .. import jsonlimits
 
@@ -40,6 +49,11 @@ TOO_LARGE = "too-large"
 WRITE_FAILED = "write-failed"
 PATH_REFUSED = "path-refused"  # a symbolic link (or a file for a folder) on a file executor's path
 START_FAILED = "start-failed"
+
+ADDITIONS_PARAMETER = "roomhub"  # <page>/ws?roomName=R&roomhub=1: the client reads roomhub's additions
+ADDITIONS_VERSIONS = ("1",)
+# The endpoint records the answer of wants_additions in the connection's ASGI scope under this key.
+ADDITIONS_SCOPE_KEY = "roomhub.pages.additions"
 
 
 class ProtocolError(Exception):
@@ -90,6 +104,22 @@ def unb64(text: Any, what: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ProtocolError(BAD_MESSAGE, f"{what} is not valid base64") from None
+
+
+def wants_additions(value: str | None) -> bool:
+    """Whether the query parameter ``roomhub`` (``value``; None when absent) asks for roomhub's
+    additions. Raises :class:`ProtocolError` (bad-frame) for a value other than ``"1"``."""
+    if value is None:
+        return False
+    if value not in ADDITIONS_VERSIONS:
+        known = ", ".join(ADDITIONS_VERSIONS)
+        raise ProtocolError(BAD_FRAME, f"{ADDITIONS_PARAMETER}={value[:20]!r}: known values are {known}")
+    return True
+
+
+def asks_additions(connection: Connection) -> bool:
+    """Whether ``connection`` asked for roomhub's additions on its handshake (see the endpoint)."""
+    return bool(connection.websocket.scope.get(ADDITIONS_SCOPE_KEY))
 
 
 def decode_client(text: str | bytes, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) -> ClientFrame:

@@ -5,6 +5,11 @@ initial contents, run every ``prologue`` to completion (in page order), then
 start file watching, file views and ``always`` executors. Teardown: stop
 ``always`` and ``once`` programs and the watcher, run the ``epilogue``s
 (output to the log), let the runtime release the room, remove the directory.
+
+Members are of two audiences (see :mod:`.protocol`): those that asked for
+roomhub's additions and those that speak interactive-widgets' protocol only.
+Each audience has its own bus topic, so each gets its frames in order and a
+frame is still encoded once for all the members of an audience.
 """
 
 from __future__ import annotations
@@ -12,19 +17,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..bus import Bus
 from ..config import PageConfig
-from ..connections import Connection
+from ..connections import Connection, Frame
 from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..rooms import Room
 from ..runtimes.base import Runtime, exit_description
 from . import protocol as p
 from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner, make_executor
 from .files import FileView, RoomWatcher
+from .protocol import asks_additions
 
 log = logging.getLogger("roomhub.pages.room")
 
@@ -57,6 +64,8 @@ class PageRoom(Room):
         }
         self.watcher: RoomWatcher | None = None
         self.prologue_output: list[str] = []
+        self.plain_topic = f"{self.topic}\x00plain"
+        self._unsubscribe_plain: Callable[[], None] | None = None
 
     def labels(self, executor: str | None = None) -> dict[str, str]:
         labels = {"roomhub.hub": self.ctx.hub_id, "roomhub.room": f"{self.namespace}:{self.name}"}
@@ -78,7 +87,30 @@ class PageRoom(Room):
             self.runtime_for(e.config) for e in self.executors.values() if not isinstance(e, FileView)
         }
 
+    def broadcast(self, frame: Frame) -> None:
+        """Send a frame of interactive-widgets' protocol to every member."""
+        super().broadcast(frame)
+        self.bus.publish(self.plain_topic, frame)
+
+    def broadcast_addition(self, frame: Frame, plain: Frame | None = None) -> None:
+        """Send ``frame`` to the members that asked for roomhub's additions, and ``plain`` (the
+        form interactive-widgets-backend sends, if it sends one) to the others."""
+        super().broadcast(frame)
+        if plain is not None:
+            self.bus.publish(self.plain_topic, plain)
+
+    def _deliver(self, frame: Frame) -> None:
+        for member in tuple(self.members):
+            if asks_additions(member):
+                member.send(frame)
+
+    def _deliver_plain(self, frame: Frame) -> None:
+        for member in tuple(self.members):
+            if not asks_additions(member):
+                member.send(frame)
+
     async def on_create(self) -> None:
+        self._unsubscribe_plain = self.bus.subscribe(self.plain_topic, self._deliver_plain)
         self.directory.mkdir(parents=True, exist_ok=True)
         for runtime in self._runtimes_used():
             await runtime.prepare_room(self.directory, self.labels())
@@ -108,12 +140,14 @@ class PageRoom(Room):
             raise PrologueFailed(f"prologue {step.name!r} failed ({exit_description(code)}): {tail}")
 
     async def on_join(self, connection: Connection) -> None:
-        kinds = {name: e.kind for name, e in self.executors.items()}
-        connection.send(p.encode(None, {"type": "joined", "room": self.name, "executors": kinds}))
+        additions = asks_additions(connection)
+        if additions:
+            kinds = {name: e.kind for name, e in self.executors.items()}
+            connection.send(p.encode(None, {"type": "joined", "room": self.name, "executors": kinds}))
         for frame in self.prologue_output:
             connection.send(frame)
         for executor in self.executors.values():
-            for frame in executor.state_frames():
+            for frame in executor.state_frames(additions):
                 connection.send(frame)
 
     async def handle(self, connection: Connection, frame: str | bytes) -> None:
@@ -133,6 +167,9 @@ class PageRoom(Room):
             await executor.forget(connection)
 
     async def on_teardown(self) -> None:
+        if self._unsubscribe_plain is not None:
+            self._unsubscribe_plain()
+            self._unsubscribe_plain = None
         await asyncio.gather(
             *(e.stop() for e in self.executors.values() if isinstance(e, AlwaysRunner | OnceRunner)),
             return_exceptions=True,

@@ -1,5 +1,6 @@
-// The room connection of a page: one WebSocket to `<page>/ws?roomName=R`
-// (interactive-widgets' URL layout), reconnected with exponential backoff,
+// The room connection of a page: one WebSocket to `<page>/ws?roomName=R&roomhub=1`
+// (interactive-widgets' URL layout; `roomhub=1` asks for roomhub's additions to
+// its protocol: state on join, exit codes, errors), reconnected with exponential backoff,
 // with an ordered queue of messages sent while disconnected, and frames
 // dispatched by executor name.
 //
@@ -39,7 +40,10 @@ export function ensureRoomName(loc = window.location, hist = window.history) {
   return name;
 }
 
-/** The room socket URL of a page: ws(s), hash dropped, `/ws` appended, query reduced to roomName (and token). */
+/**
+ * The room socket URL of a page: ws(s), hash dropped, `/ws` appended, query reduced to roomName
+ * (and token), plus `roomhub=1`: this client reads roomhub's additions (joined, state, error...).
+ */
 export function roomSocketURL(loc, roomName) {
   const page = new URL(loc.href);
   const url = new URL(page.href);
@@ -48,6 +52,7 @@ export function roomSocketURL(loc, roomName) {
   url.pathname = page.pathname.replace(/\/+$/, "") + "/ws";
   url.search = "";
   url.searchParams.set("roomName", roomName);
+  url.searchParams.set("roomhub", "1");
   const token = page.searchParams.get("token");
   if (token) url.searchParams.set("token", token);
   return url.href;
