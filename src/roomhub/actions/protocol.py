@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from .. import jsonlimits
+from .. import additions, jsonlimits
 
 # Error codes (HTTP-like, as Igor's 400/503).
 BAD_REQUEST = 400
@@ -52,8 +52,7 @@ CANCELLED = 499
 HANDLER_FAILED = 500
 
 INTRODUCE_SELF = "introduce_self"
-ADDITIONS_PARAMETER = "roomhub"  # /actions?roomhub=1: the client reads roomhub's additions
-ADDITIONS_VERSIONS = ("1",)
+ADDITIONS_PARAMETER = additions.PARAMETER  # ?roomhub=1: the client reads roomhub's additions
 MAX_STREAM_ID_LENGTH = 256
 MAX_ACTION_LENGTH = 256
 MAX_CLIENT_ID_LENGTH = 256
@@ -79,14 +78,13 @@ def _encode(message: dict[str, Any]) -> str:
 
 
 def wants_additions(value: str | None) -> bool:
-    """Whether the query parameter ``roomhub`` (``value``, None when absent) asks for roomhub's
-    additions; ``ProtocolError`` (400) for a value other than ``"1"``."""
-    if value is None:
-        return False
-    if value not in ADDITIONS_VERSIONS:
-        known = ", ".join(ADDITIONS_VERSIONS)
-        raise ProtocolError(BAD_REQUEST, f"{ADDITIONS_PARAMETER}={value[:20]!r}: known values are {known}")
-    return True
+    """Whether the query parameter ``roomhub`` (``value``; None when absent) asks for roomhub's
+    additions (:func:`roomhub.additions.requested`). Raises :class:`ProtocolError` (bad-request)
+    for a value other than ``"1"``."""
+    try:
+        return additions.requested(value)
+    except ValueError as exc:
+        raise ProtocolError(BAD_REQUEST, str(exc)) from None
 
 
 class ProtocolError(Exception):

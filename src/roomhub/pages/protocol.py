@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..connections import Connection
 
-from .. import jsonlimits
+from .. import additions, jsonlimits
 
 # Error codes carried by {"type": "error", "code": ...}
 BAD_JSON = "bad-json"
@@ -50,8 +50,7 @@ WRITE_FAILED = "write-failed"
 PATH_REFUSED = "path-refused"  # a symbolic link (or a file for a folder) on a file executor's path
 START_FAILED = "start-failed"
 
-ADDITIONS_PARAMETER = "roomhub"  # <page>/ws?roomName=R&roomhub=1: the client reads roomhub's additions
-ADDITIONS_VERSIONS = ("1",)
+ADDITIONS_PARAMETER = additions.PARAMETER  # ?roomhub=1: the client reads roomhub's additions
 # The endpoint records the answer of wants_additions in the connection's ASGI scope under this key.
 ADDITIONS_SCOPE_KEY = "roomhub.pages.additions"
 
@@ -108,13 +107,12 @@ def unb64(text: Any, what: str) -> bytes:
 
 def wants_additions(value: str | None) -> bool:
     """Whether the query parameter ``roomhub`` (``value``; None when absent) asks for roomhub's
-    additions. Raises :class:`ProtocolError` (bad-frame) for a value other than ``"1"``."""
-    if value is None:
-        return False
-    if value not in ADDITIONS_VERSIONS:
-        known = ", ".join(ADDITIONS_VERSIONS)
-        raise ProtocolError(BAD_FRAME, f"{ADDITIONS_PARAMETER}={value[:20]!r}: known values are {known}")
-    return True
+    additions (:func:`roomhub.additions.requested`). Raises :class:`ProtocolError` (bad-frame)
+    for a value other than ``"1"``."""
+    try:
+        return additions.requested(value)
+    except ValueError as exc:
+        raise ProtocolError(BAD_FRAME, str(exc)) from None
 
 
 def asks_additions(connection: Connection) -> bool:
