@@ -10,9 +10,18 @@ Life of a room (through :class:`roomhub.rooms.RoomRegistry`):
   answer (sync step 2 is computed from the document at that instant, so no
   update can reach it before the state it builds on);
 - every change of the document (from a client or from Python) is observed,
-  coalesced with the other changes of the same event-loop turn, sent once
+  coalesced with the other changes of the same event-loop turn and sent once
   encoded to every synced member (sender included, as the y-websocket
-  server does) and appended to the store;
+  server does);
+- the store receives, in the order the document applied them, every update
+  a client sent exactly as received, and every change made from Python. Part
+  of a client's update may not be integrated yet: a struct whose clock skips
+  ahead of what the document has, or whose origin has not arrived, waits in
+  the document until what it depends on comes, and pycrdt neither says which
+  part waits nor encodes all of it in the document's state. The change the
+  update made is therefore not enough to rebuild the document: the log of
+  applied updates, replayed in order (:func:`~.stores.load_into`), rebuilds
+  the very document joiners were synced from, waiting parts included;
 - a member's awareness states are removed, and the removal broadcast, when
   its connection ends;
 - teardown (after the registry's grace period) flushes the store and
@@ -96,8 +105,9 @@ class DocumentRoom(Room):
         self.doc = Doc()
         self._subscription: Any = None
         self._members: dict[Any, _MemberState] = {}
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # changes of this turn, to send
         self._flush_scheduled = False
+        self._applying = False  # a client's update is being applied: it is stored as received
         self.awareness_states: dict[int, str] = {}  # client id -> JSON state
         self.awareness_clocks: dict[int, int] = {}
         self.updates_applied = 0
@@ -172,11 +182,17 @@ class DocumentRoom(Room):
                     member.send(p.permission_denied(f"read-only access to document {self.name!r}"))
                 log.debug("%s: dropped an update from read-only %s", self.name, member.label)
                 return
+            self._applying = True
             try:
                 self.doc.apply_update(update)
             except ValueError as exc:
                 raise p.ProtocolError(f"update does not decode: {exc}") from None
+            finally:
+                self._applying = False
             self.updates_applied += 1
+            # Even an update that changed nothing may matter on replay: applying it again can
+            # integrate structs that were waiting, so the log holds every update applied.
+            self.ctx.store.append(self.name, update)
         elif isinstance(message, p.SyncStep1):
             self._flush()  # members already synced get what is pending before this one does
             try:
@@ -230,20 +246,20 @@ class DocumentRoom(Room):
         update = event.update
         if update == p.EMPTY_UPDATE:
             return
+        if not self._applying:  # a change made from Python (a client's is stored by handle)
+            self.ctx.store.append(self.name, update)
         self._pending.append(update)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send the changes of this turn as one update and append it to the store."""
+        """Send the changes of this turn as one update."""
         self._flush_scheduled = False
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        update = merge(pending)
-        self.broadcast(p.sync_update(update))
-        self.ctx.store.append(self.name, update)
+        self.broadcast(p.sync_update(merge(pending)))
 
     def _deliver(self, frame: Frame) -> None:
         # Document updates go to synced members only; awareness goes to everyone.
