@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
 from pycrdt import Doc, Map, Text, TransactionEvent, create_sync_message, create_update_message
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from roomhub.documents.room import MAX_WAITING
 from roomhub.documents.stores import load_into, squash
 
 from .ycl import y_client
@@ -89,6 +92,28 @@ def shuffled_updates(seed: int) -> list[bytes]:
             other.apply_update(writer.get_update(other.get_state()))
     rng.shuffle(updates)
     return updates
+
+
+async def test_too_many_waiting_updates_close_the_connection(docs_config, hub_process):
+    hub = hub_process(docs_config())
+    writer = Doc()
+    updates: list[bytes] = []
+    writer.observe(lambda event: updates.append(event.update))
+    text = writer.get("t", type=Text)
+    for i in range(MAX_WAITING + 2):
+        text += f"{i},"  # each update builds on the one before
+    async with connect(f"{hub.ws}/yjs/waiting", max_size=None) as ws:
+        await ws.recv()  # the hub's sync step 1: the room is ready
+        for update in updates[1:]:  # the first never comes: every other one waits for it
+            await ws.send(create_update_message(update))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert "wait" in closed.value.rcvd.reason
+    # What was applied is kept: the missing update completes the document.
+    await deliver(hub.ws, "waiting", [create_update_message(updates[0])])
+    assert (await joiner_view(hub.ws, "waiting"))[0] == str(text)
 
 
 def test_squash_rebuilds_the_document_its_log_builds():

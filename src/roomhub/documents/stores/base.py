@@ -46,6 +46,22 @@ def _waits(update: bytes, state: bytes) -> bool:
     return get_update(update, state)[:1] != b"\x00"
 
 
+def integrate(doc: Doc, update: bytes, waiting: list[bytes]) -> list[bytes]:
+    """Apply ``update`` to ``doc``; return which of ``waiting`` and ``update`` still wait.
+
+    ``waiting`` holds the updates applied before some of whose structs were not
+    integrated; the result is those, and ``update``, with a struct beyond the
+    document's state after this one (a state vector read and one
+    :func:`pycrdt.get_update` per update: about 3 us when nothing waits).
+    Raises ``ValueError`` for an update that does not decode.
+    """
+    doc.apply_update(update)
+    state = doc.get_state()
+    if not waiting:
+        return [update] if _waits(update, state) else waiting
+    return [u for u in (*waiting, update) if _waits(u, state)]
+
+
 def squash(updates: list[bytes]) -> list[bytes]:
     """Compact a document's log without changing what replaying it builds (see :func:`load_into`).
 
@@ -66,9 +82,7 @@ def squash(updates: list[bytes]) -> list[bytes]:
     waiting: list[bytes] = []
     cut = 0
     for index, update in enumerate(updates):
-        doc.apply_update(update)
-        state = doc.get_state()
-        waiting = [u for u in (*waiting, update) if _waits(u, state)]
+        waiting = integrate(doc, update, waiting)
         if not waiting:
             cut = index + 1
     if cut < 2:
@@ -76,7 +90,7 @@ def squash(updates: list[bytes]) -> list[bytes]:
     if cut < len(updates):
         doc = Doc()
         load_into(doc, updates[:cut])
-        state = doc.get_state()
+    state = doc.get_state()
     snapshot = doc.get_update()
     deletions = merge_updates(*(get_update(u, state) for u in updates[:cut]))
     head = [snapshot]
@@ -85,14 +99,17 @@ def squash(updates: list[bytes]) -> list[bytes]:
     return [*head, *updates[cut:]]
 
 
-def load_into(doc: Doc, updates: list[bytes]) -> None:
+def load_into(doc: Doc, updates: list[bytes]) -> list[bytes]:
     """Apply stored updates to ``doc`` one by one, in order: the document the log was written from.
 
     Never their merge applied at once: besides being slower than a squashed log, a Doc fed
     updates some of whose structs wait (see :func:`squash`) integrates them differently.
+    Returns the updates that still wait (see :func:`integrate`).
     """
+    waiting: list[bytes] = []
     for update in updates:
-        doc.apply_update(update)
+        waiting = integrate(doc, update, waiting)
+    return waiting
 
 
 class DocumentStore(abc.ABC):
