@@ -63,6 +63,21 @@ class LimitsConfig(Model):
         "before it is closed as a slow consumer (4008).",
     )
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
+    receive_rate: float = Field(
+        default=1000.0, ge=0,
+        description="Messages per second one client may send on any WebSocket, on average (a token "
+        "bucket refilled at this rate); a client over it is read no faster (the hub stops reading "
+        "it: TCP flow control slows it down). 0: no limit.",
+    )
+    receive_burst: int = Field(
+        default=2000, ge=1,
+        description="Messages one client may send at once beyond receive_rate (the bucket's size).",
+    )
+    receive_throttled_close: float = Field(
+        default=30.0, ge=0,
+        description="Seconds a client may stay held back by receive_rate without a break (until "
+        "its bucket is half full again) before it is closed with 4029. 0: never closed.",
+    )
 
 
 class ServerConfig(Model):
