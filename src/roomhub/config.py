@@ -65,9 +65,10 @@ class LimitsConfig(Model):
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
     receive_rate: float = Field(
         default=1000.0, ge=0,
-        description="Messages per second one client may send on any WebSocket, on average (a token "
-        "bucket refilled at this rate); a client over it is read no faster (the hub stops reading "
-        "it: TCP flow control slows it down). 0: no limit.",
+        description="Messages per second one client may send on a WebSocket of the hub's faces "
+        "(pages, documents, actions, widgets; not the backends proxy), on average (a token bucket "
+        "refilled at this rate); a client over it is read no faster (the hub stops reading it: TCP "
+        "flow control slows it down). 0: no limit.",
     )
     receive_burst: int = Field(
         default=2000, ge=1,
