@@ -194,7 +194,7 @@ class CallbackWebSocket(asyncio.Protocol):
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
-    __slots__ = ("_abort_timer", "_backlog", "_eof", "_fragments", "_inbox", "_inbox_pos", "_ping_unanswered",
+    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_ping_unanswered",
                  "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened", "path", "peer",
                  "server", "state", "transport", "ws")
 
@@ -219,7 +219,6 @@ class CallbackWebSocket(asyncio.Protocol):
         self._backlog: list[Request | Frame] = []
         self._turn: asyncio.Handle | None = None  # the next turn of work, while a backlog waits
         self._reading_paused = False
-        self._eof = False  # the client's EOF came behind a backlog
 
     @property
     def label(self) -> str:
@@ -241,9 +240,7 @@ class CallbackWebSocket(asyncio.Protocol):
         self._turn_of_work()
 
     def eof_received(self) -> bool | None:
-        if self._turn is not None:
-            self._eof = True  # handled once the backlog is; the transport stays open until then
-            return True
+        # Never behind a backlog: reading is paused while one waits, so EOF is read after it.
         self.ws.receive_eof()
         self._write()
         return None  # the transport closes itself
@@ -382,12 +379,6 @@ class CallbackWebSocket(asyncio.Protocol):
         if self._reading_paused:
             self._reading_paused = False
             transport.resume_reading()
-        if self._eof:
-            self._eof = False
-            self.ws.receive_eof()
-            self._write()
-            if not transport.is_closing():
-                transport.close()
 
     def _write(self) -> None:
         data = self.ws.data_to_send()
