@@ -13,10 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pycrdt import Doc, Text, create_update_message
+from pycrdt import create_update_message
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from documents.ycl import typed_updates
 from hubtest import eventually, write_config
 from pageclient import PageClient
 
@@ -98,12 +99,7 @@ async def test_a_flooding_document_client_does_not_starve_another_rooms_terminal
 async def test_a_client_over_the_receive_rate_is_read_no_faster(tmp_path, hub_process):
     limits = "receive_rate = 200\nreceive_burst = 100\nreceive_throttled_close = 0"
     hub = hub_process(config(tmp_path, limits))
-    doc = Doc()
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    text = doc.get("t", type=Text)
-    for _ in range(3000):
-        text += "x"
+    updates, _ = typed_updates(3000)
     async with connect(f"{hub.ws}/yjs/throttled", max_size=None) as ws:
         await ws.recv()  # the room is ready
         started = time.monotonic()

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from roomhub.documents.room import MAX_WAITING
 from roomhub.documents.stores import load_into, squash
 
-from .ycl import y_client
+from .ycl import typed_updates, y_client
 
 # ``[0, 2, update]``: "hello" inserted in root text "t" by client 424247 at clock 5, whose
 # clocks 0-4 the document never had.
@@ -96,12 +96,7 @@ def shuffled_updates(seed: int) -> list[bytes]:
 
 async def test_too_many_waiting_updates_close_the_connection(docs_config, hub_process):
     hub = hub_process(docs_config())
-    writer = Doc()
-    updates: list[bytes] = []
-    writer.observe(lambda event: updates.append(event.update))
-    text = writer.get("t", type=Text)
-    for i in range(MAX_WAITING + 2):
-        text += f"{i},"  # each update builds on the one before
+    updates, text = typed_updates(MAX_WAITING + 2, key="t")  # each builds on the one before
     async with connect(f"{hub.ws}/yjs/waiting", max_size=None) as ws:
         await ws.recv()  # the hub's sync step 1: the room is ready
         for update in updates[1:]:  # the first never comes: every other one waits for it
@@ -113,7 +108,7 @@ async def test_too_many_waiting_updates_close_the_connection(docs_config, hub_pr
     assert "wait" in closed.value.rcvd.reason
     # What was applied is kept: the missing update completes the document.
     await deliver(hub.ws, "waiting", [create_update_message(updates[0])])
-    assert (await joiner_view(hub.ws, "waiting"))[0] == str(text)
+    assert (await joiner_view(hub.ws, "waiting"))[0] == text
 
 
 def test_squash_rebuilds_the_document_its_log_builds():
