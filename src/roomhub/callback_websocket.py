@@ -70,7 +70,7 @@ _wire_log.setLevel(logging.WARNING)
 
 Message = str | bytes
 SLOW_CONSUMER = 4008
-FEED_BYTES = 4 * 1024
+FEED_BYTES = 1024
 """Received bytes handed to the frame parser at once (it parses every frame they hold)."""
 TURN_BYTES = 256 * 1024
 """Received bytes of one connection parsed in one turn of the event loop, at most."""

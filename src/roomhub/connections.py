@@ -58,7 +58,7 @@ class CloseCode(IntEnum):
     RATE_LIMITED = 4029  # the client sent over limits.receive_rate for too long (as HTTP 429)
 
 
-TURN_MESSAGES = 16
+TURN_MESSAGES = 8
 """Messages of one connection handled in one turn of the event loop before others get theirs."""
 
 
