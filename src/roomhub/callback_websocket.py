@@ -69,7 +69,6 @@ _wire_log = logging.getLogger("roomhub.websocket.wire")
 _wire_log.setLevel(logging.WARNING)
 
 Message = str | bytes
-SLOW_CONSUMER = 4008
 FEED_BYTES = 1024
 """Received bytes handed to the frame parser at once (it parses every frame they hold)."""
 TURN_BYTES = 256 * 1024
@@ -280,7 +279,7 @@ class CallbackWebSocket(asyncio.Protocol):
         if transport is not None and transport.get_write_buffer_size() > self.server.max_buffer_bytes:
             log.warning("%s: %d bytes unsent, closing as slow consumer", self.label,
                         transport.get_write_buffer_size())
-            self.close(SLOW_CONSUMER, "send buffer overflow: client too slow")
+            self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow: client too slow")
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
