@@ -103,6 +103,7 @@ class ServerProcess:
     :meth:`ready`, and on exit sends SIGTERM and waits for a clean shutdown
     (SIGKILL after ``stop_timeout`` seconds). Output goes to
     ``workdir/<name>.log``. Subclasses give :meth:`argv` and :meth:`ready`.
+    ``src`` is the source folder put on its ``PYTHONPATH`` (default: this tree's).
     """
 
     name = "server"
@@ -113,7 +114,9 @@ class ServerProcess:
         *,
         start_timeout: float = 30.0,
         stop_timeout: float = 30.0,
+        src: Path | None = None,
     ) -> None:
+        self.src = src or SRC
         self._tmp = (
             None if workdir is not None else tempfile.TemporaryDirectory(prefix="roomhub-bench-")
         )
@@ -143,7 +146,7 @@ class ServerProcess:
             return True
 
     def __enter__(self) -> Self:
-        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        env = {**os.environ, "PYTHONPATH": str(self.src)}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
         self.ps = psutil.Process(self.proc.pid)

@@ -29,6 +29,16 @@ What each connection gets:
   consumer) and its transport aborted if the close does not go through;
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
+- **fair share**: what a connection received is parsed :data:`FEED_BYTES`
+  at a time and handled :data:`~roomhub.connections.TURN_MESSAGES` frames
+  (and at most :data:`TURN_BYTES` bytes) per turn of the event loop; the
+  rest waits for a later turn, with the transport's reading paused, so
+  other connections' callbacks run in between (one read of a fast sender
+  brings up to 256 KiB: thousands of small frames). Each connection also has a
+  :class:`~roomhub.connections.ReceiveBudget` (``receive_rate`` frames per
+  second, ``receive_burst`` at once): over it, its frames wait (reading
+  paused: TCP flow control slows the client down), and a client held back
+  ``receive_throttled_close`` seconds without a break is closed with 4029;
 - **close**: a close frame is answered and the TCP connection closed by the
   server (RFC 6455 section 7.1.1); a client that does not complete the close
   handshake within ``close_timeout`` seconds is aborted. Whatever ends a
@@ -44,11 +54,12 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from .connections import TURN_MESSAGES, CloseCode, ReceiveBudget
 from .security import Door
 
 log = logging.getLogger("roomhub.websocket")
@@ -58,7 +69,10 @@ _wire_log = logging.getLogger("roomhub.websocket.wire")
 _wire_log.setLevel(logging.WARNING)
 
 Message = str | bytes
-SLOW_CONSUMER = 4008
+FEED_BYTES = 1024
+"""Received bytes handed to the frame parser at once (it parses every frame they hold)."""
+TURN_BYTES = 256 * 1024
+"""Received bytes of one connection parsed in one turn of the event loop, at most."""
 
 
 class SocketEndpoint:
@@ -90,12 +104,19 @@ class CallbackSockets:
     """The hub's callback WebSocket endpoints and their open connections.
 
     ``max_size`` (bytes) bounds a message, ``max_buffer_bytes`` a client's unsent bytes,
-    ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings).
+    ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings);
+    ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
+    ``receive_throttled_close`` (seconds, 0: never) make each connection's
+    :class:`~roomhub.connections.ReceiveBudget`.
     """
 
     def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,
-                 close_timeout: float = 5.0) -> None:
+                 close_timeout: float = 5.0, receive_rate: float = 0.0, receive_burst: int = 1,
+                 receive_throttled_close: float = 0.0) -> None:
         self.door = door
+        self.receive_rate = receive_rate
+        self.receive_burst = receive_burst
+        self.receive_throttled_close = receive_throttled_close
         self.max_size = max_size
         self.max_buffer_bytes = max_buffer_bytes
         self.ping_interval = ping_interval
@@ -172,8 +193,9 @@ class CallbackWebSocket(asyncio.Protocol):
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
-    __slots__ = ("_abort_timer", "_fragments", "_ping_unanswered", "closing", "endpoint", "opened",
-                 "path", "peer", "server", "state", "transport", "ws")
+    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_ping_unanswered",
+                 "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened", "path", "peer",
+                 "server", "state", "transport", "ws")
 
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
@@ -189,6 +211,13 @@ class CallbackWebSocket(asyncio.Protocol):
         self._fragments: tuple[Opcode, list[bytes]] | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
+        self.budget = ReceiveBudget(server.receive_rate, server.receive_burst, server.receive_throttled_close)
+        # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
+        self._inbox = b""
+        self._inbox_pos = 0  # where in _inbox parsing resumes
+        self._backlog: list[Request | Frame] = []
+        self._turn: asyncio.Handle | None = None  # the next turn of work, while a backlog waits
+        self._reading_paused = False
 
     @property
     def label(self) -> str:
@@ -202,28 +231,25 @@ class CallbackWebSocket(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
-        ws = self.ws
-        ws.receive_data(data)
-        for event in ws.events_received():
-            if isinstance(event, Request):
-                self._handshake(event)
-                continue
-            opcode = event.opcode
-            if opcode is Opcode.BINARY or opcode is Opcode.TEXT or opcode is Opcode.CONT:
-                self._frame(opcode, event.data, event.fin)
-            elif opcode is Opcode.PONG:
-                self._ping_unanswered = False
-            elif opcode is Opcode.CLOSE:
-                self.closing = True
-        self._write()
+        if self._turn is not None:  # behind already: the coming turns take it in order
+            self._inbox = self._inbox[self._inbox_pos:] + data
+            self._inbox_pos = 0
+            return
+        self._inbox, self._inbox_pos = data, 0
+        self._turn_of_work()
 
     def eof_received(self) -> bool | None:
+        # Never behind a backlog: reading is paused while one waits, so EOF is read after it.
         self.ws.receive_eof()
         self._write()
         return None  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        self._inbox, self._inbox_pos, self._backlog = b"", 0, []
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -239,9 +265,10 @@ class CallbackWebSocket(asyncio.Protocol):
     def send(self, message: Message) -> bool:
         """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
 
-        False if the connection is closing. A client whose unsent bytes pass
+        False if the connection is closing (the client's close frame may have been read while
+        messages it sent before are still being handled). A client whose unsent bytes pass
         ``max_buffer_bytes`` is closed with 4008 (slow consumer)."""
-        if self.closing or not self.opened:
+        if self.closing or not self.opened or self.ws.state is not State.OPEN:
             return False
         if isinstance(message, str):
             self.ws.send_text(message.encode())
@@ -252,7 +279,7 @@ class CallbackWebSocket(asyncio.Protocol):
         if transport is not None and transport.get_write_buffer_size() > self.server.max_buffer_bytes:
             log.warning("%s: %d bytes unsent, closing as slow consumer", self.label,
                         transport.get_write_buffer_size())
-            self.close(SLOW_CONSUMER, "send buffer overflow: client too slow")
+            self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow: client too slow")
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -274,10 +301,12 @@ class CallbackWebSocket(asyncio.Protocol):
             self.transport.abort()
 
     def keepalive(self) -> None:
-        """Ping, or close with 1011 when the previous ping went unanswered (called periodically)."""
+        """Ping, or close with 1011 when the previous ping went unanswered and nothing the
+        client sent waits unread (called periodically)."""
         if self.closing or self.ws.state is not State.OPEN:
             return
-        if self._ping_unanswered:
+        # A client whose frames wait unread (a backlog, reading paused) may have answered already.
+        if self._ping_unanswered and not self._reading_paused:
             log.info("%s: keepalive ping unanswered, closing", self.label)
             self.close(1011, "keepalive ping timeout")
             if self.transport is not None:  # a peer that does not answer pings will not close
@@ -288,6 +317,68 @@ class CallbackWebSocket(asyncio.Protocol):
         self._write()
 
     # -- internals ---------------------------------------------------------------------
+    def _turn_of_work(self) -> None:
+        """Handle at most a turn's worth of what was received (see the module's fair share);
+        pause reading and come back in a later turn of the loop if some is left."""
+        self._turn = None
+        ws, budget = self.ws, self.budget
+        loop = asyncio.get_running_loop()
+        events, index, frames, parsed, wait = self._backlog, 0, 0, 0, 0.0
+        while frames < TURN_MESSAGES:
+            if index == len(events):
+                inbox, pos = self._inbox, self._inbox_pos
+                if pos == len(inbox) or parsed >= TURN_BYTES:
+                    break
+                chunk = inbox[pos:pos + FEED_BYTES]
+                self._inbox_pos = pos + len(chunk)
+                parsed += len(chunk)
+                ws.receive_data(chunk)
+                events, index = ws.events_received(), 0
+                continue
+            event = events[index]
+            if isinstance(event, Request):
+                index += 1
+                self._handshake(event)
+                continue
+            if self.opened and not self.closing:
+                wait = budget.take(loop.time())
+                if wait > 0:
+                    if budget.overdue(loop.time()):
+                        log.warning("%s: over the receive rate for %.0f s, closing", self.label,
+                                    budget.close_after)
+                        self.close(CloseCode.RATE_LIMITED, "receive rate limit exceeded")
+                        wait = 0.0  # what is left is only read for the close handshake
+                        continue
+                    break
+            index += 1
+            frames += 1
+            opcode = event.opcode
+            if opcode is Opcode.BINARY or opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                self._frame(opcode, event.data, event.fin)
+            elif opcode is Opcode.PONG:
+                self._ping_unanswered = False
+            elif opcode is Opcode.CLOSE:
+                self.closing = True
+        self._backlog = events[index:] if index < len(events) else []
+        self._write()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._inbox_pos == len(self._inbox):
+            self._inbox, self._inbox_pos = b"", 0
+        if self._backlog or self._inbox:
+            if not self._reading_paused:
+                self._reading_paused = True
+                transport.pause_reading()
+            if wait:
+                self._turn = loop.call_later(wait, self._turn_of_work)
+            else:
+                self._turn = loop.call_soon(self._turn_of_work)
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+
     def _write(self) -> None:
         data = self.ws.data_to_send()
         if not data:

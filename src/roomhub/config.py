@@ -80,6 +80,22 @@ class LimitsConfig(Model):
         default=1000, ge=1,
         description="Connections waiting for their request head at once; a new one closes the oldest.",
     )
+    receive_rate: float = Field(
+        default=1000.0, ge=0,
+        description="Messages per second one client may send on a WebSocket of the hub's faces "
+        "(pages, documents, actions, widgets; not the backends proxy), on average (a token bucket "
+        "refilled at this rate); a client over it is read no faster (the hub stops reading it: TCP "
+        "flow control slows it down). 0: no limit.",
+    )
+    receive_burst: int = Field(
+        default=2000, ge=1,
+        description="Messages one client may send at once beyond receive_rate (the bucket's size).",
+    )
+    receive_throttled_close: float = Field(
+        default=30.0, ge=0,
+        description="Seconds a client may stay held back by receive_rate without a break (until "
+        "its bucket is half full again) before it is closed with 4029. 0: never closed.",
+    )
 
 
 class ServerConfig(Model):

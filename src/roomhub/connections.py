@@ -8,6 +8,14 @@ nothing is queued and the server offers a synchronous write (see
 :mod:`.websocket_server`). When the queue is full the connection is closed
 with :attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the
 room keeps its pace and the client learns why.
+
+On the receiving side every connection has a :class:`ReceiveBudget` (a token
+bucket over the messages it sends) and yields to the event loop after every
+:data:`TURN_MESSAGES` messages, so one client sending as fast as it can gets
+its share of the hub and no more: over its budget it is simply read no
+faster (the server stops reading it, TCP flow control slows it down), and a
+client held back for ``limits.receive_throttled_close`` seconds without a
+break is closed with :attr:`CloseCode.RATE_LIMITED`.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .config import LimitsConfig
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
@@ -46,6 +55,63 @@ class CloseCode(IntEnum):
     NOT_FOUND = 4004  # no such room, session or resource
     SLOW_CONSUMER = 4008  # the client did not read fast enough: its send queue overflowed
     ROOM_FAILED = 4011  # the room could not be created (e.g. a prologue failed)
+    RATE_LIMITED = 4029  # the client sent over limits.receive_rate for too long (as HTTP 429)
+
+
+TURN_MESSAGES = 8
+"""Messages of one connection handled in one turn of the event loop before others get theirs."""
+
+
+class ReceiveBudget:
+    """A token bucket over the messages one client sends (``limits.receive_*`` keys).
+
+    It holds ``burst`` messages and refills at ``rate`` messages per second
+    (0: no limit). :meth:`take` spends one or says how long to wait. The
+    client counts as held back from the first message that had to wait until
+    its bucket is half full again; :meth:`overdue` is True once that lasted
+    ``close_after`` seconds (0: never).
+    """
+
+    __slots__ = ("burst", "close_after", "held_since", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, close_after: float = 0.0) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.close_after = close_after
+        self.tokens = float(burst)
+        self.stamp = 0.0  # loop time of the last refill (0: never)
+        self.held_since: float | None = None
+
+    @classmethod
+    def from_limits(cls, limits: LimitsConfig) -> ReceiveBudget:
+        """The budget ``limits`` (``server.limits``) gives each connection."""
+        return cls(limits.receive_rate, limits.receive_burst, limits.receive_throttled_close)
+
+    def take(self, now: float) -> float:
+        """Spend one message at loop time ``now`` (seconds): 0.0, or (nothing spent) the seconds
+        until a turn's worth (:data:`TURN_MESSAGES`, at most ``burst``) is available: a client
+        over its budget is then read in turns, not woken for every message."""
+        rate = self.rate
+        if rate <= 0:
+            return 0.0
+        tokens = self.tokens
+        if self.stamp:
+            tokens = min(self.burst, tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            if self.held_since is not None and tokens >= self.burst / 2:
+                self.held_since = None
+            return 0.0
+        self.tokens = tokens
+        if self.held_since is None:
+            self.held_since = now
+        return (min(float(TURN_MESSAGES), self.burst) - tokens) / rate
+
+    def overdue(self, now: float) -> bool:
+        """True if the client has been held back ``close_after`` seconds or more without a break."""
+        since = self.held_since
+        return since is not None and self.close_after > 0 and now - since >= self.close_after
 
 
 _CLOSE = object()
@@ -95,7 +161,8 @@ class AsgiSocket:
 class Connection:
     """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue.
 
-    ``queue_size`` is counted in frames. Call :meth:`send` from anywhere in the event
+    ``queue_size`` is counted in frames; ``budget`` bounds what the client may send (see
+    :meth:`next_frame`; None: no bound but the turns). Call :meth:`send` from anywhere in the event
     loop once the handshake was accepted. A writer task drains the queue; it exists
     only while frames wait (started by the first :meth:`send` of a turn, ended when
     the queue is empty), so an idle connection holds no task, queue object or event.
@@ -105,12 +172,15 @@ class Connection:
 
     __slots__ = (
         "_abandoned", "_batch", "_closer", "_drained", "_drained_event", "_frames", "_high",
-        "_low", "_max", "_reader", "_writer", "close_code", "close_reason", "closing", "id",
-        "label", "websocket",
+        "_low", "_max", "_reader", "_turn", "_writer", "budget", "close_code", "close_reason",
+        "closing", "id", "label", "websocket",
     )
 
-    def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "") -> None:
+    def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "",
+                 budget: ReceiveBudget | None = None) -> None:
         self.websocket = websocket
+        self.budget = budget
+        self._turn = 0  # messages received since this connection's task last yielded
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
         self._frames: deque[object] | None = None  # made when a frame waits, dropped when none does
@@ -279,7 +349,34 @@ class Connection:
 
         A plain coroutine (no async generator object lives between frames): the loop of a
         long-lived idle connection costs as little as possible.
+
+        Fair share: the task yields to the loop every :data:`TURN_MESSAGES` frames (frames
+        already received are otherwise returned without a pause), and a client over its
+        :class:`ReceiveBudget` waits here, its next frames left unread meanwhile, so the
+        server stops reading it. One held back too long is closed with
+        :attr:`CloseCode.RATE_LIMITED` (4029), and None is returned.
         """
+        frame = await self._receive()
+        if frame is None:
+            return None
+        self._turn += 1
+        if self._turn >= TURN_MESSAGES:
+            self._turn = 0
+            await asyncio.sleep(0)
+        budget = self.budget
+        if budget is not None:
+            loop = asyncio.get_running_loop()
+            while (wait := budget.take(loop.time())) > 0:
+                if budget.overdue(loop.time()):
+                    log.warning("%s (%s): over the receive rate for %.0f s, closing", self.label,
+                                self.peer, budget.close_after)
+                    await self.aclose(CloseCode.RATE_LIMITED, "receive rate limit exceeded")
+                    return None
+                await asyncio.sleep(wait)
+                self._turn = 0
+        return frame
+
+    async def _receive(self) -> Frame | None:
         ws = self.websocket
         self._reader = asyncio.current_task()
         while True:

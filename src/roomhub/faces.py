@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from .callback_websocket import SocketEndpoint
-from .connections import AsgiSocket, CloseCode, Connection, Frame
+from .connections import AsgiSocket, CloseCode, Connection, Frame, ReceiveBudget
 from .rooms import Room, RoomError, RoomRegistry
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ async def serve_room_socket(
         if await websocket.accept() is False:  # an AsgiSocket whose client left first
             return
         label = f"{registry.namespace}:{name}"
-        conn = Connection(websocket, hub.config.server.limits.send_queue_frames, label)
+        limits = hub.config.server.limits
+        conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits))
         try:
             room = await registry.join(name, conn)
         except RoomError as exc:

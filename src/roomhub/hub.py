@@ -83,6 +83,8 @@ class Hub:
         self.sockets = CallbackSockets(
             self.door, max_size=limits.max_frame_bytes,
             max_buffer_bytes=limits.send_buffer_bytes, ping_interval=server.ping_interval,
+            receive_rate=limits.receive_rate, receive_burst=limits.receive_burst,
+            receive_throttled_close=limits.receive_throttled_close,
         )
         self.sockets.add(e for face in self.faces for e in face.socket_endpoints())
 

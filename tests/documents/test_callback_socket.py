@@ -19,7 +19,7 @@ from hubtest import eventually
 from roomhub.documents import protocol as p
 
 from .test_endpoint import closed_with
-from .ycl import y_client
+from .ycl import typed_updates, y_client
 
 
 def raw_handshake(port: int, path: str, rcvbuf: int | None = None, extra: str = "") -> socket.socket:
@@ -152,3 +152,23 @@ async def test_sigterm_closes_document_clients_with_1001_and_exits_0(docs_config
         assert code == 1001 and reason == "hub shutting down"
         assert await stopping == 0
     assert "shutdown complete" in hub.log()
+
+
+async def test_frames_sent_before_a_half_close_are_all_handled(docs_config, in_process_hub):
+    """Thousands of frames then EOF in one go: they are handled over several turns of the loop
+    (a fair share at a time), and the EOF, read once they are, drops none of them."""
+    updates, text = typed_updates(2000)
+    frames = b"".join(
+        Frame(Opcode.BINARY, p.sync_update(u)).serialize(mask=True, extensions=[]) for u in updates
+    )
+    async with in_process_hub(docs_config(grace_period=30)) as h:
+        sock = await asyncio.to_thread(raw_handshake, h.port, "/yjs/half-closed")
+        try:
+            await asyncio.sleep(0.2)  # the room is ready (frames sent before it are capped)
+            await asyncio.to_thread(sock.sendall, frames)
+            sock.shutdown(socket.SHUT_WR)
+            room = await eventually(lambda: h.hub.face("documents").get_room("half-closed"))
+            await eventually(lambda: room.to_json().get("text") == text, within=30,
+                             what="every update sent before the EOF")
+        finally:
+            sock.close()

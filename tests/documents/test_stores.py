@@ -180,15 +180,18 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
     assert kills_mid_compaction >= 1, "no kill landed during a compaction: make compaction longer"
 
 
-def test_squash_keeps_updates_that_could_not_be_integrated():
+def test_squash_keeps_the_updates_from_the_first_that_waits_as_they_are():
     from roomhub.documents.stores import squash
 
-    updates, expected = edits(3)  # "0,1,2,": each update depends on the one before
+    updates, expected = edits(5)  # "0,1,2,3,4,": each update depends on the one before
     other, _ = edits(1)
-    rows = squash([updates[0], updates[2], *other])  # updates[1] never arrived
-    assert len(rows) == 2 and rows[1] == updates[2]  # the snapshot, then the orphan kept as is
+    log = [updates[0], updates[1], updates[3], *other, updates[4]]  # updates[2] never arrived
+    rows = squash(log)
+    assert rows[1:] == [updates[3], *other, updates[4]]  # a snapshot, then the rest as it came
+    assert rows[0] != updates[0] and text_of(rows[:1]) == "0,1,"
     doc = Doc()
-    for row in [*rows, updates[1]]:  # the missing update arrives later: nothing was lost
+    for row in [*rows, updates[2]]:  # the missing update arrives later: nothing was lost
         doc.apply_update(row)
-    assert str(doc.get("text", type=Text)).count("0,1,2,") == 1
+    assert str(doc.get("text", type=Text)).count(expected) == 1
     assert len(str(doc.get("text", type=Text))) == len(expected) + len("0,")
+    assert squash([updates[0], updates[3], updates[4]]) == [updates[0], updates[3], updates[4]]

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from pycrdt import Doc, Provider
+from pycrdt import Doc, Provider, Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -39,6 +39,18 @@ class WebsocketsChannel:
 
     async def recv(self) -> bytes:
         return await self.__anext__()
+
+
+def typed_updates(count: int, key: str = "text") -> tuple[list[bytes], str]:
+    """The updates of a client typing ``count`` characters at the end of root text ``key``
+    (each builds on the one before), and the text they make."""
+    doc = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    text = doc.get(key, type=Text)
+    for i in range(count):
+        text += str(i % 10)
+    return updates, str(text)
 
 
 @dataclass

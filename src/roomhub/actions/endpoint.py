@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import AsgiSocket, CloseCode, Connection
+from ..connections import AsgiSocket, CloseCode, Connection, ReceiveBudget
 from ..security import origin_allowed
 from ..sessions import SessionLimitReached
 from .files import FileAccessError, FileServer
@@ -54,7 +54,7 @@ _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
     """The raw ASGI app of ``/actions`` and ``/actions/<anything>`` (Igor's Angular client appends
     its id; it is ignored). Served ahead of the router (see :meth:`~roomhub.faces.Face.shortcuts`)."""
-    queue_size = hub.config.server.limits.send_queue_frames
+    limits = hub.config.server.limits
 
     async def socket(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = AsgiSocket(scope, receive, send)
@@ -65,7 +65,8 @@ def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
         try:
             if not await websocket.accept():
                 return
-            conn = Connection(websocket, queue_size, "actions")
+            budget = ReceiveBudget.from_limits(limits)
+            conn = Connection(websocket, limits.send_queue_frames, "actions", budget)
             params = websocket.query_params
             try:
                 additions = wants_additions(params.get(ADDITIONS_PARAMETER))

@@ -4,14 +4,17 @@
 ``y-websocket`` npm client (``new WebsocketProvider('ws://host:port/yjs',
 room, doc)``) and pycrdt providers. It is a callback endpoint
 (:mod:`roomhub.callback_websocket`): a connection holds no task while idle,
-and every frame is handled in the step it arrives in. Close codes: 1003 for
-a text frame, 1007 for a frame or update that does not decode, 1008 for a
-policy breach (too many awareness ids, too many frames before the room is
-ready), 1009 for a frame over ``limits.max_frame_bytes``, 4003 when the
-access hook denies (after a permission-denied message), 4008 for a client
-that does not read (``limits.send_buffer_bytes``), 1013 when a limit is
-reached, 4011 when the room cannot be loaded, 1011 for a keepalive ping left
-unanswered. An invalid room name gets HTTP 400 before the handshake.
+and every frame is handled in the turn of the loop it arrives in (a fast
+sender's frames a turn's worth at a time, within its receive budget). Close
+codes: 1003 for a text frame, 1007 for a frame or update that does not
+decode, 1008 for a policy breach (too many awareness ids, too many frames
+before the room is ready, too many updates waiting for missing ones), 1009
+for a frame over ``limits.max_frame_bytes``, 4003 when the access hook
+denies (after a permission-denied message), 4008 for a client that does not
+read (``limits.send_buffer_bytes``), 4029 for a client held back by
+``limits.receive_rate`` for ``limits.receive_throttled_close`` seconds, 1013
+when a limit is reached, 4011 when the room cannot be loaded, 1011 for a
+keepalive ping left unanswered. An invalid room name gets HTTP 400 before the handshake.
 """
 
 from __future__ import annotations

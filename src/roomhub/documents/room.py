@@ -10,9 +10,22 @@ Life of a room (through :class:`roomhub.rooms.RoomRegistry`):
   answer (sync step 2 is computed from the document at that instant, so no
   update can reach it before the state it builds on);
 - every change of the document (from a client or from Python) is observed,
-  coalesced with the other changes of the same event-loop turn, sent once
+  coalesced with the other changes of the same event-loop turn and sent once
   encoded to every synced member (sender included, as the y-websocket
-  server does) and appended to the store;
+  server does);
+- the store receives the updates the document applied, in that order, so
+  that replaying them (:func:`~.stores.load_into`) rebuilds the very
+  document joiners were synced from. Part of a client's update may not be
+  integrated yet: a struct whose clock skips ahead of what the document has,
+  or whose origin has not arrived, waits in the document until what it
+  depends on comes, and pycrdt neither says which part waits nor encodes all
+  of it in the document's state; and a Doc integrates such structs
+  differently depending on the order updates come in. So while nothing
+  waits (:func:`~.stores.integrate` tells), the updates of one turn are
+  stored as one merged row, as they are sent; an update some of whose
+  structs wait, and every update while one does, is stored alone, exactly
+  as received. More than :data:`MAX_WAITING` waiting updates close the
+  connection that sent the last one (1008);
 - a member's awareness states are removed, and the removal broadcast, when
   its connection ends;
 - teardown (after the registry's grace period) flushes the store and
@@ -34,11 +47,13 @@ from ..connections import Frame
 from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..rooms import Room
 from . import protocol as p
-from .stores import DocumentStore, load_into, merge
+from .stores import DocumentStore, integrate, load_into, merge
 
 log = logging.getLogger("roomhub.documents.room")
 
 NAMESPACE = "yjs"
+MAX_WAITING = 64
+"""Updates with structs waiting for missing ones a document keeps (each costs every update a check)."""
 
 
 class Member(Protocol):
@@ -98,8 +113,11 @@ class DocumentRoom(Room):
         self.doc = Doc()
         self._subscription: Any = None
         self._members: dict[Any, _MemberState] = {}
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] = []  # changes of this turn, to send
+        self._stored: list[bytes] = []  # updates of this turn to store as one row (nothing waits)
+        self._waiting: list[bytes] = []  # applied updates some of whose structs wait (stores.integrate)
         self._flush_scheduled = False
+        self._applying = False  # a client's update is being applied: it is stored as received
         self.awareness_states: dict[int, str] = {}  # client id -> JSON state
         self.awareness_clocks: dict[int, int] = {}
         self.updates_applied = 0
@@ -107,7 +125,7 @@ class DocumentRoom(Room):
     # -- lifecycle ------------------------------------------------------------
     async def on_create(self) -> None:
         updates = await self.ctx.store.load(self.name)
-        load_into(self.doc, updates)
+        self._waiting = load_into(self.doc, updates)
         self._subscription = self.doc.observe(self._on_change)
 
     async def on_teardown(self) -> None:
@@ -174,11 +192,24 @@ class DocumentRoom(Room):
                     member.send(p.permission_denied(f"read-only access to document {self.name!r}"))
                 log.debug("%s: dropped an update from read-only %s", self.name, member.label)
                 return
+            waited = bool(self._waiting)
+            self._applying = True
             try:
-                self.doc.apply_update(update)
+                self._waiting = integrate(self.doc, update, self._waiting)
             except ValueError as exc:
                 raise p.ProtocolError(f"update does not decode: {exc}") from None
+            finally:
+                self._applying = False
             self.updates_applied += 1
+            if waited or self._waiting:
+                self._store_alone(update)
+                if len(self._waiting) > MAX_WAITING:
+                    raise p.ProtocolError(
+                        f"more than {MAX_WAITING} updates wait for updates that never came", code=1008
+                    )
+            else:
+                self._stored.append(update)
+                self._schedule_flush()
         elif isinstance(message, p.SyncStep1):
             self._flush()  # members already synced get what is pending before this one does
             try:
@@ -232,20 +263,37 @@ class DocumentRoom(Room):
         update = event.update
         if update == p.EMPTY_UPDATE:
             return
+        if not self._applying:  # a change made from Python (a client's is stored by handle)
+            if self._waiting:
+                self._store_alone(update)
+            else:
+                self._stored.append(update)
         self._pending.append(update)
+        self._schedule_flush()
+
+    def _store_alone(self, update: bytes) -> None:
+        """Append ``update`` to the store as its own row, after the rows of this turn so far."""
+        if self._stored:
+            self.ctx.store.append(self.name, merge(self._stored))
+            self._stored = []
+        self.ctx.store.append(self.name, update)
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Send the changes of this turn as one update and append it to the store."""
+        """Send the changes of this turn as one update; store the updates of this turn that
+        wait for nothing as one row."""
         self._flush_scheduled = False
+        if self._stored:
+            stored, self._stored = self._stored, []
+            self.ctx.store.append(self.name, merge(stored))
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        update = merge(pending)
-        self.broadcast(p.sync_update(update))
-        self.ctx.store.append(self.name, update)
+        self.broadcast(p.sync_update(merge(pending)))
 
     def _deliver(self, frame: Frame) -> None:
         # Document updates go to synced members only; awareness goes to everyone.

@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import jsonlimits
-from ..connections import AsgiSocket, CloseCode, Connection
+from ..connections import AsgiSocket, CloseCode, Connection, ReceiveBudget
 from ..rooms import RoomError
 from . import protocol as p
 from . import renderer
@@ -89,7 +89,8 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     if not await websocket.accept():
         hub.connections.release()
         return
-    conn = Connection(websocket, hub.config.server.limits.send_queue_frames, "widgets")
+    limits = hub.config.server.limits
+    conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits))
     session: WidgetSession | None = None
     try:
         frames = conn.receive()

@@ -6,13 +6,15 @@ from .base import DocumentStore, StoredDocument, squash
 
 
 class MemoryStore(DocumentStore):
-    """Every document's updates in a list; ``compact_after`` updates trigger a compaction."""
+    """Every document's updates in a list; ``compact_after`` updates more than the last
+    compaction left trigger a compaction."""
 
     name = "memory"
 
     def __init__(self, compact_after: int = 500) -> None:
         self.compact_after = compact_after
         self._docs: dict[str, list[bytes]] = {}
+        self._compacted_rows: dict[str, int] = {}
 
     async def load(self, name: str) -> list[bytes]:
         return list(self._docs.get(name, ()))
@@ -20,8 +22,13 @@ class MemoryStore(DocumentStore):
     def append(self, name: str, update: bytes) -> None:
         log = self._docs.setdefault(name, [])
         log.append(update)
-        if len(log) >= self.compact_after:
-            self._docs[name] = squash(log)
+        if len(log) - self._compacted_rows.get(name, 0) >= self.compact_after:
+            self._squash(name, log)
+
+    def _squash(self, name: str, log: list[bytes]) -> list[bytes]:
+        rows = self._docs[name] = squash(log)
+        self._compacted_rows[name] = len(rows)
+        return rows
 
     async def flush(self) -> None:
         return None
@@ -30,10 +37,11 @@ class MemoryStore(DocumentStore):
         log = self._docs.get(name)
         if log is None:
             return None
-        rows = self._docs[name] = squash(log)
+        rows = self._squash(name, log)
         return StoredDocument(name, len(rows), sum(map(len, rows)))
 
     async def delete(self, name: str) -> bool:
+        self._compacted_rows.pop(name, None)
         return self._docs.pop(name, None) is not None
 
     async def documents(self) -> list[StoredDocument]:

@@ -11,12 +11,13 @@ connection:
   without waiting. A crash loses at most the updates of the open window.
 - **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
   rows, squash them (:func:`~.base.squash`: a Doc's state with the same
-  client ids, so nothing is duplicated, plus any update it could not
-  integrate, so nothing is lost), delete exactly the rows read and insert
-  the result. Killed at any point, SQLite's WAL rolls the transaction back:
-  the old rows are all there, or the squashed rows alone.
-  Documents are compacted once they reach ``compact_after`` rows, and when
-  their room is evicted.
+  client ids, so nothing is duplicated, then the rows from the first one
+  whose structs still wait, as they are, so replaying the rows builds the
+  same document), delete exactly the rows read and insert the result.
+  Killed at any point, SQLite's WAL rolls the transaction back: the old rows
+  are all there, or the squashed rows alone. Documents are compacted once
+  they have ``compact_after`` rows more than their last compaction left,
+  and when their room is evicted.
 - **loads**: a document known to hold at most :data:`INLINE_LOAD_BYTES` is read
   on the event loop's thread through a second, read-only connection (WAL
   readers never wait for the writer); the two thread hand-overs of a load in
@@ -101,7 +102,11 @@ class SQLiteFile:
             if len(rows) == 1:
                 db.execute("ROLLBACK")
                 return StoredDocument(name, 1, len(rows[0][1]))
-            compacted = squash([data for _, data in rows])
+            log = [data for _, data in rows]
+            compacted = squash(log)
+            if compacted is log:  # nothing to compact: every row but the first still waits
+                db.execute("ROLLBACK")
+                return StoredDocument(name, len(log), sum(map(len, log)))
             last = rows[-1][0]
             db.execute("DELETE FROM updates WHERE doc = ? AND id <= ?", (name, last))
             now = time.time()
@@ -165,6 +170,7 @@ class SQLiteStore(DocumentStore):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: sqlite3.Connection | None = None  # read-only, used on the loop's thread
         self._stored_bytes: dict[str, int] = {}  # per document, once known (see load)
+        self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store not open"
@@ -208,7 +214,8 @@ class SQLiteStore(DocumentStore):
                 if name in sizes:
                     sizes[name] += len(update)
             for name, count in counts.items():
-                if count >= self.compact_after and name not in self._compacting:
+                grown = count - self._compacted_rows.get(name, 0)
+                if grown >= self.compact_after and name not in self._compacting:
                     self._spawn(self.compact(name))
 
     def _file_write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
@@ -249,6 +256,7 @@ class SQLiteStore(DocumentStore):
             self._stored_bytes.pop(name, None)
             if result is not None:
                 self._stored_bytes[name] = result.bytes
+                self._compacted_rows[name] = result.updates
                 log.debug("compacted %s to %d bytes in %.1f ms", name, result.bytes,
                           (time.perf_counter() - started) * 1000)
             return result
@@ -259,6 +267,7 @@ class SQLiteStore(DocumentStore):
         await self.flush()
         assert self._file is not None
         self._stored_bytes.pop(name, None)
+        self._compacted_rows.pop(name, None)
         return await self._run(self._file.delete, name)
 
     async def documents(self) -> list[StoredDocument]:
