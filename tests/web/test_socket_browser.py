@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
+from e2e.browser_helpers import open_tabs
 from hubtest import write_config
 
 pytestmark = pytest.mark.e2e
@@ -108,18 +109,14 @@ def tab(hub_process, browser, tmp_path: Path) -> Iterator[object]:
     """A Chromium tab on a real hub's origin, with ReconnectingSocket (from /static/socket.js) as
     ``window.RS``; JavaScript errors thrown in it fail the test."""
     hub = hub_process(write_config(tmp_path / "conf", "[documents]\n"))
-    context = browser.new_context()  # type: ignore[attr-defined]
-    errors: list[str] = []
-    try:
-        page = context.new_page()
-        page.set_default_timeout(WITHIN * 1000)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{hub.base}/api/health")
-        page.evaluate("async () => { window.RS = (await import('/static/socket.js')).ReconnectingSocket; }")
+    with open_tabs(browser) as (make, errors):
+        page = make()
+        page.set_default_timeout(WITHIN * 1000)  # type: ignore[attr-defined]
+        page.goto(f"{hub.base}/api/health")  # type: ignore[attr-defined]
+        page.evaluate(  # type: ignore[attr-defined]
+            "async () => { window.RS = (await import('/static/socket.js')).ReconnectingSocket; }")
         yield page
-        page.evaluate("() => (window.sockets || []).forEach((s) => s.close())")
-    finally:
-        context.close()
+        page.evaluate("() => (window.sockets || []).forEach((s) => s.close())")  # type: ignore[attr-defined]
     assert not errors, errors
 
 
