@@ -50,6 +50,20 @@ def test_the_partition_socket_comes_back_after_the_hub_restarts(tmp_path: Path, 
     assert httpx.get(f"{again.base}/api/backends/partitions/{partition}").status_code == 200
 
 
+def test_the_dashboard_reconnects_its_monitor_socket(tmp_path: Path, hub_process, page) -> None:
+    """The dashboard's monitor socket (socket.js) comes back after the hub closed its room."""
+    dashboard = demo_config_path().parent / "dashboard.html"
+    config = tmp_path / "roomhub.toml"
+    config.write_text(f'[backends]\n[pages."/dash"]\nhtml = {json.dumps(str(dashboard))}\n')
+    hub = hub_process(config)
+    page.goto(f"{hub.base}/dash")
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'")
+    page.evaluate("() => { document.getElementById('conn').textContent = 'before the drop'; }")
+    dropped = httpx.delete(f"{hub.base}/api/rooms/backends-monitor/all")
+    assert dropped.json() == {"dropped": "all"}
+    page.wait_for_function("() => document.getElementById('conn').textContent === 'live'")
+
+
 def test_demo_page_installs_and_calls_both_backends(tmp_path: Path, hub_process, page) -> None:
     demo = demo_config_path().parent
     config = tmp_path / "roomhub.toml"
