@@ -164,6 +164,7 @@ export class ReconnectingSocket extends EventTarget {
     while (this.queue.length) ws.send(this.queue.shift());
   }
 
+  /** The current attempt ended (`close`: {code, reason, wasClean}): wait and retry, or stop. */
   closed(close) {
     this.flowing = false;
     this.lastClose = close;
@@ -179,9 +180,9 @@ export class ReconnectingSocket extends EventTarget {
       this.retryIn = 0;
     }
     this.dispatchEvent(new CustomEvent("close", { detail: { ...close, retrying, retryIn: this.retryIn } }));
-    if (!retrying || this.ws) {
-      // not retrying, or a "close" listener already reconnected
-      if (!retrying) this.setState(CLOSED);
+    if (this.ws) return; // a "close" listener connected again
+    if (!retrying) {
+      this.setState(CLOSED);
       return;
     }
     this.setState(RECONNECTING);
