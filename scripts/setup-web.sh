@@ -1,7 +1,7 @@
 #!/bin/sh
-# Installs the browser libraries of roomhub's web client (xterm.js, CodeMirror 6)
-# from the npm registry into src/roomhub/web/node_modules, exactly as pinned by
-# package-lock.json. The hub serves them at /static/vendor/ with an import map.
+# Installs the browser libraries of roomhub's web client (xterm.js, CodeMirror 6, and Yjs with
+# y-websocket for the documents demo) from the npm registry into src/roomhub/web/node_modules,
+# exactly as pinned by package-lock.json. The hub serves them at /static/vendor/ with an import map.
 #
 #   scripts/setup-web.sh            the libraries (needs node and npm)
 #   scripts/setup-web.sh --browser  also Debian's Chromium, for the browser tests (root)
@@ -29,15 +29,12 @@ fi
 
 # npm ci: a clean install of exactly the locked versions; no audit or funding chatter.
 # Skipped when node_modules already matches the lock file (npm writes its own copy there).
-# web/ holds xterm.js and CodeMirror; web/documents/ holds yjs and y-websocket for the editor demo.
-for dir in "$WEB" "$WEB/documents"; do
-    if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
-        echo "setup-web: browser libraries up to date in $dir/node_modules"
-    else
-        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
-        echo "setup-web: browser libraries installed in $dir/node_modules"
-    fi
-done
+if [ -f "$WEB/node_modules/.package-lock.json" ] && [ "$WEB/node_modules/.package-lock.json" -nt "$WEB/package-lock.json" ]; then
+    echo "setup-web: browser libraries up to date in $WEB/node_modules"
+else
+    npm ci --prefix "$WEB" --no-audit --no-fund --loglevel=error
+    echo "setup-web: browser libraries installed in $WEB/node_modules"
+fi
 
 if [ "${1:-}" = "--browser" ]; then
     if [ ! -x /usr/bin/chromium ]; then

@@ -133,9 +133,11 @@ class HubProcess(OnLoopback):
 
 
 def start_hub_process(
-    config: Path | None, tmp: Path, *extra: str, env: dict[str, str] | None = None
+    config: Path | None, tmp: Path, *extra: str, env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> HubProcess:
-    port = free_port()
+    """``python -m roomhub serve`` on ``port`` (default: a free one), data in ``tmp/data``."""
+    port = port or free_port()
     log_path = tmp / f"hub-{port}.log"
     args = [sys.executable, "-m", "roomhub", "serve"]
     if config is not None:
@@ -189,8 +191,9 @@ def hub_process(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     """Factory: ``hub_process(config_path, *cli_args)`` -> a running :class:`HubProcess`."""
     started: list[HubProcess] = []
 
-    def start(config: Path | None, *extra: str, env: dict[str, str] | None = None) -> HubProcess:
-        hub = start_hub_process(config, tmp_path, *extra, env=env)
+    def start(config: Path | None, *extra: str, env: dict[str, str] | None = None,
+              port: int | None = None) -> HubProcess:
+        hub = start_hub_process(config, tmp_path, *extra, env=env, port=port)
         started.append(hub)
         return hub
 

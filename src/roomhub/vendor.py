@@ -1,13 +1,15 @@
 """The browser libraries installed from npm, and the import map that lets pages use them.
 
-CodeMirror 6 and xterm.js are plain ES modules that import each other by
-bare names (``import {EditorView} from "@codemirror/view"``). A browser
-resolves such names only through an import map (WHATWG HTML, "import maps").
-:func:`import_map` builds one from ``node_modules`` at start-up: each
-package's ES module entry (``exports`` with the ``import``/``browser``/
-``default`` condition, else ``module``, else ``main``) is mapped to its URL
-under ``/static/vendor/``, and ``name/`` to the package folder for deep
-imports. Packages that npm could not hoist (``a/node_modules/b``) get a
+CodeMirror 6, xterm.js, Yjs and y-websocket are plain ES modules that import
+each other by bare names (``import {EditorView} from "@codemirror/view"``,
+``import * as encoding from "lib0/encoding"``). A browser resolves such names
+only through an import map (WHATWG HTML, "import maps"). :func:`import_map`
+builds one from ``node_modules`` at start-up: each package's ES module entry
+(``exports`` with the ``import``/``browser``/``default`` condition, else
+``module``, else ``main``) is mapped to its URL under ``/static/vendor/``,
+each subpath export whose file differs from its name (``lib0/encoding`` to
+``lib0/encoding.js``) to that file, and ``name/`` to the package folder for
+deep imports. Packages that npm could not hoist (``a/node_modules/b``) get a
 scope, so each importer finds its own version.
 
 Pages load ``/static/importmap.js`` (a classic script, see
@@ -60,6 +62,27 @@ def package_entry(package_json: dict[str, Any]) -> str | None:
     return None
 
 
+def package_subpaths(package_json: dict[str, Any]) -> dict[str, str]:
+    """The subpath exports a browser cannot find by the path alone: ``{"./array": "array.js"}``.
+
+    Node's ``exports`` maps each subpath a package offers (``lib0/array``) to its file (Node.js
+    documentation, "Packages", "Subpath exports"); the import map's ``name/`` prefix already
+    resolves a subpath that is its own file, so only those whose file differs are returned, as
+    paths relative to the package folder. Patterns (``./*``) are left to that prefix too.
+    """
+    exports = package_json.get("exports")
+    if not isinstance(exports, dict):
+        return {}
+    found: dict[str, str] = {}
+    for subpath, target in exports.items():
+        if not subpath.startswith("./") or "*" in subpath:
+            continue
+        path = _pick(target)
+        if path is not None and path.removeprefix("./") != subpath.removeprefix("./"):
+            found[subpath] = path.removeprefix("./")
+    return found
+
+
 def _packages(node_modules: Path) -> list[Path]:
     """Package folders directly inside ``node_modules`` (scoped ones included)."""
     found: list[Path] = []
@@ -88,6 +111,8 @@ def _imports(
         entry = package_entry(meta)
         if entry is not None:
             imports[name] = base + entry
+        for subpath, path in package_subpaths(meta).items():
+            imports[name + subpath.removeprefix(".")] = base + path
         imports[name + "/"] = base
         nested = folder / "node_modules"
         if nested.is_dir():

@@ -114,7 +114,7 @@ async def test_reconnect_resumes_the_session(page):
     result = await page.evaluate("""async () => {
         await hub.actions.call("session.set", {color: "green"}).result;
         const first = window.sessions.length;
-        hub.actions.ws.close();   // the connection drops
+        hub.actions.socket.ws.close();   // the connection drops
         // queued, sent after the reconnect
         const value = await hub.actions.call("session.get").value;
         return { value, resumed: window.sessions.slice(first).map((s) => s.resumed),

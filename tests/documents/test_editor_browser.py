@@ -13,13 +13,13 @@ import pytest
 from pycrdt import Text
 
 from hubtest import eventually, write_config
+from roomhub.app import node_modules_dir
 
 from .ycl import y_client
 
 pytestmark = pytest.mark.e2e
 
 EDITOR = Path(__file__).resolve().parents[2] / "src" / "roomhub" / "demo" / "editor.html"
-MODULES = EDITOR.parent.parent / "web" / "documents" / "node_modules"
 
 
 class PycrdtEditor(threading.Thread):
@@ -51,8 +51,8 @@ def test_two_tabs_and_a_pycrdt_client_edit_one_text(hub_process, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("no chromium (apt-get install chromium)")
-    if not (MODULES / "y-websocket").is_dir():
-        pytest.fail("browser modules missing: run scripts/setup-interop.sh")
+    if not (node_modules_dir() / "y-websocket").is_dir():
+        pytest.fail("browser libraries missing: run scripts/setup-web.sh")
     config = write_config(
         tmp_path / "conf",
         f"""

@@ -109,11 +109,11 @@ def test_reconnect_flushes_queued_input_in_order(hub_process, new_page) -> None:
         const room = pageRoom();
         window.seenStates = [];
         room.addEventListener('state', (e) => window.seenStates.push(e.detail.state));
-        room.ws.close();
+        room.socket.ws.close();
         for (const piece of ['ec', 'ho or', 'dered-', '$((40', '+2))', '\\r']) {
             room.send('terminal', { stdin: btoa(piece) });
         }
-        return room.queue.length;
+        return room.socket.queued.length;
     }""")
     assert queued == 6
     second.wait_for_function("() => window.seenStates.includes('reconnecting')")

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roomhub.vendor import SETUP_HINT, import_map, importmap_script, package_entry
+from roomhub.vendor import SETUP_HINT, import_map, importmap_script, package_entry, package_subpaths
 
 
 def write_package(folder: Path, meta: dict[str, object]) -> None:
@@ -60,6 +60,32 @@ def test_import_map_maps_packages_scopes_and_deep_imports(tmp_path: Path) -> Non
         import_map(tmp_path / "absent")
 
 
+def test_subpath_exports_are_mapped_to_their_files(tmp_path: Path) -> None:
+    """As lib0 and y-protocols offer ``lib0/encoding`` for ``encoding.js``: only subpaths whose
+    file differs from their name need an entry; the rest, and patterns, the prefix resolves."""
+    meta = {
+        "name": "lib",
+        "exports": {
+            ".": {"types": "./index.d.ts", "import": "./index.js", "require": "./dist/index.cjs"},
+            "./encoding": {"module": "./encoding.js", "require": "./dist/encoding.cjs"},
+            "./encoding.js": "./encoding.js",
+            "./logging": {"node": {"default": "./logging.node.js"}, "browser": {"default": "./logging.js"}},
+            "./node-only": {"node": "./n.js", "require": "./n.cjs"},
+            "./*": "./src/*",
+            "./package.json": "./package.json",
+        },
+    }
+    assert package_subpaths(meta) == {"./encoding": "encoding.js", "./logging": "logging.js"}
+    assert package_subpaths({"exports": "./only.js"}) == {}
+    write_package(tmp_path / "lib", meta)
+    assert import_map(tmp_path, "/v/")["imports"] == {
+        "lib": "/v/lib/index.js",
+        "lib/encoding": "/v/lib/encoding.js",
+        "lib/logging": "/v/lib/logging.js",
+        "lib/": "/v/lib/",
+    }
+
+
 def test_importmap_script_without_libraries_gives_the_hint(tmp_path: Path, caplog) -> None:
     script = importmap_script(tmp_path / "absent")
     assert "importmap" not in script
@@ -86,7 +112,8 @@ def test_hub_serves_the_import_map_and_the_libraries(hub_process) -> None:
     assert script.headers["content-type"].startswith("text/javascript")
     text = json.loads(script.text.split("map.textContent = ", 1)[1].split(";\n", 1)[0])
     imports = json.loads(text)["imports"]
-    for name in ("@xterm/xterm", "@xterm/addon-fit", "codemirror", "@codemirror/lang-python"):
+    for name in ("@xterm/xterm", "@xterm/addon-fit", "codemirror", "@codemirror/lang-python",
+                 "yjs", "y-websocket", "y-protocols/sync", "lib0/encoding", "isomorphic.js"):
         module = httpx.get(hub.base + imports[name])
         assert module.status_code == 200, name
         assert "javascript" in module.headers["content-type"], name

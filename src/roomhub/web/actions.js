@@ -16,6 +16,8 @@
 // ActionError code 0 (the hub cancelled them); calls made while offline are
 // sent once connected again.
 
+import { ReconnectingSocket } from "./socket.js";
+
 const SESSION_TAKEN = 4009;
 const NO_RECONNECT = new Set([1008, 1009]);
 
@@ -120,22 +122,27 @@ export class ActionsClient {
     this.url = options.url ?? `${base}/actions`;
     this.token = options.token;
     this.reconnect = options.reconnect ?? true;
-    this.minDelay = options.minDelay ?? 200;
-    this.maxDelay = options.maxDelay ?? 5000;
     this.storageKey = options.storageKey ?? "roomhub.actions.session";
     this.storage = options.storage === undefined ? safeSessionStorage() : options.storage;
     this.calls = new Map();
     this.listeners = new Map();
     this.sessionListeners = new Set();
     this.session = this._loadSession();
-    this.ws = null;
+    // The hub greets every connection with its session: frames wait for it (flushOnOpen false).
+    this.socket = new ReconnectingSocket(() => this._socketURL(), {
+      minDelay: options.minDelay ?? 200,
+      maxDelay: options.maxDelay ?? 5000,
+      jitter: 0.25,
+      flushOnOpen: false,
+      retry: (close) => this.reconnect && !NO_RECONNECT.has(close.code),
+    });
+    this.socket.addEventListener("message", (event) => this._message(event.data));
+    this.socket.addEventListener("close", (event) => this._closed(event.detail));
     this.ready = null;
+    this._ready = null; // resolve and reject of `ready` until the session frame or a close
     this.open = false; // the current socket got its session frame
-    this.closed = false;
     this._counter = 0;
     this._prefix = Math.random().toString(36).slice(2, 10);
-    this._pending = [];
-    this._delay = this.minDelay;
   }
 
   /** Call the action `name`; returns a Call (async iterable, thenable, `.result`, `.value`, `.cancel()`). */
@@ -163,50 +170,51 @@ export class ActionsClient {
 
   /** Open the socket if needed; resolves with the session once the hub sent it. */
   connect() {
-    if (this.ready) return this.ready;
-    this.closed = false;
-    this.ready = new Promise((resolve, reject) => {
-      const params = new URLSearchParams({ roomhub: "1" }); // the session frame, answers to introduce_self
-      if (this.session) {
-        params.set("sessionId", this.session.id);
-        params.set("sessionToken", this.session.token);
-      }
-      if (this.token) params.set("token", this.token);
-      const ws = new WebSocket(`${this.url}?${params}`);
-      this.ws = ws;
-      let opened = false;
-      ws.onmessage = (event) => {
-        let msg;
-        try {
-          msg = JSON.parse(event.data);
-        } catch {
-          return;
-        }
-        if (msg.session) {
-          opened = true;
-          this._delay = this.minDelay;
-          this.session = { id: msg.session.id, token: msg.session.token };
-          this._saveSession();
-          const pending = this._pending;
-          this._pending = [];
-          this.open = true;
-          for (const item of pending) ws.send(item.text);
-          for (const cb of this.sessionListeners) cb(msg.session);
-          resolve(msg.session);
-          return;
-        }
-        this._dispatch(msg);
-      };
-      ws.onclose = (event) => this._closed(ws, event, opened, reject);
-    });
-    this.ready.catch(() => {});
+    if (!this.ready) {
+      this.ready = new Promise((resolve, reject) => {
+        this._ready = { resolve, reject };
+      });
+      this.ready.catch(() => {});
+    }
+    this.socket.connect();
     return this.ready;
   }
 
   /** Close for good (no reconnect); running calls fail with code 0. */
   close() {
-    this.closed = true;
-    this.ws?.close(1000, "client closed");
+    this.socket.close(1000, "client closed");
+  }
+
+  /** The socket URL of the next attempt: roomhub's additions, the session to resume, the token. */
+  _socketURL() {
+    const params = new URLSearchParams({ roomhub: "1" }); // the session frame, answers to introduce_self
+    if (this.session) {
+      params.set("sessionId", this.session.id);
+      params.set("sessionToken", this.session.token);
+    }
+    if (this.token) params.set("token", this.token);
+    return `${this.url}?${params}`;
+  }
+
+  _message(text) {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!msg.session) {
+      this._dispatch(msg);
+      return;
+    }
+    this.session = { id: msg.session.id, token: msg.session.token };
+    this._saveSession();
+    this.open = true;
+    this.socket.established(); // sends the frames queued meanwhile, in order
+    for (const cb of this.sessionListeners) cb(msg.session);
+    if (!this.ready) this.ready = Promise.resolve(msg.session); // a reconnect nobody asked for
+    this._ready?.resolve(msg.session);
+    this._ready = null;
   }
 
   _dispatch(msg) {
@@ -231,41 +239,28 @@ export class ActionsClient {
     }
   }
 
+  /** Send `msg` now, or once (re)connected, after what was sent before it. */
   _send(msg) {
-    const text = JSON.stringify(msg);
-    if (this.open && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(text);
-    } else {
-      this._pending.push({ streamId: msg.streamId, text });
-      this.connect();
-    }
+    this.connect();
+    this.socket.send(JSON.stringify(msg));
   }
 
-  _closed(ws, event, opened, reject) {
-    if (this.ws !== ws) return;
-    this.ws = null;
-    this.ready = null;
+  /** The socket closed: calls the hub was running fail with code 0; calls still queued wait. */
+  _closed(close) {
     this.open = false;
-    const lost = new ActionError(`connection lost (${event.code}${event.reason ? ": " + event.reason : ""})`, 0);
-    const unsent = new Set(this._pending.map((item) => item.streamId));
+    const lost = new ActionError(`connection lost (${close.code}${close.reason ? ": " + close.reason : ""})`, 0);
+    // `queued` is empty when the socket will not reconnect: then every call fails.
+    const unsent = new Set(this.socket.queued.map((text) => JSON.parse(text).streamId));
     for (const call of [...this.calls.values()]) {
       if (!unsent.has(call.streamId)) call._finish(lost);
     }
-    reject(lost);
-    if (event.code === SESSION_TAKEN) {
+    this._ready?.reject(lost);
+    this._ready = null;
+    this.ready = null;
+    if (close.code === SESSION_TAKEN) {
       this.session = null; // another tab resumed this session: start a fresh one
       this._saveSession();
     }
-    if (this.closed || !this.reconnect || NO_RECONNECT.has(event.code)) {
-      for (const call of [...this.calls.values()]) call._finish(lost);
-      this._pending = [];
-      return;
-    }
-    const delay = opened ? this.minDelay : this._delay;
-    this._delay = Math.min(this.maxDelay, this._delay * 2);
-    setTimeout(() => {
-      if (!this.closed && !this.ws) this.connect();
-    }, delay * (0.75 + Math.random() / 2));
   }
 
   _loadSession() {

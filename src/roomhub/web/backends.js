@@ -12,8 +12,13 @@
 // The tab's partition id is kept in sessionStorage, so a reload keeps the same partition and
 // its backends (the hub stops them once the tab's socket has been gone for its grace period).
 
+import { ReconnectingSocket } from "./socket.js";
+
 const TAB_KEY = "roomhub.backends.tab";
 const PARTITION_HEADER = "x-backends-partition";
+// Closes after which the partition socket does not reconnect: the partition was closed on purpose
+// (terminated), or the hub refused this tab (policy, token, access).
+const NO_RETRY = new Set([1000, 1008, 4001, 4003]);
 
 function randomId(prefix) {
   const bytes = new Uint8Array(8);
@@ -82,27 +87,41 @@ export class Backends {
     this.listeners = new Set();
   }
 
-  /** Open (once) the socket of `partition`; resolves when the hub has greeted it. */
+  /**
+   * Open (once) the socket of `partition`; resolves when the hub has greeted it. Rejects with a
+   * BackendError when the socket closes before that. Once greeted, the socket reconnects after a
+   * drop (with backoff), so the partition outlives a hub restart; it stops on a close that is
+   * meant (NO_RETRY), and the next call opens it again.
+   */
   connect(partition = this.partition) {
     if (this.sockets.has(partition)) return this.sockets.get(partition).ready;
     const origin = this.base || location.origin;
     const url = new URL("/api/backends/ws", origin.replace(/^http/, "ws"));
     url.searchParams.set("partition", partition);
     url.searchParams.set("owner", this.owner);
-    const ws = new WebSocket(url);
-    const entry = { ws };
+    let greeted = false;
+    const socket = new ReconnectingSocket(url.href, {
+      retry: (close) => greeted && !NO_RETRY.has(close.code),
+    });
+    const entry = { socket };
     entry.ready = new Promise((resolve, reject) => {
-      ws.addEventListener("message", (message) => {
+      socket.addEventListener("message", (message) => {
         const event = JSON.parse(message.data);
-        if (event.type === "Partition") resolve(event);
+        if (event.type === "Partition") {
+          greeted = true;
+          socket.established();
+          resolve(event);
+        }
         for (const listener of this.listeners) listener(event);
       });
-      ws.addEventListener("close", (e) => {
-        this.sockets.delete(partition);
-        reject(new BackendError(0, { detail: `partition socket closed (${e.code} ${e.reason})` }));
+      socket.addEventListener("close", ({ detail }) => {
+        if (detail.retrying) return;
+        if (this.sockets.get(partition) === entry) this.sockets.delete(partition);
+        reject(new BackendError(0, { detail: `partition socket closed (${detail.code} ${detail.reason})` }));
       });
     });
     this.sockets.set(partition, entry);
+    socket.connect();
     return entry.ready;
   }
 

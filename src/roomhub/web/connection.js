@@ -1,17 +1,16 @@
 // The room connection of a page: one WebSocket to `<page>/ws?roomName=R&roomhub=1`
 // (interactive-widgets' URL layout; `roomhub=1` asks for roomhub's additions to
-// its protocol: state on join, exit codes, errors), reconnected with exponential backoff,
-// with an ordered queue of messages sent while disconnected, and frames
+// its protocol: state on join, exit codes, errors), a ReconnectingSocket (socket.js: backoff
+// with jitter, an ordered queue of messages sent while disconnected), and frames
 // dispatched by executor name.
 //
 // Server frames: {"executor": NAME | null, "message": {"type": ...}}.
 // Frames with executor null concern the room: "joined" (sent on every join,
 // followed by each executor's state) and "error" (e.g. room refused).
 
-export const CONNECTING = "connecting";
-export const OPEN = "open";
-export const RECONNECTING = "reconnecting";
-export const CLOSED = "closed";
+import { ReconnectingSocket } from "./socket.js";
+
+export { CLOSED, CONNECTING, OPEN, RECONNECTING } from "./socket.js";
 
 function randomName() {
   if (globalThis.crypto?.randomUUID) {
@@ -59,12 +58,12 @@ export function roomSocketURL(loc, roomName) {
 }
 
 /**
- * A WebSocket to one room that stays connected.
+ * A WebSocket to one room that stays connected (a ReconnectingSocket: every close is retried).
  *
- * Events (CustomEvent, `detail` given): "state" ({state, retryIn, close}),
- * "joined" (the server's joined message), "room-error" (an error frame with
- * executor null, or about an executor no element listens to), "frame" (every
- * frame), "dropped" ({count}: a message lost to queue overflow).
+ * Events (CustomEvent, `detail` given): "state" ({state, retryIn, close, attempt}), "joined" (the
+ * server's joined message), "room-error" (an error frame with executor null, or about an executor
+ * no element listens to), "frame" (every frame), "dropped" ({count}: a message lost to queue
+ * overflow).
  */
 export class RoomConnection extends EventTarget {
   /**
@@ -76,95 +75,48 @@ export class RoomConnection extends EventTarget {
     super();
     this.url = url;
     this.roomName = new URL(url).searchParams.get("roomName");
-    this.minDelay = options.minDelay ?? 500;
-    this.maxDelay = options.maxDelay ?? 15000;
-    this.maxQueue = options.maxQueue ?? 10000;
     this.maxUnclaimed = options.maxUnclaimed ?? 500;
-    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    this.state = CLOSED;
-    this.queue = [];
+    this.socket = new ReconnectingSocket(url, {
+      minDelay: options.minDelay ?? 500,
+      maxDelay: options.maxDelay ?? 15000,
+      maxQueue: options.maxQueue ?? 10000,
+      WebSocket: options.WebSocket,
+    });
     this.listeners = new Map(); // executor -> Set of handlers
     this.unclaimed = new Map(); // executor -> frames received before any handler
-    this.attempt = 0;
-    this.retryIn = 0;
-    this.lastClose = null;
     this.joined = null;
-    this.ws = null;
-    this.timer = null;
-    this.stopped = false;
-    this.onOnline = () => this.state === RECONNECTING && this.reconnectNow();
-    globalThis.addEventListener?.("online", this.onOnline);
+    this.socket.addEventListener("message", (event) => this.receive(event.data));
+    this.socket.addEventListener("close", () => {
+      this.joined = null;
+    });
+    for (const type of ["state", "dropped"]) {
+      this.socket.addEventListener(type, (event) => {
+        this.dispatchEvent(new CustomEvent(type, { detail: event.detail }));
+      });
+    }
+  }
+
+  get state() {
+    return this.socket.state;
   }
 
   get isOpen() {
-    return this.state === OPEN;
+    return this.socket.isOpen;
   }
 
   /** Open the socket (again). Safe to call more than once. */
   connect() {
-    this.stopped = false;
-    if (this.ws && this.ws.readyState <= 1) return;
-    clearTimeout(this.timer);
-    this.timer = null;
-    let ws;
-    try {
-      ws = new this.WebSocket(this.url);
-    } catch (error) {
-      this.lastClose = { code: 0, reason: String(error), wasClean: false };
-      this.scheduleReconnect();
-      return;
-    }
-    this.ws = ws;
-    this.setState(this.lastClose ? RECONNECTING : CONNECTING);
-    ws.onopen = () => {
-      if (this.ws !== ws) return;
-      this.setState(OPEN);
-      this.flush();
-    };
-    ws.onmessage = (event) => this.receive(event.data);
-    ws.onclose = (event) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.joined = null;
-      this.lastClose = { code: event.code, reason: event.reason, wasClean: event.wasClean };
-      if (this.stopped) this.setState(CLOSED);
-      else this.scheduleReconnect();
-    };
+    this.socket.connect();
   }
 
   /** Close for good (no reconnect). */
   close(code = 1000, reason = "closed by the page") {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    globalThis.removeEventListener?.("online", this.onOnline);
-    if (this.ws) this.ws.close(code, reason);
-    else this.setState(CLOSED);
+    this.socket.close(code, reason);
   }
 
   /** Skip the backoff wait and reconnect now. */
   reconnectNow() {
-    if (this.state === OPEN || this.stopped) return;
-    clearTimeout(this.timer);
-    this.timer = null;
-    if (!this.ws) this.connect();
-  }
-
-  scheduleReconnect() {
-    const base = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
-    this.retryIn = Math.round(base * (0.8 + 0.4 * Math.random()));
-    this.attempt += 1;
-    this.setState(RECONNECTING);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.connect();
-    }, this.retryIn);
-  }
-
-  setState(state) {
-    this.state = state;
-    this.dispatchEvent(new CustomEvent("state", {
-      detail: { state, retryIn: this.retryIn, close: this.lastClose, attempt: this.attempt },
-    }));
+    this.socket.reconnectNow();
   }
 
   /**
@@ -172,21 +124,7 @@ export class RoomConnection extends EventTarget {
    * sent, in order, once the socket opens again. Returns true if sent now.
    */
   send(executor, message) {
-    const frame = JSON.stringify({ executor, message: message === undefined ? null : message });
-    const open = this.ws && this.ws.readyState === 1;
-    if (!open && this.queue.length >= this.maxQueue) {
-      this.dispatchEvent(new CustomEvent("dropped", { detail: { count: 1 } }));
-      return false;
-    }
-    this.queue.push(frame);
-    this.flush();
-    return this.queue.length === 0;
-  }
-
-  flush() {
-    while (this.queue.length && this.ws && this.ws.readyState === 1) {
-      this.ws.send(this.queue.shift());
-    }
+    return this.socket.send(JSON.stringify({ executor, message: message === undefined ? null : message }));
   }
 
   /** Call `handler(message, frame)` for every frame of `executor`; returns an unsubscribe function. */
@@ -222,8 +160,7 @@ export class RoomConnection extends EventTarget {
     if (executor === null || executor === undefined) {
       if (message.type === "joined") {
         this.joined = message;
-        this.attempt = 0; // a real join: the next outage starts the backoff afresh
-        this.retryIn = 0;
+        this.socket.established(); // a real join: the next outage starts the backoff afresh
         this.unclaimed.clear(); // the server is about to send every executor's state again
         this.dispatchEvent(new CustomEvent("joined", { detail: message }));
       } else if (message.type === "error") {

@@ -78,10 +78,11 @@ export class RhStatus extends HTMLElement {
 
   render() {
     const room = this.room;
+    const socket = room.socket;
     const state = room.state;
     this.dataset.state = state;
     clearInterval(this.ticker);
-    this.retry.hidden = state !== "reconnecting" || !!room.ws;
+    this.retry.hidden = state !== "reconnecting" || !!socket.ws;
     let detail = "";
     if (state === "open") {
       this.label.textContent = room.joined ? "Connected" : "Joining…";
@@ -89,19 +90,19 @@ export class RhStatus extends HTMLElement {
     } else if (state === "connecting") {
       this.label.textContent = "Connecting…";
     } else if (state === "reconnecting") {
-      this.label.textContent = room.ws ? "Reconnecting…" : "Disconnected";
-      const until = Date.now() + room.retryIn;
+      this.label.textContent = socket.ws ? "Reconnecting…" : "Disconnected";
+      const until = Date.now() + socket.retryIn;
       const tick = () => {
         const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-        const why = describeClose(room.lastClose);
-        this.detail.textContent = room.ws ? `trying… (${why})` : `in ${left} s (${why})`;
+        const why = describeClose(socket.lastClose);
+        this.detail.textContent = socket.ws ? `trying… (${why})` : `in ${left} s (${why})`;
       };
       tick();
       this.ticker = setInterval(tick, 500);
       detail = null;
     } else {
       this.label.textContent = "Closed";
-      detail = describeClose(room.lastClose);
+      detail = describeClose(socket.lastClose);
     }
     if (detail !== null) this.detail.textContent = detail;
     this.error.textContent = this.roomError || "";
