@@ -150,7 +150,8 @@ class CallbackSockets:
         if self.ping_interval > 0 and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping_loop(), name="websocket-keepalive")
 
-    async def stop(self, code: int = 1001, reason: str = "hub shutting down", timeout: float = 2.0) -> None:
+    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "hub shutting down",
+                   timeout: float = 2.0) -> None:
         """Close every open connection with ``code`` and wait (``timeout`` seconds at most) until
         they are gone; stop the pings."""
         if self._pinger is not None:
@@ -282,7 +283,7 @@ class CallbackWebSocket(asyncio.Protocol):
             self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow: client too slow")
         return True
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason`` (at most 120 bytes of it);
         the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
         if self.closing and self._abort_timer is not None:
@@ -308,7 +309,7 @@ class CallbackWebSocket(asyncio.Protocol):
         # A client whose frames wait unread (a backlog, reading paused) may have answered already.
         if self._ping_unanswered and not self._reading_paused:
             log.info("%s: keepalive ping unanswered, closing", self.label)
-            self.close(1011, "keepalive ping timeout")
+            self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             if self.transport is not None:  # a peer that does not answer pings will not close
                 self.transport.close()
             return
@@ -430,7 +431,7 @@ class CallbackWebSocket(asyncio.Protocol):
             self.endpoint.opened(self, scope)
         except Exception:
             log.exception("%s: the endpoint's open callback failed", self.label)
-            self.close(1011, "internal error")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _frame(self, opcode: Opcode, data: bytes, fin: bool) -> None:
         if self.closing or not self.opened:
@@ -452,10 +453,10 @@ class CallbackWebSocket(asyncio.Protocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
-                self.close(1007, f"invalid UTF-8 at position {exc.start}")
+                self.close(CloseCode.INVALID_PAYLOAD, f"invalid UTF-8 at position {exc.start}")
                 return
         try:
             self.endpoint.received(self, message)
         except Exception:
             log.exception("%s: handling a message failed", self.label)
-            self.close(1011, "internal error")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")

@@ -22,16 +22,13 @@ from typing import Any
 from .bus import LocalBus
 from .callback_websocket import CallbackSockets
 from .config import HubConfig
+from .core.errors import HubError
 from .datadir import DataDirInUse, DataDirLock
 from .faces import Face
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
 from .security import Door, is_loopback_name
 
 log = logging.getLogger("roomhub.hub")
-
-
-class HubError(Exception):
-    """The hub cannot start as configured; the message says why and what to change."""
 
 
 class ConnectionLimiter:

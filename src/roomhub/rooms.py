@@ -24,20 +24,12 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .bus import Bus, LocalBus
-from .connections import CloseCode, Connection, Frame
+from .connections import Connection, Frame
+from .core.errors import CloseCode, RoomError
 
 log = logging.getLogger("roomhub.rooms")
 
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:@+=-]*$")
-
-
-class RoomError(Exception):
-    """A join refused; ``code`` is the WebSocket close code, ``reason`` says why."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def validate_room_name(name: str | None, max_length: int = 128) -> str:

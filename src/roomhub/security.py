@@ -41,6 +41,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .config import AuthConfig
+from .core.errors import CloseCode
 
 log = logging.getLogger("roomhub.security")
 
@@ -281,4 +282,4 @@ async def deny(scope: Scope, send: Send, status: int, message: str) -> None:
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
     else:  # the server cannot send a denial response: a bare refusal (HTTP 403) is all we can do
-        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": message[:120]})

@@ -35,7 +35,7 @@ log = logging.getLogger("roomhub.actions")
 
 TOPIC = "actions"
 _WRONG_TOKEN = "unknown session or wrong token (send the token from the session frame)"
-SESSION_TAKEN = 4009  # close code: the session was resumed by another connection
+SESSION_TAKEN = CloseCode.SESSION_TAKEN
 MAX_LOGGED_ERRORS = 5  # bad frames logged per connection (then one summary line)
 
 

@@ -50,6 +50,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 
+from ..core.errors import CloseCode
 from ..direct_http import DirectRoute
 from ..rooms import validate_room_name
 from . import protocol as p
@@ -191,7 +192,8 @@ class BackendProxy:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "websocket.http.response.body", "body": data})
         else:
-            await send({"type": "websocket.close", "code": 1011, "reason": body.get("detail", "")[:120]})
+            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR,
+                        "reason": body.get("detail", "")[:120]})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
                          partition: str) -> None:
