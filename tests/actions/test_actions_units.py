@@ -10,7 +10,7 @@ import pytest
 
 from roomhub.actions import protocol as p
 from roomhub.actions.files import FileAccessError, FileServer, split_path
-from roomhub.sessions import SessionLimitReached, SessionStore
+from roomhub.core.sessions import SessionLimitReached, SessionStore
 
 
 def test_decode_a_call_cancel_and_introduce():

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..connections import Connection
+    from ..transport.connections import Connection
 
 from .. import additions, jsonlimits
 from ..core import errors

@@ -31,8 +31,8 @@ from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .config import LimitsConfig
-from .core.errors import CloseCode
+from ..config import LimitsConfig
+from ..core.errors import CloseCode
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
@@ -149,7 +149,7 @@ class Connection:
     only while frames wait (started by the first :meth:`send` of a turn, ended when
     the queue is empty), so an idle connection holds no task, queue object or event.
     Frames queued in the same turn leave in one write when the server can batch
-    (:data:`~roomhub.websocket_server.BATCH_EXTENSION`).
+    (:data:`~roomhub.transport.websocket_server.BATCH_EXTENSION`).
     """
 
     __slots__ = (

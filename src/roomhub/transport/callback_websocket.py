@@ -12,10 +12,10 @@ pongs, ``max_size``) driven by asyncio's transport callbacks, and the
 endpoint's :class:`SocketEndpoint` methods are called for each message. No
 task exists while a connection is idle (about 6 KiB per connection).
 
-The hub's HTTP protocol (:mod:`roomhub.http_server`) hands an upgrade request
+The hub's HTTP protocol (:mod:`roomhub.transport.http_server`) hands an upgrade request
 whose path is an endpoint's prefix, or lies under it, to
 :meth:`CallbackSockets.upgrade`. The handshake passes the hub's
-:class:`~roomhub.security.Door` (Host, origin, token: HTTP 400/421, 403, 401
+:class:`~roomhub.transport.security.Door` (Host, origin, token: HTTP 400/421, 403, 401
 with a JSON ``{"detail"}`` body), then the endpoint's own :meth:`SocketEndpoint.handshake`
 check (e.g. 400 for a bad room name).
 
@@ -30,12 +30,12 @@ What each connection gets:
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
 - **fair share**: what a connection received is parsed :data:`FEED_BYTES`
-  at a time and handled :data:`~roomhub.connections.TURN_MESSAGES` frames
+  at a time and handled :data:`~roomhub.transport.connections.TURN_MESSAGES` frames
   (and at most :data:`TURN_BYTES` bytes) per turn of the event loop; the
   rest waits for a later turn, with the transport's reading paused, so
   other connections' callbacks run in between (one read of a fast sender
   brings up to 256 KiB: thousands of small frames). Each connection also has a
-  :class:`~roomhub.connections.ReceiveBudget` (``receive_rate`` frames per
+  :class:`~roomhub.transport.connections.ReceiveBudget` (``receive_rate`` frames per
   second, ``receive_burst`` at once): over it, its frames wait (reading
   paused: TCP flow control slows the client down), and a client held back
   ``receive_throttled_close`` seconds without a break is closed with 4029;
@@ -59,7 +59,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from .connections import TURN_MESSAGES, CloseCode, ReceiveBudget
+from ..core.errors import CloseCode
+from .connections import TURN_MESSAGES, ReceiveBudget
 from .security import Door
 
 log = logging.getLogger("roomhub.websocket")
@@ -107,7 +108,7 @@ class CallbackSockets:
     ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
-    :class:`~roomhub.connections.ReceiveBudget`.
+    :class:`~roomhub.transport.connections.ReceiveBudget`.
     """
 
     def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,

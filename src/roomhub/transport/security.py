@@ -40,8 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import AuthConfig
-from .core.errors import CloseCode
+from ..config import AuthConfig
+from ..core.errors import CloseCode
 
 log = logging.getLogger("roomhub.security")
 
@@ -161,7 +161,7 @@ class Door:
     with the origins (``"*"``: any) whose pages may also send state-changing requests below it.
 
     Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
-    without ASGI (:mod:`roomhub.callback_websocket`, :mod:`roomhub.direct_http`).
+    without ASGI (:mod:`roomhub.transport.callback_websocket`, :mod:`roomhub.transport.direct_http`).
     """
 
     def __init__(self, auth: AuthConfig, allowed_origins: Collection[str],

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ..transport.connections import Connection, Frame
 from .bus import Bus, LocalBus
-from .connections import Connection, Frame
-from .core.errors import CloseCode, RoomError
+from .errors import CloseCode, RoomError
 
 log = logging.getLogger("roomhub.rooms")
 
