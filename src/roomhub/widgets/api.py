@@ -1,4 +1,5 @@
-"""The public Python API: :class:`App`, the widget factory and :class:`Widget`.
+"""The public Python API: :class:`App` (the widget factory and :class:`Widget` a session makes
+live with it, in :mod:`.session`; ``roomhub.widgets`` exports them all).
 
 Async first::
 

@@ -21,6 +21,11 @@ Calls (pgwidgets' method kinds, see :mod:`.classes`):
 Browser callbacks update the state (and are pushed to the other browsers as
 ``silent`` calls, so several browsers stay in step), then run the handlers one
 at a time on the session's worker task.
+
+The handles a program holds live here too: :class:`Widget` (any method name is
+a call on the session) and :class:`WidgetFactory` (``session.widgets``); the
+session makes them, they call the session. What the session uses of its app
+is :class:`App` (a Protocol that :class:`roomhub.widgets.App` meets).
 """
 
 from __future__ import annotations
