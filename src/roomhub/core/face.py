@@ -22,8 +22,8 @@ from starlette.websockets import WebSocket
 from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
 from .context import FaceContext
-from .errors import CloseCode
-from .rooms import Room, RoomError, RoomRegistry
+from .errors import CloseCode, RoomError
+from .rooms import Room, RoomRegistry
 
 if TYPE_CHECKING:
     from ..transport.direct_http import DirectRoute

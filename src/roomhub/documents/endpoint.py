@@ -29,8 +29,8 @@ from fastapi import APIRouter, HTTPException
 from starlette.routing import BaseRoute
 
 from ..core.context import FaceContext
-from ..core.errors import CloseCode
-from ..core.rooms import RoomError, RoomRegistry, validate_room_name
+from ..core.errors import CloseCode, RoomError
+from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.callback_websocket import CallbackWebSocket, Message, SocketEndpoint
 from . import protocol as p
 from .access import Access, AccessHook, AccessRequest, decide

@@ -15,8 +15,9 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from ..core.errors import RoomError
 from ..core.face import serve_room_socket
-from ..core.rooms import RoomError, RoomRegistry, validate_room_name
+from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.connections import Connection
 from . import protocol as p
 from .room import PageRoom

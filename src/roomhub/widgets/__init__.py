@@ -19,9 +19,9 @@ from starlette.routing import BaseRoute
 
 from ..config import WidgetsConfig
 from ..core.context import FaceContext
-from ..core.errors import CloseCode, HubError
+from ..core.errors import CloseCode, HubError, RoomError
 from ..core.face import Face, Shortcut
-from ..core.rooms import RoomError, RoomRegistry, validate_room_name
+from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.connections import Connection
 from . import renderer
 from .api import App, Application

@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import jsonlimits
 from ..config import WidgetsConfig
 from ..core.context import FaceContext
-from ..core.errors import CloseCode
-from ..core.rooms import RoomError, RoomRegistry
+from ..core.errors import CloseCode, RoomError
+from ..core.rooms import RoomRegistry
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from . import protocol as p
 from . import renderer
