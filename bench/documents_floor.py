@@ -11,7 +11,7 @@ scenario does). Servers:
   compression, 20 s pings) serving a raw ASGI endpoint that answers sync step
   1 with an empty sync step 2 and otherwise only awaits ``receive()``;
 - ``asgi-hub-protocol``: the same on the hub's own uvicorn protocol
-  (``roomhub.websocket_server``, which drops the handshake's request and
+  (``roomhub.transport.websocket_server``, which drops the handshake's request and
   response once accepted);
 - ``starlette``: the same behind a Starlette ``WebSocketRoute`` (the
   ``WebSocket`` wrapper and the router);
@@ -80,7 +80,7 @@ def serve(kind: str, port: int) -> None:
 
     ws: Any = "websockets-sansio"
     if kind == "asgi-hub-protocol":
-        from roomhub.websocket_server import PROTOCOL
+        from roomhub.transport.websocket_server import PROTOCOL
 
         ws = PROTOCOL
     app = bare_starlette_app() if kind == "starlette" else bare_asgi_app()

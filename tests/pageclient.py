@@ -7,9 +7,12 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import websockets
+
+from hubtest import write_config
 
 
 class PageClient:
@@ -101,3 +104,54 @@ def monitor_contents(frame: dict[str, Any]) -> bytes | None:
         return None
     line = json.loads(base64.b64decode(m["stdout"]))
     return base64.b64decode(line["contents"]) if "contents" in line else None
+
+
+ROOMS_CONFIG = """
+[server]
+log_level = "debug"
+[server.limits]
+max_clients_per_room = {max_clients}
+max_rooms_per_namespace = {max_rooms}
+send_queue_frames = {queue}
+max_json_depth = {json_depth}
+
+[pages."/p"]
+html = "page.html"
+grace_period = {grace}
+
+[pages."/p".executors.cat]
+type = "always"
+command = ["cat"]
+restart_delay = 0.05
+
+[pages."/p".executors.log]
+type = "prologue"
+command = ["sh", "-c", "echo prologue >> {logfile}"]
+
+[pages."/p".executors.bye]
+type = "epilogue"
+command = ["sh", "-c", "sleep {epilogue_sleep}; echo epilogue >> {logfile}"]
+
+[pages."/other"]
+html = "page.html"
+[pages."/other".executors.cat]
+type = "always"
+command = ["cat"]
+"""
+
+
+def rooms_config(tmp_path: Path, extra: str = "", **kw: object) -> Path:
+    """A hub configuration of two pages (``/p``: a ``cat`` terminal, a prologue and an epilogue
+    writing to ``events.log``; ``/other``) with the room limits ``kw`` sets."""
+    values = {"max_clients": 50, "max_rooms": 100, "queue": 1024, "grace": 0.0,
+              "logfile": tmp_path / "events.log", "epilogue_sleep": 0, "json_depth": 64}
+    values.update(kw)
+    return write_config(tmp_path / "cfg", ROOMS_CONFIG.format(**values) + extra)
+
+
+def room_events(tmp_path: Path) -> list[str]:
+    """What the prologues and epilogues of :data:`ROOMS_CONFIG` wrote, in order."""
+    try:
+        return (tmp_path / "events.log").read_text().split()
+    except FileNotFoundError:
+        return []

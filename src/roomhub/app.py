@@ -16,13 +16,13 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .faces import Shortcut
-from .http_server import HeadLimits, for_hub
+from .core.face import Shortcut
 from .hub import Hub
-from .security import DoorMiddleware
+from .transport.http_server import HeadLimits, for_hub
+from .transport.security import DoorMiddleware
+from .transport.websocket_server import PROTOCOL
 from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
-from .websocket_server import PROTOCOL
 
 WEB_DIR = Path(__file__).parent / "web"
 
@@ -147,7 +147,7 @@ class PrefixDispatch:
 
 
 def asgi_app(hub: Hub) -> ASGIApp:
-    """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.faces.Face.shortcuts`
+    """What uvicorn serves: :func:`create_app`, with the faces' :meth:`~roomhub.core.face.Face.shortcuts`
     dispatched ahead of it (no routing, no FastAPI middleware, the same Host, origin and token checks)."""
     app = create_app(hub)
     shortcuts = [

@@ -1,4 +1,6 @@
-"""The ``roomhub`` command: ``serve``, ``check`` and ``token``."""
+"""Process start-up: the ``roomhub`` command (``serve``, ``check`` and ``token``) and the server of
+a widgets app run standalone (:func:`widgets_server`, reached by ``App.run()`` through the
+``roomhub.standalone`` entry point, so that the widgets face never imports the hub)."""
 
 from __future__ import annotations
 
@@ -7,23 +9,14 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .config import ConfigError, HubConfig, demo_config_path, load_config
+from .logs import setup_logging
 
 log = logging.getLogger("roomhub")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        force=True,
-    )
-    # Access logs of every static file drown the useful lines.
-    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _load(config_path: str | None) -> HubConfig:
@@ -47,6 +40,21 @@ async def _preflight(config: HubConfig) -> None:
     finally:
         for runtime in hub.runtimes.values():
             await runtime.close()
+
+
+def widgets_server(app: Any, config: HubConfig) -> Any:
+    """A ``uvicorn.Server`` for a hub composed from ``config`` (just the widgets face, see
+    ``App.hub_config``) serving ``app``, a :class:`roomhub.widgets.App`. Nothing is bound until
+    the server's ``serve()`` runs. Raises :class:`~roomhub.core.errors.HubError` when the widgets
+    face cannot be built."""
+    import uvicorn
+
+    from .app import server_config
+    from .hub import Hub
+
+    hub = Hub(config)
+    hub.face("widgets").use_app(app)
+    return uvicorn.Server(server_config(hub))
 
 
 @click.group()
@@ -136,7 +144,7 @@ def check(config: str) -> None:
 @click.option("--subject", default="user", show_default=True, help="Who the token is for (logged).")
 def token(config: str | None, subject: str) -> None:
     """Print a signed token for CONFIG's server.auth.secret_key."""
-    from .security import make_token
+    from .transport.security import make_token
 
     cfg = _load(config)
     if not cfg.server.auth.secret_key:

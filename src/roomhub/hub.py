@@ -1,4 +1,6 @@
-"""The hub: owns the configuration, the bus, the runtimes and the faces; starts and stops them.
+"""The hub: owns the configuration, the bus, the runtimes and the faces it is given; starts and
+stops them. It builds one :class:`~roomhub.core.context.FaceContext` and passes it to each face:
+faces never see the hub. Which faces a configuration enables is :func:`configured_faces`.
 
 Start-up refuses unsafe or unusable set-ups with :class:`HubError` (a
 non-loopback bind while code would run unsandboxed, a data directory another
@@ -16,49 +18,63 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .bus import LocalBus
-from .callback_websocket import CallbackSockets
 from .config import HubConfig
+from .core.bus import LocalBus
+from .core.context import ConnectionLimiter, FaceContext
+from .core.errors import HubError
+from .core.face import Face
 from .datadir import DataDirInUse, DataDirLock
-from .faces import Face
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
-from .security import Door, is_loopback_name
+from .transport.callback_websocket import CallbackSockets
+from .transport.security import Door, is_loopback_name
 
 log = logging.getLogger("roomhub.hub")
 
 
-class HubError(Exception):
-    """The hub cannot start as configured; the message says why and what to change."""
+FaceFactory = Callable[[FaceContext], Face]
+"""What the hub composes: a face class (or any callable) taking the context."""
 
 
-class ConnectionLimiter:
-    """Counts open WebSocket connections against ``limits.max_connections``."""
+def configured_faces(config: HubConfig) -> list[FaceFactory]:
+    """The faces ``config`` enables, in start-up order: pages always, then widgets, backends,
+    actions and documents when their section is present. A face is imported only when used."""
+    from .pages import PagesFace
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.count = 0
+    faces: list[FaceFactory] = [PagesFace]
+    if config.widgets is not None:
+        from .widgets import WidgetsFace
 
-    def try_acquire(self) -> bool:
-        if self.count >= self.limit:
-            return False
-        self.count += 1
-        return True
+        faces.append(WidgetsFace)
+    if config.backends is not None:
+        from .backends import BackendsFace
 
-    def release(self) -> None:
-        self.count = max(0, self.count - 1)
+        faces.append(BackendsFace)
+    if config.actions is not None:
+        from .actions import ActionsFace
+
+        faces.append(ActionsFace)
+    if config.documents is not None:
+        from .documents import DocumentsFace
+
+        faces.append(DocumentsFace)
+    return faces
 
 
 class Hub:
     """The server's state. Build it from a :class:`HubConfig`, then ``await start()`` / ``stop()``.
 
-    ``lock``: the data directory's lock, when the caller took it already (``roomhub serve``
-    does, before anything else); otherwise :meth:`start` takes it.
+    ``faces``: what to compose, each called with the hub's :class:`FaceContext` (default: the
+    faces the configuration enables, :func:`configured_faces`). ``lock``: the data directory's
+    lock, when the caller took it already (``roomhub serve`` does, before anything else);
+    otherwise :meth:`start` takes it. Raises :class:`HubError` when a face cannot be built.
     """
 
-    def __init__(self, config: HubConfig, lock: DataDirLock | None = None) -> None:
+    def __init__(self, config: HubConfig, lock: DataDirLock | None = None,
+                 faces: Sequence[FaceFactory] | None = None) -> None:
         self.config = config
         assert config.server.data_dir is not None
         self.data_dir: Path = config.server.data_dir
@@ -78,7 +94,13 @@ class Hub:
         cors_paths = {files.prefix: files.allowed_origins} if files is not None and files.enabled else None
         self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
                          server_host=server.host, cors_paths=cors_paths)
-        self.faces: list[Face] = self._make_faces()
+        self.context = FaceContext(
+            config=config, bus=self.bus, data_dir=self.data_dir, hub_id=self.id,
+            runtimes=self.runtimes, connections=self.connections, door=self.door,
+            program_tokens=self.program_tokens,
+        )
+        factories = configured_faces(config) if faces is None else faces
+        self.faces: list[Face] = [make(self.context) for make in factories]
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(
             self.door, max_size=limits.max_frame_bytes,
@@ -99,29 +121,8 @@ class Hub:
             path.write_text(hub_id + "\n")
             return hub_id
 
-    def _make_faces(self) -> list[Face]:
-        from .pages import PagesFace
-
-        faces: list[Face] = [PagesFace(self)]
-        if self.config.widgets is not None:
-            from .widgets import WidgetsFace
-
-            faces.append(WidgetsFace(self))
-        if self.config.backends is not None:
-            from .backends import BackendsFace
-
-            faces.append(BackendsFace(self))
-        if self.config.actions is not None:
-            from .actions import ActionsFace
-
-            faces.append(ActionsFace(self))
-        if self.config.documents is not None:
-            from .documents import DocumentsFace
-
-            faces.append(DocumentsFace(self))
-        return faces
-
     def face(self, name: str) -> Any:
+        """The face called ``name`` (``"pages"``, ``"documents"``...), or None."""
         return next((f for f in self.faces if f.name == name), None)
 
     def runtimes_in_use(self) -> set[str]:

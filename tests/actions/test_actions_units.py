@@ -1,8 +1,7 @@
-"""Sans-I/O parts of the actions face: the protocol codec, the session store, the file server."""
+"""Sans-I/O parts of the actions face: the protocol codec, the file server."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
@@ -10,7 +9,6 @@ import pytest
 
 from roomhub.actions import protocol as p
 from roomhub.actions.files import FileAccessError, FileServer, split_path
-from roomhub.sessions import SessionLimitReached, SessionStore
 
 
 def test_decode_a_call_cancel_and_introduce():
@@ -77,35 +75,6 @@ def test_encoders_give_igor_shapes():
     }
     with pytest.raises(ValueError):
         p.data("s", float("nan"))  # not valid JSON: refused rather than sent
-
-
-async def test_session_store_reaps_once_on_the_last_timer():
-    store = SessionStore(timeout=0.2, max_sessions=2)
-    reaped = []
-    store.on_reap(reaped.append)
-    s = store.create()
-    assert store.resume(s.id, "wrong") is None
-    store.detach(s)
-    await asyncio.sleep(0.1)
-    assert store.resume(s.id, s.token) is s
-    store.detach(s)
-    await asyncio.sleep(0.15)  # the first timer would have fired by now
-    assert s.id in store and reaped == []
-    await asyncio.sleep(0.15)
-    assert s.id not in store and reaped == [s] and store.reaped_count == 1
-    assert store.resume(s.id, s.token) is None
-    store.drop(s)
-    assert store.reaped_count == 1
-
-
-async def test_session_store_limit_and_close():
-    store = SessionStore(timeout=10, max_sessions=2)
-    a, b = store.create(), store.create()
-    with pytest.raises(SessionLimitReached):
-        store.create()
-    store.detach(a)
-    store.close()
-    assert len(store) == 0 and a.reaped and b.reaped and store.reaped_count == 2
 
 
 @pytest.mark.parametrize("path", ["", "/etc/passwd", "..", "a/../b", "a//b", "./a", "a\\b", "a\x00b"])

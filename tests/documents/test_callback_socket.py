@@ -1,4 +1,4 @@
-"""The callback WebSocket layer under `/yjs` (roomhub.callback_websocket), through real sockets:
+"""The callback WebSocket layer under `/yjs` (roomhub.transport.callback_websocket), through real sockets:
 the door (token, origin), bad handshakes, fragmented messages, keepalive pings, slow consumers,
 shutdown and what an endpoint's connection costs (no task while idle)."""
 

@@ -1,6 +1,6 @@
 """The parts of uvicorn's protocol classes the hub builds on, checked by name.
 
-``roomhub.http_server`` and ``roomhub.websocket_server`` subclass uvicorn's httptools HTTP
+``roomhub.transport.http_server`` and ``roomhub.transport.websocket_server`` subclass uvicorn's httptools HTTP
 protocol and its websockets sans-I/O protocol, and use attributes and methods uvicorn does
 not document as public. pyproject pins uvicorn to the versions tested; this test fails,
 naming what is missing, when an installed uvicorn no longer has them (instead of the hub
@@ -80,7 +80,7 @@ def test_uvicorn_still_has_what_the_hub_subclasses() -> None:
 
 
 def test_the_hub_uses_the_subclassed_protocols() -> None:
-    from roomhub import http_server, websocket_server
+    from roomhub.transport import http_server, websocket_server
 
     assert http_server.PROTOCOL is not None and websocket_server.PROTOCOL is not None, (
         "uvicorn's httptools or websockets sans-I/O protocol could not be imported")

@@ -12,7 +12,9 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from ..faces import Face, Shortcut
+from ..core.context import FaceContext
+from ..core.errors import HubError
+from ..core.face import Face, Shortcut
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
 from .endpoint import file_routes, socket_app
@@ -24,17 +26,15 @@ from .session import ActionsState
 class ActionsFace(Face):
     """Serves ``/actions`` and, if enabled, the file server; runs the API's processes.
 
-    Raises :class:`~roomhub.hub.HubError` when the configured API cannot be loaded.
+    Raises :class:`~roomhub.core.errors.HubError` when the configured API cannot be loaded.
     """
 
     name = "actions"
 
-    def __init__(self, hub: Any, api: ActionsAPI | None = None) -> None:
-        super().__init__(hub)
-        from ..hub import HubError
-
-        config = hub.config.actions
-        server = hub.config.server
+    def __init__(self, context: FaceContext, api: ActionsAPI | None = None) -> None:
+        super().__init__(context)
+        config = context.config.actions
+        server = context.config.server
         if api is None:
             try:
                 api = load_api(config.api, config.pythonpath) if config.api else ActionsAPI()
@@ -44,7 +44,7 @@ class ActionsFace(Face):
         self.state = ActionsState(
             api,
             config,
-            hub.bus,
+            context.bus,
             debug=config.debug or server.log_level == "debug",
             max_frame_bytes=config.max_frame_bytes or server.limits.max_frame_bytes,
             max_json_depth=server.limits.max_json_depth,
@@ -52,7 +52,7 @@ class ActionsFace(Face):
         self.processes = Processes(self.state)
         self.files: FileServer | None = None
         if config.files.enabled:
-            root = config.files.root or hub.data_dir / "actions-files"
+            root = config.files.root or context.data_dir / "actions-files"
             self.files = FileServer(root, config.files.max_bytes, config.files.read_only)
 
     @property
@@ -63,18 +63,18 @@ class ActionsFace(Face):
     def routes(self) -> list[BaseRoute]:
         if self.files is None:
             return []
-        config = self.hub.config.actions.files
+        config = self.context.config.actions.files
         return file_routes(self.files, config.prefix, config.allowed_origins)
 
     def shortcuts(self) -> list[Shortcut]:
         # Only the socket: the file server's HTTP routes stay with the router.
-        return [Shortcut("/actions", socket_app(self.hub, self.state), frozenset({"websocket"}))]
+        return [Shortcut("/actions", socket_app(self.context, self.state), frozenset({"websocket"}))]
 
     async def start(self) -> None:
         self.processes.start()
 
     async def stop(self) -> None:
-        timeout = self.hub.config.server.shutdown_timeout
+        timeout = self.context.config.server.shutdown_timeout
         await self.processes.stop(min(5.0, timeout / 2))
         await self.state.close()
 

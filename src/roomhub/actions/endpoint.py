@@ -36,29 +36,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..connections import AsgiSocket, CloseCode, Connection, ReceiveBudget
-from ..security import origin_allowed
-from ..sessions import SessionLimitReached
+from ..core.errors import CloseCode
+from ..core.sessions import SessionLimitReached
+from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
+from ..transport.security import origin_allowed
 from .files import FileAccessError, FileServer
 from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ..core.context import FaceContext
 
 log = logging.getLogger("roomhub.actions")
 
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 
 
-def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
+def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
     """The raw ASGI app of ``/actions`` and ``/actions/<anything>`` (Igor's Angular client appends
-    its id; it is ignored). Served ahead of the router (see :meth:`~roomhub.faces.Face.shortcuts`)."""
-    limits = hub.config.server.limits
+    its id; it is ignored). Served ahead of the router (see :meth:`~roomhub.core.face.Face.shortcuts`)."""
+    limits = context.config.server.limits
 
     async def socket(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = AsgiSocket(scope, receive, send)
-        if not hub.connections.try_acquire():
+        if not context.connections.try_acquire():
             await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
         conn: Connection | None = None
@@ -93,7 +94,7 @@ def socket_app(hub: Hub, state: ActionsState) -> ASGIApp:
                 # A close we started (close_code set) may still be flushing: give it time. A
                 # client that went away gets nothing more: stop the writer at once.
                 await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
-            hub.connections.release()
+            context.connections.release()
 
     return socket
 

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from .. import additions, jsonlimits
+from ..core import errors
 
 # Error codes (HTTP-like, as Igor's 400/503).
 BAD_REQUEST = 400
@@ -87,13 +88,12 @@ def wants_additions(value: str | None) -> bool:
         raise ProtocolError(BAD_REQUEST, str(exc)) from None
 
 
-class ProtocolError(Exception):
-    """A client frame that cannot be used. ``stream_id`` is set when the frame named one."""
+class ProtocolError(errors.ProtocolError):
+    """A client frame that cannot be used: ``code`` is one of the error codes above, sent in
+    an error frame. ``stream_id`` is set when the frame named one."""
 
     def __init__(self, code: int, message: str, stream_id: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.stream_id = stream_id
 
 

@@ -1,7 +1,7 @@
 """Actions state: the hub-wide scope and sessions, and each connected client's calls.
 
 :class:`ActionsState` is shared by every client and process: the API, the
-``scope`` dict, the :class:`~roomhub.sessions.SessionStore` (resume tokens,
+``scope`` dict, the :class:`~roomhub.core.sessions.SessionStore` (resume tokens,
 reaped ``session_timeout`` seconds after the last disconnect, exactly once),
 the thread pool of plain-function handlers, the clients by session id and
 by the client id they took with ``introduce_self``. Process output reaches
@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..bus import Bus
 from ..config import ActionsConfig
-from ..connections import CloseCode, Connection
-from ..sessions import Session, SessionStore
+from ..core.bus import Bus
+from ..core.errors import CloseCode
+from ..core.sessions import Session, SessionStore
+from ..transport.connections import Connection
 from . import protocol as p
 from .api import ActionsAPI
 from .calls import Stream, run_call
@@ -35,7 +36,7 @@ log = logging.getLogger("roomhub.actions")
 
 TOPIC = "actions"
 _WRONG_TOKEN = "unknown session or wrong token (send the token from the session frame)"
-SESSION_TAKEN = 4009  # close code: the session was resumed by another connection
+SESSION_TAKEN = CloseCode.SESSION_TAKEN
 MAX_LOGGED_ERRORS = 5  # bad frames logged per connection (then one summary line)
 
 
@@ -94,7 +95,7 @@ class ActionsState:
         """A client for ``conn`` with its session resumed (if id and token match) or new; the
         session frame is sent first when the client asked for roomhub's ``additions``.
 
-        Raises :class:`~roomhub.sessions.SessionLimitReached`.
+        Raises :class:`~roomhub.core.sessions.SessionLimitReached`.
         """
         session = self.sessions.resume(session_id, token) if session_id and token else None
         resumed = session is not None

@@ -28,9 +28,10 @@ from typing import Any
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from ..direct_http import DirectRoute
-from ..faces import Face, Shortcut
-from ..rooms import RoomRegistry
+from ..core.context import FaceContext
+from ..core.face import Face, Shortcut
+from ..core.rooms import RoomRegistry
+from ..transport.direct_http import DirectRoute
 from . import protocol
 from .builds import Builder
 from .containers import DockerEngine
@@ -47,25 +48,25 @@ class BackendsFace(Face):
 
     name = "backends"
 
-    def __init__(self, hub: Any) -> None:
-        super().__init__(hub)
-        config = hub.config.backends
+    def __init__(self, context: FaceContext) -> None:
+        super().__init__(context)
+        config = context.config.backends
         assert config is not None
         self.config = config
-        root = hub.data_dir / "backends"
+        root = context.data_dir / "backends"
         catalogs = [*config.catalogs, *([SHIPPED_CATALOG] if config.shipped else [])]
         self.catalog = Catalog(catalogs, root / "unpacked")
-        self.engine = DockerEngine(config.docker_url or hub.config.runtime.docker.url, hub.id)
+        self.engine = DockerEngine(config.docker_url or context.config.runtime.docker.url, context.hub_id)
         self.builder = Builder(root / "builds", self.engine, config.build_timeout)
         # Made in start(): a Hub built only to check the configuration must leave nothing behind.
         self.socket_root = Path(tempfile.gettempdir()) / "roomhub-be-unstarted"
-        self.launcher = Launcher(hub.runtimes["process"], self.engine, self.socket_root, hub.id,
-                                 config.limits, config.ready_timeout, hub.program_tokens)
-        server = hub.config.server
+        self.launcher = Launcher(context.runtimes["process"], self.engine, self.socket_root, context.hub_id,
+                                 config.limits, config.ready_timeout, context.program_tokens)
+        server = context.config.server
         host = server.host if server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.launcher.hub_url = f"http://{host}:{server.port}"
         limits = server.limits
-        self.partitions = Partitions(self.launcher, hub.bus, config.grace_period, config.idle_timeout,
+        self.partitions = Partitions(self.launcher, context.bus, config.grace_period, config.idle_timeout,
                                      limits.max_rooms_per_namespace, limits.max_clients_per_room)
         self.installer = Installer(self.catalog, self.builder, self.launcher, self.partitions)
         self.proxy = BackendProxy(self.partitions, self._on_demand if config.on_demand else None,
@@ -121,7 +122,7 @@ class BackendsFace(Face):
         if self._cleanup is not None and not self._cleanup.done():
             self._cleanup.cancel()
         try:
-            await self.partitions.close(self.hub.config.server.shutdown_timeout)
+            await self.partitions.close(self.context.config.server.shutdown_timeout)
         finally:
             with contextlib.suppress(Exception):
                 await self.engine.close()

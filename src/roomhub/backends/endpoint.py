@@ -24,24 +24,42 @@ import logging
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from .. import jsonlimits
-from ..connections import Connection, Frame
-from ..faces import serve_room_socket
-from ..rooms import Room, validate_room_name
+from ..core.context import FaceContext
+from ..core.face import serve_room_socket
+from ..core.rooms import Room, validate_room_name
+from ..transport.connections import Connection, Frame
 from . import protocol as p
-from .partition import PartitionRoom
-
-if TYPE_CHECKING:
-    from . import BackendsFace
+from .builds import Builder
+from .install import Installer
+from .packages import Catalog
+from .partition import PartitionRoom, Partitions
+from .proxy import BackendProxy
 
 log = logging.getLogger("roomhub.backends")
+
+
+class BackendsFace(Protocol):
+    """What the backends endpoints use of their face (:class:`roomhub.backends.BackendsFace`)."""
+
+    context: FaceContext
+    catalog: Catalog
+    builder: Builder
+    installer: Installer
+    partitions: Partitions
+    proxy: BackendProxy
+
+    def note_server(self, scope: Scope) -> None:
+        """Learn the hub's address from a request (the configured port may be 0)."""
+        ...
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "demo" / "dashboard.html"
 OWNER_RE = re.compile(r"^[A-Za-z0-9._~:@+=-]{1,128}$")
@@ -78,12 +96,12 @@ async def ignore_frame(room: Room, conn: Connection, frame: Frame) -> None:
 
 
 def backend_routes(face: BackendsFace) -> list[BaseRoute]:
-    hub = face.hub
+    context = face.context
     partitions = face.partitions
 
     async def socket(websocket: WebSocket) -> None:
         if websocket.query_params.get("monitor"):
-            await serve_room_socket(websocket, hub, partitions.monitor, "all", ignore_frame)
+            await serve_room_socket(websocket, context, partitions.monitor, "all", ignore_frame)
             return
         try:
             partition = checked_partition(websocket.query_params.get("partition"))
@@ -91,7 +109,7 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
         except p.BadRequest as exc:
             await websocket.send_denial_response(error(exc))
             return
-        await serve_room_socket(websocket, hub, partitions.registry, partition, ignore_frame,
+        await serve_room_socket(websocket, context, partitions.registry, partition, ignore_frame,
                                 left=PartitionRoom.forget)
 
     async def install(request: Request) -> JSONResponse:
@@ -103,7 +121,7 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
                 raise p.BadRequest("bad-install-request", "the body is larger than 1 MiB", status=413)
             raw = await request.body()
             try:
-                body = jsonlimits.loads(raw, hub.config.server.limits.max_json_depth)
+                body = jsonlimits.loads(raw, context.config.server.limits.max_json_depth)
             except ValueError as exc:
                 raise p.BadRequest("bad-install-request", f"the body is not JSON: {exc}") from None
             parsed = p.parse_install(body)

@@ -1,6 +1,6 @@
 """One proxied HTTP request, served by the hub's HTTP protocol without ASGI.
 
-A :class:`ProxyExchange` is the :class:`~roomhub.http_server.DirectExchange`
+A :class:`ProxyExchange` is the :class:`~roomhub.transport.http_server.DirectExchange`
 of a request under ``/backends/`` (see :meth:`BackendProxy.direct_route
 <roomhub.backends.proxy.BackendProxy.direct_route>`): the hub's protocol
 hands it the request from its parser callbacks and it streams that request
@@ -37,15 +37,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
-from ..direct_http import DirectExchange
+from ..transport.direct_http import DirectExchange
 from . import protocol as p
+from .instances import Instance
+from .partition import Partitions
 from .upstream import Framing, Headers, UpstreamConnection, UpstreamPool
 
-if TYPE_CHECKING:
-    from .instances import Instance
-    from .proxy import BackendProxy
+OnDemand = Callable[[str, str, str], Awaitable[Instance]]
+"""``on_demand(partition, name, range)``: starts a missing backend, returns its instance."""
+
+
+class ProxyRoutes(Protocol):
+    """What an exchange uses of the proxy (:class:`~roomhub.backends.proxy.BackendProxy`)."""
+
+    partitions: Partitions
+    on_demand: OnDemand | None
+
+    def target(self, scope: dict[str, Any]) -> tuple[str, str, str, str]:
+        """``(partition, name, range, rest)`` of a request."""
+        ...
+
+    def not_running(self, partition: str, name: str, rng: str) -> p.BadRequest:
+        """The 404 ``backend-not-running`` of a request with no matching instance."""
+        ...
 
 log = logging.getLogger("roomhub.backends.proxy")
 
@@ -86,7 +103,7 @@ def request_head(scope: dict[str, Any], host: bytes, rest: str, partition: str,
 class ProxyExchange(DirectExchange):
     """One request to ``/backends/<name>/<range>/<path>``; see the module doc."""
 
-    def __init__(self, proxy: BackendProxy, protocol: Any, scope: dict[str, Any], keep_alive: bool,
+    def __init__(self, proxy: ProxyRoutes, protocol: Any, scope: dict[str, Any], keep_alive: bool,
                  expect_100_continue: bool) -> None:
         super().__init__(protocol, scope, keep_alive, expect_100_continue)
         self.proxy = proxy

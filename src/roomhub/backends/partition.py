@@ -29,9 +29,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..bus import Bus
-from ..connections import Connection
-from ..rooms import Room, RoomRegistry
+from ..core.bus import Bus
+from ..core.rooms import Room, RoomRegistry
+from ..transport.connections import Connection
 from . import protocol as p
 from .instances import Instance, Launcher
 

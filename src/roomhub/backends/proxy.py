@@ -15,7 +15,7 @@ apply to both forms:
   app served without the hub's protocol (``asgi_app()`` mounted elsewhere)
   answers these requests 501.
 - **WebSocket**: a raw ASGI app served ahead of the hub's router
-  (:meth:`~roomhub.faces.Face.shortcuts`); the handshake is forwarded with the ``websockets`` client
+  (:meth:`~roomhub.core.face.Face.shortcuts`); the handshake is forwarded with the ``websockets`` client
   (subprotocols, cookies, authorization); frames are relayed both ways,
   text as text and binary as binary, and a close on either side is
   forwarded with its code and reason.
@@ -40,7 +40,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -50,9 +50,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 
-from ..direct_http import DirectRoute
-from ..rooms import validate_room_name
+from ..core.errors import CloseCode
+from ..core.rooms import validate_room_name
+from ..transport.direct_http import DirectRoute
 from . import protocol as p
+from .exchange import OnDemand, ProxyExchange
 from .instances import Instance
 from .partition import Partitions
 
@@ -64,7 +66,6 @@ WS_HANDSHAKE = frozenset({
 })
 QUERY_PARTITION = "backends-partition"
 
-OnDemand = Callable[[str, str, str], Awaitable[Instance]]
 
 
 def partition_of(header: str | None, query: bytes, referer: str | None = None) -> str:
@@ -144,8 +145,6 @@ class BackendProxy:
     def direct_route(self) -> DirectRoute:
         """HTTP requests under ``/backends/`` served by the hub's HTTP protocol without ASGI
         (:class:`~roomhub.backends.exchange.ProxyExchange`); WebSockets stay on :meth:`__call__`."""
-        from .exchange import ProxyExchange
-
         def open_exchange(protocol: Any, scope: dict[str, Any], keep_alive: bool,
                           expect_100_continue: bool) -> ProxyExchange:
             return ProxyExchange(self, protocol, scope, keep_alive, expect_100_continue)
@@ -191,7 +190,8 @@ class BackendProxy:
                         "headers": [(b"content-type", b"application/json")]})
             await send({"type": "websocket.http.response.body", "body": data})
         else:
-            await send({"type": "websocket.close", "code": 1011, "reason": body.get("detail", "")[:120]})
+            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR,
+                        "reason": body.get("detail", "")[:120]})
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
                          partition: str) -> None:

@@ -21,11 +21,12 @@ from typing import Any
 from pycrdt import Doc
 from starlette.routing import BaseRoute
 
-from ..callback_websocket import SocketEndpoint
 from ..config import DocumentsConfig
-from ..connections import Frame
-from ..faces import Face
-from ..rooms import RoomRegistry, validate_room_name
+from ..core.context import FaceContext
+from ..core.face import Face
+from ..core.rooms import RoomRegistry, validate_room_name
+from ..transport.callback_websocket import SocketEndpoint
+from ..transport.connections import Frame
 from . import protocol
 from .access import Access, AccessRequest, load_hook
 from .endpoint import DocumentSockets, document_routes
@@ -66,12 +67,12 @@ def make_store(config: DocumentsConfig, data_dir: Any) -> DocumentStore:
 class DocumentsFace(Face):
     name = "documents"
 
-    def __init__(self, hub: Any) -> None:
-        super().__init__(hub)
-        config: DocumentsConfig = hub.config.documents
+    def __init__(self, context: FaceContext) -> None:
+        super().__init__(context)
+        config: DocumentsConfig = context.config.documents
         self.config = config
-        limits = hub.config.server.limits
-        self.store = make_store(config, hub.data_dir)
+        limits = context.config.server.limits
+        self.store = make_store(config, context.data_dir)
         self.access_hook = load_hook(config.access)
         ctx = DocumentContext(
             self.store,
@@ -80,11 +81,11 @@ class DocumentsFace(Face):
         )
         self.rooms: RoomRegistry[DocumentRoom] = RoomRegistry(
             "yjs",
-            lambda name: DocumentRoom(name, ctx, hub.bus),
+            lambda name: DocumentRoom(name, ctx, context.bus),
             grace_period=config.grace_period,
             max_rooms=limits.max_rooms_per_namespace,
             max_clients=limits.max_clients_per_room,
-            bus=hub.bus,
+            bus=context.bus,
         )
         self._keepalive: asyncio.Task[None] | None = None
         self.sockets = DocumentSockets(self)
@@ -110,7 +111,7 @@ class DocumentsFace(Face):
             self._keepalive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive
-        await self.rooms.close(self.hub.config.server.shutdown_timeout)
+        await self.rooms.close(self.context.config.server.shutdown_timeout)
         await self.store.close()
 
     async def _keepalive_loop(self) -> None:
@@ -130,10 +131,10 @@ class DocumentsFace(Face):
 
         Change ``room.doc`` (a :class:`pycrdt.Doc`) freely: every change is
         broadcast to the room's clients and appended to the store. Raises
-        ``ValueError`` for an invalid name, :class:`roomhub.rooms.RoomError`
+        ``ValueError`` for an invalid name, :class:`roomhub.core.rooms.RoomError`
         when a limit is reached.
         """
-        validate_room_name(name, self.hub.config.server.limits.room_name_max_length)
+        validate_room_name(name, self.context.config.server.limits.room_name_max_length)
         member = _ServerMember(f"server:{name}")
         room = await self.rooms.join(name, member)  # type: ignore[arg-type]
         try:

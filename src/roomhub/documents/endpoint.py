@@ -3,7 +3,7 @@
 ``/yjs/<room>`` speaks the y-websocket protocol (see :mod:`.protocol`) to the
 ``y-websocket`` npm client (``new WebsocketProvider('ws://host:port/yjs',
 room, doc)``) and pycrdt providers. It is a callback endpoint
-(:mod:`roomhub.callback_websocket`): a connection holds no task while idle,
+(:mod:`roomhub.transport.callback_websocket`): a connection holds no task while idle,
 and every frame is handled in the turn of the loop it arrives in (a fast
 sender's frames a turn's worth at a time, within its receive budget). Close
 codes: 1003 for a text frame, 1007 for a frame or update that does not
@@ -22,23 +22,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException
 from starlette.routing import BaseRoute
 
-from ..callback_websocket import CallbackWebSocket, Message, SocketEndpoint
-from ..connections import CloseCode
-from ..rooms import RoomError, validate_room_name
+from ..core.context import FaceContext
+from ..core.errors import CloseCode, RoomError
+from ..core.rooms import RoomRegistry, validate_room_name
+from ..transport.callback_websocket import CallbackWebSocket, Message, SocketEndpoint
 from . import protocol as p
-from .access import Access, AccessRequest, decide
+from .access import Access, AccessHook, AccessRequest, decide
 from .room import DocumentRoom
-
-if TYPE_CHECKING:
-    from . import DocumentsFace
+from .stores import DocumentStore
 
 log = logging.getLogger("roomhub.documents")
+
+
+class DocumentsFace(Protocol):
+    """What the documents endpoints use of their face (:class:`roomhub.documents.DocumentsFace`)."""
+
+    context: FaceContext
+    rooms: RoomRegistry[DocumentRoom]
+    store: DocumentStore
+    access_hook: AccessHook | None
+
+    async def read_json(self, name: str) -> dict[str, Any] | None:
+        """The JSON view of document ``name`` (live, or read from the store); None if unknown."""
+        ...
 
 PREFIX = "/yjs"
 MAX_EARLY_FRAMES = 256
@@ -74,13 +86,13 @@ class DocumentSockets(SocketEndpoint):
     def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
         name = scope["path"][len(PREFIX) + 1:]
         try:
-            validate_room_name(name, self.face.hub.config.server.limits.room_name_max_length)
+            validate_room_name(name, self.face.context.config.server.limits.room_name_max_length)
         except ValueError as exc:
             return 400, str(exc)
         return None
 
     def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
-        if not self.face.hub.connections.try_acquire():
+        if not self.face.context.connections.try_acquire():
             sock.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
         sock.state = _Joining()
@@ -148,7 +160,7 @@ class DocumentSockets(SocketEndpoint):
             return
         if isinstance(state, _Joined):
             self._leave(sock, state)
-        self.face.hub.connections.release()
+        self.face.context.connections.release()
 
     def _leave(self, sock: CallbackWebSocket, state: _Joined) -> None:
         state.room.forget(sock)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pycrdt import Encoder, write_var_uint
 
 from .. import jsonlimits
+from ..core import errors
 
 MSG_SYNC = 0
 MSG_AWARENESS = 1
@@ -38,19 +39,19 @@ SYNC_UPDATE = 2
 
 AUTH_PERMISSION_DENIED = 0
 
-INVALID_PAYLOAD = 1007  # RFC 6455: data inconsistent with the message type
+INVALID_PAYLOAD = errors.CloseCode.INVALID_PAYLOAD  # data inconsistent with the message type
 EMPTY_UPDATE = b"\x00\x00"  # an update with no structs and an empty delete set
 
 _MAX_VARINT_BYTES = 10
 
 
-class ProtocolError(Exception):
-    """A frame that does not follow the protocol; close the connection with ``code``."""
+class ProtocolError(errors.ProtocolError):
+    """A frame that does not follow the protocol; close the connection with ``code`` (a close
+    code) and ``reason`` (the same text as ``message``)."""
 
     def __init__(self, reason: str, code: int = INVALID_PAYLOAD) -> None:
-        super().__init__(reason)
+        super().__init__(code, reason)
         self.reason = reason
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """A document room: one pycrdt ``Doc`` shared by its members, loaded from and saved to a store.
 
-Life of a room (through :class:`roomhub.rooms.RoomRegistry`):
+Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
 
 - creation loads every stored update into the document *before* the first
   member joins, so no client ever syncs against an empty document that has
@@ -42,10 +42,10 @@ from typing import Any, Protocol
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent
 
-from ..bus import Bus
-from ..connections import Frame
+from ..core.bus import Bus
+from ..core.rooms import Room
 from ..jsonlimits import DEFAULT_MAX_DEPTH
-from ..rooms import Room
+from ..transport.connections import Frame
 from . import protocol as p
 from .stores import DocumentStore, integrate, load_into, merge
 
@@ -57,7 +57,7 @@ MAX_WAITING = 64
 
 
 class Member(Protocol):
-    """What a room needs of a member: a :class:`~roomhub.connections.Connection` or a handle."""
+    """What a room needs of a member: a :class:`~roomhub.transport.connections.Connection` or a handle."""
 
     label: str
 

@@ -10,10 +10,12 @@ from typing import Any
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from ..faces import Face
-from ..rooms import RoomRegistry
+from ..core.context import FaceContext
+from ..core.face import Face
+from ..core.rooms import RoomRegistry
+from .context import PageContext
 from .endpoint import page_routes
-from .room import PageContext, PageRoom
+from .room import PageRoom
 
 
 def page_slug(path: str) -> str:
@@ -25,27 +27,27 @@ def page_slug(path: str) -> str:
 class PagesFace(Face):
     name = "pages"
 
-    def __init__(self, hub: Any) -> None:
-        super().__init__(hub)
+    def __init__(self, context: FaceContext) -> None:
+        super().__init__(context)
         self.rooms: dict[str, RoomRegistry[PageRoom]] = {}
-        limits = hub.config.server.limits
-        for path, page in hub.config.pages.items():
+        limits = context.config.server.limits
+        for path, page in context.config.pages.items():
             ctx = PageContext(
                 path=path,
                 page=page,
-                runtimes=hub.runtimes,
-                default_runtime=hub.config.runtime.default,
-                rooms_dir=hub.data_dir / "rooms" / page_slug(path),
-                hub_id=hub.id,
+                runtimes=context.runtimes,
+                default_runtime=context.config.runtime.default,
+                rooms_dir=context.data_dir / "rooms" / page_slug(path),
+                hub_id=context.hub_id,
                 max_json_depth=limits.max_json_depth,
             )
             self.rooms[path] = RoomRegistry(
                 path,
-                lambda name, ctx=ctx: PageRoom(name, ctx, hub.bus),
+                lambda name, ctx=ctx: PageRoom(name, ctx, context.bus),
                 grace_period=page.grace_period,
                 max_rooms=limits.max_rooms_per_namespace,
                 max_clients=limits.max_clients_per_room,
-                bus=hub.bus,
+                bus=context.bus,
             )
 
     def routes(self) -> list[BaseRoute]:
@@ -53,13 +55,13 @@ class PagesFace(Face):
         page and its socket inside an assets prefix are served as pages)."""
         routes: list[BaseRoute] = []
         for path, registry in self.rooms.items():
-            routes += page_routes(self.hub, path, registry)
-        for prefix, directory in self.hub.config.assets.items():
+            routes += page_routes(self.context, path, registry)
+        for prefix, directory in self.context.config.assets.items():
             routes.append(Mount(prefix, StaticFiles(directory=directory, html=True), name=f"assets:{prefix}"))
         return routes
 
     async def stop(self) -> None:
-        timeout = self.hub.config.server.shutdown_timeout
+        timeout = self.context.config.server.shutdown_timeout
         await asyncio.gather(*(registry.close(timeout) for registry in self.rooms.values()))
 
     def registries(self) -> list[RoomRegistry[Any]]:

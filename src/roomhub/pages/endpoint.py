@@ -15,14 +15,15 @@ from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from ..connections import Connection
-from ..faces import serve_room_socket
-from ..rooms import RoomError, RoomRegistry, validate_room_name
+from ..core.errors import RoomError
+from ..core.face import serve_room_socket
+from ..core.rooms import RoomRegistry, validate_room_name
+from ..transport.connections import Connection
 from . import protocol as p
 from .room import PageRoom
 
 if TYPE_CHECKING:
-    from ..hub import Hub
+    from ..core.context import FaceContext
 
 log = logging.getLogger("roomhub.pages")
 
@@ -44,8 +45,8 @@ def refused(conn: Connection, exc: RoomError) -> None:
         conn.send(p.error(None, "room-refused", exc.reason))
 
 
-def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[BaseRoute]:
-    page = hub.config.pages[path]
+def page_routes(context: FaceContext, path: str, registry: RoomRegistry[PageRoom]) -> list[BaseRoute]:
+    page = context.config.pages[path]
 
     async def html(request: object) -> FileResponse:
         return FileResponse(page.html, media_type="text/html")
@@ -53,7 +54,7 @@ def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[B
     async def socket(websocket: WebSocket) -> None:
         name = websocket.query_params.get("roomName")
         try:
-            validate_room_name(name, hub.config.server.limits.room_name_max_length)
+            validate_room_name(name, context.config.server.limits.room_name_max_length)
             additions = p.wants_additions(websocket.query_params.get(p.ADDITIONS_PARAMETER))
         except (ValueError, p.ProtocolError) as exc:
             await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=400))
@@ -61,7 +62,7 @@ def page_routes(hub: Hub, path: str, registry: RoomRegistry[PageRoom]) -> list[B
         assert name is not None
         websocket.scope[p.ADDITIONS_SCOPE_KEY] = additions
         await serve_room_socket(
-            websocket, hub, registry, name, handle_frame, refused=refused,
+            websocket, context, registry, name, handle_frame, refused=refused,
             left=PageRoom.forget,
         )
 

@@ -16,16 +16,14 @@ import contextlib
 import logging
 import shlex
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecutor, PrologueExecutor
-from ..connections import Connection
 from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
+from ..transport.connections import Connection
 from . import protocol as p
+from .context import ExecutorRoom
 from .protocol import asks_additions
-
-if TYPE_CHECKING:
-    from .room import PageRoom
 
 log = logging.getLogger("roomhub.pages.executors")
 
@@ -85,7 +83,7 @@ class Executor:
 
     kind = "executor"
 
-    def __init__(self, room: PageRoom, name: str, config: Any) -> None:
+    def __init__(self, room: ExecutorRoom, name: str, config: Any) -> None:
         self.room = room
         self.name = name
         self.config = config
@@ -162,7 +160,7 @@ class AlwaysRunner(Executor):
     kind = "always"
     config: AlwaysExecutor
 
-    def __init__(self, room: PageRoom, name: str, config: AlwaysExecutor) -> None:
+    def __init__(self, room: ExecutorRoom, name: str, config: AlwaysExecutor) -> None:
         super().__init__(room, name, config)
         self.handle_: ProgramHandle | None = None
         self.scrollback = Scrollback(config.scrollback_bytes)
@@ -260,7 +258,7 @@ class OnceRunner(Executor):
     kind = "once"
     config: OnceExecutor
 
-    def __init__(self, room: PageRoom, name: str, config: OnceExecutor) -> None:
+    def __init__(self, room: ExecutorRoom, name: str, config: OnceExecutor) -> None:
         super().__init__(room, name, config)
         self.scrollback = Scrollback(config.scrollback_bytes)
         self.task: asyncio.Task[None] | None = None
@@ -341,16 +339,3 @@ class StepRunner(Executor):
             await handle.kill(KILL_GRACE)
             raise
         return await handle.wait(), out
-
-
-def make_executor(room: PageRoom, name: str, config: Any) -> Executor:
-    from .files import FileView
-
-    kinds: dict[str, type[Executor]] = {
-        "always": AlwaysRunner,
-        "once": OnceRunner,
-        "prologue": StepRunner,
-        "epilogue": StepRunner,
-        "file": FileView,
-    }
-    return kinds[config.type](room, name, config)

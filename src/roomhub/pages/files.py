@@ -25,18 +25,16 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import watchfiles
 
 from .. import confined
 from ..config import FileExecutor
-from ..connections import Connection
+from ..transport.connections import Connection
 from . import protocol as p
-from .executors import Executor
-
-if TYPE_CHECKING:
-    from .room import PageRoom
+from .context import ExecutorRoom
+from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner
 
 log = logging.getLogger("roomhub.pages.files")
 
@@ -45,7 +43,7 @@ class FileView(Executor):
     kind = "file"
     config: FileExecutor
 
-    def __init__(self, room: PageRoom, name: str, config: FileExecutor) -> None:
+    def __init__(self, room: ExecutorRoom, name: str, config: FileExecutor) -> None:
         super().__init__(room, name, config)
         self.digest: bytes | None = None
         self.frame: str | None = None
@@ -228,3 +226,15 @@ def _is_folder(path: Path) -> bool:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def make_executor(room: ExecutorRoom, name: str, config: Any) -> Executor:
+    """The executor of kind ``config.type`` (always, once, prologue, epilogue, file) in ``room``."""
+    kinds: dict[str, type[Executor]] = {
+        "always": AlwaysRunner,
+        "once": OnceRunner,
+        "prologue": StepRunner,
+        "epilogue": StepRunner,
+        "file": FileView,
+    }
+    return kinds[config.type](room, name, config)

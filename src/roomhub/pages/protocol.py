@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..connections import Connection
+    from ..transport.connections import Connection
 
 from .. import additions, jsonlimits
+from ..core import errors
 
 # Error codes carried by {"type": "error", "code": ...}
 BAD_JSON = "bad-json"
@@ -55,13 +56,12 @@ ADDITIONS_PARAMETER = additions.PARAMETER  # ?roomhub=1: the client reads roomhu
 ADDITIONS_SCOPE_KEY = "roomhub.pages.additions"
 
 
-class ProtocolError(Exception):
-    """A client frame that cannot be used; ``code`` is one of the error codes above."""
+class ProtocolError(errors.ProtocolError):
+    """A client frame that cannot be used; ``code`` is one of the error codes above, sent in an
+    error frame. ``executor`` is set when the frame named one."""
 
     def __init__(self, code: str, message: str, executor: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.executor = executor
 
 

@@ -18,35 +18,19 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..bus import Bus
-from ..config import PageConfig
-from ..connections import Connection, Frame
-from ..jsonlimits import DEFAULT_MAX_DEPTH
-from ..rooms import Room
+from ..core.bus import Bus
+from ..core.rooms import Room
 from ..runtimes.base import Runtime, exit_description
+from ..transport.connections import Connection, Frame
 from . import protocol as p
-from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner, make_executor
-from .files import FileView, RoomWatcher
+from .context import PageContext
+from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner
+from .files import FileView, RoomWatcher, make_executor
 from .protocol import asks_additions
 
 log = logging.getLogger("roomhub.pages.room")
-
-
-@dataclass
-class PageContext:
-    """What a page's rooms need from the hub."""
-
-    path: str
-    page: PageConfig
-    runtimes: dict[str, Runtime]
-    default_runtime: str
-    rooms_dir: Path
-    hub_id: str
-    max_json_depth: int = DEFAULT_MAX_DEPTH  # levels of a client's JSON (server.limits.max_json_depth)
 
 
 class PrologueFailed(Exception):

@@ -31,16 +31,26 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import watchfiles
 
 from .. import confined
-
-if TYPE_CHECKING:
-    from .docker import DockerHandle, DockerRuntime
+from ..config import DockerConfig
+from .base import ProgramHandle, ProgramSpec
 
 log = logging.getLogger("roomhub.runtimes.docker.mirror")
+
+
+class MirrorRuntime(Protocol):
+    """What a room's mirror uses of its runtime (:class:`~roomhub.runtimes.docker.DockerRuntime`):
+    its configuration and a way to start the monitor."""
+
+    config: DockerConfig
+
+    async def launch(self, spec: ProgramSpec) -> ProgramHandle:
+        """Start the program ``spec`` describes."""
+        ...
 
 EXECUTOR = "roomhub-monitor"
 DELETED = "-"
@@ -96,7 +106,7 @@ def _digest(data: bytes) -> str:
 class RoomMirror:
     """Mirrors one room's volume (through the monitor container) and its local directory."""
 
-    def __init__(self, runtime: DockerRuntime, room_dir: Path, labels: dict[str, str]) -> None:
+    def __init__(self, runtime: MirrorRuntime, room_dir: Path, labels: dict[str, str]) -> None:
         self.runtime = runtime
         self.room_dir = room_dir.resolve()
         self.labels = {**labels, "roomhub.executor": EXECUTOR}
@@ -104,15 +114,13 @@ class RoomMirror:
         self.remote: dict[str, str] = {}  # path -> digest the monitor last reported
         self.sent: dict[str, str] = {}  # path -> digest (or DELETED) pushed, not yet confirmed
         self.changed = asyncio.Condition()
-        self.handle: DockerHandle | None = None
+        self.handle: ProgramHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._buffer = b""
 
     async def start(self, image: str) -> None:
         """Start the monitor container and the two directions of the mirror."""
-        from .base import ProgramSpec
-
         self.room_dir.mkdir(parents=True, exist_ok=True)
         c = self.runtime.config
         spec = ProgramSpec(

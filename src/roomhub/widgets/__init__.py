@@ -18,13 +18,24 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from ..config import WidgetsConfig
-from ..connections import CloseCode, Connection
-from ..faces import Face, Shortcut
-from ..rooms import RoomError, RoomRegistry, validate_room_name
+from ..core.context import FaceContext
+from ..core.errors import CloseCode, HubError, RoomError
+from ..core.face import Face, Shortcut
+from ..core.rooms import RoomRegistry, validate_room_name
+from ..transport.connections import Connection
 from . import renderer
-from .api import App, Application, Widget, WidgetFactory
+from .api import App, Application
 from .endpoint import socket_app, widgets_routes
-from .session import CallError, CallTimeout, NoBrowser, SessionClosed, WidgetsError, WidgetSession
+from .session import (
+    CallError,
+    CallTimeout,
+    NoBrowser,
+    SessionClosed,
+    Widget,
+    WidgetFactory,
+    WidgetsError,
+    WidgetSession,
+)
 
 log = logging.getLogger("roomhub.widgets")
 
@@ -82,21 +93,19 @@ class WidgetsFace(Face):
     def links(self) -> list[tuple[str, str]]:
         return [(self.config.title, "/widgets/")]
 
-    def __init__(self, hub: Any) -> None:
-        super().__init__(hub)
-        self.config: WidgetsConfig = hub.config.widgets or WidgetsConfig()
+    def __init__(self, context: FaceContext) -> None:
+        super().__init__(context)
+        self.config: WidgetsConfig = context.config.widgets or WidgetsConfig()
         self.registry: RoomRegistry[WidgetSession] = RoomRegistry(
             "widgets",
             lambda name: WidgetSession(
-                name, self.app, self.config, hub.bus, hub.config.server.limits.max_json_depth
+                name, self.app, self.config, context.bus, context.config.server.limits.max_json_depth
             ),
             grace_period=self.config.idle_timeout,
             max_rooms=self.config.max_sessions or sys.maxsize,
             max_clients=self.config.max_browsers_per_session,
-            bus=hub.bus,
+            bus=context.bus,
         )
-        from ..hub import HubError
-
         try:
             renderer.static_dir()
             renderer.widget_defs()
@@ -174,8 +183,8 @@ class WidgetsFace(Face):
         await self.registry.drop(oldest.name, reason="session limit reached")
 
     async def stop(self) -> None:
-        await self.registry.close(self.hub.config.server.shutdown_timeout)
-        await self.app.shutdown(self.hub.config.server.shutdown_timeout)
+        await self.registry.close(self.context.config.server.shutdown_timeout)
+        await self.app.shutdown(self.context.config.server.shutdown_timeout)
 
 
 __all__ = [

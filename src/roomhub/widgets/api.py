@@ -1,4 +1,5 @@
-"""The public Python API: :class:`App`, the widget factory and :class:`Widget`.
+"""The public Python API: :class:`App` (the widget factory and :class:`Widget` a session makes
+live with it, in :mod:`.session`; ``roomhub.widgets`` exports them all).
 
 Async first::
 
@@ -35,17 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import importlib.metadata
 import logging
 import os
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from . import classes as C
-
-if TYPE_CHECKING:
-    from . import WidgetsFace
-    from .session import WidgetSession
+from ..core.rooms import RoomRegistry
+from ..logs import setup_logging
+from .session import WidgetSession
 
 log = logging.getLogger("roomhub.widgets")
 
@@ -54,6 +53,24 @@ Handler = Callable[..., Any]
 
 PORT_ENV = "ROOMHUB_WIDGETS_PORT"  # a standalone app's port when run() is given none
 DEFAULT_PORT = 8000
+
+
+STANDALONE_ENTRY_POINTS = "roomhub.standalone"
+"""The entry point group naming the function that builds a standalone widgets hub's server: it
+lives with process start-up (``roomhub.cli``), which composes the hub; the face does not import
+the hub."""
+
+
+def standalone_server() -> Callable[[App, Any], Any]:
+    """``server(app, config) -> uvicorn.Server``: the ``widgets`` entry point of
+    :data:`STANDALONE_ENTRY_POINTS`. Raises ``RuntimeError`` when the installed roomhub declares
+    none (an installation older than its sources: reinstall it)."""
+    found = importlib.metadata.entry_points(group=STANDALONE_ENTRY_POINTS, name="widgets")
+    for entry in found:
+        server: Callable[[App, Any], Any] = entry.load()
+        return server
+    raise RuntimeError(f"roomhub's installation declares no {STANDALONE_ENTRY_POINTS!r} entry point "
+                       "'widgets': reinstall roomhub (pip install -e .)")
 
 
 def standalone_address(app: App, host: str | None, port: int | None) -> tuple[str, int]:
@@ -75,121 +92,10 @@ def standalone_address(app: App, host: str | None, port: int | None) -> tuple[st
     return host or app.host or "127.0.0.1", port
 
 
-def with_extra(handler: Handler, extra: tuple[Any, ...], extra_kwargs: dict[str, Any]) -> Handler:
-    """``handler`` called with ``extra`` and ``extra_kwargs`` after the browser's arguments (as
-    pgwidgets' ``on(action, handler, *extra_args, **extra_kwargs)``); ``handler`` itself when
-    there are none. The wrapper's ``__wrapped__`` is ``handler``."""
-    if not extra and not extra_kwargs:
-        return handler
+class ServingFace(Protocol):
+    """What an :class:`App` uses of the widgets face serving it (``WidgetsFace``)."""
 
-    @functools.wraps(handler)
-    def call(*args: Any) -> Any:
-        return handler(*args, *extra, **extra_kwargs)
-
-    return call
-
-
-class Listening:
-    """What :meth:`Widget.on` returns: the handler is registered already; awaiting this (as
-    pgwidgets' async API does, ``await w.on(...)``) gives the handler back."""
-
-    __slots__ = ("handler",)
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-
-    def __await__(self) -> Generator[Any, None, Handler]:
-        return self.handler
-        yield  # a generator: nothing to wait for
-
-
-class Widget:
-    """A widget of a session. Any method name is a call: ``await w.set_text("Hi")``.
-
-    Each method takes the widget method's arguments, positional or by the names
-    pgwidgets-js gives them (``await label.set_font(size=14)``), plus ``wait``
-    (make it a round trip returning the browser's value) and ``timeout``
-    (seconds, default ``widgets.call_timeout``). A keyword the method does not
-    take raises ``TypeError``. See :class:`~roomhub.widgets.session.WidgetSession`
-    for what a call sends.
-    """
-
-    __slots__ = ("cls", "session", "wid")
-
-    def __init__(self, session: WidgetSession, wid: int, cls: str) -> None:
-        self.session = session
-        self.wid = wid
-        self.cls = cls
-
-    def __repr__(self) -> str:
-        return f"<{self.cls} wid={self.wid} session={self.session.id}>"
-
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method.startswith("_"):
-            raise AttributeError(method)
-        session, wid, cls = self.session, self.wid, self.cls
-        key = C.state_getter(cls, method) if session.app.local_getters else None
-        if key is not None:
-
-            def get() -> Any:  # pgwidgets' async getters: the state, at once
-                return session.state.get(wid, {}).get(key)
-
-            get.__name__ = method
-            return get
-
-        async def call(
-            *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
-        ) -> Any:
-            values = C.method_args(cls, method, args, kwargs)
-            return await session.call(wid, method, values, wait=wait, timeout=timeout)
-
-        call.__name__ = method
-        return call
-
-    def on(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Listening:
-        """Run ``handler(*args, *extra, **extra_kwargs)`` (sync or async) when the browser
-        fires ``action``. Registered at once; the result may be awaited (pgwidgets' async API)."""
-        self.session.listen(
-            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=False
-        )
-        return Listening(handler)
-
-    def add_callback(
-        self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any
-    ) -> Listening:
-        """Like :meth:`on`, but ``handler(widget, *args, ...)`` gets the widget first (as pgwidgets)."""
-        self.session.listen(
-            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=True
-        )
-        return Listening(handler)
-
-    def off(self, action: str, handler: Handler | None = None) -> None:
-        """Remove ``handler`` (default: every handler) of ``action``."""
-        self.session.unlisten(self.wid, action, handler)
-
-    def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """``async with widget.batch():`` sends the calls made inside as one ``batch`` message."""
-        return self.session.batch()
-
-
-class WidgetFactory:
-    """``await factory.ClassName(*args, **options)`` creates a widget in the session."""
-
-    __slots__ = ("session",)
-
-    def __init__(self, session: WidgetSession) -> None:
-        self.session = session
-
-    def __getattr__(self, cls: str) -> Callable[..., Any]:
-        if not cls[:1].isupper() or not cls.isidentifier():
-            raise AttributeError(cls)
-        session = self.session
-
-        async def create(*args: Any, **kwargs: Any) -> Widget:
-            return await session.create(cls, list(args), kwargs)
-
-        create.__name__ = cls
-        return create
+    registry: RoomRegistry[WidgetSession]
 
 
 class App:
@@ -221,7 +127,7 @@ class App:
         self.connect_handlers: list[Handler] = []
         self.disconnect_handlers: list[Handler] = []
         self.close_handlers: list[Handler] = []
-        self.face: WidgetsFace | None = None
+        self.face: ServingFace | None = None
 
     def on_connect(self, handler: Handler) -> Handler:
         """``handler(session)`` builds a new session's UI (once per session, not per reload)."""
@@ -265,16 +171,8 @@ class App:
         Nothing is bound until the server's ``serve()`` runs. Raises
         :class:`~roomhub.config.ConfigError` for bad options.
         """
-        import uvicorn
-
-        from ..app import server_config
-        from ..hub import Hub
-
         config = self.hub_config(host, port, **server)
-        hub = Hub(config)
-        face = hub.face("widgets")
-        face.use_app(self)
-        return uvicorn.Server(server_config(hub))
+        return standalone_server()(self, config)
 
     async def serve(self, host: str | None = None, port: int | None = None, **server: Any) -> None:
         """Serve this app standalone in the running loop until cancelled (or SIGINT/SIGTERM).
@@ -300,8 +198,6 @@ class App:
             pass
         else:
             return self.serve(host, port, **server)
-        from ..cli import setup_logging
-
         setup_logging(server.get("log_level", "info"))
         host, port = standalone_address(self, host, port)
         srv = self.make_server(host, port, **server)

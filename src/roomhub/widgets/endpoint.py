@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
@@ -24,16 +24,28 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import jsonlimits
-from ..connections import AsgiSocket, CloseCode, Connection, ReceiveBudget
-from ..rooms import RoomError
+from ..config import WidgetsConfig
+from ..core.context import FaceContext
+from ..core.errors import CloseCode, RoomError
+from ..core.rooms import RoomRegistry
+from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from . import protocol as p
 from . import renderer
 from .session import WidgetSession
 
-if TYPE_CHECKING:
-    from . import WidgetsFace
-
 log = logging.getLogger("roomhub.widgets")
+
+
+class WidgetsFace(Protocol):
+    """What the widgets endpoint uses of its face (:class:`roomhub.widgets.WidgetsFace`)."""
+
+    context: FaceContext
+    config: WidgetsConfig
+    registry: RoomRegistry[WidgetSession]
+
+    async def open_session(self, conn: Connection, sid: str | None, token: str | None) -> WidgetSession:
+        """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session."""
+        ...
 
 # pgwidgets-js's RemoteInterface on this hub's socket (its own page, remote.html, points at a
 # separate port). It keeps the session's credentials in the page's URL (?session=&token=) and
@@ -82,14 +94,14 @@ def read_credentials(
 
 async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
-    hub = face.hub
-    if not hub.connections.try_acquire():
+    context = face.context
+    if not context.connections.try_acquire():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
     if not await websocket.accept():
-        hub.connections.release()
+        context.connections.release()
         return
-    limits = hub.config.server.limits
+    limits = context.config.server.limits
     conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits))
     session: WidgetSession | None = None
     try:
@@ -97,7 +109,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         conn.send(p.encode(p.init()))
         try:
             first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
-            sid, token = read_credentials(first, hub.config.server.limits.max_json_depth)
+            sid, token = read_credentials(first, context.config.server.limits.max_json_depth)
         except (TimeoutError, StopAsyncIteration):
             await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
             return
@@ -129,7 +141,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         try:
             await conn.aclose(CloseCode.NORMAL)  # written before the server drops the TCP connection
         finally:
-            hub.connections.release()
+            context.connections.release()
 
 
 def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
@@ -156,7 +168,7 @@ def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
 
 def socket_app(face: WidgetsFace) -> ASGIApp:
     """The raw ASGI app of ``/widgets/ws``, served ahead of the router (see
-    :meth:`~roomhub.faces.Face.shortcuts`): no routing nor FastAPI middleware per frame."""
+    :meth:`~roomhub.core.face.Face.shortcuts`): no routing nor FastAPI middleware per frame."""
 
     async def socket(scope: Scope, receive: Receive, send: Send) -> None:
         await widgets_socket(AsgiSocket(scope, receive, send), face)

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from .. import jsonlimits
+from ..core import errors
 
 # ProtocolError codes
 BAD_JSON = "bad-json"
@@ -56,13 +57,12 @@ _ORJSON_OPTIONS = (
 )
 
 
-class ProtocolError(Exception):
-    """A browser frame that cannot be used; ``code`` is one of this module's codes."""
+class ProtocolError(errors.ProtocolError):
+    """A browser frame that cannot be used; ``code`` is one of this module's codes, sent in
+    an error frame."""
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
 
 
 def encode(message: dict[str, Any] | list[dict[str, Any]]) -> str:

@@ -21,25 +21,32 @@ Calls (pgwidgets' method kinds, see :mod:`.classes`):
 Browser callbacks update the state (and are pushed to the other browsers as
 ``silent`` calls, so several browsers stay in step), then run the handlers one
 at a time on the session's worker task.
+
+The handles a program holds live here too: :class:`Widget` (any method name is
+a call on the session) and :class:`WidgetFactory` (``session.widgets``); the
+session makes them, they call the session. What the session uses of its app
+is :class:`App` (a Protocol that :class:`roomhub.widgets.App` meets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import inspect
 import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..connections import CloseCode, Connection
+from ..core.errors import CloseCode
+from ..core.rooms import Room
 from ..jsonlimits import DEFAULT_MAX_DEPTH
-from ..rooms import Room
+from ..transport.connections import Connection
 from . import classes as C
 from . import protocol as p
 from .journal import Journal
@@ -47,9 +54,8 @@ from .renderer import widget_defs
 from .uploads import UploadError, UploadTracker
 
 if TYPE_CHECKING:
-    from ..bus import Bus
     from ..config import WidgetsConfig
-    from .api import App, Widget, WidgetFactory
+    from ..core.bus import Bus
 
 log = logging.getLogger("roomhub.widgets")
 
@@ -89,8 +95,21 @@ class _Pending:
 Handler = Callable[..., Any]
 
 
+class App(Protocol):
+    """What a session uses of its app (:class:`roomhub.widgets.App`): the handlers to run, where
+    their failures are logged, whether getters answer from state, and the face serving it
+    (``None`` when not served)."""
+
+    connect_handlers: list[Handler]
+    disconnect_handlers: list[Handler]
+    close_handlers: list[Handler]
+    logger: logging.Logger
+    local_getters: bool
+    face: Any
+
+
 def _is(registered: Handler, handler: Handler) -> bool:
-    """``registered`` is ``handler``, or its wrapper with extra arguments (``api.with_extra``)."""
+    """``registered`` is ``handler``, or its wrapper with extra arguments (:func:`with_extra`)."""
     return registered is handler or getattr(registered, "__wrapped__", None) is handler
 
 
@@ -291,11 +310,9 @@ class WidgetSession(Room):
             self._pending[msg["id"]].deadline = time.monotonic() + timeout
         return await future
 
-    # -- the Python API's entry points (used by api.Widget) -----------------
+    # -- the Python API's entry points (used by Widget) -----------------
     async def create(self, cls: str, args: list[Any], kwargs: dict[str, Any]) -> Widget:
         """Create a widget of class ``cls``; keywords that are not options become setters."""
-        from .api import Widget
-
         if self.closed:
             raise SessionClosed(f"session {self.id} ended")
         made = C.construction(cls, args, kwargs)
@@ -454,8 +471,6 @@ class WidgetSession(Room):
     @property
     def widgets(self) -> WidgetFactory:
         """The widget factory: ``await session.widgets.Button("OK")``."""
-        from .api import WidgetFactory
-
         return WidgetFactory(self)
 
     def get_widgets(self) -> WidgetFactory:
@@ -488,8 +503,6 @@ class WidgetSession(Room):
         return value
 
     def _ref(self, value: dict[str, Any]) -> Widget | None:
-        from .api import Widget
-
         wid = value["__wid__"]
         widget = self._widgets.get(wid)
         cls = value.get("__class__")
@@ -714,3 +727,120 @@ class WidgetSession(Room):
                     )
                     action = "drop-progress" if upload.action == "drop-end" else "progress"
                     self._fire(upload.wid, action, [{**upload.progress(), "error": "timed out"}])
+
+
+def with_extra(handler: Handler, extra: tuple[Any, ...], extra_kwargs: dict[str, Any]) -> Handler:
+    """``handler`` called with ``extra`` and ``extra_kwargs`` after the browser's arguments (as
+    pgwidgets' ``on(action, handler, *extra_args, **extra_kwargs)``); ``handler`` itself when
+    there are none. The wrapper's ``__wrapped__`` is ``handler``."""
+    if not extra and not extra_kwargs:
+        return handler
+
+    @functools.wraps(handler)
+    def call(*args: Any) -> Any:
+        return handler(*args, *extra, **extra_kwargs)
+
+    return call
+
+
+class Listening:
+    """What :meth:`Widget.on` returns: the handler is registered already; awaiting this (as
+    pgwidgets' async API does, ``await w.on(...)``) gives the handler back."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def __await__(self) -> Generator[Any, None, Handler]:
+        return self.handler
+        yield  # a generator: nothing to wait for
+
+
+class Widget:
+    """A widget of a session. Any method name is a call: ``await w.set_text("Hi")``.
+
+    Each method takes the widget method's arguments, positional or by the names
+    pgwidgets-js gives them (``await label.set_font(size=14)``), plus ``wait``
+    (make it a round trip returning the browser's value) and ``timeout``
+    (seconds, default ``widgets.call_timeout``). A keyword the method does not
+    take raises ``TypeError``. See :class:`~roomhub.widgets.session.WidgetSession`
+    for what a call sends.
+    """
+
+    __slots__ = ("cls", "session", "wid")
+
+    def __init__(self, session: WidgetSession, wid: int, cls: str) -> None:
+        self.session = session
+        self.wid = wid
+        self.cls = cls
+
+    def __repr__(self) -> str:
+        return f"<{self.cls} wid={self.wid} session={self.session.id}>"
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        session, wid, cls = self.session, self.wid, self.cls
+        key = C.state_getter(cls, method) if session.app.local_getters else None
+        if key is not None:
+
+            def get() -> Any:  # pgwidgets' async getters: the state, at once
+                return session.state.get(wid, {}).get(key)
+
+            get.__name__ = method
+            return get
+
+        async def call(
+            *args: Any, wait: bool = False, timeout: float | None = None, **kwargs: Any
+        ) -> Any:
+            values = C.method_args(cls, method, args, kwargs)
+            return await session.call(wid, method, values, wait=wait, timeout=timeout)
+
+        call.__name__ = method
+        return call
+
+    def on(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Listening:
+        """Run ``handler(*args, *extra, **extra_kwargs)`` (sync or async) when the browser
+        fires ``action``. Registered at once; the result may be awaited (pgwidgets' async API)."""
+        self.session.listen(
+            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=False
+        )
+        return Listening(handler)
+
+    def add_callback(
+        self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any
+    ) -> Listening:
+        """Like :meth:`on`, but ``handler(widget, *args, ...)`` gets the widget first (as pgwidgets)."""
+        self.session.listen(
+            self.wid, action, with_extra(handler, extra, extra_kwargs), pass_widget=True
+        )
+        return Listening(handler)
+
+    def off(self, action: str, handler: Handler | None = None) -> None:
+        """Remove ``handler`` (default: every handler) of ``action``."""
+        self.session.unlisten(self.wid, action, handler)
+
+    def batch(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """``async with widget.batch():`` sends the calls made inside as one ``batch`` message."""
+        return self.session.batch()
+
+
+class WidgetFactory:
+    """``await factory.ClassName(*args, **options)`` creates a widget in the session."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: WidgetSession) -> None:
+        self.session = session
+
+    def __getattr__(self, cls: str) -> Callable[..., Any]:
+        if not cls[:1].isupper() or not cls.isidentifier():
+            raise AttributeError(cls)
+        session = self.session
+
+        async def create(*args: Any, **kwargs: Any) -> Widget:
+            return await session.create(cls, list(args), kwargs)
+
+        create.__name__ = cls
+        return create

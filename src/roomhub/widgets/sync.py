@@ -59,7 +59,9 @@ import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+from ..logs import setup_logging
 from . import api
+from . import session as session_mod
 from .session import (
     CallError,
     CallTimeout,
@@ -213,7 +215,7 @@ class _InThread:
 
 def _wrap(value: Any, app: App) -> Any:
     """Async API values to sync ones (widgets, sessions; inside lists, tuples and dicts)."""
-    if isinstance(value, api.Widget):
+    if isinstance(value, session_mod.Widget):
         return Widget(value, app)
     if isinstance(value, WidgetSession):
         return Session(value, app)
@@ -251,7 +253,7 @@ def _guard(session: WidgetSession, timeout: float | None) -> float:
 
 
 class Widget:
-    """Sync proxy of :class:`roomhub.widgets.api.Widget`: ``label.set_text("Hi")`` blocks until done.
+    """Sync proxy of :class:`roomhub.widgets.session.Widget`: ``label.set_text("Hi")`` blocks until done.
 
     Each method takes the widget method's positional arguments plus ``wait``
     (a round trip returning the browser's value) and ``timeout`` (seconds,
@@ -263,7 +265,7 @@ class Widget:
 
     __slots__ = ("app", "widget")
 
-    def __init__(self, widget: api.Widget, app: App) -> None:
+    def __init__(self, widget: session_mod.Widget, app: App) -> None:
         self.widget = widget
         self.app = app
 
@@ -313,14 +315,14 @@ class Widget:
         Raises ``TypeError`` for an async handler.
         """
         _check_plain(handler)
-        in_thread = _InThread(self.app, api.with_extra(handler, extra, extra_kwargs))
+        in_thread = _InThread(self.app, session_mod.with_extra(handler, extra, extra_kwargs))
         self.app._bridge_now().call(self.widget.on, action, in_thread)
         return handler
 
     def add_callback(self, action: str, handler: Handler, *extra: Any, **extra_kwargs: Any) -> Handler:
         """Like :meth:`on`, but ``handler(widget, *args, ...)`` gets the widget first (as pgwidgets)."""
         _check_plain(handler)
-        in_thread = _InThread(self.app, api.with_extra(handler, extra, extra_kwargs))
+        in_thread = _InThread(self.app, session_mod.with_extra(handler, extra, extra_kwargs))
         self.app._bridge_now().call(self.widget.add_callback, action, in_thread)
         return handler
 
@@ -630,8 +632,6 @@ class App(api.App):
         A second signal while stopping skips waiting for open connections.
         Also returns when a handler calls :meth:`stop`. Raises like :meth:`start`.
         """
-        from ..cli import setup_logging
-
         setup_logging(server.get("log_level", "info"))
         stopping = threading.Event()
 

@@ -15,8 +15,8 @@ import uvicorn
 import websockets
 
 from hubtest import free_port, serve_uvicorn
-from roomhub.http_server import FLUSH_BYTES, PROTOCOL, CoalescingTransport
-from roomhub.websocket_server import PROTOCOL as WS_PROTOCOL
+from roomhub.transport.http_server import FLUSH_BYTES, PROTOCOL, CoalescingTransport
+from roomhub.transport.websocket_server import PROTOCOL as WS_PROTOCOL
 
 pytestmark = pytest.mark.skipif(PROTOCOL is None, reason="uvicorn without its httptools protocol")
 

@@ -1,7 +1,7 @@
 """HTTP requests served by the hub's HTTP protocol without ASGI: the exchange interface.
 
 A :class:`DirectRoute` names a path prefix and how to open a :class:`DirectExchange`
-for a request under it; :mod:`roomhub.http_server`'s protocol calls the exchange
+for a request under it; :mod:`roomhub.transport.http_server`'s protocol calls the exchange
 from its parser callbacks and the exchange writes its response to the transport
 itself (no scope dictionary for an app, no task, no receive/send messages).
 :class:`Refusal` is the door's answer (400/421/403/401 as ``{"detail": message}``).
@@ -137,7 +137,7 @@ def _reason(status: int) -> bytes:
 
 class Refusal(DirectExchange):
     """The door's answer as ``{"detail": message}``: 400 or 421 (Host), 403 (origin), 401 (token, with
-    ``WWW-Authenticate: Bearer``); see :meth:`roomhub.security.Door.refusal`."""
+    ``WWW-Authenticate: Bearer``); see :meth:`roomhub.transport.security.Door.refusal`."""
 
     def __init__(self, protocol: Any, scope: dict[str, Any], keep_alive: bool, status: int,
                  message: str) -> None:

@@ -1,7 +1,8 @@
 """What every face shares: the :class:`Face` shape and the room socket loop.
 
-A face (pages, documents, actions, widgets, backends) gives the hub its
-routes and is started and stopped with it. :func:`serve_room_socket` is the
+A face (pages, documents, actions, widgets, backends) is built from a
+:class:`~roomhub.core.context.FaceContext`, gives the hub its routes and is
+started and stopped with it. :func:`serve_room_socket` is the
 one WebSocket loop of room-based faces: accept, join, hand each frame to the
 face, leave — with limits and errors handled the same way everywhere.
 """
@@ -18,13 +19,14 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
-from .callback_websocket import SocketEndpoint
-from .connections import AsgiSocket, CloseCode, Connection, Frame, ReceiveBudget
-from .rooms import Room, RoomError, RoomRegistry
+from ..transport.callback_websocket import SocketEndpoint
+from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
+from .context import FaceContext
+from .errors import CloseCode, RoomError
+from .rooms import Room, RoomRegistry
 
 if TYPE_CHECKING:
-    from .direct_http import DirectRoute
-    from .hub import Hub
+    from ..transport.direct_http import DirectRoute
 
 log = logging.getLogger("roomhub.faces")
 
@@ -42,12 +44,13 @@ class Shortcut:
 
 
 class Face:
-    """A part of the hub with its own routes. Subclasses set ``name`` and override what they need."""
+    """A part of the hub with its own routes, built from the hub's ``context``. Subclasses set
+    ``name`` and override what they need."""
 
     name = "face"
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, context: FaceContext) -> None:
+        self.context = context
 
     def routes(self) -> list[BaseRoute]:
         return []
@@ -59,13 +62,13 @@ class Face:
 
     def socket_endpoints(self) -> list[SocketEndpoint]:
         """WebSocket endpoints served without ASGI by the hub's HTTP protocol, by path prefix
-        (:mod:`roomhub.callback_websocket`): for connections that are idle most of their life
+        (:mod:`roomhub.transport.callback_websocket`): for connections that are idle most of their life
         and whose messages are handled synchronously. The hub applies its origin and token checks."""
         return []
 
     def direct_http_routes(self) -> list[DirectRoute]:
         """HTTP requests the hub's HTTP protocol serves without ASGI, by raw path prefix (see
-        :mod:`roomhub.http_server`): for hot paths where even a raw ASGI app costs too much. The
+        :mod:`roomhub.transport.http_server`): for hot paths where even a raw ASGI app costs too much. The
         hub applies its origin and token checks to them."""
         return []
 
@@ -86,7 +89,7 @@ class Face:
 
 async def serve_room_socket(
     websocket: WebSocket | AsgiSocket,
-    hub: Hub,
+    context: FaceContext,
     registry: RoomRegistry[R],
     name: str,
     handle: Callable[[R, Connection, Frame], Awaitable[None]],
@@ -103,7 +106,7 @@ async def serve_room_socket(
     an error frame). ``handle`` must turn bad input into error frames itself; an
     unexpected exception is logged and closes only this connection (1011).
     """
-    if not hub.connections.try_acquire():
+    if not context.connections.try_acquire():
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
     room: R | None = None
@@ -112,7 +115,7 @@ async def serve_room_socket(
         if await websocket.accept() is False:  # an AsgiSocket whose client left first
             return
         label = f"{registry.namespace}:{name}"
-        limits = hub.config.server.limits
+        limits = context.limits
         conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits))
         try:
             room = await registry.join(name, conn)
@@ -148,4 +151,4 @@ async def serve_room_socket(
                 # unsent close frame with it (the client would see 1006).
                 await conn.aclose(CloseCode.NORMAL)
         finally:
-            hub.connections.release()
+            context.connections.release()

@@ -26,36 +26,18 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from enum import IntEnum
 
 from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .config import LimitsConfig
+from ..config import LimitsConfig
+from ..core.errors import CloseCode
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
 
 Frame = str | bytes
-
-
-class CloseCode(IntEnum):
-    """WebSocket close codes used by every face (RFC 6455 section 7.4, plus 4xxx of our own)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001  # the hub is shutting down
-    UNSUPPORTED_DATA = 1003  # e.g. a binary frame on a JSON protocol
-    POLICY_VIOLATION = 1008  # read-only client writing, flood of calls, ...
-    MESSAGE_TOO_BIG = 1009  # a frame over limits.max_frame_bytes
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # a room, client or connection limit is reached
-    UNAUTHORIZED = 4001  # token missing or invalid after the handshake
-    FORBIDDEN = 4003  # access denied to this room
-    NOT_FOUND = 4004  # no such room, session or resource
-    SLOW_CONSUMER = 4008  # the client did not read fast enough: its send queue overflowed
-    ROOM_FAILED = 4011  # the room could not be created (e.g. a prologue failed)
-    RATE_LIMITED = 4029  # the client sent over limits.receive_rate for too long (as HTTP 429)
 
 
 TURN_MESSAGES = 8
@@ -167,7 +149,7 @@ class Connection:
     only while frames wait (started by the first :meth:`send` of a turn, ended when
     the queue is empty), so an idle connection holds no task, queue object or event.
     Frames queued in the same turn leave in one write when the server can batch
-    (:data:`~roomhub.websocket_server.BATCH_EXTENSION`).
+    (:data:`~roomhub.transport.websocket_server.BATCH_EXTENSION`).
     """
 
     __slots__ = (

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from .connections import Frame
+from ..transport.connections import Frame
 
 log = logging.getLogger("roomhub.bus")
 

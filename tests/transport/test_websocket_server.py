@@ -13,8 +13,8 @@ import uvicorn
 import websockets
 
 from hubtest import free_port, serve_uvicorn
-from roomhub.connections import AsgiSocket, Connection
-from roomhub.websocket_server import BATCH_EXTENSION, MORE_KEY, PROTOCOL, SEND_NOW_KEY
+from roomhub.transport.connections import AsgiSocket, Connection
+from roomhub.transport.websocket_server import BATCH_EXTENSION, MORE_KEY, PROTOCOL, SEND_NOW_KEY
 
 pytestmark = pytest.mark.skipif(PROTOCOL is None, reason="uvicorn without the sans-I/O protocol")
 

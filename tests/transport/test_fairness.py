@@ -21,7 +21,7 @@ from documents.ycl import typed_updates
 from hubtest import eventually, write_config
 from pageclient import PageClient
 
-FLOODER = Path(__file__).with_name("yjs_flooder.py")
+FLOODER = Path(__file__).parent.parent / "yjs_flooder.py"
 
 TERMINAL_AND_DOCUMENTS = """
 [server]

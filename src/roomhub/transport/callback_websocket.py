@@ -12,10 +12,10 @@ pongs, ``max_size``) driven by asyncio's transport callbacks, and the
 endpoint's :class:`SocketEndpoint` methods are called for each message. No
 task exists while a connection is idle (about 6 KiB per connection).
 
-The hub's HTTP protocol (:mod:`roomhub.http_server`) hands an upgrade request
+The hub's HTTP protocol (:mod:`roomhub.transport.http_server`) hands an upgrade request
 whose path is an endpoint's prefix, or lies under it, to
 :meth:`CallbackSockets.upgrade`. The handshake passes the hub's
-:class:`~roomhub.security.Door` (Host, origin, token: HTTP 400/421, 403, 401
+:class:`~roomhub.transport.security.Door` (Host, origin, token: HTTP 400/421, 403, 401
 with a JSON ``{"detail"}`` body), then the endpoint's own :meth:`SocketEndpoint.handshake`
 check (e.g. 400 for a bad room name).
 
@@ -30,12 +30,12 @@ What each connection gets:
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
 - **fair share**: what a connection received is parsed :data:`FEED_BYTES`
-  at a time and handled :data:`~roomhub.connections.TURN_MESSAGES` frames
+  at a time and handled :data:`~roomhub.transport.connections.TURN_MESSAGES` frames
   (and at most :data:`TURN_BYTES` bytes) per turn of the event loop; the
   rest waits for a later turn, with the transport's reading paused, so
   other connections' callbacks run in between (one read of a fast sender
   brings up to 256 KiB: thousands of small frames). Each connection also has a
-  :class:`~roomhub.connections.ReceiveBudget` (``receive_rate`` frames per
+  :class:`~roomhub.transport.connections.ReceiveBudget` (``receive_rate`` frames per
   second, ``receive_burst`` at once): over it, its frames wait (reading
   paused: TCP flow control slows the client down), and a client held back
   ``receive_throttled_close`` seconds without a break is closed with 4029;
@@ -59,7 +59,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from .connections import TURN_MESSAGES, CloseCode, ReceiveBudget
+from ..core.errors import CloseCode
+from .connections import TURN_MESSAGES, ReceiveBudget
 from .security import Door
 
 log = logging.getLogger("roomhub.websocket")
@@ -107,7 +108,7 @@ class CallbackSockets:
     ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
-    :class:`~roomhub.connections.ReceiveBudget`.
+    :class:`~roomhub.transport.connections.ReceiveBudget`.
     """
 
     def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,
@@ -150,7 +151,8 @@ class CallbackSockets:
         if self.ping_interval > 0 and self._pinger is None:
             self._pinger = asyncio.create_task(self._ping_loop(), name="websocket-keepalive")
 
-    async def stop(self, code: int = 1001, reason: str = "hub shutting down", timeout: float = 2.0) -> None:
+    async def stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "hub shutting down",
+                   timeout: float = 2.0) -> None:
         """Close every open connection with ``code`` and wait (``timeout`` seconds at most) until
         they are gone; stop the pings."""
         if self._pinger is not None:
@@ -282,7 +284,7 @@ class CallbackWebSocket(asyncio.Protocol):
             self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow: client too slow")
         return True
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Start the close handshake with ``code`` and ``reason`` (at most 120 bytes of it);
         the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
         if self.closing and self._abort_timer is not None:
@@ -308,7 +310,7 @@ class CallbackWebSocket(asyncio.Protocol):
         # A client whose frames wait unread (a backlog, reading paused) may have answered already.
         if self._ping_unanswered and not self._reading_paused:
             log.info("%s: keepalive ping unanswered, closing", self.label)
-            self.close(1011, "keepalive ping timeout")
+            self.close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
             if self.transport is not None:  # a peer that does not answer pings will not close
                 self.transport.close()
             return
@@ -430,7 +432,7 @@ class CallbackWebSocket(asyncio.Protocol):
             self.endpoint.opened(self, scope)
         except Exception:
             log.exception("%s: the endpoint's open callback failed", self.label)
-            self.close(1011, "internal error")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _frame(self, opcode: Opcode, data: bytes, fin: bool) -> None:
         if self.closing or not self.opened:
@@ -452,10 +454,10 @@ class CallbackWebSocket(asyncio.Protocol):
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
-                self.close(1007, f"invalid UTF-8 at position {exc.start}")
+                self.close(CloseCode.INVALID_PAYLOAD, f"invalid UTF-8 at position {exc.start}")
                 return
         try:
             self.endpoint.received(self, message)
         except Exception:
             log.exception("%s: handling a message failed", self.label)
-            self.close(1011, "internal error")
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")

@@ -40,7 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import AuthConfig
+from ..config import AuthConfig
+from ..core.errors import CloseCode
 
 log = logging.getLogger("roomhub.security")
 
@@ -160,7 +161,7 @@ class Door:
     with the origins (``"*"``: any) whose pages may also send state-changing requests below it.
 
     Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
-    without ASGI (:mod:`roomhub.callback_websocket`, :mod:`roomhub.direct_http`).
+    without ASGI (:mod:`roomhub.transport.callback_websocket`, :mod:`roomhub.transport.direct_http`).
     """
 
     def __init__(self, auth: AuthConfig, allowed_origins: Collection[str],
@@ -281,4 +282,4 @@ async def deny(scope: Scope, send: Send, status: int, message: str) -> None:
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
     else:  # the server cannot send a denial response: a bare refusal (HTTP 403) is all we can do
-        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION, "reason": message[:120]})

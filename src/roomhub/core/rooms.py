@@ -23,21 +23,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ..transport.connections import Connection, Frame
 from .bus import Bus, LocalBus
-from .connections import CloseCode, Connection, Frame
+from .errors import CloseCode, RoomError
 
 log = logging.getLogger("roomhub.rooms")
 
 ROOM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~:@+=-]*$")
-
-
-class RoomError(Exception):
-    """A join refused; ``code`` is the WebSocket close code, ``reason`` says why."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def validate_room_name(name: str | None, max_length: int = 128) -> str:

@@ -12,14 +12,14 @@ before anything else the loop runs; a close writes it out first. The bytes
 on the wire are unchanged (RFC 9112 framing is uvicorn's), only their
 grouping into writes differs.
 
-The protocol also serves some HTTP requests without ASGI (:mod:`roomhub.direct_http`):
+The protocol also serves some HTTP requests without ASGI (:mod:`roomhub.transport.direct_http`):
 a request whose path starts with a registered prefix is handed, from the
 parser's callbacks, to a :class:`DirectExchange` that writes its response to
 the transport itself (no scope dictionary for an app, no task, no
 receive/send messages). The protocol's keep-alive, pipelining (a request
 that arrives while another's response is being written waits, reading
 paused), keep-alive timeout and graceful shutdown treat an exchange like
-uvicorn's own ``RequestResponseCycle``. The hub's :class:`~roomhub.security.Door`
+uvicorn's own ``RequestResponseCycle``. The hub's :class:`~roomhub.transport.security.Door`
 (Host, origin and token) is applied first; a refusal is answered from here.
 
 Slow or silent clients (slowloris): uvicorn closes a kept-alive connection
@@ -37,8 +37,8 @@ Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within
 the same turn of the loop. A connection upgraded to WebSocket hands the real
 transport to the WebSocket protocol (which batches its own frames, see
-:mod:`roomhub.websocket_server`), or, when its path belongs to one of the
-hub's callback endpoints, to :class:`~roomhub.callback_websocket.CallbackSockets`
+:mod:`roomhub.transport.websocket_server`), or, when its path belongs to one of the
+hub's callback endpoints, to :class:`~roomhub.transport.callback_websocket.CallbackSockets`
 (no ASGI cycle; :func:`for_hub` makes the hub's own protocol class).
 :data:`PROTOCOL` is None when uvicorn's httptools protocol is missing; the hub
 then uses uvicorn's default (and serves no callback endpoint).
@@ -141,7 +141,7 @@ else:
         :func:`for_hub` makes for one hub."""
 
         direct_http_routes: tuple[DirectRoute, ...] = ()
-        direct_door: Any = None  # a roomhub.security.Door, or None to let every request pass
+        direct_door: Any = None  # a roomhub.transport.security.Door, or None to let every request pass
         direct_active: DirectExchange | None = None  # the exchange whose response is being written
 
         callback_sockets: CallbackSockets | None = None
@@ -324,7 +324,7 @@ def for_hub(sockets: CallbackSockets, routes: list[DirectRoute], door: Any,
             head_limits: HeadLimits | None = None) -> type[Any] | None:
     """The HTTP protocol class of one hub: :data:`PROTOCOL` handing upgrades for ``sockets``'
     endpoints to them and serving ``routes`` without ASGI behind ``door`` (a
-    :class:`~roomhub.security.Door`), closing connections whose request head is late by
+    :class:`~roomhub.transport.security.Door`), closing connections whose request head is late by
     ``head_limits`` (see the module); None when :data:`PROTOCOL` is."""
     if PROTOCOL is None:
         return None
