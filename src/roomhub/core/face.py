@@ -126,7 +126,9 @@ async def serve_room_socket(
             return
         log.debug("%s joined %s (%d members)", conn.peer, label, len(room.members))
         while (frame := await conn.next_frame()) is not None:
-            if conn.closing:
+            # Frames the client sent before it closed are still its requests (a run, then a
+            # close at once): only a close the hub decided (a limit, a slow consumer) drops them.
+            if conn.close_code is not None:
                 break
             try:
                 await handle(room, conn, frame)

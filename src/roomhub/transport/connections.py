@@ -90,6 +90,13 @@ class ReceiveBudget:
             self.held_since = now
         return (min(float(TURN_MESSAGES), self.burst) - tokens) / rate
 
+    def refund(self) -> None:
+        """Give back the message just taken: for a message the hub asked for (a browser's answer
+        to a widgets call), which flow control already bounds, so that answers never throttle
+        the calls they answer."""
+        if self.rate > 0:
+            self.tokens = min(self.burst, self.tokens + 1.0)
+
     def overdue(self, now: float) -> bool:
         """True if the client has been held back ``close_after`` seconds or more without a break."""
         since = self.held_since

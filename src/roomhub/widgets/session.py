@@ -552,12 +552,12 @@ class WidgetSession(Room):
     def _dispatch(self, conn: Connection, msg: p.BrowserMessage) -> None:
         if isinstance(msg, p.Result):
             self._skip_browser_ids(msg.raw.get("next_wid"))
-            self._answer(msg.id, msg.value, None)
+            self._answer(conn, msg.id, msg.value, None)
         elif isinstance(msg, p.Error):
             if msg.id is None:
                 self._bad_input(conn, f"error without id: {msg.error}")
             else:
-                self._answer(msg.id, None, msg.error)
+                self._answer(conn, msg.id, None, msg.error)
         elif isinstance(msg, p.Callback):
             self._callback(conn, msg)
         elif isinstance(msg, p.ChunkHeader):
@@ -565,8 +565,12 @@ class WidgetSession(Room):
         elif isinstance(msg, p.Viewport):
             self.viewport = (msg.width, msg.height)
 
-    def _answer(self, msg_id: int, value: Any, error: str | None) -> None:
+    def _answer(self, conn: Connection, msg_id: int, value: Any, error: str | None) -> None:
         pending = self._pending.pop(msg_id, None)
+        if pending is not None and conn.budget is not None:
+            # An answer the session asked for: flow control (max_inflight_calls) bounds those,
+            # so they cost the browser nothing of its receive budget.
+            conn.budget.refund()
         if pending is None:
             if msg_id in self._recent_set:
                 return  # another browser answered first
