@@ -11,7 +11,7 @@ import pytest
 import websockets
 from widgets_helpers import Browser, serve_app
 
-from hubtest import eventually
+from hubtest import eventually, serve_in_loop
 from roomhub.widgets import App, CallTimeout, NoBrowser, WidgetSession
 
 
@@ -381,4 +381,34 @@ async def test_two_browsers_are_kept_in_step(tmp_path: Path) -> None:
         session = h.hub.face("widgets").registry.get(a.session_id)
         assert await session.widget(1).get_state() is True
         await a.close()
+        await b.close()
+
+
+async def test_answers_to_the_sessions_calls_are_not_held_to_the_receive_rate(tmp_path: Path) -> None:
+    # The browser answers every call; those answers are what the session asked for (bounded by
+    # max_inflight_calls), so a receive rate of 50 messages/s must not hold 600 calls to 12 s.
+    done = asyncio.Event()
+    calls = 600
+
+    app = App()
+
+    @app.on_connect
+    async def setup(session: WidgetSession) -> None:
+        label = await session.widgets.Label("0")
+        for i in range(calls):
+            await label.set_text(str(i))
+        done.set()
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "roomhub.toml").write_text(
+        "[server.limits]\nreceive_rate = 50.0\nreceive_burst = 50\nreceive_throttled_close = 0\n[widgets]\n"
+    )
+    async with serve_in_loop(cfg / "roomhub.toml", tmp_path / "data") as h:
+        h.hub.face("widgets").use_app(app)  # type: ignore[attr-defined]
+        b = await Browser.open(h.ws)
+        started = time.monotonic()
+        await asyncio.wait_for(done.wait(), 30)
+        assert time.monotonic() - started < 5, "the browser's answers were held to receive_rate"
+        assert len(b.of("call", method="set_text")) == calls
         await b.close()
