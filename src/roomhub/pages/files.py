@@ -124,7 +124,7 @@ class FileView(Executor):
             raise p.ProtocolError(p.WRITE_FAILED, f"cannot {what}: {exc}", self.name) from None
 
 
-RESCAN_AFTER = 0.3  # seconds
+LOOK_AGAIN_AFTER = (0.3, 0.7, 2.0)  # seconds between looks after a watch round starts
 
 
 class RoomWatcher:
@@ -144,7 +144,7 @@ class RoomWatcher:
         self.debounce_ms = max(1, int(debounce * 1000))
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._rescans: set[asyncio.Task[None]] = set()
+        self._round = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name=f"watch:{self.directory.name}")
@@ -168,23 +168,25 @@ class RoomWatcher:
         try:
             while not self._stop.is_set():
                 folders, named = await asyncio.to_thread(self._folders, root)
+                self._round = asyncio.Event()
+                # Files may land in a new folder, or a folder under it appear, before this
+                # round's watch is in place (watchfiles does not say when it is): look again.
+                check = asyncio.create_task(self._look_again(root, folders, self._round))
                 try:
-                    restart = await self._watch_folders(root, folders, named)
+                    await self._watch_folders(root, folders, named, self._round)
                 except FileNotFoundError:  # a folder went between listing and watching
-                    restart = True
-                if not restart:
-                    return
-                # Files may land in a new folder before its watch is in place: look again soon.
-                rescan = asyncio.create_task(self._refresh_later())
-                self._rescans.add(rescan)
-                rescan.add_done_callback(self._rescans.discard)
+                    pass
+                finally:
+                    check.cancel()
         except Exception:
             log.exception("watcher of %s stopped", root)
 
-    async def _watch_folders(self, root: Path, folders: list[Path], named: set[Path]) -> bool:
-        """Watch ``folders`` until one of ``named`` changes (True) or the watcher stops (False)."""
+    async def _watch_folders(
+        self, root: Path, folders: list[Path], named: set[Path], round_over: asyncio.Event
+    ) -> None:
+        """Watch ``folders`` until one of ``named`` changes or ``round_over`` is set."""
         async for changes in watchfiles.awatch(
-            *folders, stop_event=self._stop, debounce=self.debounce_ms, step=20,
+            *folders, stop_event=round_over, debounce=self.debounce_ms, step=20,
             recursive=False, ignore_permission_denied=True,
         ):
             changed = {Path(path) for _, path in changes}
@@ -192,13 +194,18 @@ class RoomWatcher:
                 if self._concerns(root, view, changed):
                     await view.refresh()
             if changed & named:
-                return True
-        return False
+                return
 
-    async def _refresh_later(self) -> None:
-        await asyncio.sleep(RESCAN_AFTER)
-        for view in self.views:
-            await view.refresh()
+    async def _look_again(self, root: Path, folders: list[Path], round_over: asyncio.Event) -> None:
+        """Refresh every view a few times after a round starts, and start a new round when the
+        folders to watch are no longer those the round watches (one appeared unseen)."""
+        for delay in LOOK_AGAIN_AFTER:
+            await asyncio.sleep(delay)
+            for view in self.views:
+                await view.refresh()
+            if (await asyncio.to_thread(self._folders, root))[0] != folders:
+                round_over.set()
+                return
 
     @staticmethod
     def _concerns(root: Path, view: FileView, changed: set[Path]) -> bool:
@@ -211,8 +218,7 @@ class RoomWatcher:
 
     async def stop(self) -> None:
         self._stop.set()
-        for rescan in list(self._rescans):
-            rescan.cancel()
+        self._round.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 2.0)
