@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .core.face import Shortcut
 from .hub import Hub
+from .operations import operations_router
 from .transport.http_server import HeadLimits, for_hub
 from .transport.security import DoorMiddleware
 from .transport.websocket_server import PROTOCOL
@@ -50,10 +51,8 @@ def api_router(hub: Hub) -> APIRouter:
 
     @api.delete("/rooms/{namespace:path}/{name}", summary="Close a room's clients and tear it down")
     async def drop_room(namespace: str, name: str) -> dict[str, Any]:
-        for face in hub.faces:
-            for registry in face.registries():
-                if registry.namespace.strip("/") == namespace.strip("/") and await registry.drop(name):
-                    return {"dropped": name}
+        if await hub.close_room(namespace, name) is not None:
+            return {"dropped": name}
         raise HTTPException(404, f"no room {name!r} in namespace {namespace!r}")
 
     @api.get("/metrics", summary="Counters: connections, rooms per namespace, memory")
@@ -93,7 +92,8 @@ def index_page(hub: Hub) -> str:
 <h1>roomhub</h1>
 <p>A live backend for interactive pages. Faces on this hub: {html.escape(faces)}.</p>
 <h2>Pages</h2><ul>{items or "<li>No pages configured.</li>"}</ul>
-<p><a href="/api/docs">REST API</a> · <a href="/api/rooms">live rooms</a></p>
+<p><a href="/admin">admin: live rooms, sessions, charts</a> · <a href="/api/docs">REST API</a>
+· <a href="/metrics">Prometheus metrics</a></p>
 </main></body></html>"""
 
 
@@ -181,6 +181,7 @@ def create_app(hub: Hub) -> FastAPI:
     )
     app.state.hub = hub
     app.include_router(api_router(hub))
+    app.include_router(operations_router(hub))
     for face in hub.faces:
         app.router.routes.extend(face.routes())
     if "/" not in hub.config.pages:

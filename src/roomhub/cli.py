@@ -68,13 +68,15 @@ def main() -> None:
 @click.option("--host", help="Address to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, help="Port to bind (default: server.port, 8000; 0 picks a free one).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-format", type=click.Choice(["text", "json"]),
+              help="text (default: server.log_format): human lines; json: one JSON object a line.")
 @click.option(
     "--allow-non-loopback", is_flag=True, help="Accept a non-loopback bind while code runs unsandboxed."
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Override server.data_dir.")
 def serve(
     config: str | None, host: str | None, port: int | None, log_level: str | None,
-    allow_non_loopback: bool, data_dir: str | None,
+    log_format: str | None, allow_non_loopback: bool, data_dir: str | None,
 ) -> None:
     """Start the hub. Without CONFIG it serves the embedded demo."""
     import uvicorn
@@ -93,11 +95,13 @@ def serve(
         server.port = port
     if log_level:
         server.log_level = log_level  # type: ignore[assignment]
+    if log_format:
+        server.log_format = log_format  # type: ignore[assignment]
     if allow_non_loopback:
         server.allow_non_loopback = True
     if data_dir:
         server.data_dir = Path(data_dir).resolve()
-    setup_logging(server.log_level)
+    setup_logging(server.log_level, server.log_format)
     assert server.data_dir is not None
     try:
         # First of all: a hub holding this data directory must not have its rooms taken for

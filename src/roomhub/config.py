@@ -119,6 +119,16 @@ class ServerConfig(Model):
         "process runtime, backends built as virtual environments).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description='"text": one human line per record; "json": one JSON object per line (time, '
+        "level, logger, message, and face, room and connection where they apply).",
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token when server.auth is on (for a Prometheus "
+        "scraper that sends none); off: /metrics needs a token like every other endpoint.",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod

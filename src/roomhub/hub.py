@@ -27,10 +27,11 @@ from .core.bus import LocalBus
 from .core.context import ConnectionLimiter, FaceContext
 from .core.errors import HubError
 from .core.face import Face
+from .core.metrics import HubMetrics
 from .datadir import DataDirInUse, DataDirLock
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
 from .transport.callback_websocket import CallbackSockets
-from .transport.security import Door, is_loopback_name
+from .transport.security import PUBLIC_PATHS, Door, is_loopback_name
 
 log = logging.getLogger("roomhub.hub")
 
@@ -84,6 +85,8 @@ class Hub:
         self.connections = ConnectionLimiter(config.server.limits.max_connections)
         self.runtimes: dict[str, Runtime] = make_runtimes(config.runtime, self.id)
         self.started_at = time.time()
+        self.metrics = HubMetrics(self.id)
+        self._sampler: asyncio.Task[None] | None = None
         server, limits = config.server, config.server.limits
         # Tokens of the programs the hub started and that may call it (backend instances), valid
         # while they run; None when the hub asks for no token.
@@ -93,11 +96,12 @@ class Hub:
         files = config.actions.files if config.actions is not None else None
         cors_paths = {files.prefix: files.allowed_origins} if files is not None and files.enabled else None
         self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
-                         server_host=server.host, cors_paths=cors_paths)
+                         server_host=server.host, cors_paths=cors_paths,
+                         public_paths=(*PUBLIC_PATHS, *(["/metrics"] if server.metrics_public else [])))
         self.context = FaceContext(
             config=config, bus=self.bus, data_dir=self.data_dir, hub_id=self.id,
             runtimes=self.runtimes, connections=self.connections, door=self.door,
-            program_tokens=self.program_tokens,
+            program_tokens=self.program_tokens, metrics=self.metrics,
         )
         factories = configured_faces(config) if faces is None else faces
         self.faces: list[Face] = [make(self.context) for make in factories]
@@ -108,6 +112,13 @@ class Hub:
             receive_rate=limits.receive_rate, receive_burst=limits.receive_burst,
             receive_throttled_close=limits.receive_throttled_close,
         )
+        # Metrics once for every face: its registries' rooms and its sockets' traffic.
+        for face in self.faces:
+            self.metrics.traffic(face.name)  # every face's series from the first scrape
+            for registry in face.registries():
+                self.metrics.watch(face.name, registry)
+            for endpoint in face.socket_endpoints():
+                endpoint.traffic = self.metrics.traffic(face.name)
         self.sockets.add(e for face in self.faces for e in face.socket_endpoints())
 
     def _hub_id(self) -> str:
@@ -124,6 +135,32 @@ class Hub:
     def face(self, name: str) -> Any:
         """The face called ``name`` (``"pages"``, ``"documents"``...), or None."""
         return next((f for f in self.faces if f.name == name), None)
+
+    async def close_room(self, namespace: str, name: str) -> Face | None:
+        """Close every client of room ``name`` in the registry ``namespace`` (compared without
+        surrounding slashes) and tear it down now; the face it belonged to, or None if absent."""
+        for face in self.faces:
+            for registry in face.registries():
+                if registry.namespace.strip("/") == namespace.strip("/") and await registry.drop(name):
+                    return face
+        return None
+
+    async def ready(self) -> list[str]:
+        """Why the hub cannot serve now (``/api/ready``): each runtime in use that fails its check,
+        each face's :meth:`~roomhub.core.face.Face.ready` reasons; ``[]`` when ready. Each check
+        is bounded (5 s)."""
+        reasons: list[str] = []
+        for name in sorted(self.runtimes_in_use()):
+            try:
+                await asyncio.wait_for(self.runtimes[name].check(), 5.0)
+            except (RuntimeUnavailable, TimeoutError, OSError) as exc:
+                reasons.append(f"runtime {name!r} is not usable: {exc or 'no answer within 5 s'}")
+        for face in self.faces:
+            try:
+                reasons += await asyncio.wait_for(face.ready(), 5.0)
+            except Exception as exc:
+                reasons.append(f"{face.name}: readiness check failed: {exc!r}")
+        return reasons
 
     def runtimes_in_use(self) -> set[str]:
         used = {self.config.runtime.default} if self.config.pages else set()
@@ -215,6 +252,7 @@ class Hub:
         for face in self.faces:
             await face.start()
         self.sockets.start()
+        self._sampler = asyncio.create_task(self.metrics.run_sampler(), name="metrics-sampler")
         log.info("hub %s started: faces %s, data in %s", self.id,
                  ", ".join(f.name for f in self.faces), self.data_dir)
 
@@ -223,6 +261,8 @@ class Hub:
         started = time.perf_counter()
         rooms = sum(len(r.rooms) for f in self.faces for r in f.registries())
         log.info("shutting down: %d rooms to tear down", rooms)
+        if self._sampler is not None:
+            self._sampler.cancel()
         timeout = self.config.server.shutdown_timeout
         for face in reversed(self.faces):
             try:

@@ -8,6 +8,7 @@ start and stop with the hub. See :mod:`.api` for how handlers are written.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -49,6 +50,7 @@ class ActionsFace(Face):
             max_frame_bytes=config.max_frame_bytes or server.limits.max_frame_bytes,
             max_json_depth=server.limits.max_json_depth,
         )
+        self.state.metrics = context.metrics
         self.processes = Processes(self.state)
         self.files: FileServer | None = None
         if config.files.enabled:
@@ -69,6 +71,21 @@ class ActionsFace(Face):
     def shortcuts(self) -> list[Shortcut]:
         # Only the socket: the file server's HTTP routes stay with the router.
         return [Shortcut("/actions", socket_app(self.context, self.state), frozenset({"websocket"}))]
+
+    def overview(self) -> dict[str, Any]:
+        """The actions sessions: id, connected or not, running calls, age (seconds)."""
+        now = time.time()
+        sessions = []
+        for sid in self.state.sessions:
+            session = self.state.sessions.session(sid)
+            if session is None:
+                continue
+            client = self.state.clients.get(sid)
+            sessions.append({"id": sid, "connected": client is not None,
+                             "peer": client.conn.peer if client is not None else None,
+                             "calls": len(client.calls) if client is not None else 0,
+                             "age": round(now - session.created_at, 1)})
+        return {"sessions": sessions}
 
     async def start(self) -> None:
         self.processes.start()

@@ -12,15 +12,19 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from . import protocol as p
 from .api import Handler
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 log = logging.getLogger("roomhub.actions")
 
@@ -104,23 +108,31 @@ async def run_call(
     kwargs: dict[str, Any],
     pool: Executor,
     debug: bool,
+    metrics: HubMetrics | None = None,
 ) -> None:
     """Run ``handler`` for ``stream`` to the end; never raises (cancellation included).
 
     ``stream.on_end(stream)`` is called when the call is over (instead of a task done-callback,
-    which would cost one more turn of the event loop per call).
+    which would cost one more turn of the event loop per call). ``metrics``: where the call's
+    outcome (``ok``, ``error``, ``refused``: data of the wrong shape, ``cancelled``) and
+    duration are counted.
     """
     stream.started = True
+    started = time.perf_counter()
+    outcome = "cancelled"
     try:
-        await _run(handler, stream, data, kwargs, pool, debug)
+        outcome = await _run(handler, stream, data, kwargs, pool, debug)
     finally:
+        if metrics is not None:
+            metrics.action_calls.labels(outcome).inc()
+            metrics.action_duration.labels(outcome).observe(time.perf_counter() - started)
         if stream.on_end is not None:
             stream.on_end(stream)
 
 
 async def _run(
     handler: Handler, stream: Stream, data: Any, kwargs: dict[str, Any], pool: Executor, debug: bool
-) -> None:
+) -> str:
     sid = stream.stream_id
     try:
         if handler.adapter is not None:
@@ -129,7 +141,7 @@ async def _run(
             except ValidationError as exc:
                 stream._send(p.error(sid, _validation_message(handler.name, exc), p.BAD_DATA))
                 stream._send(p.close(sid))
-                return
+                return "refused"
         if handler.kind == "async":
             result = await handler.fn(stream, data, **kwargs)
         elif handler.kind == "asyncgen":
@@ -146,14 +158,14 @@ async def _run(
         if stream.cancel_requested and not stream.closed:
             stream._send(p.close(sid, cancelled=True))
         stream.closed = True
-        return
+        return "cancelled"
     except StreamClosed:
-        return
+        return "cancelled"
     except (Exception, SystemExit) as exc:
         # SystemExit too: Igor's "shutdown" recipe exits from a handler; here a handler cannot
         # stop the hub (stop it with a signal); its caller gets an error frame.
         if stream.closed:
-            return
+            return "cancelled"
         log.warning(
             "action %r (stream %r) failed: %s: %s",
             handler.name,
@@ -167,9 +179,13 @@ async def _run(
         if isinstance(exc, SystemExit):
             message = "SystemExit: a handler cannot stop the hub"
         stream._send(p.error(sid, message, p.HANDLER_FAILED, tb))
+        outcome = "error"
+    else:
+        outcome = "ok"
     if not stream.closed:
         stream.closed = True
         stream._send(p.close(sid))
+    return outcome
 
 
 def _validation_message(action: str, exc: ValidationError) -> str:

@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.errors import CloseCode
 from ..core.sessions import SessionLimitReached
+from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from ..transport.security import origin_allowed
 from .files import FileAccessError, FileServer
@@ -67,7 +68,10 @@ def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
             if not await websocket.accept():
                 return
             budget = ReceiveBudget.from_limits(limits)
-            conn = Connection(websocket, limits.send_queue_frames, "actions", budget)
+            conn = Connection(websocket, limits.send_queue_frames, "actions", budget,
+                              context.metrics.traffic("actions"))
+            LOG_FACE.set("actions")
+            LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
             params = websocket.query_params
             try:
                 additions = wants_additions(params.get(ADDITIONS_PARAMETER))

@@ -26,6 +26,7 @@ from typing import Any
 from ..config import ActionsConfig
 from ..core.bus import Bus
 from ..core.errors import CloseCode
+from ..core.metrics import HubMetrics
 from ..core.sessions import Session, SessionStore
 from ..transport.connections import Connection
 from . import protocol as p
@@ -82,6 +83,7 @@ class ActionsState:
         self.debug = debug
         self.max_frame_bytes = max_frame_bytes
         self.max_json_depth = max_json_depth  # levels of a client's JSON frame
+        self.metrics: HubMetrics | None = None  # the hub's: calls by outcome and duration
         self.scope: dict[str, Any] = {}
         self.sessions = SessionStore(config.session_timeout, config.max_sessions)
         self.clients: dict[str, Client] = {}
@@ -275,7 +277,8 @@ class Client:
         stream = Stream(sid, self.conn.send, self.loop)
         stream.on_end = self._ended
         self.calls[sid] = self.loop.create_task(
-            run_call(handler, stream, call.data, kwargs, self.state.pool, self.state.debug)
+            run_call(handler, stream, call.data, kwargs, self.state.pool, self.state.debug,
+                     self.state.metrics)
         )
         self.streams[sid] = stream
 

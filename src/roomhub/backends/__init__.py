@@ -71,6 +71,7 @@ class BackendsFace(Face):
         self.installer = Installer(self.catalog, self.builder, self.launcher, self.partitions)
         self.proxy = BackendProxy(self.partitions, self._on_demand if config.on_demand else None,
                                   limits.max_frame_bytes, self.note_server)
+        self.proxy.metrics = self.builder.metrics = self.launcher.metrics = context.metrics
         self._cleanup: asyncio.Task[None] | None = None
         self._server_known = False
 
@@ -130,6 +131,23 @@ class BackendsFace(Face):
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.partitions.registry, self.partitions.monitor]
+
+    def overview(self) -> dict[str, Any]:
+        """The base rooms, and every partition with its instances."""
+        return {**super().overview(),
+                "partitions": [self.partitions.describe(name) for name in self.partitions.names()]}
+
+    async def ready(self) -> list[str]:
+        """Docker-built backends need the engine: not ready while it does not answer."""
+        kinds = {pkg.manifest.build.kind for versions in self.catalog.scan().values()
+                 for pkg in versions.values()}
+        if "docker" not in kinds:
+            return []
+        try:
+            await asyncio.wait_for(self.engine.check(), 5.0)
+        except Exception as exc:
+            return [f"backends: the Docker engine is not usable: {exc}"]
+        return []
 
 
 __all__ = ["BackendsFace", "Catalog", "Instance", "Partitions"]

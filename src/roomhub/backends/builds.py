@@ -34,12 +34,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..runtimes.docker import image_exists
 from . import protocol as p
 from .containers import DockerEngine
 from .packages import Package
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 log = logging.getLogger("roomhub.backends.builds")
 
@@ -107,6 +110,7 @@ class Builder:
         self.engine = engine
         self.timeout = timeout
         self._locks: dict[str, asyncio.Lock] = {}
+        self.metrics: HubMetrics | None = None  # the hub's: build durations by outcome
 
     def log_path(self, fp: str) -> Path:
         return self.dir / f"{fp}.log"
@@ -146,10 +150,12 @@ class Builder:
 
                 started = time.monotonic()
                 sink(f"building {package.name} {package.version} ({kind}) as {fp}")
+                outcome = "failed"
                 try:
                     coro = (self._venv(package, fp, options, sink) if kind == "venv"
                             else self._image(package, fp, options, dockerfile, sink))
                     build = await asyncio.wait_for(coro, self.timeout)
+                    outcome = "ok"
                 except BuildFailed as exc:
                     sink(f"build failed: {exc.detail}")
                     raise
@@ -160,6 +166,9 @@ class Builder:
                 except (RuntimeError, OSError) as exc:
                     sink(f"build failed: {exc}")
                     raise self._failed(package, fp, str(exc)) from None
+                finally:
+                    if self.metrics is not None:
+                        self.metrics.backend_builds.labels(outcome).observe(time.monotonic() - started)
                 sink(f"built in {time.monotonic() - started:.1f} s")
                 return build, False
 

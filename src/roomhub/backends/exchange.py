@@ -38,13 +38,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..transport.direct_http import DirectExchange
 from . import protocol as p
 from .instances import Instance
 from .partition import Partitions
 from .upstream import Framing, Headers, UpstreamConnection, UpstreamPool
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 OnDemand = Callable[[str, str, str], Awaitable[Instance]]
 """``on_demand(partition, name, range)``: starts a missing backend, returns its instance."""
@@ -55,6 +58,7 @@ class ProxyRoutes(Protocol):
 
     partitions: Partitions
     on_demand: OnDemand | None
+    metrics: HubMetrics | None  # proxied requests by status, and their latency
 
     def target(self, scope: dict[str, Any]) -> tuple[str, str, str, str]:
         """``(partition, name, range, rest)`` of a request."""
@@ -120,6 +124,29 @@ class ProxyExchange(DirectExchange):
         self.response_started = False
         self.down: Framing = "none"  # the response's framing towards the client
         self.retried = False
+        self.started = time.perf_counter()
+        self.status = 0  # the response's status, once known (0: none was sent: cut)
+
+    def complete(self) -> None:
+        if not self.response_complete:
+            self._count()
+        super().complete()
+
+    def abort(self) -> None:
+        if not self.response_complete:
+            self._count()
+        super().abort()
+
+    def send_json(self, status: int, body: dict[str, Any],
+                  headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        self.status = status
+        super().send_json(status, body, headers)
+
+    def _count(self) -> None:
+        metrics = self.proxy.metrics
+        if metrics is not None:
+            metrics.proxy_requests.labels(str(self.status)).inc()
+            metrics.proxy_duration.observe(time.perf_counter() - self.started)
 
     # -- the request -------------------------------------------------------------------------
 
@@ -255,6 +282,7 @@ class ProxyExchange(DirectExchange):
 
     def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
         self.response_started = True
+        self.status = status
         parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
         for name, value in headers:
             if name.lower() not in p.HOP_BY_HOP:

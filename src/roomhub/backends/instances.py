@@ -40,7 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
@@ -51,6 +51,9 @@ from .builds import Build
 from .containers import CONTAINER_SOCKET_DIR, DockerEngine
 from .packages import Package
 from .upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 log = logging.getLogger("roomhub.backends.instances")
 
@@ -172,6 +175,7 @@ class Launcher:
         self.limits = limits
         self.ready_timeout = ready_timeout
         self.tokens = tokens  # the hub's live program tokens (None: the hub asks for no token)
+        self.metrics: HubMetrics | None = None  # the hub's: start durations by outcome
         self.hub_url = "http://127.0.0.1:8000"
 
     def new_instance(self, partition: str, package: Package, build: Build, owner: str | None,
@@ -243,6 +247,18 @@ class Launcher:
                     on_exit: Callable[[Instance], None], timeout: float | None = None) -> None:
         """Start ``inst`` and wait until ``GET /`` answers 200 (``timeout`` seconds, default the
         manifest's ``start.ready_timeout`` or the launcher's). Raises :class:`StartFailed`."""
+        started = time.monotonic()
+        try:
+            await self._start(inst, on_line, on_exit, timeout)
+        except BaseException:
+            if self.metrics is not None:
+                self.metrics.backend_starts.labels("failed").observe(time.monotonic() - started)
+            raise
+        if self.metrics is not None:
+            self.metrics.backend_starts.labels("ok").observe(time.monotonic() - started)
+
+    async def _start(self, inst: Instance, on_line: Callable[[Instance, str], None],
+                     on_exit: Callable[[Instance], None], timeout: float | None) -> None:
         timeout = timeout or inst.package.manifest.start.ready_timeout or self.ready_timeout
         try:
             inst.handle = await self._spawn(inst)

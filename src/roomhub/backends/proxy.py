@@ -41,7 +41,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import websockets
@@ -57,6 +57,9 @@ from . import protocol as p
 from .exchange import OnDemand, ProxyExchange
 from .instances import Instance
 from .partition import Partitions
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 log = logging.getLogger("roomhub.backends.proxy")
 
@@ -120,6 +123,7 @@ class BackendProxy:
         self.on_demand = on_demand
         self.max_frame_bytes = max_frame_bytes
         self.note_server = note_server
+        self.metrics: HubMetrics | None = None  # the hub's: proxied requests, their latency
 
     def target(self, scope: Scope) -> tuple[str, str, str, str]:
         """``(partition, name, range, rest)`` of a request (see :func:`split_path`, :func:`partition_of`);

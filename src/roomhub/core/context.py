@@ -8,13 +8,14 @@ builds one context and hands it to every face it composes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import HubConfig, LimitsConfig
 from ..runtimes import Runtime
 from ..transport.security import Door
 from .bus import Bus
+from .metrics import HubMetrics
 
 
 class ConnectionLimiter:
@@ -47,7 +48,8 @@ class FaceContext:
     ``runtimes``: by name (``process``, ``bubblewrap``, ``docker``);
     ``connections``: the limiter every WebSocket counts against; ``door``: the
     Host, origin and token checks; ``program_tokens``: tokens of the programs the
-    hub started that may call it (None when the hub asks for no token).
+    hub started that may call it (None when the hub asks for no token); ``metrics``: the hub's
+    Prometheus metrics (a face records its events there, its sockets count their traffic).
     """
 
     config: HubConfig
@@ -58,6 +60,7 @@ class FaceContext:
     connections: ConnectionLimiter
     door: Door
     program_tokens: set[str] | None
+    metrics: HubMetrics = field(default_factory=HubMetrics)
 
     @property
     def limits(self) -> LimitsConfig:

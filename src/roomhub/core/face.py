@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
+from ..logs import LOG_CONNECTION, LOG_FACE, LOG_ROOM
 from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
 from .context import FaceContext
@@ -86,6 +87,23 @@ class Face:
         """The room registries of this face (listed by the REST API)."""
         return []
 
+    def overview(self) -> dict[str, Any]:
+        """What the admin page shows of this face now, as JSON: ``{"rooms": [...]}``, each room
+        its ``describe()`` with ``members`` (``{"id", "peer"}`` each); faces add their own keys."""
+        return {"rooms": [room_overview(room) for registry in self.registries()
+                          for room in list(registry.rooms.values())]}
+
+    async def ready(self) -> list[str]:
+        """Why this face cannot serve now (readiness, ``/api/ready``), ``[]`` when it can; must be
+        bounded in time (a few seconds)."""
+        return []
+
+
+def room_overview(room: Room) -> dict[str, Any]:
+    """``room.describe()`` with its members (``{"id", "peer"}``), for :meth:`Face.overview`."""
+    members = [{"id": getattr(m, "id", None), "peer": getattr(m, "peer", "?")} for m in list(room.members)]
+    return {**room.describe(), "members": members}
+
 
 async def serve_room_socket(
     websocket: WebSocket | AsgiSocket,
@@ -116,7 +134,13 @@ async def serve_room_socket(
             return
         label = f"{registry.namespace}:{name}"
         limits = context.limits
-        conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits))
+        traffic = registry.metrics.traffic if registry.metrics is not None else None
+        conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits),
+                          traffic)
+        # What this task (and the tasks it starts) logs names the face, the room and the client.
+        LOG_FACE.set(traffic.face if traffic is not None else None)
+        LOG_ROOM.set(label)
+        LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
         try:
             room = await registry.join(name, conn)
         except RoomError as exc:

@@ -21,11 +21,15 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ..logs import log_context
 from ..transport.connections import Connection, Frame
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
+
+if TYPE_CHECKING:
+    from .metrics import RoomMetrics
 
 log = logging.getLogger("roomhub.rooms")
 
@@ -149,6 +153,7 @@ class RoomRegistry(Generic[R]):
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
+        self.metrics: RoomMetrics | None = None  # given by the hub (HubMetrics.watch)
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
@@ -183,6 +188,8 @@ class RoomRegistry(Generic[R]):
                     CloseCode.TRY_AGAIN_LATER, f"room is full ({self.max_clients} clients)"
                 )
             room.members.add(connection)
+        if self.metrics is not None:
+            self.metrics.joins.inc()
         try:
             await room.on_join(connection)
         except Exception:
@@ -190,6 +197,11 @@ class RoomRegistry(Generic[R]):
         return room
 
     async def _create(self, name: str) -> R:
+        # The room's own tasks (programs, timers) start here: they belong to no connection.
+        with log_context(connection=None):
+            return await self._create_room(name)
+
+    async def _create_room(self, name: str) -> R:
         room = self.factory(name)
         started = time.perf_counter()
         try:
@@ -201,10 +213,11 @@ class RoomRegistry(Generic[R]):
             raise RoomError(CloseCode.ROOM_FAILED, f"room creation failed: {exc}") from exc
         room._unsubscribe = self.bus.subscribe(room.topic, room._deliver)
         self.rooms[name] = room
-        log.info(
-            "%s:%s: room created in %.1f ms", self.namespace, name,
-            (time.perf_counter() - started) * 1000,
-        )
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.created.observe(elapsed)
+        log.info("%s:%s: room created in %.1f ms", self.namespace, name, elapsed * 1000,
+                 extra={"room": f"{self.namespace}:{name}"})
         return room
 
     async def leave(self, room: R, connection: Connection) -> None:
@@ -214,6 +227,8 @@ class RoomRegistry(Generic[R]):
         runs in its own task, which :meth:`close` waits for.
         """
         room.members.discard(connection)
+        if self.metrics is not None:
+            self.metrics.leaves.inc()
         if room.members or self.rooms.get(room.name) is not room:
             return
         if self.grace_period > 0 and not self.closed:
@@ -251,10 +266,11 @@ class RoomRegistry(Generic[R]):
             lock = self._locks.get(room.name)
             if lock is not None and not lock._waiters:  # nobody waits: forget the lock
                 self._locks.pop(room.name, None)
-        log.info(
-            "%s:%s: room torn down in %.1f ms", self.namespace, room.name,
-            (time.perf_counter() - started) * 1000,
-        )
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.torn_down.observe(elapsed)
+        log.info("%s:%s: room torn down in %.1f ms", self.namespace, room.name, elapsed * 1000,
+                 extra={"room": f"{self.namespace}:{room.name}"})
 
     async def drop(self, name: str, code: int = CloseCode.NORMAL, reason: str = "room closed") -> bool:
         """Close every member of room ``name`` and tear it down now. Returns False if absent."""

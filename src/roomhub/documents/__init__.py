@@ -73,6 +73,7 @@ class DocumentsFace(Face):
         self.config = config
         limits = context.config.server.limits
         self.store = make_store(config, context.data_dir)
+        self.store.metrics = context.metrics
         self.access_hook = load_hook(config.access)
         ctx = DocumentContext(
             self.store,
@@ -98,6 +99,14 @@ class DocumentsFace(Face):
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.rooms]
+
+    async def ready(self) -> list[str]:
+        """Not ready while the store does not answer."""
+        try:
+            await self.store.ping()
+        except Exception as exc:
+            return [f"documents: the {self.store.name} store does not answer: {exc!r}"]
+        return []
 
     async def start(self) -> None:
         await self.store.open()

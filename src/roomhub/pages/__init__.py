@@ -40,6 +40,7 @@ class PagesFace(Face):
                 rooms_dir=context.data_dir / "rooms" / page_slug(path),
                 hub_id=context.hub_id,
                 max_json_depth=limits.max_json_depth,
+                metrics=context.metrics,
             )
             self.rooms[path] = RoomRegistry(
                 path,

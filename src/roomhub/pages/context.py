@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import PageConfig
 from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..runtimes.base import Runtime
 from ..transport.connections import Frame
+
+if TYPE_CHECKING:
+    from ..core.metrics import HubMetrics
 
 
 @dataclass
@@ -24,6 +27,7 @@ class PageContext:
     rooms_dir: Path
     hub_id: str
     max_json_depth: int = DEFAULT_MAX_DEPTH  # levels of a client's JSON (server.limits.max_json_depth)
+    metrics: HubMetrics | None = None  # executor starts, restarts and exits are counted there
 
 
 class ExecutorRoom(Protocol):

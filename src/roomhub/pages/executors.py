@@ -107,7 +107,25 @@ class Executor:
         )
 
     async def launch(self, cols: int = 80, rows: int = 24) -> ProgramHandle:
-        return await self.room.runtime_for(self.config).start(self.spec(cols, rows))
+        metrics = self.room.ctx.metrics
+        try:
+            handle = await self.room.runtime_for(self.config).start(self.spec(cols, rows))
+        except Exception:
+            if metrics is not None:
+                metrics.executor_exits.labels(self.kind, "start_failed").inc()
+            raise
+        if metrics is not None:
+            metrics.executor_starts.labels(self.kind).inc()
+        return handle
+
+    def ended(self, handle: ProgramHandle, code: int | None, timed_out: bool = False) -> None:
+        """Count a program's end by outcome: ``timeout``, ``limit`` (the runtime ended it),
+        ``ok`` (exit code 0) or ``failed``."""
+        metrics = self.room.ctx.metrics
+        if metrics is not None:
+            outcome = ("timeout" if timed_out else "limit" if handle.limit_exceeded is not None
+                       else "ok" if code == 0 else "failed")
+            metrics.executor_exits.labels(self.kind, outcome).inc()
 
     async def relay(self, handle: ProgramHandle, scrollback: Scrollback) -> None:
         """Broadcast ``handle``'s output (kept in ``scrollback`` too) at the pace of the fastest
@@ -198,12 +216,15 @@ class AlwaysRunner(Executor):
                 await self.relay(self.handle_, self.scrollback)
                 code = await self.handle_.wait()
                 ended = limit_reason(self.handle_)
+                self.ended(self.handle_, code)
                 self.handle_ = None
             if self._stopping:
                 return
             if time.monotonic() - started >= self.config.stable_after:
                 delay = self.config.restart_delay  # it ran long enough: start the backoff afresh
             self.restarts += 1
+            if self.room.ctx.metrics is not None:
+                self.room.ctx.metrics.executor_restarts.labels(self.kind).inc()
             self.log.info(
                 "%s/%s: %s, restart %d in %.2f s", self.room.name, self.name,
                 "not started" if code is None else exit_description(code), self.restarts, delay,
@@ -303,6 +324,7 @@ class OnceRunner(Executor):
             await pumping
         self.last_exit = code
         ended = limit_reason(self.handle_)
+        self.ended(self.handle_, code, timed_out)
         self.handle_ = None
         self.announce({"type": "finished", "exitCode": code, "timedOut": timed_out, **ended},
                       {"type": "finished"})
@@ -335,7 +357,10 @@ class StepRunner(Executor):
         handle = await self.launch()
         try:
             out = await asyncio.wait_for(drain(handle, 64 * 1024), self.config.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            await handle.kill(KILL_GRACE)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            code = await handle.kill(KILL_GRACE)
+            self.ended(handle, code, isinstance(exc, TimeoutError))
             raise
-        return await handle.wait(), out
+        code = await handle.wait()
+        self.ended(handle, code)
+        return code, out

@@ -62,6 +62,7 @@ from websockets.server import ServerProtocol
 from ..core.errors import CloseCode
 from .connections import TURN_MESSAGES, ReceiveBudget
 from .security import Door
+from .traffic import UNCOUNTED, Traffic
 
 log = logging.getLogger("roomhub.websocket")
 # The library logs "connection open/closed" at INFO for every client: only its warnings and
@@ -84,6 +85,7 @@ class SocketEndpoint:
     """
 
     prefix = ""
+    traffic: Traffic = UNCOUNTED  # the face's counters, given by the hub (see .traffic)
 
     def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
         """Check a handshake the door let through: None accepts, ``(status, message)`` refuses it
@@ -257,6 +259,7 @@ class CallbackWebSocket(asyncio.Protocol):
             self._abort_timer = None
         if self.opened:
             self.opened = False
+            self.endpoint.traffic.closed += 1
             self.server._closed(self)
             try:
                 self.endpoint.closed(self)
@@ -272,6 +275,7 @@ class CallbackWebSocket(asyncio.Protocol):
         ``max_buffer_bytes`` is closed with 4008 (slow consumer)."""
         if self.closing or not self.opened or self.ws.state is not State.OPEN:
             return False
+        self.endpoint.traffic.sent(message)
         if isinstance(message, str):
             self.ws.send_text(message.encode())
         else:
@@ -289,6 +293,8 @@ class CallbackWebSocket(asyncio.Protocol):
         the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
         if self.closing and self._abort_timer is not None:
             return
+        if not self.closing and code != CloseCode.NORMAL:
+            self.endpoint.traffic.closing(code)
         self.closing = True
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason.encode()[:120].decode(errors="ignore"))
@@ -427,6 +433,7 @@ class CallbackWebSocket(asyncio.Protocol):
             return
         self._write()  # the 101 leaves before anything the endpoint sends
         self.opened = True
+        self.endpoint.traffic.opened += 1
         self.server.open.add(self)
         try:
             self.endpoint.opened(self, scope)
@@ -456,6 +463,7 @@ class CallbackWebSocket(asyncio.Protocol):
             except UnicodeDecodeError as exc:
                 self.close(CloseCode.INVALID_PAYLOAD, f"invalid UTF-8 at position {exc.start}")
                 return
+        self.endpoint.traffic.received(message)
         try:
             self.endpoint.received(self, message)
         except Exception:

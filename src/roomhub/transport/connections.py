@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..config import LimitsConfig
 from ..core.errors import CloseCode
+from .traffic import UNCOUNTED, Traffic
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
@@ -162,12 +163,16 @@ class Connection:
     __slots__ = (
         "_abandoned", "_batch", "_closer", "_drained", "_drained_event", "_frames", "_high",
         "_low", "_max", "_reader", "_turn", "_writer", "budget", "close_code", "close_reason",
-        "closing", "id", "label", "websocket",
+        "closing", "counted", "id", "label", "traffic", "websocket",
     )
 
     def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "",
-                 budget: ReceiveBudget | None = None) -> None:
+                 budget: ReceiveBudget | None = None, traffic: Traffic | None = None) -> None:
         self.websocket = websocket
+        # The face's counters (messages, bytes, connections, closes by code): see .traffic.
+        self.traffic = traffic or UNCOUNTED
+        self.traffic.opened += 1
+        self.counted = True  # counted as open until aclose()
         self.budget = budget
         self._turn = 0  # messages received since this connection's task last yielded
         self.id = next(_ids)
@@ -233,6 +238,7 @@ class Connection:
         """
         if self.closing:
             return False
+        self.traffic.sent(frame)
         if urgent and self._writer is None:
             send_now = self._sync_write()
             if send_now is not None and send_now(frame):
@@ -261,6 +267,8 @@ class Connection:
             return
         self.closing = True
         self.close_code, self.close_reason = int(code), reason[:120]
+        if code != CloseCode.NORMAL:
+            self.traffic.closing(self.close_code)
         self._set_drained(True)  # nobody should wait for a connection that is going away
         if code == CloseCode.SLOW_CONSUMER:
             # The writer is stuck in a send the client does not read: abandon the queue and
@@ -348,6 +356,7 @@ class Connection:
         frame = await self._receive()
         if frame is None:
             return None
+        self.traffic.received(frame)
         self._turn += 1
         if self._turn >= TURN_MESSAGES:
             self._turn = 0
@@ -399,6 +408,9 @@ class Connection:
 
     async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "", timeout: float = 2.0) -> None:
         """Close and wait (bounded, seconds) until the close frame was written or given up."""
+        if self.counted:
+            self.counted = False
+            self.traffic.closed += 1
         self.close(code, reason)
         pending = {t for t in (self._writer, self._closer) if t is not None and not t.done()}
         if pending and timeout > 0:

@@ -47,7 +47,8 @@ log = logging.getLogger("roomhub.security")
 
 COOKIE = "roomhub_token"
 TOKEN_SALT = "roomhub-token"
-PUBLIC_PATHS = ("/api/health",)
+PUBLIC_PATHS = ("/api/health", "/api/ready")
+"""Paths that need no token even when auth is on: the liveness and readiness probes."""
 
 
 def make_token(secret_key: str, subject: str = "user") -> str:
@@ -159,6 +160,7 @@ class Door:
     arrived on; ``"*"`` turns the Host check off. ``live_tokens``: see :class:`TokenChecker`.
     ``cors_paths``: path prefixes that answer CORS themselves (the actions file server), each
     with the origins (``"*"``: any) whose pages may also send state-changing requests below it.
+    ``public_paths``: exact paths that need no token (default :data:`PUBLIC_PATHS`).
 
     Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
     without ASGI (:mod:`roomhub.transport.callback_websocket`, :mod:`roomhub.transport.direct_http`).
@@ -167,7 +169,9 @@ class Door:
     def __init__(self, auth: AuthConfig, allowed_origins: Collection[str],
                  live_tokens: Collection[str] = (), *, allowed_hosts: Collection[str] = (),
                  server_host: str | None = None,
-                 cors_paths: Mapping[str, Collection[str]] | None = None) -> None:
+                 cors_paths: Mapping[str, Collection[str]] | None = None,
+                 public_paths: Collection[str] = PUBLIC_PATHS) -> None:
+        self.public_paths = frozenset(public_paths)
         self.cors_paths = {prefix.rstrip("/"): frozenset(o.rstrip("/") for o in origins)
                            for prefix, origins in (cors_paths or {}).items() if origins}
         self.checker = TokenChecker(auth, live_tokens) if auth.enabled else None
@@ -236,7 +240,7 @@ class Door:
             log.warning("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope),
                         refusal[1])
             return refusal
-        if self.checker is not None and scope.get("path") not in PUBLIC_PATHS:
+        if self.checker is not None and scope.get("path") not in self.public_paths:
             reason = self.checker.check(token_of(scope))
             if reason is not None:
                 log.info("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope), reason)

@@ -28,6 +28,7 @@ from ..config import WidgetsConfig
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry
+from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from . import protocol as p
 from . import renderer
@@ -102,7 +103,10 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         context.connections.release()
         return
     limits = context.config.server.limits
-    conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits))
+    conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits),
+                      context.metrics.traffic("widgets"))
+    LOG_FACE.set("widgets")
+    LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
     session: WidgetSession | None = None
     try:
         frames = conn.receive()

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pycrdt import Doc, get_update, merge_updates
 
 from ..protocol import EMPTY_UPDATE
+
+if TYPE_CHECKING:
+    from ...core.metrics import HubMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,11 @@ class DocumentStore(abc.ABC):
     """
 
     name = "store"
+    metrics: HubMetrics | None = None  # the hub's: commit latency, batch sizes, compactions
+
+    async def ping(self) -> None:
+        """Raise (``OSError``, ``sqlite3.Error``...) unless the store answers (readiness)."""
+        return None
 
     async def open(self) -> None:
         """Prepare the store (create tables, files); called once at hub start."""

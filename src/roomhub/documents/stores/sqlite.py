@@ -203,7 +203,11 @@ class SQLiteStore(DocumentStore):
         while self._pending:
             batch, self._pending = self._pending, []
             try:
+                started = time.perf_counter()
                 counts: dict[str, int] = await self._run(self._file_write, batch)
+                if self.metrics is not None:
+                    self.metrics.store_commit.observe(time.perf_counter() - started)
+                    self.metrics.store_batch.observe(len(batch))
             except Exception:
                 log.exception("writing %d updates failed; they are queued again", len(batch))
                 self._pending[:0] = batch
@@ -255,6 +259,8 @@ class SQLiteStore(DocumentStore):
             result = await self._run(self._file.compact, name)
             self._stored_bytes.pop(name, None)
             if result is not None:
+                if self.metrics is not None:
+                    self.metrics.compactions.inc()
                 self._stored_bytes[name] = result.bytes
                 self._compacted_rows[name] = result.updates
                 log.debug("compacted %s to %d bytes in %.1f ms", name, result.bytes,
@@ -269,6 +275,11 @@ class SQLiteStore(DocumentStore):
         self._stored_bytes.pop(name, None)
         self._compacted_rows.pop(name, None)
         return await self._run(self._file.delete, name)
+
+    async def ping(self) -> None:
+        if self._file is None:
+            raise OSError("the store is not open")
+        await asyncio.wait_for(self._run(self._file.db.execute, "SELECT 1"), 5.0)
 
     async def documents(self) -> list[StoredDocument]:
         assert self._file is not None

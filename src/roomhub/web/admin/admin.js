@@ -1,0 +1,143 @@
+// The admin page: polls GET /api/admin every 2 s and redraws without a reload: totals, three
+// charts of the last minutes (connections, messages per second, event loop lag: plain SVG),
+// and per face its rooms with their members (a page room's programs and their state, a
+// document room's size, widget sessions), actions sessions and backends partitions; a room's
+// "close" button sends POST /api/admin/close.
+
+import { h } from "../element.js";
+
+const POLL_MS = 2000;
+const token = new URLSearchParams(window.location.search).get("token");
+const headers = token ? { Authorization: `Bearer ${token}` } : {};
+
+async function api(path, init = {}) {
+  const response = await fetch(path, { ...init, headers: { ...headers, ...(init.headers || {}) } });
+  if (!response.ok) {
+    let detail = `${response.status}`;
+    try { detail += `: ${(await response.json()).detail}`; } catch { /* not JSON */ }
+    throw new Error(detail);
+  }
+  return response.json();
+}
+
+function chart(title, points, unit, scale = 1) {
+  const width = 300, height = 90;
+  const values = points.map((p) => p * scale);
+  const top = Math.max(1e-9, ...values);
+  const step = values.length > 1 ? width / (values.length - 1) : 0;
+  const coords = values.map((v, i) => `${(i * step).toFixed(1)},${(height - (v / top) * (height - 4) - 2).toFixed(1)}`);
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", coords.join(" "));
+  svg.append(line);
+  const last = values.length ? values[values.length - 1] : 0;
+  return h("figure", { "data-chart": title }, svg,
+    h("figcaption", {}, `${title}: ${format(last)} ${unit} (max ${format(top)}, last ${values.length} samples)`));
+}
+
+function format(value) {
+  return Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 2 : 0);
+}
+
+function bytes(n) {
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+}
+
+function table(columns, rows) {
+  return h("table", {},
+    h("thead", {}, h("tr", {}, ...columns.map((c) => h("th", {}, c)))),
+    h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c) => h("td", {}, c))))));
+}
+
+async function closeRoom(namespace, room) {
+  if (!window.confirm(`Close room ${room} of ${namespace}? Its clients are disconnected.`)) return;
+  try {
+    await api("/api/admin/close", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ namespace, room }),
+    });
+    await refresh();
+  } catch (error) {
+    status(`closing ${room} failed: ${error.message}`, true);
+  }
+}
+
+function roomDetail(room) {
+  const parts = [];
+  if (room.executors) {
+    parts.push(Object.entries(room.executors)
+      .map(([name, e]) => `${name} (${e.kind}): ${e.running ? "running" : "stopped"}`).join(", "));
+  }
+  if (room.size !== undefined) parts.push(`document ${bytes(room.size)}, ${room.updates_applied} updates`);
+  if (room.browsers !== undefined) parts.push(`${room.browsers} browsers, ${room.widgets} widgets`);
+  if (room.owners) parts.push(`owners: ${room.owners.join(", ") || "none"}`);
+  return parts.join("; ");
+}
+
+function faceSection(name, face) {
+  const section = h("section", { "data-face": name },
+    h("h2", {}, `${name} `, h("small", {},
+      `${face.connections} connections, ${face.room_count} rooms, ${face.members} members, ` +
+      `${face.messages_received} messages in / ${face.messages_sent} out, ` +
+      `${bytes(face.bytes_received)} in / ${bytes(face.bytes_sent)} out`)));
+  const rooms = face.rooms || [];
+  if (rooms.length) {
+    section.append(table(["room", "members", "state", ""], rooms.map((room) => [
+      h("code", {}, `${room.namespace} ${room.name}`),
+      room.members.map((m) => m.peer).join(", ") || "none",
+      roomDetail(room),
+      h("button", { class: "rh-button", "data-close": `${room.namespace} ${room.name}`,
+        onclick: () => closeRoom(room.namespace, room.name) }, "close"),
+    ])));
+  } else {
+    section.append(h("p", { class: "rh-admin-status" }, "no rooms"));
+  }
+  if (face.sessions) {
+    section.append(h("h3", {}, "sessions"), table(["session", "client", "calls running", "age"],
+      face.sessions.map((s) => [h("code", {}, s.id), s.connected ? s.peer : "disconnected",
+        String(s.calls), `${s.age} s`])));
+  }
+  if (face.partitions) {
+    section.append(h("h3", {}, "partitions"), table(["partition", "clients", "instances"],
+      face.partitions.map((p) => [h("code", {}, p.partitionId), String(p.clients),
+        p.instances.map((i) => `${i.name} ${i.version} (${i.status})`).join(", ") || "none"])));
+  }
+  return section;
+}
+
+function status(text, failed = false) {
+  const el = document.getElementById("status");
+  el.textContent = text;
+  el.classList.toggle("failed", failed);
+}
+
+function render(state) {
+  document.getElementById("hub").textContent = `hub ${state.hub.id}, up ${Math.round(state.hub.uptime)} s`;
+  const t = state.totals;
+  document.getElementById("totals").replaceChildren(
+    h("div", { "data-total": "connections" }, h("b", {}, String(t.connections)), "connections"),
+    h("div", { "data-total": "rooms" }, h("b", {}, String(t.rooms)), "rooms"),
+    h("div", { "data-total": "messages" }, h("b", {}, format(t.messages_per_second)), "messages/s"),
+    h("div", { "data-total": "lag" }, h("b", {}, format(t.loop_lag_seconds * 1000)), "ms event loop lag"));
+  const history = state.history;
+  document.getElementById("charts").replaceChildren(
+    chart("connections", history.map((p) => p.connections), ""),
+    chart("messages per second", history.map((p) => p.messages_per_second), "/s"),
+    chart("latency (event loop lag)", history.map((p) => p.loop_lag_seconds), "ms", 1000));
+  document.getElementById("faces").replaceChildren(
+    ...Object.entries(state.faces).map(([name, face]) => faceSection(name, face)));
+}
+
+async function refresh() {
+  try {
+    render(await api("/api/admin"));
+    status(`updated ${new Date().toLocaleTimeString()}`);
+  } catch (error) {
+    status(`cannot read /api/admin: ${error.message}`, true);
+  }
+}
+
+refresh();
+setInterval(refresh, POLL_MS);
