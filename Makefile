@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test setup setup-test system-deps lint bench clean
+.PHONY: serve test setup setup-test system-deps lint bench wheel clean
 
 serve: setup
 	$(BIN)/roomhub serve --port $(PORT)
@@ -44,8 +44,14 @@ system-deps:
 lint: $(BIN)/roomhub
 	$(BIN)/ruff check src tests bench
 
+# The sdist, and the wheel built from it, in dist/: both carry the browser libraries
+# (hatch_build.py runs npm ci when src/roomhub/web/node_modules does not hold the locked versions).
+wheel: $(BIN)/roomhub
+	$(BIN)/python -m pip install --quiet build
+	$(BIN)/python -m build --outdir dist
+
 bench: setup
 	@for b in bench/*.py; do case $$b in */_*) continue;; esac; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) src/roomhub/web/node_modules tests/interop/node_modules
+	rm -rf $(VENV) dist src/roomhub/web/node_modules tests/interop/node_modules
