@@ -195,3 +195,26 @@ async def test_ready_until_the_store_stops_answering(tmp_path: Path, in_process_
         assert body["status"] == "unavailable"
         assert any("documents: the sqlite store does not answer" in reason for reason in body["reasons"])
         assert (await http.get("/api/health")).status_code == 200  # alive, not ready
+
+
+async def test_store_commits_and_compactions_are_counted(tmp_path: Path, in_process_hub) -> None:
+    config = write_config(tmp_path, """
+        [documents]
+        store = "sqlite"
+        compact_after = 5
+        [documents.sqlite]
+        commit_window = 0.01
+        """)
+    async with in_process_hub(config) as h, httpx.AsyncClient(base_url=h.base, timeout=30) as http:
+        async with y_client(h.ws, "compacted") as client:
+            text = client.doc.get("text", type=Text)
+            for i in range(12):  # one update, one commit each: past compact_after twice
+                text += str(i)
+                await eventually(lambda i=i: _when(scrape(http), lambda s, i=i: value(
+                    s, "roomhub_document_store_commit_updates_sum") >= i + 1), 10, interval=0.02,
+                    what=f"update {i} committed")
+            samples = await eventually(
+                lambda: _when(scrape(http), lambda s: value(s, "roomhub_document_compactions_total")),
+                10, interval=0.05, what="a compaction")
+        assert value(samples, "roomhub_document_store_commit_seconds_count") >= 12
+        assert value(samples, "roomhub_document_store_commit_seconds_sum") > 0

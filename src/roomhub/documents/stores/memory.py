@@ -28,6 +28,8 @@ class MemoryStore(DocumentStore):
     def _squash(self, name: str, log: list[bytes]) -> list[bytes]:
         rows = self._docs[name] = squash(log)
         self._compacted_rows[name] = len(rows)
+        if self.metrics is not None:
+            self.metrics.compactions.inc()
         return rows
 
     async def flush(self) -> None:
