@@ -31,7 +31,8 @@ def admin_state(hub: Hub) -> dict[str, Any]:
     """What ``GET /api/admin`` answers: the hub (id, uptime in seconds), totals, each face's
     traffic counters, ``room_count``, ``members`` and :meth:`~roomhub.core.face.Face.overview`
     (``rooms``: the list), and the sampled history
-    (time, connections, messages per second, event loop lag in seconds) of the last minutes."""
+    (time, connections, messages per second, mean request latency and event loop lag in
+    seconds) of the last minutes."""
     metrics = hub.metrics
     rooms = metrics.rooms()
     faces: dict[str, Any] = {}
@@ -57,6 +58,7 @@ def admin_state(hub: Hub) -> dict[str, Any]:
             "connections": metrics.connections(),
             "rooms": sum(count for count, _ in rooms.values()),
             "messages_per_second": last.get("messages_per_second", 0.0),
+            "request_latency_seconds": last.get("request_latency_seconds", 0.0),
             "loop_lag_seconds": metrics.loop_lag,
         },
         "faces": faces,

@@ -46,14 +46,23 @@ def test_admin_shows_rooms_members_charts_and_closes_a_room(hub_process,
         pages.locator("tr", has_text="to-close").wait_for()
         assert admin.evaluate("window.notReloaded") is True  # type: ignore[attr-defined]
 
-        # The charts: three, drawn from the sampled history (a sample every 2 s).
+        # The charts: four, drawn from the sampled history (a sample every 2 s).
         admin.wait_for_function(  # type: ignore[attr-defined]
             "() => [...document.querySelectorAll('figure[data-chart] polyline')]"
             ".every(l => l.getAttribute('points').split(' ').length >= 2)", timeout=15_000)
-        assert admin.locator("figure[data-chart]").count() == 3  # type: ignore[attr-defined]
+        assert admin.locator("figure[data-chart]").count() == 4  # type: ignore[attr-defined]
         caption = admin.locator("figure[data-chart=connections] figcaption")  # type: ignore[attr-defined]
         assert caption.inner_text().startswith("connections:")
         assert int(admin.locator("[data-total=connections] b").inner_text()) >= 3  # type: ignore[attr-defined]
+
+        # An actions call's duration reaches the request latency chart.
+        with connect(f"{hub.ws}/actions") as actions:
+            actions.send('{"streamId": "1", "action": "demo.echo", "data": 1}')
+            while '"close"' not in str(actions.recv(timeout=20)):
+                pass
+        admin.wait_for_function(  # type: ignore[attr-defined]
+            "() => parseFloat(document.querySelector('figure[data-chart=\"request latency\"] figcaption')"
+            ".textContent.match(/max ([0-9.]+)/)[1]) > 0", timeout=15_000)
 
         # Closing a room: the admin confirms, the hub closes its member and tears it down.
         admin.once("dialog", lambda dialog: dialog.accept())  # type: ignore[attr-defined]

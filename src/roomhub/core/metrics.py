@@ -90,7 +90,7 @@ class HubMetrics:
         self._gauges: list[Callable[[], Iterable[Metric]]] = []
         self.loop_lag = 0.0  # seconds the last sample's timer fired late
         self.history: deque[dict[str, float]] = deque(maxlen=HISTORY_SAMPLES)
-        self._last_sample: tuple[float, int] | None = None
+        self._last_sample: tuple[float, int, float, float] | None = None
         r = self.registry
 
         def counter(name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
@@ -177,19 +177,36 @@ class HubMetrics:
     def messages(self) -> int:
         return sum(t.messages_received + t.messages_sent for t in self._traffic.values())
 
+    def requests(self) -> tuple[float, float]:
+        """``(seconds, count)`` summed over the request histograms (actions calls, proxied
+        requests) since the hub started."""
+        seconds = count = 0.0
+        for histogram in (self.action_duration, self.proxy_duration):
+            for family in histogram.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_sum"):
+                        seconds += sample.value
+                    elif sample.name.endswith("_count"):
+                        count += sample.value
+        return seconds, count
+
     def sample(self, lag: float) -> dict[str, float]:
         """Add one sample to :attr:`history`: time, connections, messages per second since the
-        last sample, and ``lag`` (seconds the sampling timer fired late: how long the event loop
-        made work wait)."""
+        last sample, the mean latency (seconds) of the actions calls and proxied requests that
+        ended since the last sample (0 if none), and ``lag`` (seconds the sampling timer fired
+        late: how long the event loop made work wait)."""
         now, messages = time.time(), self.messages()
-        rate = 0.0
+        seconds, count = self.requests()
+        rate = latency = 0.0
         if self._last_sample is not None:
-            then, before = self._last_sample
+            then, before, seconds_before, count_before = self._last_sample
             rate = (messages - before) / max(now - then, 1e-6)
-        self._last_sample = (now, messages)
+            if count > count_before:
+                latency = (seconds - seconds_before) / (count - count_before)
+        self._last_sample = (now, messages, seconds, count)
         self.loop_lag = lag
         point = {"time": now, "connections": float(self.connections()), "messages_per_second": rate,
-                 "loop_lag_seconds": lag}
+                 "request_latency_seconds": latency, "loop_lag_seconds": lag}
         self.history.append(point)
         return point
 

@@ -1,5 +1,6 @@
-// The admin page: polls GET /api/admin every 2 s and redraws without a reload: totals, three
-// charts of the last minutes (connections, messages per second, event loop lag: plain SVG),
+// The admin page: polls GET /api/admin every 2 s and redraws without a reload: totals, four
+// charts of the last minutes (connections, messages per second, the mean latency of actions
+// calls and proxied requests, event loop lag: plain SVG),
 // and per face its rooms with their members (a page room's programs and their state, a
 // document room's size, widget sessions), actions sessions and backends partitions; a room's
 // "close" button sends POST /api/admin/close.
@@ -120,12 +121,15 @@ function render(state) {
     h("div", { "data-total": "connections" }, h("b", {}, String(t.connections)), "connections"),
     h("div", { "data-total": "rooms" }, h("b", {}, String(t.rooms)), "rooms"),
     h("div", { "data-total": "messages" }, h("b", {}, format(t.messages_per_second)), "messages/s"),
+    h("div", { "data-total": "latency" }, h("b", {}, format(t.request_latency_seconds * 1000)),
+      "ms request latency"),
     h("div", { "data-total": "lag" }, h("b", {}, format(t.loop_lag_seconds * 1000)), "ms event loop lag"));
   const history = state.history;
   document.getElementById("charts").replaceChildren(
     chart("connections", history.map((p) => p.connections), ""),
     chart("messages per second", history.map((p) => p.messages_per_second), "/s"),
-    chart("latency (event loop lag)", history.map((p) => p.loop_lag_seconds), "ms", 1000));
+    chart("request latency", history.map((p) => p.request_latency_seconds), "ms", 1000),
+    chart("event loop lag", history.map((p) => p.loop_lag_seconds), "ms", 1000));
   document.getElementById("faces").replaceChildren(
     ...Object.entries(state.faces).map(([name, face]) => faceSection(name, face)));
 }
