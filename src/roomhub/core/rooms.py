@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from ..transport.connections import Connection, Frame
+from ..transport.connections import Connection, Frame, ReceiveBudget
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
 
@@ -55,6 +55,8 @@ class Room:
 
     Frames the server broadcasts reach every member; what a client sends is
     never echoed by the room itself. ``namespace`` and ``name`` identify it.
+    ``receive_budget`` is the bucket every member's messages draw from (made by the
+    first member to join, per ``limits.room_receive_rate``; None: no room limit).
     """
 
     def __init__(self, namespace: str, name: str, bus: Bus) -> None:
@@ -64,6 +66,7 @@ class Room:
         self.created_at = time.time()
         self.bus = bus
         self.topic = f"{namespace}\x00{name}"
+        self.receive_budget: ReceiveBudget | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -183,6 +186,8 @@ class RoomRegistry(Generic[R]):
                     CloseCode.TRY_AGAIN_LATER, f"room is full ({self.max_clients} clients)"
                 )
             room.members.add(connection)
+            if connection.budget is not None:  # its messages count against the room's share too
+                room.receive_budget = connection.budget.join(room.receive_budget)
         try:
             await room.on_join(connection)
         except Exception:
@@ -214,6 +219,8 @@ class RoomRegistry(Generic[R]):
         runs in its own task, which :meth:`close` waits for.
         """
         room.members.discard(connection)
+        if connection.budget is not None and connection.budget.room is room.receive_budget:
+            connection.budget.leave()
         if room.members or self.rooms.get(room.name) is not room:
             return
         if self.grace_period > 0 and not self.closed:
