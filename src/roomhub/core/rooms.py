@@ -186,8 +186,11 @@ class RoomRegistry(Generic[R]):
                     CloseCode.TRY_AGAIN_LATER, f"room is full ({self.max_clients} clients)"
                 )
             room.members.add(connection)
-            if connection.budget is not None:  # its messages count against the room's share too
-                room.receive_budget = connection.budget.join(room.receive_budget)
+            # Its messages count against the room's share too (a member standing for the hub's
+            # own code, the documents' Python API, has no budget).
+            budget = getattr(connection, "budget", None)
+            if budget is not None:
+                room.receive_budget = budget.join(room.receive_budget)
         try:
             await room.on_join(connection)
         except Exception:
@@ -219,8 +222,9 @@ class RoomRegistry(Generic[R]):
         runs in its own task, which :meth:`close` waits for.
         """
         room.members.discard(connection)
-        if connection.budget is not None and connection.budget.room is room.receive_budget:
-            connection.budget.leave()
+        budget = getattr(connection, "budget", None)
+        if budget is not None and budget.room is room.receive_budget:
+            budget.leave()
         if room.members or self.rooms.get(room.name) is not room:
             return
         if self.grace_period > 0 and not self.closed:
