@@ -245,3 +245,46 @@ async def test_a_room_held_back_too_long_is_closed_with_4029_and_says_so(tmp_pat
         closes = [(str(code), reason) for code, reason in
                   await asyncio.gather(flood_page_room(url), flood_page_room(url))]
     assert closes == [("4029", "room receive rate limit exceeded")] * 2, closes
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes the kernel holds received and not yet read on the hub's established TCP connections
+    at ``port`` (``rx_queue`` of Linux's ``/proc/net/tcp``, IPv4 loopback)."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01":  # ESTABLISHED
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+async def flood_page_socket(ws) -> None:
+    frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            for _ in range(64):
+                await ws.send(frame)
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("face", ["documents", "pages"])
+async def test_a_held_back_client_parks_little_in_the_hubs_kernel_buffers(tmp_path, hub_process, face):
+    hub = hub_process(config(tmp_path, "receive_throttled_close = 0"))  # default rate and burst
+    port = int(hub.base.rsplit(":", 1)[1])
+    async with contextlib.AsyncExitStack() as stack:
+        if face == "documents":
+            stack.enter_context(flooder(f"{hub.ws}/yjs/flood"))
+        else:
+            ws = await stack.enter_async_context(connect(f"{hub.ws}/term/ws?roomName=flood", max_size=None))
+            sender = asyncio.create_task(flood_page_socket(ws))
+            stack.callback(sender.cancel)
+        await asyncio.sleep(4.0)  # held back since the burst was spent
+        parked = []
+        for _ in range(20):
+            parked.append(unread_bytes(port))
+            await asyncio.sleep(0.05)
+    # Linux grows a fast sender's receive buffer to megabytes (net.ipv4.tcp_rmem): before, 2.3 MB
+    # (documents) and 3.7 MB (pages) were parked; held back, the client gets a small buffer (twice
+    # HELD_RECEIVE_BUFFER as Linux counts it, 32 KiB seen) and waits.
+    assert max(parked) <= 128 * 1024, parked

@@ -234,6 +234,7 @@ class CallbackWebSocket(asyncio.Protocol):
     # -- asyncio protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.budget.attach(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"

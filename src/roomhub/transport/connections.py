@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
@@ -35,7 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..config import LimitsConfig
 from ..core.errors import CloseCode
-from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
+from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY, SOCKET_KEY
 
 log = logging.getLogger("roomhub.connections")
 
@@ -44,6 +45,51 @@ Frame = str | bytes
 
 TURN_MESSAGES = 8
 """Messages of one connection handled in one turn of the event loop before others get theirs."""
+
+
+HELD_RECEIVE_BUFFER = 16 * 1024
+"""The kernel's receive buffer (``SO_RCVBUF``, bytes) of a connection while its budget holds it
+back. Linux grows a TCP connection's buffer up to ``net.ipv4.tcp_rmem``'s maximum (32 MiB on
+some systems): a client over its rate would park megabytes in the hub's kernel and run that far
+ahead, spending its machine's CPU on frames the hub reads seconds later. With the buffer small
+the client's sends block almost at once, at the pace the hub reads."""
+
+
+class ReceiveWindow:
+    """The receive buffer of one connection's socket: made :data:`HELD_RECEIVE_BUFFER` small while
+    the client is held back (:meth:`hold`), given its size back when it is not (:meth:`release`).
+
+    ``sock`` is what asyncio's ``transport.get_extra_info("socket")`` gives (None: nothing to do,
+    e.g. not a TCP socket). Errors of ``setsockopt`` are ignored: the buffer is an optimisation.
+    """
+
+    __slots__ = ("saved", "sock")
+
+    def __init__(self, sock: socket.socket | None) -> None:
+        self.sock = sock
+        self.saved: int | None = None  # the size before hold(), while held
+
+    def hold(self) -> None:
+        sock = self.sock
+        if sock is None or self.saved is not None:
+            return
+        try:
+            saved = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, HELD_RECEIVE_BUFFER)
+        except OSError:
+            self.sock = None
+            return
+        # Linux reports twice what was set (its bookkeeping overhead): set back half of it.
+        self.saved = max(HELD_RECEIVE_BUFFER, saved // 2)
+
+    def release(self) -> None:
+        saved, self.saved = self.saved, None
+        if saved is None or self.sock is None:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, saved)
+        except OSError:
+            self.sock = None
 
 
 class ReceiveBudget:
@@ -59,10 +105,14 @@ class ReceiveBudget:
     every member, ``limits.room_receive_rate`` and ``room_receive_burst``, see
     :meth:`join`): a message is handled only when both buckets have one, so the
     members of one room together get no more of the hub than one room's share.
+
+    With a :attr:`window` (see :meth:`attach`), the connection's kernel receive buffer is
+    made small from the first message that had to wait until a message passes with neither
+    bucket held back any more (:class:`ReceiveWindow`).
     """
 
     __slots__ = ("burst", "close_after", "held_since", "rate", "room", "room_burst", "room_rate",
-                 "stamp", "tokens")
+                 "stamp", "tokens", "window")
 
     def __init__(self, rate: float, burst: int, close_after: float = 0.0, *, room_rate: float = 0.0,
                  room_burst: int = 1) -> None:
@@ -75,6 +125,7 @@ class ReceiveBudget:
         self.room: ReceiveBudget | None = None  # the bucket of the room joined (see join)
         self.room_rate = room_rate  # what the bucket of a room this client is the first to join gets
         self.room_burst = room_burst
+        self.window: ReceiveWindow | None = None
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig) -> ReceiveBudget:
@@ -90,6 +141,11 @@ class ReceiveBudget:
             room = ReceiveBudget(self.room_rate, self.room_burst, self.close_after)
         self.room = room
         return room
+
+    def attach(self, sock: socket.socket | None) -> None:
+        """Hold back the kernel receive buffer of ``sock`` too when this budget holds the client
+        back (``transport.get_extra_info("socket")``; None: nothing to attach)."""
+        self.window = ReceiveWindow(sock) if sock is not None else None
 
     def leave(self) -> None:
         """Draw from the own bucket only (the client left its room)."""
@@ -133,10 +189,16 @@ class ReceiveBudget:
                 self._spend()
             if shared:
                 room._spend()  # type: ignore[union-attr]
+            window = self.window
+            if (window is not None and window.saved is not None and self.held_since is None
+                    and (room is None or room.held_since is None)):
+                window.release()
             return 0.0
         wait = 0.0 if own_ok else self._hold(now)
         if not shared_ok:
             wait = max(wait, room._hold(now))  # type: ignore[union-attr]
+        if self.window is not None:
+            self.window.hold()
         return wait
 
     def refund(self) -> None:
@@ -242,6 +304,9 @@ class Connection:
         self._low = queue_size // 4
         # Frames already queued behind one leave in the same write when the server can batch.
         self._batch = BATCH_EXTENSION in (websocket.scope.get("extensions") or {})
+        if budget is not None:  # the kernel's receive buffer is held back with the client
+            extension = (websocket.scope.get("extensions") or {}).get(BATCH_EXTENSION)
+            budget.attach(extension.get(SOCKET_KEY) if isinstance(extension, dict) else None)
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[object] | None = None
