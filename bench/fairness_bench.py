@@ -3,19 +3,32 @@
 One hub (the real command line, SQLite document store) serves a page with an
 ``always`` executor running ``cat`` and ``/yjs``. A pages client in room
 ``echo`` sends a line to ``cat``'s stdin and waits for it to come back in an
-``output`` frame: that round trip is one sample. The samples are taken twice
-in one run: quiet, then while ``--flooders`` document clients (separate
-processes, pycrdt updates as y-websocket frames over ``websockets``, each in
-its own document room, synced as a y-websocket client is) send one-character
-updates as fast as their socket takes them. The figure that matters is p99
-flooded / p99 quiet (target: at most 3).
+``output`` frame: that round trip is one sample. Each case of one run takes
+the samples twice, quiet, then while ``--flooders`` document clients
+(separate processes, pycrdt updates as y-websocket frames over
+``websockets``, each in its own document room, synced as a y-websocket
+client is) send one-character updates at a case's rate: by default the
+issue's 5,700 and 7,200 updates/s (``--rates``; 0: as fast as the socket
+takes them), each at normal priority and at ``nice 19`` (``--nice``). The
+flooders stand for remote clients, but here they share the machine's cores
+with the hub: at normal priority their CPU is taken from the hub's, niced
+they get only what the hub and the echo leave (as a client on another
+machine would). The figure that matters is p99 flooded / p99 quiet
+(target: at most 3), printed for every case.
+
+For each phase the bench prints what shared the cores: the processes of the
+run (one hub, its ``cat``, the echo client, the flooders) and their CPU (per
+cent of one core), the hub's time waiting for a core (ms per second, from
+``/proc/<pid>/schedstat``: run-queue time, i.e. the hub was ready to run and
+another process had the core), and the CPU every other process of the
+machine used meanwhile (other people's work on a shared machine).
 
 ``--hub-src DIR`` runs the hub from another source tree (e.g. a checkout of an
 older commit) to compare before and after a change in the same conditions.
 The flood clients report how many updates they sent, and how their
 connection ended if the hub closed it.
 
-Run: ``python bench/fairness_bench.py`` (~30-60 s on a 2-core machine).
+Run: ``python bench/fairness_bench.py`` (about a minute on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from _common import (
     HubProcess,
     log_problems,
@@ -84,26 +99,131 @@ async def echo_samples(ws: Any, phase: str, count: int, interval: float, max_sec
     return samples
 
 
-async def measure(hub: HubProcess, args: argparse.Namespace) -> tuple[list[float], list[float], list[Any]]:
-    """Quiet samples, then samples while the flooders run: one echo connection throughout."""
+def schedstat(pid: int) -> tuple[float, float]:
+    """``(on a core, waiting for one)`` seconds of every thread of process ``pid`` so far
+    (``/proc/<pid>/task/*/schedstat``; threads that ended are not counted)."""
+    ran = waited = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            fields = (task / "schedstat").read_text().split()
+            ran += int(fields[0])
+            waited += int(fields[1])
+    return ran / 1e9, waited / 1e9
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds every process of the machine has used so far (``/proc/stat``: all but idle and
+    I/O wait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / ticks
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+class Meter:
+    """CPU shares of one phase, over one or more stretches of time: :meth:`start` and
+    :meth:`stop` each stretch (``flooders``: the flooders' processes during it), then
+    :meth:`figures` (per cent of one core; the hub's wait for a core in ms per second)."""
+
+    def __init__(self, hub: HubProcess) -> None:
+        assert hub.proc is not None
+        self.hub_pid = hub.proc.pid
+        self.program = hub.children()  # cat
+        self.echo = [psutil.Process()]
+        self.flooders: list[psutil.Process] = []
+        self.totals: dict[str, float] = {}
+
+    def sample(self) -> dict[str, float]:
+        ran, waited = schedstat(self.hub_pid)
+        return {"wall": time.monotonic(), "hub": ran, "hub_wait": waited,
+                "program": cpu_seconds(self.program), "echo": cpu_seconds(self.echo),
+                "flooders": cpu_seconds(self.flooders), "machine": busy_cpu_seconds()}
+
+    def start(self, flooders: list[psutil.Process] | None = None) -> None:
+        self.flooders = flooders or []
+        self.started = self.sample()
+
+    def stop(self) -> None:
+        end = self.sample()
+        for key, value in end.items():
+            self.totals[key] = self.totals.get(key, 0.0) + value - self.started[key]
+
+    def figures(self) -> dict[str, float]:
+        d = self.totals
+        wall = d["wall"]
+        ours = d["hub"] + d["program"] + d["echo"] + d["flooders"]
+        return {
+            "seconds": wall,
+            "hub_cpu_pct": 100 * d["hub"] / wall,
+            "hub_wait_ms_per_s": 1000 * d["hub_wait"] / wall,
+            "program_cpu_pct": 100 * d["program"] / wall,
+            "echo_cpu_pct": 100 * d["echo"] / wall,
+            "flooders_cpu_pct": 100 * d["flooders"] / wall,
+            "others_cpu_pct": max(0.0, 100 * (d["machine"] - ours) / wall),
+        }
+
+
+async def updates_applied(hub: HubProcess, rooms: set[str]) -> int:
+    """Updates the hub applied so far in the document rooms ``rooms`` (``/api/rooms``)."""
+    listing = await asyncio.to_thread(hub.get_json, "/api/rooms", 30)
+    return sum(r.get("updates_applied", 0) for r in listing if r.get("name") in rooms)
+
+
+async def measure(hub: HubProcess, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """For each case (rate, niceness), ``--rounds`` times: quiet samples, then samples while the
+    flooders run, so that both phases meet the same load of the machine's other work; one echo
+    connection throughout."""
     from websockets.asyncio.client import connect
 
+    cases = []
+    per_round = max(1, args.samples // args.rounds)
     # No client pings: a starved hub would answer them late and the client would give up.
     async with connect(f"{hub.ws}/term/ws?roomName=echo", max_size=None, open_timeout=30,
                        ping_interval=None) as ws:
         await echo_samples(ws, "warm-up", 20, 0.01, 30)  # the room and its program are up
-        quiet = await echo_samples(ws, "quiet", args.samples, args.interval, args.max_seconds)
-        flooders = start_flooders(hub.ws, args.flooders)
-        try:
-            await asyncio.sleep(args.ramp)
-            flooded = await echo_samples(ws, "flooded", args.samples, args.interval, args.max_seconds)
-        finally:
-            floods = stop_flooders(flooders)
-    return quiet, flooded, floods
+        for number, (rate, nice) in enumerate((r, n) for r in args.rates for n in args.nice):
+            name = f"{rate:,.0f}/s" if rate else "unpaced"
+            name += f", nice {nice}" if nice else ""
+            quiet: list[float] = []
+            flooded: list[float] = []
+            floods: list[dict[str, Any]] = []
+            applied = 0
+            quiet_cpu, flooded_cpu = Meter(hub), Meter(hub)
+            for round_ in range(args.rounds):
+                quiet_cpu.start()
+                quiet += await echo_samples(ws, "quiet", per_round, args.interval, args.max_seconds)
+                quiet_cpu.stop()
+                rooms = {f"flood-{number}-{round_}-{i}" for i in range(args.flooders)}
+                flooders = start_flooders(hub.ws, sorted(rooms), rate, nice)
+                try:
+                    await asyncio.sleep(args.ramp)
+                    before = await updates_applied(hub, rooms)
+                    flooded_cpu.start([psutil.Process(p.pid) for p in flooders])
+                    flooded += await echo_samples(ws, "flooded", per_round, args.interval, args.max_seconds)
+                    flooded_cpu.stop()
+                    applied += await updates_applied(hub, rooms) - before
+                finally:
+                    floods += stop_flooders(flooders)
+                await asyncio.sleep(0.5)  # the flood rooms are left
+            flooded_figures = flooded_cpu.figures()
+            cases.append({"case": name, "rate": rate, "nice": nice, "quiet": stats(quiet),
+                          "flooded": stats(flooded), "quiet_cpu": quiet_cpu.figures(),
+                          "flooded_cpu": flooded_figures, "floods": floods,
+                          "applied_per_s": applied / flooded_figures["seconds"]})
+    return cases
 
 
-async def flood(ws_url: str, room: str) -> dict[str, Any]:
-    """Send one-character updates to ``/yjs/<room>`` as fast as the socket takes them, until SIGTERM."""
+async def flood(ws_url: str, room: str, rate: float) -> dict[str, Any]:
+    """Send one-character updates to ``/yjs/<room>``, ``rate`` per second (0: as fast as the socket
+    takes them), until SIGTERM."""
     from pycrdt import Doc, Text, create_sync_message, create_update_message
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
@@ -115,7 +235,7 @@ async def flood(ws_url: str, room: str) -> dict[str, Any]:
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
     sent, closed = 0, None
-    started = time.perf_counter()
+
     async def read() -> None:  # as a y-websocket client does: the hub's frames are taken
         with contextlib.suppress(ConnectionClosed):
             async for _ in ws:
@@ -126,13 +246,18 @@ async def flood(ws_url: str, room: str) -> dict[str, Any]:
         reader = asyncio.create_task(read())
         await ws.send(create_sync_message(doc))  # synced: the hub sends it the room's updates
         print(json.dumps({"event": "ready"}), flush=True)
+        started = time.perf_counter()
         try:
             while not stop.is_set():
-                for _ in range(64):
+                # Paced: as many as the rate allows by now (a late tick catches up, by at most
+                # a tenth of a second's worth); unpaced: 64 at a time.
+                due = 64 if not rate else min(int(rate * (time.perf_counter() - started)) - sent,
+                                              int(rate / 10) + 1)
+                for _ in range(due):
                     text.insert(len(text), "x")
                     await ws.send(create_update_message(updates.pop()))
-                sent += 64
-                await asyncio.sleep(0)  # let the signal handler and the reader run
+                sent += max(0, due)
+                await asyncio.sleep(0.005 if rate else 0)  # let the signal handler and reader run
         except ConnectionClosed as exc:
             closed = {"code": exc.rcvd.code if exc.rcvd else None,
                       "reason": exc.rcvd.reason if exc.rcvd else None}
@@ -140,11 +265,12 @@ async def flood(ws_url: str, room: str) -> dict[str, Any]:
     return {"sent": sent, "seconds": time.perf_counter() - started, "closed": closed}
 
 
-def start_flooders(ws_url: str, count: int) -> list[subprocess.Popen[str]]:
+def start_flooders(ws_url: str, rooms: list[str], rate: float, nice: int) -> list[subprocess.Popen[str]]:
     procs = [
-        subprocess.Popen([sys.executable, __file__, "--flood", ws_url, f"flood-{i}"],
-                         stdout=subprocess.PIPE, text=True)
-        for i in range(count)
+        subprocess.Popen([sys.executable, __file__, "--flood", ws_url, room, str(rate)],
+                         stdout=subprocess.PIPE, text=True,
+                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
+        for room in rooms
     ]
     for proc in procs:
         assert proc.stdout is not None
@@ -176,37 +302,45 @@ def main(args: argparse.Namespace) -> None:
         limits["receive_rate"] = args.receive_rate
     hub = HubProcess(hub_toml(limits, args.store), src=Path(args.hub_src).resolve() if args.hub_src else None)
     with hub:
-        quiet, flooded, floods = run(measure(hub, args))
-        try:
-            stored = hub.get_json("/api/documents", timeout=30)
-        except OSError:  # a hub still busy with the flood's backlog
-            stored = []
+        cases = run(measure(hub, args))
         problems = log_problems(hub.log())
-    q, f = stats(quiet), stats(flooded)
-    rates = [r["sent"] / r["seconds"] for r in floods]
-    ratio = f["p99_ms"] / q["p99_ms"]
-    rows = [
-        ["quiet", q["n"], q["p50_ms"], q["p99_ms"], q["max_ms"], ""],
-        [f"{args.flooders} flooding", f["n"], f["p50_ms"], f["p99_ms"], f["max_ms"],
-         " ".join(f"{r:,.0f}" for r in rates)],
-        ["p99 flooded / quiet", "", "", ratio, "", ""],
-    ]
+    rows = []
+    for case in cases:
+        q, f = case["quiet"], case["flooded"]
+        case["p99_ratio"] = f["p99_ms"] / q["p99_ms"]
+        sent = sum(r["sent"] for r in case["floods"]) / sum(r["seconds"] for r in case["floods"])
+        sent *= args.flooders  # per second, all flooders of a round together
+        for phase, st, cpu in (("quiet", q, case["quiet_cpu"]), ("flooded", f, case["flooded_cpu"])):
+            rows.append([
+                f"{case['case']}: {phase}", st["p50_ms"], st["p99_ms"],
+                case["p99_ratio"] if phase == "flooded" else "",
+                f"{sent:,.0f}" if phase == "flooded" else "",
+                f"{case['applied_per_s']:,.0f}" if phase == "flooded" else "",
+                cpu["hub_cpu_pct"], cpu["hub_wait_ms_per_s"], cpu["program_cpu_pct"] + cpu["echo_cpu_pct"],
+                cpu["flooders_cpu_pct"] if phase == "flooded" else "", cpu["others_cpu_pct"],
+            ])
     report(
         "fairness",
-        ["echo round trip", "samples", "p50 ms", "p99 ms", "max ms", "updates/s sent per flooder"],
+        ["echo round trip", "p50 ms", "p99 ms", "p99 / quiet", "updates/s sent", "applied/s",
+         "hub CPU %", "hub wait ms/s", "cat+echo CPU %", "flooders CPU %", "others CPU %"],
         rows,
         {
-            "quiet": q, "flooded": f, "p99_ratio": ratio, "target_ratio": 3.0,
-            "floods": floods, "flood_rates": rates,
-            "stored": [{k: d[k] for k in ("name", "stored_updates")} for d in stored],
+            "cases": cases, "target_ratio": 3.0,
             "hub_src": args.hub_src or "this tree", "receive_rate": args.receive_rate,
             "store": args.store, "hubs": 1,
             "clients": {"echo": 1, "flooders": args.flooders}, "loop": loop_name("uvloop"),
             "machine": machine(),
         },
     )
-    print("one hub, one echo client and the flood clients shared the machine's cores")
+    print(f"processes of this run on the machine's {os.cpu_count()} cores: 1 hub, 1 program (cat), "
+          f"1 echo client, {args.flooders} flooder(s) while flooding; CPU % is of one core; "
+          "'hub wait' is the time the hub was ready to run while another process had the core; "
+          "'others' is every other process of the machine (other work sharing the cores)")
     print_log_problems(problems)
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in text.split(",")]
 
 
 if __name__ == "__main__":
@@ -215,16 +349,24 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=0.01, help="seconds between round trips")
     parser.add_argument("--max-seconds", type=float, default=20.0,
                         help="a phase stops after this long even if samples are missing")
-    parser.add_argument("--flooders", type=int, default=2, help="document clients flooding")
+    parser.add_argument("--flooders", type=int, default=1, help="document clients flooding")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="quiet and flooded phases of each case alternate this many times")
+    parser.add_argument("--rates", type=numbers, default=[5700.0, 7200.0],
+                        help="updates/s each flooder sends, one case each (comma-separated; 0: as "
+                        "fast as the socket takes them)")
+    parser.add_argument("--nice", type=lambda t: [int(x) for x in numbers(t)], default=[0, 19],
+                        help="the flooders' niceness, one case each with each rate (comma-separated)")
     parser.add_argument("--ramp", type=float, default=1.0, help="seconds of flood before sampling")
     parser.add_argument("--receive-rate", type=float,
                         help="the hub's server.limits.receive_rate (default: the hub's default)")
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite",
                         help="the documents store")
     parser.add_argument("--hub-src", help="run the hub from this source folder (default: this tree's)")
-    parser.add_argument("--flood", nargs=2, metavar=("WS_URL", "ROOM"), help=argparse.SUPPRESS)
+    parser.add_argument("--flood", nargs=3, metavar=("WS_URL", "ROOM", "RATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flood:
-        print(json.dumps(run(flood(*args.flood))), flush=True)
+        url, room, rate = args.flood
+        print(json.dumps(run(flood(url, room, float(rate)))), flush=True)
     else:
         main(args)

@@ -96,6 +96,19 @@ class LimitsConfig(Model):
         description="Seconds a client may stay held back by receive_rate without a break (until "
         "its bucket is half full again) before it is closed with 4029. 0: never closed.",
     )
+    room_receive_rate: float = Field(
+        default=2000.0, ge=0,
+        description="Messages per second the clients of one room (a page room, a document, a "
+        "widgets session, an actions session) may send together, on average (one token bucket per "
+        "room, which each member's message draws from besides its own receive_rate); past it the "
+        "room's senders are read no faster, and closed with 4029 when the room stays held back "
+        "for receive_throttled_close seconds. 0: no limit.",
+    )
+    room_receive_burst: int = Field(
+        default=4000, ge=1,
+        description="Messages the clients of one room may send at once beyond room_receive_rate "
+        "(the room bucket's size).",
+    )
 
 
 class ServerConfig(Model):

@@ -111,6 +111,7 @@ class Hub:
             max_buffer_bytes=limits.send_buffer_bytes, ping_interval=server.ping_interval,
             receive_rate=limits.receive_rate, receive_burst=limits.receive_burst,
             receive_throttled_close=limits.receive_throttled_close,
+            room_receive_rate=limits.room_receive_rate, room_receive_burst=limits.room_receive_burst,
         )
         # Metrics once for every face: its registries' rooms and its sockets' traffic.
         for face in self.faces:

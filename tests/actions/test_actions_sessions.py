@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 import websockets
@@ -247,3 +248,28 @@ async def test_a_client_id_gives_no_session_data_without_the_token(hub):
     assert await b.value("session.get") == {} and await a.value("session.get") == {"secret": "a"}
     await a.close()
     await b.close()
+
+
+async def echo_calls(client: IgorClient, count: int) -> float:
+    """Seconds for ``count`` echo calls sent at once to be answered."""
+    started = time.monotonic()
+    sids = [await client.start("echo", i) for i in range(count)]
+    for sid in sids:
+        await client.finish(sid, within=30)
+    return time.monotonic() - started
+
+
+async def test_a_session_keeps_its_receive_budget_across_reconnects(tmp_path, in_process_hub):
+    # No limit per connection: the session's bucket (the actions client's room) is the limit.
+    limits = "[server.limits]\nreceive_rate = 0\nroom_receive_rate = 50\nroom_receive_burst = 50\n" \
+        "receive_throttled_close = 0\n"
+    async with in_process_hub(actions_config(tmp_path / "cfg", "session_timeout = 30", limits)) as h:
+        a = await IgorClient.connect(h.ws)
+        # 50 at once, then 50 per second: 100 calls take about a second.
+        assert await echo_calls(a, 100) >= 0.8
+        await a.close()
+        # A reconnect resuming the session finds its bucket as it left it, not a fresh burst.
+        b = await IgorClient.connect(h.ws, session=a.session)
+        assert b.session["resumed"] is True
+        assert await echo_calls(b, 30) >= 0.4
+        await b.close()

@@ -176,3 +176,115 @@ async def test_a_flooding_pages_client_does_not_starve_another_room(tmp_path, hu
     # Before, the flooder's frames were handled in one go per read: a round trip took
     # 0.25 s (median) to 0.7 s; now about a millisecond.
     assert trips[25] < 0.05 and trips[45] < 0.15, f"round trips under flood (s): {trips[20:]}"
+
+
+ROOM_ONLY = "receive_rate = 0\nroom_receive_rate = {rate}\nroom_receive_burst = {burst}\n" \
+    "receive_throttled_close = {close}"
+
+
+async def test_the_members_of_a_flooding_room_together_are_read_no_faster_than_the_room_rate(
+        tmp_path, hub_process):
+    # No limit per connection: only the room's bucket holds the two flooders back.
+    hub = hub_process(config(tmp_path, ROOM_ONLY.format(rate=300, burst=100, close=0)))
+    client = await PageClient.connect(f"{hub.ws}/term/ws?roomName=quiet-room", ping_interval=None)
+    try:
+        await client.wait_type(None, "joined")
+        await echo_round_trips(client, 5, timeout=10)
+        with flooder(f"{hub.ws}/yjs/shared"), flooder(f"{hub.ws}/yjs/shared"):
+            async def burst_spent() -> int:
+                return await updates_applied(hub.base, "shared") >= 100
+
+            await eventually(burst_spent, within=30, interval=0.05, what="the room's burst to be spent")
+            before, started = await updates_applied(hub.base, "shared"), time.monotonic()
+            trips = sorted(await echo_round_trips(client, 30, timeout=5))
+            await asyncio.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
+            after, elapsed = await updates_applied(hub.base, "shared"), time.monotonic() - started
+    finally:
+        await client.close()
+    # The room's rate (and a turn's worth of slack per member), not each member's flood.
+    assert 0 < after - before <= 300 * elapsed + 50, (after - before, elapsed)
+    assert trips[-2] < 0.5, f"round trips while the other room was throttled (s): {trips[-5:]}"
+
+
+async def flood_page_room(url: str) -> tuple[int, str]:
+    """Send frames to a page room's socket at ``url`` until the hub closes it: its code and reason."""
+    frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
+    async with connect(url, max_size=None, ping_interval=None) as ws:
+
+        async def flood() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    for _ in range(64):
+                        await ws.send(frame)
+                    await asyncio.sleep(0)  # let the reader take the hub's close frame
+
+        sender = asyncio.create_task(flood())
+        try:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+        finally:
+            sender.cancel()
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+@pytest.mark.parametrize("face", ["documents", "pages"])
+async def test_a_room_held_back_too_long_is_closed_with_4029_and_says_so(tmp_path, hub_process, face):
+    limits = ROOM_ONLY.format(rate=50, burst=50, close=2.0)
+    if face == "documents":
+        # Pings every 0.5 s: pongs waiting behind unread frames are no unanswered ping (1011).
+        hub = hub_process(config(tmp_path, limits, ping_interval=0.5))
+        with flooder(f"{hub.ws}/yjs/flood") as first, flooder(f"{hub.ws}/yjs/flood") as second:
+            outs = [proc.communicate(timeout=60)[0] for proc in (first, second)]
+        closes = [tuple(out.strip().split(maxsplit=2)[1:]) for out in outs]
+        assert all(out.startswith("closed") for out in outs), outs
+    else:
+        hub = hub_process(config(tmp_path, limits))
+        url = f"{hub.ws}/term/ws?roomName=flood"
+        closes = [(str(code), reason) for code, reason in
+                  await asyncio.gather(flood_page_room(url), flood_page_room(url))]
+    assert closes == [("4029", "room receive rate limit exceeded")] * 2, closes
+
+
+def unread_bytes(port: int) -> int:
+    """Bytes the kernel holds received and not yet read on the hub's established TCP connections
+    at ``port`` (``rx_queue`` of Linux's ``/proc/net/tcp``, IPv4 loopback)."""
+    total = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01":  # ESTABLISHED
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+async def flood_page_socket(ws) -> None:
+    frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            for _ in range(64):
+                await ws.send(frame)
+            await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("face", ["documents", "pages"])
+async def test_a_held_back_client_parks_little_in_the_hubs_kernel_buffers(tmp_path, hub_process, face):
+    hub = hub_process(config(tmp_path, "receive_throttled_close = 0"))  # default rate and burst
+    port = int(hub.base.rsplit(":", 1)[1])
+    async with contextlib.AsyncExitStack() as stack:
+        if face == "documents":
+            stack.enter_context(flooder(f"{hub.ws}/yjs/flood"))
+        else:
+            ws = await stack.enter_async_context(connect(f"{hub.ws}/term/ws?roomName=flood", max_size=None))
+            sender = asyncio.create_task(flood_page_socket(ws))
+            stack.callback(sender.cancel)
+        await asyncio.sleep(4.0)  # held back since the burst was spent
+        parked = []
+        for _ in range(20):
+            parked.append(unread_bytes(port))
+            await asyncio.sleep(0.05)
+    # Linux grows a fast sender's receive buffer to megabytes (net.ipv4.tcp_rmem): before, 2.3 MB
+    # (documents) and 3.7 MB (pages) were parked; held back, the client gets a small buffer (twice
+    # HELD_RECEIVE_BUFFER as Linux counts it, 32 KiB seen) and waits.
+    assert max(parked) <= 128 * 1024, parked

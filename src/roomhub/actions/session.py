@@ -172,6 +172,9 @@ class ActionsState:
             previous.conn.close(SESSION_TAKEN, "session resumed by another connection")
         client.session = session
         self.clients[session.id] = client
+        budget = client.conn.budget
+        if budget is not None:  # the session is the client's room: one bucket across reconnects
+            session.receive_budget = budget.join(session.receive_budget)
         send = client.conn.send
         client.unsubscribe = [
             self.bus.subscribe(TOPIC, send),
@@ -179,6 +182,8 @@ class ActionsState:
         ]
 
     def _detach(self, client: Client) -> None:
+        if client.conn.budget is not None:
+            client.conn.budget.leave()
         for unsubscribe in client.unsubscribe:
             unsubscribe()
         client.unsubscribe = []

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..logs import log_context
-from ..transport.connections import Connection, Frame
+from ..transport.connections import Connection, Frame, ReceiveBudget
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
 
@@ -59,6 +59,8 @@ class Room:
 
     Frames the server broadcasts reach every member; what a client sends is
     never echoed by the room itself. ``namespace`` and ``name`` identify it.
+    ``receive_budget`` is the bucket every member's messages draw from (made by the
+    first member to join, per ``limits.room_receive_rate``; None: no room limit).
     """
 
     def __init__(self, namespace: str, name: str, bus: Bus) -> None:
@@ -68,6 +70,7 @@ class Room:
         self.created_at = time.time()
         self.bus = bus
         self.topic = f"{namespace}\x00{name}"
+        self.receive_budget: ReceiveBudget | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
@@ -188,6 +191,11 @@ class RoomRegistry(Generic[R]):
                     CloseCode.TRY_AGAIN_LATER, f"room is full ({self.max_clients} clients)"
                 )
             room.members.add(connection)
+            # Its messages count against the room's share too (a member standing for the hub's
+            # own code, the documents' Python API, has no budget).
+            budget = getattr(connection, "budget", None)
+            if budget is not None:
+                room.receive_budget = budget.join(room.receive_budget)
         if self.metrics is not None:
             self.metrics.joins.inc()
         try:
@@ -227,6 +235,9 @@ class RoomRegistry(Generic[R]):
         runs in its own task, which :meth:`close` waits for.
         """
         room.members.discard(connection)
+        budget = getattr(connection, "budget", None)
+        if budget is not None and budget.room is room.receive_budget:
+            budget.leave()
         if self.metrics is not None:
             self.metrics.leaves.inc()
         if room.members or self.rooms.get(room.name) is not room:

@@ -25,7 +25,10 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..transport.connections import ReceiveBudget
 
 log = logging.getLogger("roomhub.sessions")
 
@@ -35,9 +38,12 @@ class SessionLimitReached(Exception):
 
 
 class Session:
-    """One client's session. ``data`` is free for the application to use."""
+    """One client's session. ``data`` is free for the application to use; ``receive_budget``
+    (a :class:`~roomhub.transport.connections.ReceiveBudget` or None) is the room bucket its
+    connections draw from, kept across reconnects."""
 
-    __slots__ = ("_timer", "attached", "created_at", "data", "detached_at", "id", "reaped", "token")
+    __slots__ = ("_timer", "attached", "created_at", "data", "detached_at", "id", "reaped",
+                 "receive_budget", "token")
 
     def __init__(self, session_id: str, token: str) -> None:
         self.id = session_id
@@ -48,6 +54,7 @@ class Session:
         self.created_at = time.time()
         self.detached_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self.receive_budget: ReceiveBudget | None = None
 
     def __repr__(self) -> str:
         state = "reaped" if self.reaped else "attached" if self.attached else "detached"

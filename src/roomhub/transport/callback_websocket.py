@@ -36,7 +36,8 @@ What each connection gets:
   other connections' callbacks run in between (one read of a fast sender
   brings up to 256 KiB: thousands of small frames). Each connection also has a
   :class:`~roomhub.transport.connections.ReceiveBudget` (``receive_rate`` frames per
-  second, ``receive_burst`` at once): over it, its frames wait (reading
+  second, ``receive_burst`` at once), linked to its room's when it joins one
+  (``room_receive_rate``, ``room_receive_burst``): over either, its frames wait (reading
   paused: TCP flow control slows the client down), and a client held back
   ``receive_throttled_close`` seconds without a break is closed with 4029;
 - **close**: a close frame is answered and the TCP connection closed by the
@@ -110,13 +111,17 @@ class CallbackSockets:
     ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
-    :class:`~roomhub.transport.connections.ReceiveBudget`.
+    :class:`~roomhub.transport.connections.ReceiveBudget`; ``room_receive_rate`` (frames per
+    second, 0: no limit) and ``room_receive_burst`` that of the room it joins.
     """
 
     def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,
                  close_timeout: float = 5.0, receive_rate: float = 0.0, receive_burst: int = 1,
-                 receive_throttled_close: float = 0.0) -> None:
+                 receive_throttled_close: float = 0.0, room_receive_rate: float = 0.0,
+                 room_receive_burst: int = 1) -> None:
         self.door = door
+        self.room_receive_rate = room_receive_rate
+        self.room_receive_burst = room_receive_burst
         self.receive_rate = receive_rate
         self.receive_burst = receive_burst
         self.receive_throttled_close = receive_throttled_close
@@ -215,7 +220,8 @@ class CallbackWebSocket(asyncio.Protocol):
         self._fragments: tuple[Opcode, list[bytes]] | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
-        self.budget = ReceiveBudget(server.receive_rate, server.receive_burst, server.receive_throttled_close)
+        self.budget = ReceiveBudget(server.receive_rate, server.receive_burst, server.receive_throttled_close,
+                                    room_rate=server.room_receive_rate, room_burst=server.room_receive_burst)
         # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
         self._inbox = b""
         self._inbox_pos = 0  # where in _inbox parsing resumes
@@ -230,6 +236,7 @@ class CallbackWebSocket(asyncio.Protocol):
     # -- asyncio protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.budget.attach(transport.get_extra_info("socket"))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -351,10 +358,10 @@ class CallbackWebSocket(asyncio.Protocol):
             if self.opened and not self.closing:
                 wait = budget.take(loop.time())
                 if wait > 0:
-                    if budget.overdue(loop.time()):
-                        log.warning("%s: over the receive rate for %.0f s, closing", self.label,
-                                    budget.close_after)
-                        self.close(CloseCode.RATE_LIMITED, "receive rate limit exceeded")
+                    reason = budget.overdue(loop.time())
+                    if reason is not None:
+                        log.warning("%s: %s for %.0f s, closing", self.label, reason, budget.close_after)
+                        self.close(CloseCode.RATE_LIMITED, reason)
                         wait = 0.0  # what is left is only read for the close handshake
                         continue
                     break

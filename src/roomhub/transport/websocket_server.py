@@ -23,6 +23,11 @@ a writer task for it; it returns False (nothing written) whenever a plain
 ``websocket.send`` would have to wait or fail (transport paused, close sent,
 client gone), and the sender then goes through ``websocket.send`` as usual.
 
+The extension's ``SOCKET_KEY`` holds the connection's socket (asyncio's
+``transport.get_extra_info("socket")``), so that the receive budget can
+make its kernel receive buffer small while the client is held back
+(:class:`~roomhub.transport.connections.ReceiveWindow`).
+
 Backpressure is unchanged: a held frame still waits while the transport is
 paused. Built on ``uvicorn.protocols.websockets.websockets_sansio_impl``
 (uvicorn's default with the ``websockets`` library); :data:`PROTOCOL` is
@@ -39,6 +44,8 @@ MORE_KEY = "roomhub.more"
 """Message key: more frames follow at once; hold this one until they are sent."""
 SEND_NOW_KEY = "send_now"
 """Key of the extension's synchronous write (see the module)."""
+SOCKET_KEY = "socket"
+"""Key of the extension's socket of the connection (see the module)."""
 
 try:
     from uvicorn.protocols.utils import ClientDisconnected
@@ -54,7 +61,9 @@ else:
         def handle_connect(self, event: Any) -> None:
             super().handle_connect(event)
             if self.response.status_code == 101:
-                self.scope["extensions"][BATCH_EXTENSION] = {SEND_NOW_KEY: self.send_now}  # type: ignore[index]
+                self.scope["extensions"][BATCH_EXTENSION] = {  # type: ignore[index]
+                    SEND_NOW_KEY: self.send_now, SOCKET_KEY: self.transport.get_extra_info("socket"),
+                }
 
         def send_now(self, frame: str | bytes) -> bool:
             """Frame ``frame`` (text if ``str``) and write it with what is held; False if not possible now.
