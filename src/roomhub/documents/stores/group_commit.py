@@ -1,0 +1,122 @@
+"""Group commit, the write path every database store shares (SQLite, PostgreSQL).
+
+:meth:`GroupCommitStore.append` only queues an update; the first queued update
+arms a timer of ``commit_window`` seconds, after which every queued update is
+written by one call of the store's :meth:`~GroupCommitStore.write_batch` (one
+transaction: one fsync however many updates it holds). ``max_batch`` queued
+updates are written at once without waiting. One writer task runs at a time:
+updates queued while it writes form the next batch, so batches grow with the
+load instead of the number of transactions. A batch that fails is queued again
+in front of the newer updates (their order kept) and retried after a pause.
+A crash loses at most the updates of the open window.
+
+After each batch, a document whose row count grew by ``compact_after`` since its
+last compaction is compacted in a task of its own (:meth:`DocumentStore.compact`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from .base import DocumentStore
+
+log = logging.getLogger("roomhub.documents.store")
+
+Row = tuple[str, bytes, float]
+"""A queued update: document name, Yjs v1 update, time it was queued (seconds since the epoch)."""
+
+
+class GroupCommitStore(DocumentStore):
+    """A store whose writes are grouped (see the module); subclasses write a batch and compact.
+
+    ``commit_window`` is in seconds, ``max_batch`` in updates, ``compact_after`` in rows per
+    document.
+    """
+
+    def __init__(self, *, commit_window: float, max_batch: int, compact_after: int) -> None:
+        self.commit_window = commit_window
+        self.max_batch = max_batch
+        self.compact_after = compact_after
+        self._pending: list[Row] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._compacting: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
+
+    @abc.abstractmethod
+    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
+        """Write ``batch`` in one transaction, in its order; each document's row count after it.
+        An exception leaves nothing of the batch written (it is retried)."""
+
+    def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
+        """Called after each batch written: starts the compactions it makes due."""
+        for name, count in counts.items():
+            grown = count - self._compacted_rows.get(name, 0)
+            if grown >= self.compact_after and name not in self._compacting:
+                self.spawn(self.compact(name))
+
+    # -- group commit ---------------------------------------------------------
+    def append(self, name: str, update: bytes) -> None:
+        self._pending.append((name, update, time.time()))
+        if len(self._pending) >= self.max_batch:
+            self._kick()
+        elif self._timer is None and (self._writer is None or self._writer.done()):
+            self._timer = asyncio.get_running_loop().call_later(self.commit_window, self._kick)
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}-group-commit")
+
+    async def _write_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                counts = await self.write_batch(batch)
+            except Exception:
+                log.exception("%s: writing %d updates failed; they are queued again", self.name, len(batch))
+                self._pending[:0] = batch
+                await asyncio.sleep(max(self.commit_window, 0.5))
+                continue
+            self.committed(batch, counts)
+
+    def writing(self) -> bool:
+        """True while a batch is being written."""
+        return self._writer is not None and not self._writer.done()
+
+    def pending(self, name: str) -> bool:
+        """True if an update of ``name`` is queued and not written yet."""
+        return any(row[0] == name for row in self._pending)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in a task that :meth:`drain` waits for."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        while self._pending or self.writing():
+            self._kick()
+            assert self._writer is not None
+            await asyncio.shield(self._writer)
+
+    async def drain(self) -> None:
+        """Flush, then wait for the compactions started so far (for ``close``)."""
+        await self.flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def compacted(self, name: str, rows: int | None) -> None:
+        """Record that ``name`` was compacted to ``rows`` rows (None: forgotten)."""
+        if rows is None:
+            self._compacted_rows.pop(name, None)
+        else:
+            self._compacted_rows[name] = rows
