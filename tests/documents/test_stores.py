@@ -270,3 +270,31 @@ async def test_postgres_stores_compacting_one_document_while_writing_lose_nothin
     rows = {d.name: d.updates for d in await compactor.documents()}["shared"]
     assert rows < 2 * per_writer
     await compactor.close()
+
+
+async def test_flush_waits_for_what_was_appended_before_not_for_other_writers(store):
+    """A room's flush (its eviction, a load) returns once its own updates are durable, while other
+    rooms keep appending: it must not wait for a queue that never empties."""
+    updates, expected = edits(2)
+    busy, _ = edits(20000)
+    writing = True
+
+    async def other_room() -> None:
+        for u in busy:
+            if not writing:
+                return
+            store.append("busy", u)
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_room())
+    try:
+        for _ in range(50):  # the other room's updates are queued and being written
+            await asyncio.sleep(0)
+        for u in updates:
+            store.append("a", u)
+        await asyncio.wait_for(store.flush(), 20)
+        assert not other.done(), "the other room stopped writing before the flush returned"
+    finally:
+        writing = False
+        await other
+    assert text_of(await store.load("a")) == expected

@@ -10,6 +10,11 @@ load instead of the number of transactions. A batch that fails is queued again
 in front of the newer updates (their order kept) and retried after a pause.
 A crash loses at most the updates of the open window.
 
+Updates are committed in the order they were appended, so a count of updates
+committed says which are durable: :meth:`GroupCommitStore.flush` waits for
+the updates appended before it was called, batch by batch, never for a queue
+that other writers keep filling (it would wait as long as they write).
+
 After each batch, a document whose row count grew by ``compact_after`` since its
 last compaction is compacted in a task of its own (:meth:`DocumentStore.compact`).
 """
@@ -48,6 +53,9 @@ class GroupCommitStore(DocumentStore):
         self._compacting: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
+        self._appended = 0  # updates appended since the store was made
+        self._committed = 0  # of those, the first ones written (in append order)
+        self._batch_done = asyncio.Event()  # set, and replaced, after each batch written or failed
 
     @abc.abstractmethod
     async def write_batch(self, batch: list[Row]) -> dict[str, int]:
@@ -64,6 +72,7 @@ class GroupCommitStore(DocumentStore):
     # -- group commit ---------------------------------------------------------
     def append(self, name: str, update: bytes) -> None:
         self._pending.append((name, update, time.time()))
+        self._appended += 1
         if len(self._pending) >= self.max_batch:
             self._kick()
         elif self._timer is None and (self._writer is None or self._writer.done()):
@@ -84,9 +93,16 @@ class GroupCommitStore(DocumentStore):
             except Exception:
                 log.exception("%s: writing %d updates failed; they are queued again", self.name, len(batch))
                 self._pending[:0] = batch
+                self._batch_finished()
                 await asyncio.sleep(max(self.commit_window, 0.5))
                 continue
+            self._committed += len(batch)
+            self._batch_finished()
             self.committed(batch, counts)
+
+    def _batch_finished(self) -> None:
+        done, self._batch_done = self._batch_done, asyncio.Event()
+        done.set()
 
     def writing(self) -> bool:
         """True while a batch is being written."""
@@ -103,10 +119,10 @@ class GroupCommitStore(DocumentStore):
         task.add_done_callback(self._tasks.discard)
 
     async def flush(self) -> None:
-        while self._pending or self.writing():
+        target = self._appended
+        while self._committed < target:
             self._kick()
-            assert self._writer is not None
-            await asyncio.shield(self._writer)
+            await self._batch_done.wait()
 
     async def drain(self) -> None:
         """Flush, then wait for the compactions started so far (for ``close``)."""
