@@ -40,6 +40,9 @@ async def test_one_holder_at_a_time_and_tokens_only_grow(client):
     assert await table.renew(Lease("yjs/notes", "hub-b", 1)) is None  # a stale token, right owner
     renewed = await table.renew(b)
     assert renewed is not None and renewed.token == 2
+    many = await table.renew_many([a, b, Lease("nowhere", "hub-b", 2)])  # one round trip
+    assert [m is not None for m in many] == [False, True, False]
+    assert many[1] is not None and many[1].token == 2 and many[1].valid()
     other = await table.acquire("pages/r1", "hub-a")  # every room counts on its own
     assert isinstance(other, Lease) and other.token == 1
     held = {h.room: h for h in await table.holders()}

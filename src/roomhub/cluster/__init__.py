@@ -192,14 +192,14 @@ class Cluster:
 
         try:
             await self.membership.beat(self.record())
-            for room, lease in list(self.held.items()):
-                renewed = await self.leases.renew(lease)
-                if self.held.get(room) is not lease:
-                    continue  # released meanwhile
+            leases = list(self.held.values())
+            for lease, renewed in zip(leases, await self.leases.renew_many(leases), strict=True):
+                if self.held.get(lease.room) is not lease:
+                    continue  # released (or taken again) meanwhile
                 if renewed is None:
-                    self._lose(room, "its renewal was refused: another hub holds it or it expired")
+                    self._lose(lease.room, "its renewal was refused: another hub holds it or it expired")
                 else:
-                    self.held[room] = renewed
+                    self.held[lease.room] = renewed
             hubs = await self.membership.hubs()
         except redis.RedisError as exc:
             if self._reachable:

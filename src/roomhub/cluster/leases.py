@@ -125,6 +125,20 @@ class LeaseTable:
             return None
         return Lease(lease.room, lease.owner, lease.token, sent + self.lease_ms / 1000)
 
+    async def renew_many(self, leases: list[Lease]) -> list[Lease | None]:
+        """:meth:`renew` for each of ``leases``, in one round trip (a pipeline); same order."""
+        if not leases:
+            return []
+        sent = time.monotonic()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lease in leases:
+                await self._renew(keys=[self.lease_key(lease.room)],
+                                  args=[lease.owner, lease.token, self.lease_ms], client=pipe)
+            replies = await pipe.execute()
+        until = sent + self.lease_ms / 1000
+        return [Lease(lease.room, lease.owner, lease.token, until) if renewed else None
+                for lease, renewed in zip(leases, replies, strict=True)]
+
     async def release(self, lease: Lease) -> bool:
         """Drop ``lease`` so another hub may take the room at once; False if it was not held."""
         return bool(await self._release(keys=[self.lease_key(lease.room)], args=[lease.owner, lease.token]))
