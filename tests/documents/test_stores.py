@@ -149,8 +149,9 @@ async def test_sqlite_compacts_after_threshold_and_close_flushes(tmp_path):
     await again.close()
 
 
-async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tmp_path):
-    db = tmp_path / "crash.sqlite3"
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tmp_path, request, kind):
+    db = request.getfixturevalue("postgres_dsn") if kind == "postgres" else str(tmp_path / "crash.sqlite3")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     rng = random.Random(4)
     acked = 0
@@ -159,7 +160,7 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(Path(__file__).with_name("compaction_child.py")),
-            str(db),
+            db,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
@@ -177,7 +178,7 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
         acked = max([acked] + [int(printed[i + 1]) for i, w in enumerate(printed) if w == "acked"])
         kills_mid_compaction += bool(printed) and printed[-1] == "compacting"
     doc = Doc()
-    store = SQLiteStore(db)
+    store = PostgresStore(db) if kind == "postgres" else SQLiteStore(Path(db))
     await store.open()
     doc.apply_update(merge(await store.load("doc")))
     await store.close()
