@@ -4,12 +4,11 @@ Layout: one table ``updates(id, doc, data, snapshot, created)``; a document is
 its rows ordered by ``id``. Writes go through one worker thread that owns the
 connection:
 
-- **group commit** (:mod:`.group_commit`): :meth:`SQLiteStore.append` only
-  queues; the first queued update arms a timer of ``commit_window`` seconds
-  (default 0.05), after which every queued update is written in one
-  transaction (one fsync with ``synchronous = "full"``). ``max_batch`` queued
-  updates commit at once without waiting. A crash loses at most the updates
-  of the open window.
+- **group commit**: :meth:`SQLiteStore.append` only queues; the first queued
+  update arms a timer of ``commit_window`` seconds (default 0.05), after
+  which every queued update is written in one transaction (one fsync with
+  ``synchronous = "full"``). ``max_batch`` queued updates commit at once
+  without waiting. A crash loses at most the updates of the open window.
 - **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
   rows, squash them (:func:`~.base.squash`: a Doc's state with the same
   client ids, so nothing is duplicated, then the rows from the first one
@@ -178,7 +177,7 @@ class SQLiteStore(GroupCommitStore):
         log.info("documents store: %s (WAL, commit window %.0f ms)",
                  self.path, self.commit_window * 1000)
 
-    # -- group commit (.group_commit) ---------------------------------------------
+    # -- group commit (the queue and its writer task: .group_commit) ------------
     async def write_batch(self, batch: list[Row]) -> dict[str, int]:
         return await self._run(self._file_write, batch)
 
