@@ -74,15 +74,16 @@ class RedisServer:
                 self.proc.wait()
 
 
-def start_redis(folder: Path) -> RedisServer:
-    """Start ``redis-server`` on a free port (no RDB or AOF file); RuntimeError with its log if it
-    does not answer PING within :data:`STARTUP_TIMEOUT` seconds."""
+def start_redis(folder: Path, port: int | None = None) -> RedisServer:
+    """Start ``redis-server`` on ``port`` (default: a free one; no RDB or AOF file, so a restart
+    starts empty); RuntimeError with its log if it does not answer PING within
+    :data:`STARTUP_TIMEOUT` seconds."""
     import redis
 
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server")
-    port = free_port()
+    port = port or free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(folder), "--logfile", str(folder / "redis.log")]
     server = RedisServer(subprocess.Popen(args, stdin=subprocess.DEVNULL), port, folder)

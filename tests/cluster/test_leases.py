@@ -26,28 +26,28 @@ async def client(redis_url):
 async def test_one_holder_at_a_time_and_tokens_only_grow(client):
     table = LeaseTable(client, "t", lease_seconds=30)
     a = await table.acquire("yjs/notes", "hub-a")
-    assert isinstance(a, Lease) and a.token == 1 and a.valid()
+    assert isinstance(a, Lease) and a.token > 0 and a.valid()
     taken = await table.acquire("yjs/notes", "hub-b")
     assert taken == Holder("yjs/notes", "hub-a", 0, 0.0)  # refused: who holds it
     again = await table.acquire("yjs/notes", "hub-a")  # the holder asking again keeps its token
-    assert isinstance(again, Lease) and again.token == 1
-    assert not await table.release(Lease("yjs/notes", "hub-b", 1))  # not the holder
-    assert not await table.release(Lease("yjs/notes", "hub-a", 7))  # not its token
+    assert isinstance(again, Lease) and again.token == a.token
+    assert not await table.release(Lease("yjs/notes", "hub-b", a.token))  # not the holder
+    assert not await table.release(Lease("yjs/notes", "hub-a", a.token + 7))  # not its token
     assert await table.release(a)
     b = await table.acquire("yjs/notes", "hub-b")
-    assert isinstance(b, Lease) and b.token == 2
+    assert isinstance(b, Lease) and b.token == a.token + 1
     assert await table.renew(a) is None  # the old holder's renewal is refused
-    assert await table.renew(Lease("yjs/notes", "hub-b", 1)) is None  # a stale token, right owner
+    assert await table.renew(Lease("yjs/notes", "hub-b", a.token)) is None  # a stale token, right owner
     renewed = await table.renew(b)
-    assert renewed is not None and renewed.token == 2
-    many = await table.renew_many([a, b, Lease("nowhere", "hub-b", 2)])  # one round trip
+    assert renewed is not None and renewed.token == b.token
+    many = await table.renew_many([a, b, Lease("nowhere", "hub-b", b.token)])  # one round trip
     assert [m is not None for m in many] == [False, True, False]
-    assert many[1] is not None and many[1].token == 2 and many[1].valid()
+    assert many[1] is not None and many[1].token == b.token and many[1].valid()
     other = await table.acquire("pages/r1", "hub-a")  # every room counts on its own
-    assert isinstance(other, Lease) and other.token == 1
+    assert isinstance(other, Lease) and other.token > 0
     held = {h.room: h for h in await table.holders()}
     assert set(held) == {"yjs/notes", "pages/r1"}
-    assert held["yjs/notes"].owner == "hub-b" and held["yjs/notes"].token == 2
+    assert held["yjs/notes"].owner == "hub-b" and held["yjs/notes"].token == b.token
     assert 0 < held["yjs/notes"].ttl <= 30
 
 
@@ -106,10 +106,13 @@ async def test_a_hub_loses_a_lease_whose_renewal_is_refused(redis_url, client):
         assert [(h.owner, h.token) for h in await table.holders()] == [("hub-b", taken.token)]
 
 
-async def test_leases_lapse_locally_when_redis_is_gone(redis_server):
+async def test_leases_lapse_without_redis_and_tokens_grow_across_a_restart_that_lost_them(
+    redis_server,
+):
     """Cut from Redis (a Redis of its own, stopped here), a hub counts its leases lost once the
     lease time has passed since its last renewal: it must not go on serving a room another hub
-    may hold by then."""
+    may hold by then. Redis back, empty (no persistence): the hub is a member again, and a room's
+    next token is still larger than the tokens given out before."""
     with running("roomhub-redis-cut-", start_redis) as own:
         async with joined(own.url, lease=1, heartbeat=0.1) as (cluster, lost):
             lease = await cluster.acquire("room")
@@ -117,6 +120,21 @@ async def test_leases_lapse_locally_when_redis_is_gone(redis_server):
             own.stop()
             await eventually(lambda: lost == ["room"], within=10, what="the lease to lapse")
             assert time.monotonic() >= lease.valid_until  # not before its time
+            again = start_redis(own.folder, port=own.port)
+            try:
+                member = await eventually(
+                    lambda: _listed(cluster), within=10, what="the heartbeat to reach the new Redis"
+                )
+                assert member["run"] == cluster.run
+                retaken = await cluster.acquire("room")
+                assert isinstance(retaken, Lease) and retaken.token > lease.token
+            finally:
+                again.stop()
+
+
+async def _listed(cluster: Cluster) -> dict | None:
+    hubs = await cluster.membership.hubs()
+    return hubs[0] if hubs else None
 
 
 @pytest.mark.parametrize(

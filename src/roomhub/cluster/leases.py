@@ -11,7 +11,11 @@ cluster's ``prefix``:
   acquisition by a new owner increments it, so a token is larger than every
   token given out for the room before. Whatever a holder writes on behalf of
   a room carries its token; a store or a peer that has seen a larger one
-  refuses it (the holder was cut off and its lease taken meanwhile).
+  refuses it (the holder was cut off and its lease taken meanwhile). A
+  missing counter (the room's first lease, or a Redis that lost its data)
+  starts at Redis's clock in microseconds, so tokens keep growing across a
+  Redis restart without persistence (unless a room took more than a million
+  leases a second on average).
 
 :class:`LeaseTable` is the three operations (acquire, renew, release), each
 one script call; it keeps no state. Renew and release need the owner *and*
@@ -36,8 +40,15 @@ end
 if owner then
   return {0, owner}
 end
-local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+local token
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local now = redis.call('TIME')
+  token = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  redis.call('SET', KEYS[2], string.format('%d', token))
+else
+  token = redis.call('INCR', KEYS[2])
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', string.format('%d', token))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {token, ARGV[1]}
 """
