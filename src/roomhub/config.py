@@ -564,7 +564,10 @@ class DocumentsConfig(Model):
                 raise ValueError(
                     f'documents.postgres.dsn: required with store = "postgres" (or set {POSTGRES_DSN_ENV})'
                 )
-            self.postgres.dsn = PostgresStoreConfig._uri(from_env)
+            try:
+                self.postgres.dsn = PostgresStoreConfig._uri(from_env)
+            except ValueError as exc:
+                raise ValueError(f"documents.postgres.dsn (from {POSTGRES_DSN_ENV}): {exc}") from None
         return self
 
 

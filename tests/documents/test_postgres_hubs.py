@@ -7,6 +7,7 @@ import asyncio
 import signal
 
 import httpx
+import pytest
 from pycrdt import Array
 
 from hubtest import eventually, free_port, serve_refused, write_config
@@ -97,3 +98,21 @@ def test_an_unreachable_database_is_refused_at_start_without_its_password(tmp_pa
     assert refused.returncode != 0
     assert "not reachable" in refused.stdout and "roomhub@127.0.0.1" in refused.stdout
     assert "s3cret" not in refused.stdout
+
+
+def test_postgres_keys_are_validated_and_the_dsn_comes_from_the_environment(monkeypatch):
+    from roomhub.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"documents\.postgres\.dsn: .*postgresql://"):
+        parse_config({"documents": {"store": "postgres", "postgres": {"dsn": "mysql://h/db"}}})
+    with pytest.raises(ConfigError, match=r"documents\.postgres\.pool_size"):
+        parse_config({"documents": {"store": "postgres", "postgres": {"dsn": "postgresql://h/d",
+                                                                      "pool_size": 0}}})
+    monkeypatch.setenv("ROOMHUB_POSTGRES_DSN", "postgresql://hub@db/roomhub")
+    config = parse_config({"documents": {"store": "postgres"}})
+    assert config.documents.postgres.dsn == "postgresql://hub@db/roomhub"
+    monkeypatch.setenv("ROOMHUB_POSTGRES_DSN", "not-a-uri")
+    with pytest.raises(ConfigError, match=r"documents\.postgres\.dsn \(from ROOMHUB_POSTGRES_DSN\)"):
+        parse_config({"documents": {"store": "postgres"}})
+    # the sqlite store never needs one
+    assert parse_config({"documents": {"store": "sqlite"}}).documents.postgres.dsn is None
