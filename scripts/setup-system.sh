@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, if missing: bubblewrap (sandbox runtime),
 # chromium (browser tests through Playwright), docker.io (Docker runtime), busybox-static
-# (test images built locally). Needs root or sudo; does nothing when all are present.
+# (test images built locally), redis-server and postgresql (the cluster's Redis and the PostgreSQL
+# document store: tests/services.py starts private instances of both; psycopg's binary wheel brings
+# its own libpq, libpq5 is the one its pure-Python fallback loads). Needs root or sudo; does nothing
+# when all are present.
 set -euo pipefail
-packages=(bubblewrap chromium docker.io busybox-static)
+packages=(bubblewrap chromium docker.io busybox-static redis-server postgresql libpq5)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

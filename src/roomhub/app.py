@@ -55,6 +55,12 @@ def api_router(hub: Hub) -> APIRouter:
             return {"dropped": name}
         raise HTTPException(404, f"no room {name!r} in namespace {namespace!r}")
 
+    @api.get("/cluster", summary="The cluster's hubs (address, load) and room leases; 404 without [cluster]")
+    async def cluster() -> dict[str, Any]:
+        if hub.cluster is None:
+            raise HTTPException(404, "this hub runs alone: no [cluster] in its configuration")
+        return await hub.cluster.describe()
+
     @api.get("/metrics", summary="Counters: connections, rooms per namespace, memory")
     async def metrics() -> dict[str, Any]:
         import resource

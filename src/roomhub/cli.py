@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,25 @@ def _load(config_path: str | None) -> HubConfig:
 
 async def _preflight(config: HubConfig) -> None:
     """Fail fast with a clear message, before the server binds, if the hub cannot start."""
-    from .hub import Hub
+    from .hub import Hub, HubError
 
     hub = Hub(config)
     hub.check_bind()
     try:
         for name in sorted(hub.runtimes_in_use()):
             await hub.runtimes[name].check()
+        if hub.cluster is not None:
+            from .cluster import ClusterUnavailable
+
+            try:
+                await hub.cluster.check()
+            except ClusterUnavailable as exc:
+                raise HubError(str(exc)) from None
     finally:
         for runtime in hub.runtimes.values():
             await runtime.close()
+        if hub.cluster is not None:
+            await hub.cluster.close()
 
 
 def widgets_server(app: Any, config: HubConfig) -> Any:
@@ -121,11 +131,20 @@ def serve(
     log.info("configuration %s, http://%s:%d/", cfg.source, server.host, server.port)
     retain_large_buffers()
     hub = Hub(cfg, lock=lock)
+    sockets = None
+    if server.port == 0:
+        # Bound here, before the hub starts, so that the hub knows its real port (its cluster
+        # heartbeat advertises it); uvicorn would bind only after the hub's start.
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        listener = socket.create_server((server.host, 0), family=family)
+        server.port = listener.getsockname()[1]
+        sockets = [listener]
+        log.info("port 0: listening on http://%s:%d/", server.host, server.port)
     # uvicorn re-raises the signal that stopped it once shutdown is complete; the shutdown
     # was clean, so SIGTERM is then ignored and SIGINT's KeyboardInterrupt caught: exit 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        uvicorn.Server(server_config(hub)).run()
+        uvicorn.Server(server_config(hub)).run(sockets=sockets)
     except KeyboardInterrupt:
         pass
 

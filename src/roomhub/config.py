@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -515,11 +515,44 @@ class SQLiteStoreConfig(Model):
     )
 
 
+# -- the PostgreSQL document store ([documents.postgres]) -----------------------------------------
+POSTGRES_DSN_ENV = "ROOMHUB_POSTGRES_DSN"
+"""The environment variable that gives ``documents.postgres.dsn`` when the file does not (keeps a
+password out of the configuration file)."""
+
+
+class PostgresStoreConfig(Model):
+    """The PostgreSQL document store, shared by the hubs of a cluster (group commit, as SQLite)."""
+
+    dsn: str | None = Field(
+        default=None,
+        description="Connection URI, postgresql://user[:password]@host[:port]/dbname[?options]; "
+        f"default: the environment variable {POSTGRES_DSN_ENV}.",
+    )
+    commit_window: float = Field(
+        default=0.05, gt=0, le=5,
+        description="Group commit window, seconds: the most a crash of the hub loses.",
+    )
+    pool_size: int = Field(default=4, ge=1, le=100, description="Most connections the store opens.")
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds the hub waits for the database at start before refusing."
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a URI starting with postgresql:// (e.g. postgresql://hub@db/roomhub)")
+        return value
+
+
+# ---------------------------------------------------------------------------------------------------
 class DocumentsConfig(Model):
     """Shared Yjs documents at ``/yjs/<room>`` (y-websocket protocol)."""
 
-    store: Literal["sqlite", "memory"] = "sqlite"
+    store: Literal["sqlite", "postgres", "memory"] = "sqlite"
     sqlite: SQLiteStoreConfig = Field(default_factory=SQLiteStoreConfig)
+    postgres: PostgresStoreConfig = Field(default_factory=PostgresStoreConfig)
     grace_period: float = Field(
         default=30.0, ge=0, description="Seconds an empty document room stays in memory."
     )
@@ -546,7 +579,75 @@ class DocumentsConfig(Model):
             raise ValueError("must be 'module:function', e.g. 'myapp.auth:document_access'")
         return value
 
+    @model_validator(mode="after")
+    def _postgres_dsn(self) -> DocumentsConfig:
+        if self.store == "postgres" and self.postgres.dsn is None:
+            from_env = os.environ.get(POSTGRES_DSN_ENV)
+            if not from_env:
+                raise ValueError(
+                    f'documents.postgres.dsn: required with store = "postgres" (or set {POSTGRES_DSN_ENV})'
+                )
+            try:
+                self.postgres.dsn = PostgresStoreConfig._uri(from_env)
+            except ValueError as exc:
+                raise ValueError(f"documents.postgres.dsn (from {POSTGRES_DSN_ENV}): {exc}") from None
+        return self
 
+
+# -- several hubs sharing rooms ([cluster]) --------------------------------------------------------
+class ClusterConfig(Model):
+    """Hubs sharing one set of rooms through Redis: membership (a heartbeat key per hub) and room
+    leases with fencing tokens. Absent: the hub runs alone."""
+
+    redis: str = Field(description="Redis URL, redis://host:port/db (rediss:// for TLS, unix:///path).")
+    advertise: str | None = Field(
+        default=None,
+        description="host:port other hubs and operators reach this hub at; default: server.host and "
+        "the port the hub listens on (the real one when server.port is 0), which suits hubs on one "
+        "machine.",
+    )
+    prefix: str = Field(
+        default="roomhub", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Start of every Redis key the hubs use (several clusters can share one Redis).",
+    )
+    lease_seconds: float = Field(
+        default=5.0, ge=0.5, le=300,
+        description="Seconds a hub's heartbeat and room leases live without renewal: a hub that "
+        "stopped (killed, cut from Redis) is forgotten and its rooms can be taken after this long.",
+    )
+    heartbeat_seconds: float = Field(
+        default=1.0, ge=0.05,
+        description="Seconds between a hub's renewals of its heartbeat and leases; less than half of "
+        "lease_seconds, so one lost renewal does not lose a lease.",
+    )
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a URL starting with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    @field_validator("advertise")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in value:
+                raise ValueError("must be host:port (e.g. 10.0.0.5:8000 or [::1]:8000)")
+        return value
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> ClusterConfig:
+        if self.heartbeat_seconds * 2 >= self.lease_seconds:
+            raise ValueError(
+                f"cluster.heartbeat_seconds ({self.heartbeat_seconds}) must be less than half of "
+                f"cluster.lease_seconds ({self.lease_seconds})"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------------
 class HubConfig(Model):
     """The whole file. ``pages`` is keyed by URL path (``"/tutorial"``)."""
 
@@ -565,6 +666,9 @@ class HubConfig(Model):
     actions: ActionsConfig | None = Field(default=None, description="The actions face (off if absent).")
     documents: DocumentsConfig | None = Field(
         default=None, description="Shared documents; the face is on when this section is present."
+    )
+    cluster: ClusterConfig | None = Field(
+        default=None, description="Several hubs sharing rooms through Redis (absent: this hub alone)."
     )
     source: Path | None = Field(default=None, exclude=True, description="The file read.")
 

@@ -121,6 +121,24 @@ class Hub:
             for endpoint in face.socket_endpoints():
                 endpoint.traffic = self.metrics.traffic(face.name)
         self.sockets.add(e for face in self.faces for e in face.socket_endpoints())
+        self.cluster = self._cluster()
+
+    def _cluster(self) -> Any:
+        """This hub's part in ``[cluster]`` (a :class:`roomhub.cluster.Cluster`), None without it.
+        Imported only when configured: it needs the ``cluster`` extra."""
+        if self.config.cluster is None:
+            return None
+        from .cluster import Cluster, advertised
+
+        server = self.config.server
+        return Cluster(
+            self.config.cluster, self.id,
+            advertise=lambda: advertised(server.host, server.port),  # the real port by start time
+            load=lambda: {
+                "rooms": sum(len(r.rooms) for f in self.faces for r in f.registries()),
+                "connections": self.connections.count,
+            },
+        )
 
     def _hub_id(self) -> str:
         """A stable id (kept in the data directory) so that a restarted hub recognises its leftovers."""
@@ -250,6 +268,13 @@ class Hub:
         if stale.exists():
             log.info("removing room directories left by an earlier run in %s", stale)
             await asyncio.to_thread(shutil.rmtree, stale, True)
+        if self.cluster is not None:
+            from .cluster import ClusterUnavailable
+
+            try:
+                await self.cluster.start()
+            except ClusterUnavailable as exc:
+                raise HubError(str(exc)) from None
         for face in self.faces:
             await face.start()
         self.sockets.start()
@@ -273,6 +298,8 @@ class Hub:
             except Exception:
                 log.exception("face %s failed to stop", face.name)
         await self.sockets.stop()  # what no face closed (handshakes, joins in progress)
+        if self.cluster is not None:
+            await self.cluster.stop()  # the leases released once nothing serves their rooms here
         for runtime in self.runtimes.values():
             try:
                 await runtime.close()

@@ -1,7 +1,7 @@
 """Child process of the compaction crash test: check, append, flush, compact, forever.
 
-``python compaction_child.py DB`` loads document "doc" from the SQLite store
-DB, checks its array holds exactly 0..n-1 (exit 3 otherwise), then loops:
+``python compaction_child.py DB`` loads document "doc" from the store DB (a
+PostgreSQL URI, or else an SQLite file), checks its array holds exactly 0..n-1 (exit 3 otherwise), then loops:
 append 20 items as 20 updates, flush (prints ``acked N``), compact (prints
 ``compacting`` before and ``compacted`` after). The parent kills it with
 SIGKILL at random moments.
@@ -13,11 +13,14 @@ from pathlib import Path
 
 from pycrdt import Array, Doc
 
-from roomhub.documents.stores import SQLiteStore, merge
+from roomhub.documents.stores import PostgresStore, SQLiteStore, merge
 
 
-async def main(path: Path) -> None:
-    store = SQLiteStore(path, commit_window=0.002, compact_after=10**9, synchronous="normal")
+async def main(db: str) -> None:
+    if db.startswith("postgresql://"):
+        store = PostgresStore(db, commit_window=0.002, compact_after=10**9)
+    else:
+        store = SQLiteStore(Path(db), commit_window=0.002, compact_after=10**9, synchronous="normal")
     await store.open()
     doc = Doc()
     updates = await store.load("doc")
@@ -42,4 +45,4 @@ async def main(path: Path) -> None:
         print("compacted", flush=True)
 
 
-asyncio.run(main(Path(sys.argv[1])))
+asyncio.run(main(sys.argv[1]))

@@ -1,4 +1,5 @@
-"""Documents survive a clean restart and a SIGKILL of the hub (SQLite store, subprocess hub)."""
+"""Documents survive a clean restart and a SIGKILL of the hub (SQLite and PostgreSQL stores,
+subprocess hub)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import signal
 
 import httpx
+import pytest
 from pycrdt import Doc, Text
 
 from hubtest import eventually
@@ -13,8 +15,16 @@ from hubtest import eventually
 from .ycl import y_client
 
 
-async def test_restart_keeps_the_document(docs_config, hub_process):
-    config = docs_config(grace_period=30)  # still in memory at shutdown: the stop must flush it
+def store_section(request: pytest.FixtureRequest, store: str, commit_window: float = 0.05) -> str:
+    """The ``[documents.<store>]`` section of a test's configuration (PostgreSQL: the test's database)."""
+    dsn = f'dsn = "{request.getfixturevalue("postgres_dsn")}"\n' if store == "postgres" else ""
+    return f"[documents.{store}]\n{dsn}commit_window = {commit_window}\n"
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+async def test_restart_keeps_the_document(docs_config, hub_process, request, store):
+    # still in memory at shutdown: the stop must flush it
+    config = docs_config(grace_period=30, store=store, extra=store_section(request, store))
     hub = hub_process(config)
     async with y_client(hub.ws, "notes") as c:
         text = c.doc.get("text", type=Text)
@@ -37,10 +47,11 @@ async def test_restart_keeps_the_document(docs_config, hub_process):
         assert str(fresh.doc.get("text", type=Text)) == expected
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
 async def test_sigkill_loses_at_most_the_commit_window_and_clients_restore_it(
-    docs_config, hub_process
+    docs_config, hub_process, request, store
 ):
-    config = docs_config(grace_period=30, extra="[documents.sqlite]\ncommit_window = 0.05\n")
+    config = docs_config(grace_period=30, store=store, extra=store_section(request, store))
     hub = hub_process(config)
     keeper = Doc()  # a client's document that outlives the crash
     async with y_client(hub.ws, "crash", keeper) as c:

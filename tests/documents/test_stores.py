@@ -1,4 +1,6 @@
-"""The stores directly: the contract, group commit, compaction that survives SIGKILL."""
+"""The stores directly: the contract (every store), group commit, compaction that survives SIGKILL;
+PostgreSQL: one transaction per batch, several stores (hubs) on one database compacting while they
+write."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 from pycrdt import Array, Doc, Text
 
-from roomhub.documents.stores import MemoryStore, SQLiteStore, merge
+from hubtest import eventually
+from roomhub.documents.stores import MemoryStore, PostgresStore, SQLiteStore, load_into, merge
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +38,12 @@ def text_of(updates: list[bytes]) -> str:
     return str(doc.get("text", type=Text))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request, tmp_path):
-    s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "d.sqlite3")
+    if request.param == "postgres":
+        s = PostgresStore(request.getfixturevalue("postgres_dsn"))
+    else:
+        s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "d.sqlite3")
     await s.open()
     yield s
     await s.close()
@@ -143,8 +149,9 @@ async def test_sqlite_compacts_after_threshold_and_close_flushes(tmp_path):
     await again.close()
 
 
-async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tmp_path):
-    db = tmp_path / "crash.sqlite3"
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tmp_path, request, kind):
+    db = request.getfixturevalue("postgres_dsn") if kind == "postgres" else str(tmp_path / "crash.sqlite3")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     rng = random.Random(4)
     acked = 0
@@ -153,7 +160,7 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(Path(__file__).with_name("compaction_child.py")),
-            str(db),
+            db,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
@@ -171,7 +178,7 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
         acked = max([acked] + [int(printed[i + 1]) for i, w in enumerate(printed) if w == "acked"])
         kills_mid_compaction += bool(printed) and printed[-1] == "compacting"
     doc = Doc()
-    store = SQLiteStore(db)
+    store = PostgresStore(db) if kind == "postgres" else SQLiteStore(Path(db))
     await store.open()
     doc.apply_update(merge(await store.load("doc")))
     await store.close()
@@ -195,3 +202,100 @@ def test_squash_keeps_the_updates_from_the_first_that_waits_as_they_are():
     assert str(doc.get("text", type=Text)).count(expected) == 1
     assert len(str(doc.get("text", type=Text))) == len(expected) + len("0,")
     assert squash([updates[0], updates[3], updates[4]]) == [updates[0], updates[3], updates[4]]
+
+
+async def test_postgres_group_commit_writes_a_window_in_one_transaction(postgres_dsn):
+    import psycopg
+
+    store = PostgresStore(postgres_dsn, commit_window=0.05, compact_after=10**6)
+    await store.open()
+    updates, expected = edits(1000)
+    for u in updates:
+        store.append("doc", u)
+
+    def rows() -> int:
+        with psycopg.connect(postgres_dsn) as db:
+            return db.execute("SELECT count(*) FROM roomhub_updates").fetchone()[0]
+
+    await eventually(lambda: rows() == 1000, what="the window's commit, without a flush call")
+    with psycopg.connect(postgres_dsn) as db:
+        # rows written by one transaction share its id (xmin): the 1000 updates were one commit
+        assert db.execute("SELECT count(DISTINCT xmin::text) FROM roomhub_updates").fetchone() == (1,)
+    await store.close()
+    again = PostgresStore(postgres_dsn)  # another hub, or this one restarted, reads the same rows
+    await again.open()
+    assert text_of(await again.load("doc")) == expected
+    await again.close()
+
+
+async def test_postgres_stores_compacting_one_document_while_writing_lose_nothing(postgres_dsn):
+    """Three stores on one database (three hubs): two append updates of their own clients to one
+    document in small, frequent batches while all three compact it again and again; every item is
+    there once at the end."""
+    writers = [PostgresStore(postgres_dsn, commit_window=0.001, compact_after=15) for _ in range(2)]
+    compactor = PostgresStore(postgres_dsn, compact_after=10**6)
+    for s in (*writers, compactor):
+        await s.open()
+    per_writer = 300
+    writing = True
+    compactions = 0
+
+    async def write(store: PostgresStore, tag: str) -> None:
+        doc = Doc()
+        doc.observe(lambda e: store.append("shared", e.update))
+        arr = doc.get("arr", type=Array)
+        for i in range(per_writer):
+            arr.append(f"{tag}{i}")
+            await asyncio.sleep(0.0005 if i % 7 else 0.003)
+        await store.flush()
+
+    async def compact_continuously(store: PostgresStore) -> None:
+        nonlocal compactions
+        while writing:
+            result = await store.compact("shared")
+            compactions += result is not None and result.updates < 15
+            await asyncio.sleep(0)
+
+    compacting = [asyncio.create_task(compact_continuously(s)) for s in (*writers, compactor)]
+    await asyncio.gather(write(writers[0], "a"), write(writers[1], "b"))
+    writing = False
+    await asyncio.gather(*compacting)
+    for s in writers:
+        await s.close()
+    doc = Doc()
+    load_into(doc, await compactor.load("shared"))
+    items = doc.get("arr", type=Array).to_py()
+    expected = [f"a{i}" for i in range(per_writer)] + [f"b{i}" for i in range(per_writer)]
+    assert sorted(items) == sorted(expected)
+    assert compactions > 0, "no compaction happened while the writers wrote"
+    rows = {d.name: d.updates for d in await compactor.documents()}["shared"]
+    assert rows < 2 * per_writer
+    await compactor.close()
+
+
+async def test_flush_waits_for_what_was_appended_before_not_for_other_writers(store):
+    """A room's flush (its eviction, a load) returns once its own updates are durable, while other
+    rooms keep appending: it must not wait for a queue that never empties."""
+    updates, expected = edits(2)
+    busy, _ = edits(20000)
+    writing = True
+
+    async def other_room() -> None:
+        for u in busy:
+            if not writing:
+                return
+            store.append("busy", u)
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_room())
+    try:
+        for _ in range(50):  # the other room's updates are queued and being written
+            await asyncio.sleep(0)
+        for u in updates:
+            store.append("a", u)
+        await asyncio.wait_for(store.flush(), 20)
+        assert not other.done(), "the other room stopped writing before the flush returned"
+    finally:
+        writing = False
+        await other
+    assert text_of(await store.load("a")) == expected

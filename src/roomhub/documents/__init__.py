@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 
 from ..config import DocumentsConfig
 from ..core.context import FaceContext
+from ..core.errors import HubError
 from ..core.face import Face
 from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.callback_websocket import SocketEndpoint
@@ -31,7 +32,7 @@ from . import protocol
 from .access import Access, AccessRequest, load_hook
 from .endpoint import DocumentSockets, document_routes
 from .room import DocumentContext, DocumentRoom, root_types_json
-from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into
+from .stores import DocumentStore, MemoryStore, PostgresStore, SQLiteStore, load_into
 
 
 class _ServerMember:
@@ -53,6 +54,13 @@ def make_store(config: DocumentsConfig, data_dir: Any) -> DocumentStore:
     """The store named by ``config.store``; a relative SQLite path is under ``data_dir``."""
     if config.store == "memory":
         return MemoryStore(compact_after=config.compact_after)
+    if config.store == "postgres":
+        pg = config.postgres
+        assert pg.dsn is not None  # the configuration's validation took it from the environment if needed
+        return PostgresStore(
+            pg.dsn, commit_window=pg.commit_window, compact_after=config.compact_after,
+            pool_size=pg.pool_size, connect_timeout=pg.connect_timeout,
+        )
     path = config.sqlite.path
     if not path.is_absolute():
         path = data_dir / path
@@ -109,7 +117,10 @@ class DocumentsFace(Face):
         return []
 
     async def start(self) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except ConnectionError as exc:  # a database store's server unreachable: refuse to start
+            raise HubError(f"documents: {exc}") from None
         if self.config.keepalive_interval > 0:
             self._keepalive = asyncio.create_task(
                 self._keepalive_loop(), name="documents-keepalive"

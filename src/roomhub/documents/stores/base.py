@@ -82,6 +82,16 @@ def squash(updates: list[bytes]) -> list[bytes]:
     applied again, so only the same sequence rebuilds the same document.
     Returns ``updates`` itself when there is nothing to compact.
     """
+    head, cut = squash_prefix(updates)
+    if not head:
+        return updates
+    return [*head, *updates[cut:]]
+
+
+def squash_prefix(updates: list[bytes]) -> tuple[list[bytes], int]:
+    """The rows that replace ``updates[:cut]`` in :func:`squash`, and ``cut``: ``([], 0)`` when
+    there is nothing to compact. For a store that rewrites the prefix in place and leaves the
+    rows after it (and rows other writers add meanwhile) untouched."""
     doc = Doc()
     waiting: list[bytes] = []
     cut = 0
@@ -90,7 +100,7 @@ def squash(updates: list[bytes]) -> list[bytes]:
         if not waiting:
             cut = index + 1
     if cut < 2:
-        return updates
+        return [], 0
     if cut < len(updates):
         doc = Doc()
         load_into(doc, updates[:cut])
@@ -100,7 +110,7 @@ def squash(updates: list[bytes]) -> list[bytes]:
     head = [snapshot]
     if deletions not in (EMPTY_UPDATE, get_update(snapshot, state)):
         head.append(deletions)
-    return [*head, *updates[cut:]]
+    return head, cut
 
 
 def load_into(doc: Doc, updates: list[bytes]) -> list[bytes]:

@@ -37,7 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .base import DocumentStore, StoredDocument, squash
+from .base import StoredDocument, squash
+from .group_commit import GroupCommitStore, Row
 
 log = logging.getLogger("roomhub.documents.sqlite")
 
@@ -137,7 +138,7 @@ class SQLiteFile:
         self.db.close()
 
 
-class SQLiteStore(DocumentStore):
+class SQLiteStore(GroupCommitStore):
     """Documents in the SQLite file ``path`` (see the module's description).
 
     ``commit_window`` is in seconds; ``synchronous`` is SQLite's pragma
@@ -156,21 +157,13 @@ class SQLiteStore(DocumentStore):
         synchronous: Literal["normal", "full"] = "full",
         compact_after: int = 500,
     ) -> None:
+        super().__init__(commit_window=commit_window, max_batch=max_batch, compact_after=compact_after)
         self.path = path
-        self.commit_window = commit_window
-        self.max_batch = max_batch
         self.synchronous = synchronous
-        self.compact_after = compact_after
         self._file: SQLiteFile | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[tuple[str, bytes, float]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._writer: asyncio.Task[None] | None = None
-        self._compacting: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: sqlite3.Connection | None = None  # read-only, used on the loop's thread
         self._stored_bytes: dict[str, int] = {}  # per document, once known (see load)
-        self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         assert self._executor is not None, "store not open"
@@ -184,58 +177,20 @@ class SQLiteStore(DocumentStore):
         log.info("documents store: %s (WAL, commit window %.0f ms)",
                  self.path, self.commit_window * 1000)
 
-    # -- group commit ---------------------------------------------------------
-    def append(self, name: str, update: bytes) -> None:
-        self._pending.append((name, update, time.time()))
-        if len(self._pending) >= self.max_batch:
-            self._kick()
-        elif self._timer is None and (self._writer is None or self._writer.done()):
-            self._timer = asyncio.get_running_loop().call_later(self.commit_window, self._kick)
+    # -- group commit (the queue and its writer task: .group_commit) ------------
+    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
+        return await self._run(self._file_write, batch)
 
-    def _kick(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_loop(), name="sqlite-group-commit")
+    def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
+        sizes = self._stored_bytes
+        for name, update, _ in batch:
+            if name in sizes:
+                sizes[name] += len(update)
+        super().committed(batch, counts)
 
-    async def _write_loop(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                started = time.perf_counter()
-                counts: dict[str, int] = await self._run(self._file_write, batch)
-                if self.metrics is not None:
-                    self.metrics.store_commit.observe(time.perf_counter() - started)
-                    self.metrics.store_batch.observe(len(batch))
-            except Exception:
-                log.exception("writing %d updates failed; they are queued again", len(batch))
-                self._pending[:0] = batch
-                await asyncio.sleep(max(self.commit_window, 0.5))
-                continue
-            sizes = self._stored_bytes
-            for name, update, _ in batch:
-                if name in sizes:
-                    sizes[name] += len(update)
-            for name, count in counts.items():
-                grown = count - self._compacted_rows.get(name, 0)
-                if grown >= self.compact_after and name not in self._compacting:
-                    self._spawn(self.compact(name))
-
-    def _file_write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
+    def _file_write(self, batch: list[Row]) -> dict[str, int]:
         assert self._file is not None
         return self._file.write(batch)
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def flush(self) -> None:
-        while self._pending or (self._writer is not None and not self._writer.done()):
-            self._kick()
-            assert self._writer is not None
-            await asyncio.shield(self._writer)
 
     # -- reads and maintenance -------------------------------------------------
     async def load(self, name: str) -> list[bytes]:
@@ -251,23 +206,13 @@ class SQLiteStore(DocumentStore):
         self._stored_bytes[name] = sum(map(len, updates))
         return updates
 
-    async def compact(self, name: str) -> StoredDocument | None:
+    async def compact_rows(self, name: str) -> StoredDocument | None:
         assert self._file is not None
-        self._compacting.add(name)
-        try:
-            started = time.perf_counter()
-            result = await self._run(self._file.compact, name)
-            self._stored_bytes.pop(name, None)
-            if result is not None:
-                if self.metrics is not None:
-                    self.metrics.compactions.inc()
-                self._stored_bytes[name] = result.bytes
-                self._compacted_rows[name] = result.updates
-                log.debug("compacted %s to %d bytes in %.1f ms", name, result.bytes,
-                          (time.perf_counter() - started) * 1000)
-            return result
-        finally:
-            self._compacting.discard(name)
+        result = await self._run(self._file.compact, name)
+        self._stored_bytes.pop(name, None)
+        if result is not None:
+            self._stored_bytes[name] = result.bytes
+        return result
 
     async def delete(self, name: str) -> bool:
         await self.flush()

@@ -1,0 +1,237 @@
+"""Several hubs, one set of rooms: a hub's part in a cluster kept in Redis.
+
+What exists: membership (:mod:`.membership`, a heartbeat key per hub) and
+room leases with fencing tokens (:mod:`.leases`). :class:`Cluster` is one
+hub's side: it beats every ``heartbeat_seconds``, renews the leases it holds
+in the same turn, and reports a lease it lost (refused renewal, or no
+successful renewal for ``lease_seconds``: Redis unreachable) to the
+callbacks registered with :meth:`Cluster.on_lost`, so that the hub stops
+serving a room another hub may hold by then. Where rooms take leases and
+relay to their holder is planned per face (see DESIGN.md, "Cluster").
+
+The package imports no face and not the hub; it needs the ``cluster`` extra
+(redis-py). Redis's server-side clock decides expiries; a hub's own timing
+only errs on the safe side (a lease counts from before the request that took
+it was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config import ClusterConfig
+from .leases import Holder, Lease, LeaseTable
+from .membership import Membership
+
+log = logging.getLogger("roomhub.cluster")
+
+__all__ = ["Cluster", "ClusterUnavailable", "Holder", "Lease", "LeaseTable", "Membership", "advertised"]
+
+
+class ClusterUnavailable(ConnectionError):
+    """Redis cannot be reached at start; the message names the URL (without its password)."""
+
+
+def advertised(host: str, port: int) -> str:
+    """The default ``cluster.advertise`` of a hub bound to ``host:port``: the bound address, with
+    a wildcard bind (``0.0.0.0``, ``::``, ``""``) replaced by loopback (hubs on one machine)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _public(url: str) -> str:
+    """``url`` without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, address = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user + '@' if user else ''}{address}"
+
+
+class Cluster:
+    """One hub's membership and leases in the cluster ``config`` describes.
+
+    ``hub_id`` names the hub (stable across its restarts); ``advertise()`` gives its address
+    (asked at :meth:`start`, when the port is known); ``load()`` gives the figures its heartbeat
+    publishes (a JSON object: rooms, connections). Leases are owned by :attr:`run`, the hub id
+    with a suffix new at every start, so that a restarted hub's fencing token is a new one.
+    """
+
+    def __init__(self, config: ClusterConfig, hub_id: str, advertise: Callable[[], str],
+                 load: Callable[[], dict[str, Any]]) -> None:
+        import redis.asyncio as redis
+
+        self.config = config
+        self.hub_id = hub_id
+        self.run = f"{hub_id}.{secrets.token_hex(3)}"
+        self._advertise = advertise
+        self._load = load
+        self.advertise = ""
+        self.started = time.time()
+        # No request may outlast a heartbeat: a hanging Redis must not hold back lease expiry checks.
+        self.client = redis.Redis.from_url(
+            config.redis, socket_timeout=config.heartbeat_seconds,
+            socket_connect_timeout=config.heartbeat_seconds,
+        )
+        self.membership = Membership(self.client, config.prefix, config.lease_seconds)
+        self.leases = LeaseTable(self.client, config.prefix, config.lease_seconds)
+        self.held: dict[str, Lease] = {}
+        self._lost_callbacks: list[Callable[[str], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._leaving = asyncio.Event()
+        self._reachable = True
+        self._known_hubs: list[str] = []
+
+    # -- life -------------------------------------------------------------------
+    async def check(self) -> None:
+        """Raise :class:`ClusterUnavailable` unless Redis answers a PING (closes nothing)."""
+        import redis
+
+        try:
+            await self.client.ping()
+        except redis.RedisError as exc:
+            where = _public(self.config.redis)
+            raise ClusterUnavailable(f"cluster.redis {where} not reachable: {exc}") from None
+
+    async def close(self) -> None:
+        """Close the Redis connections (after :meth:`check` alone; :meth:`stop` does it too)."""
+        await self.client.aclose()
+
+    async def start(self) -> None:
+        """Join: the first heartbeat, then one every ``heartbeat_seconds``. Raises
+        :class:`ClusterUnavailable` when Redis does not answer."""
+        self.advertise = self.config.advertise or self._advertise()
+        try:
+            await self.check()
+            await self.membership.beat(self.record())
+        except BaseException:
+            await self.client.aclose()
+            raise
+        log.info("cluster %s: hub %s joined as %s (lease %.1f s, heartbeat %.1f s)", self.config.prefix,
+                 self.hub_id, self.advertise, self.config.lease_seconds, self.config.heartbeat_seconds)
+        self._task = asyncio.create_task(self._beat_loop(), name="cluster-heartbeat")
+
+    async def stop(self) -> None:
+        """Leave: release every lease held and remove the heartbeat (best effort: Redis may be gone)."""
+        if self._task is not None:
+            # The loop ends after its current heartbeat, whose every request is bounded by the
+            # socket timeout; no cancellation that a client library might absorb mid-request.
+            self._leaving.set()
+            await asyncio.wait({self._task}, timeout=self.config.heartbeat_seconds * 8)
+            if not self._task.done():
+                self._task.cancel()
+            self._task = None
+        with contextlib.suppress(Exception):
+            for lease in list(self.held.values()):
+                await self.leases.release(lease)
+            await self.membership.leave(self.hub_id)
+        self.held.clear()
+        await self.client.aclose()
+        log.info("cluster %s: hub %s left", self.config.prefix, self.hub_id)
+
+    def record(self) -> dict[str, Any]:
+        """This hub's heartbeat record."""
+        return {
+            "id": self.hub_id, "run": self.run, "advertise": self.advertise, "pid": os.getpid(),
+            "started": self.started, "leases": len(self.held), **self._load(),
+        }
+
+    # -- leases -------------------------------------------------------------------
+    def on_lost(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(room)`` when a lease this hub held is lost (taken, expired)."""
+        self._lost_callbacks.append(callback)
+
+    async def acquire(self, room: str) -> Lease | Holder:
+        """Take ``room``'s lease (kept and renewed until :meth:`release`); the :class:`Holder` if
+        another hub has it. Raises ``redis.RedisError`` when Redis is unreachable."""
+        result = await self.leases.acquire(room, self.run)
+        if isinstance(result, Lease):
+            self.held[room] = result
+        return result
+
+    async def release(self, room: str) -> bool:
+        """Give ``room``'s lease back; False if this hub did not hold it (any more)."""
+        lease = self.held.pop(room, None)
+        return lease is not None and await self.leases.release(lease)
+
+    def _lose(self, room: str, why: str) -> None:
+        if self.held.pop(room, None) is None:
+            return
+        log.warning("cluster: lease of room %s lost (%s): no longer served here", room, why)
+        for callback in self._lost_callbacks:
+            try:
+                callback(room)
+            except Exception:
+                log.exception("cluster: lost-lease callback failed for %s", room)
+
+    # -- the heartbeat -------------------------------------------------------------
+    async def _beat_loop(self) -> None:
+        while not self._leaving.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leaving.wait(), self.config.heartbeat_seconds)
+                return
+            try:
+                await self.beat()
+            except Exception:  # a bug must not stop the heartbeat: the leases would lapse
+                log.exception("cluster: heartbeat failed")
+
+    async def beat(self) -> None:
+        """One heartbeat: the record, every held lease renewed, the hubs listed (changes logged)."""
+        import redis
+
+        try:
+            await self.membership.beat(self.record())
+            leases = list(self.held.values())
+            for lease, renewed in zip(leases, await self.leases.renew_many(leases), strict=True):
+                if self.held.get(lease.room) is not lease:
+                    continue  # released (or taken again) meanwhile
+                if renewed is None:
+                    self._lose(lease.room, "its renewal was refused: another hub holds it or it expired")
+                else:
+                    self.held[lease.room] = renewed
+            hubs = await self.membership.hubs()
+        except redis.RedisError as exc:
+            if self._reachable:
+                log.warning("cluster: Redis %s unreachable (%s); leases lapse after %.1f s without it",
+                            _public(self.config.redis), exc, self.config.lease_seconds)
+            self._reachable = False
+            for room, lease in list(self.held.items()):
+                if not lease.valid():
+                    self._lose(room, "Redis unreachable for the lease time")
+            return
+        if not self._reachable:
+            log.info("cluster: Redis reachable again")
+            self._reachable = True
+        names = [f"{h['id']} ({h.get('advertise')})" for h in hubs]
+        if names != self._known_hubs:
+            log.info("cluster %s: %d hub(s): %s", self.config.prefix, len(names), ", ".join(names))
+            self._known_hubs = names
+
+    async def describe(self) -> dict[str, Any]:
+        """The cluster as ``GET /api/cluster`` shows it: this hub, every live hub, every lease."""
+        hubs = await self.membership.hubs()
+        now = time.time()
+        return {
+            "hub": self.hub_id,
+            "run": self.run,
+            "prefix": self.config.prefix,
+            "lease_seconds": self.config.lease_seconds,
+            "heartbeat_seconds": self.config.heartbeat_seconds,
+            "hubs": [{**h, "uptime": now - h.get("started", now)} for h in hubs],
+            "leases": [
+                {"room": h.room, "owner": h.owner, "hub": h.owner.rsplit(".", 1)[0], "token": h.token,
+                 "ttl": h.ttl}
+                for h in await self.leases.holders()
+            ],
+        }

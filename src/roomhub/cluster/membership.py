@@ -1,0 +1,55 @@
+"""Hub membership in Redis: each hub's heartbeat key, living ``lease_seconds`` unless renewed.
+
+Keys, under the cluster's ``prefix``:
+
+- ``{prefix}:hub:{hub id}``: the hub's record (JSON: id, run, advertise,
+  pid, started, load), written with PX = the lease time at every heartbeat. A
+  hub that stops beating (killed, cut from Redis) disappears when it expires;
+  a hub that stops cleanly deletes it.
+- ``{prefix}:hubs``: the set of hub ids that wrote a record, so that listing
+  needs no SCAN; ids whose record expired are dropped from it when listed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class Membership:
+    """The hubs of the cluster ``prefix`` (``client``: a ``redis.asyncio.Redis``). Every method
+    is one round trip and may raise ``redis.RedisError``."""
+
+    def __init__(self, client: Any, prefix: str, lease_seconds: float) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.lease_ms = max(1, round(lease_seconds * 1000))
+        self.index = f"{prefix}:hubs"
+
+    def key(self, hub_id: str) -> str:
+        return f"{self.prefix}:hub:{hub_id}"
+
+    async def beat(self, record: dict[str, Any]) -> None:
+        """Write ``record`` (a JSON object with an ``id``) as its hub's heartbeat."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(self.key(record["id"]), json.dumps(record), px=self.lease_ms)
+            pipe.sadd(self.index, record["id"])
+            await pipe.execute()
+
+    async def leave(self, hub_id: str) -> None:
+        """Remove ``hub_id`` at once (a clean stop)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key(hub_id))
+            pipe.srem(self.index, hub_id)
+            await pipe.execute()
+
+    async def hubs(self) -> list[dict[str, Any]]:
+        """The records of the hubs whose heartbeat is alive, by id."""
+        ids = sorted(i.decode() for i in await self.client.smembers(self.index))
+        if not ids:
+            return []
+        records = await self.client.mget([self.key(i) for i in ids])
+        gone = [i for i, r in zip(ids, records, strict=True) if r is None]
+        if gone:
+            await self.client.srem(self.index, *gone)
+        return [json.loads(r) for r in records if r is not None]

@@ -1,0 +1,162 @@
+"""Group commit, the write path every database store shares (SQLite, PostgreSQL).
+
+:meth:`GroupCommitStore.append` only queues an update; the first queued update
+arms a timer of ``commit_window`` seconds, after which every queued update is
+written by one call of the store's :meth:`~GroupCommitStore.write_batch` (one
+transaction: one fsync however many updates it holds). ``max_batch`` queued
+updates are written at once without waiting. One writer task runs at a time:
+updates queued while it writes form the next batch, so batches grow with the
+load instead of the number of transactions. A batch that fails is queued again
+in front of the newer updates (their order kept) and retried after a pause.
+A crash loses at most the updates of the open window.
+
+Updates are committed in the order they were appended, so a count of updates
+committed says which are durable: :meth:`GroupCommitStore.flush` waits for
+the updates appended before it was called, batch by batch, never for a queue
+that other writers keep filling (it would wait as long as they write).
+
+After each batch, a document whose row count grew by ``compact_after`` since its
+last compaction is compacted in a task of its own (:meth:`DocumentStore.compact`).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from .base import DocumentStore, StoredDocument
+
+log = logging.getLogger("roomhub.documents.store")
+
+Row = tuple[str, bytes, float]
+"""A queued update: document name, Yjs v1 update, time it was queued (seconds since the epoch)."""
+
+
+class GroupCommitStore(DocumentStore):
+    """A store whose writes are grouped (see the module); subclasses write a batch and compact.
+
+    ``commit_window`` is in seconds, ``max_batch`` in updates, ``compact_after`` in rows per
+    document.
+    """
+
+    def __init__(self, *, commit_window: float, max_batch: int, compact_after: int) -> None:
+        self.commit_window = commit_window
+        self.max_batch = max_batch
+        self.compact_after = compact_after
+        self._pending: list[Row] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._compacting: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
+        self._appended = 0  # updates appended since the store was made
+        self._committed = 0  # of those, the first ones written (in append order)
+        self._batch_done = asyncio.Event()  # set, and replaced, after each batch written or failed
+
+    @abc.abstractmethod
+    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
+        """Write ``batch`` in one transaction, in its order; each document's row count after it.
+        An exception leaves nothing of the batch written (it is retried)."""
+
+    @abc.abstractmethod
+    async def compact_rows(self, name: str) -> StoredDocument | None:
+        """Replace ``name``'s rows by fewer in one transaction (see :meth:`compact`); what is
+        left, or None for a document with no rows."""
+
+    async def compact(self, name: str) -> StoredDocument | None:
+        self._compacting.add(name)
+        try:
+            started = time.perf_counter()
+            result = await self.compact_rows(name)
+            if result is not None:
+                self.compacted(name, result.updates)
+                if self.metrics is not None:
+                    self.metrics.compactions.inc()
+                log.debug("%s: compacted %s to %d bytes in %.1f ms", self.name, name, result.bytes,
+                          (time.perf_counter() - started) * 1000)
+            return result
+        finally:
+            self._compacting.discard(name)
+
+    def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
+        """Called after each batch written: starts the compactions it makes due."""
+        for name, count in counts.items():
+            grown = count - self._compacted_rows.get(name, 0)
+            if grown >= self.compact_after and name not in self._compacting:
+                self.spawn(self.compact(name))
+
+    # -- group commit ---------------------------------------------------------
+    def append(self, name: str, update: bytes) -> None:
+        self._pending.append((name, update, time.time()))
+        self._appended += 1
+        if len(self._pending) >= self.max_batch:
+            self._kick()
+        elif self._timer is None and (self._writer is None or self._writer.done()):
+            self._timer = asyncio.get_running_loop().call_later(self.commit_window, self._kick)
+
+    def _kick(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}-group-commit")
+
+    async def _write_loop(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                started = time.perf_counter()
+                counts = await self.write_batch(batch)
+                if self.metrics is not None:
+                    self.metrics.store_commit.observe(time.perf_counter() - started)
+                    self.metrics.store_batch.observe(len(batch))
+            except Exception:
+                log.exception("%s: writing %d updates failed; they are queued again", self.name, len(batch))
+                self._pending[:0] = batch
+                self._batch_finished()
+                await asyncio.sleep(max(self.commit_window, 0.5))
+                continue
+            self._committed += len(batch)
+            self._batch_finished()
+            self.committed(batch, counts)
+
+    def _batch_finished(self) -> None:
+        done, self._batch_done = self._batch_done, asyncio.Event()
+        done.set()
+
+    def writing(self) -> bool:
+        """True while a batch is being written."""
+        return self._writer is not None and not self._writer.done()
+
+    def pending(self, name: str) -> bool:
+        """True if an update of ``name`` is queued and not written yet."""
+        return any(row[0] == name for row in self._pending)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in a task that :meth:`drain` waits for."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        target = self._appended
+        while self._committed < target:
+            self._kick()
+            await self._batch_done.wait()
+
+    async def drain(self) -> None:
+        """Flush, then wait for the compactions started so far (for ``close``)."""
+        await self.flush()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def compacted(self, name: str, rows: int | None) -> None:
+        """Record that ``name`` was compacted to ``rows`` rows (None: forgotten)."""
+        if rows is None:
+            self._compacted_rows.pop(name, None)
+        else:
+            self._compacted_rows[name] = rows
