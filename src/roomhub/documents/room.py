@@ -307,7 +307,7 @@ class DocumentRoom(Room):
     def _store_alone(self, update: bytes) -> None:
         """Append ``update`` to the store as its own row, after the rows of this turn so far."""
         if self._stored:
-            self.ctx.store.append(self.name, merge(self._stored))
+            self.ctx.store.append_mergeable(self.name, merge(self._stored))
             self._stored = []
         self.ctx.store.append(self.name, update)
 
@@ -322,7 +322,7 @@ class DocumentRoom(Room):
         self._flush_scheduled = False
         if self._stored:
             stored, self._stored = self._stored, []
-            self.ctx.store.append(self.name, merge(stored))
+            self.ctx.store.append_mergeable(self.name, merge(stored))
         if not self._pending:
             return
         pending, self._pending = self._pending, []

@@ -9,6 +9,11 @@ connection:
   which every queued update is written in one transaction (one fsync with
   ``synchronous = "full"``). ``max_batch`` queued updates commit at once
   without waiting. A crash loses at most the updates of the open window.
+- **runs**: the updates a room marks mergeable (:meth:`~.base.DocumentStore.append_mergeable`:
+  nothing of the document waited) that follow each other in one document's
+  log are written as one row, their merge, made in the worker thread: fewer
+  rows to insert, to read at a load and to compact. An update appended alone
+  (some of its structs wait) ends the document's run and gets its own row.
 - **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
   rows, squash them (:func:`~.base.squash`: a Doc's state with the same
   client ids, so nothing is duplicated, then the rows from the first one
@@ -37,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .base import DocumentStore, StoredDocument, squash
+from .base import DocumentStore, StoredDocument, merge, squash
 
 log = logging.getLogger("roomhub.documents.sqlite")
 
@@ -163,7 +168,10 @@ class SQLiteStore(DocumentStore):
         self.compact_after = compact_after
         self._file: SQLiteFile | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[tuple[str, bytes, float]] = []
+        # (document, update, time); a run of mergeable updates is one entry whose list grows
+        # until it is written (merged then, in the worker thread)
+        self._pending: list[tuple[str, bytes | list[bytes], float]] = []
+        self._runs: dict[str, list[bytes]] = {}  # each document's open run, in _pending
         self._timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self._compacting: set[str] = set()
@@ -186,7 +194,19 @@ class SQLiteStore(DocumentStore):
 
     # -- group commit ---------------------------------------------------------
     def append(self, name: str, update: bytes) -> None:
-        self._pending.append((name, update, time.time()))
+        self._runs.pop(name, None)  # an update alone ends the document's run
+        self._queue((name, update, time.time()))
+
+    def append_mergeable(self, name: str, update: bytes) -> None:
+        run = self._runs.get(name)
+        if run is not None:
+            run.append(update)
+            return
+        run = self._runs[name] = [update]
+        self._queue((name, run, time.time()))
+
+    def _queue(self, entry: tuple[str, bytes | list[bytes], float]) -> None:
+        self._pending.append(entry)
         if len(self._pending) >= self.max_batch:
             self._kick()
         elif self._timer is None and (self._writer is None or self._writer.done()):
@@ -202,15 +222,16 @@ class SQLiteStore(DocumentStore):
     async def _write_loop(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            self._runs.clear()  # runs in this batch are closed: later updates start new ones
             try:
-                counts: dict[str, int] = await self._run(self._file_write, batch)
+                rows, counts = await self._run(self._file_write, batch)
             except Exception:
                 log.exception("writing %d updates failed; they are queued again", len(batch))
                 self._pending[:0] = batch
                 await asyncio.sleep(max(self.commit_window, 0.5))
                 continue
             sizes = self._stored_bytes
-            for name, update, _ in batch:
+            for name, update, _ in rows:
                 if name in sizes:
                     sizes[name] += len(update)
             for name, count in counts.items():
@@ -218,9 +239,14 @@ class SQLiteStore(DocumentStore):
                 if grown >= self.compact_after and name not in self._compacting:
                     self._spawn(self.compact(name))
 
-    def _file_write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
+    def _file_write(
+        self, batch: list[tuple[str, bytes | list[bytes], float]]
+    ) -> tuple[list[tuple[str, bytes, float]], dict[str, int]]:
+        """In the worker thread: merge each run, write the batch; the rows and the counts."""
         assert self._file is not None
-        return self._file.write(batch)
+        rows = [(name, data if isinstance(data, bytes) else merge(data), created)
+                for name, data, created in batch]
+        return rows, self._file.write(rows)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
