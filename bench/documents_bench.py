@@ -16,8 +16,9 @@ documents) drives each. Scenarios:
 - paced: the same rooms at ``rate`` edits/s per client: latency p50/p99, CPU
   per delivered update;
 - idle: N connected, synced, idle clients: server RSS growth per connection;
-- history: for each size H of ``--history``, a document with H updates of
-  history, cold (its room unloaded; not for Node, see above): time for a
+- history: for each size H of ``--history``, one writer types H updates
+  (64 in flight, each waiting for its echo: updates written per second),
+  then a document with H updates of history, cold (its room unloaded; not for Node, see above): time for a
   new client to be synced (median of 9: single joins vary by several ms on
   a shared machine), content checked; and the part of it from the socket's
   opening to synced (sync step 1 sent, the whole document loaded by the
@@ -54,10 +55,12 @@ NODE_DIR = HERE / "documents_node"
 SCENARIOS = ("throughput", "paced", "idle", "history")
 PEERS = ("pycrdt-websocket", "node")
 HUB_TOML = (
-    "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\n"
+    "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\nreceive_rate = 0\n"
     '[documents]\nstore = "sqlite"\ngrace_period = 0\n'
 )
-"""roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves."""
+"""roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves, no
+receive rate limit (the peers have none; the history's single writer would be held to 1,000
+updates/s by the default)."""
 
 
 class PeerProcess(ServerProcess):
@@ -235,6 +238,8 @@ def main() -> None:
     ]
     for h in args.history:
         metrics += [
+            (f"history{h}", "written_per_s", f"history {h}: updates written/s (echoed)", 1,
+             "higher"),
             (f"history{h}", "join_ms_median", f"join {h} updates history p50 (ms)", 1, "lower"),
             (f"history{h}", "sync_ms_median", "  of which open -> synced (ms)", 1, "lower"),
         ]

@@ -176,11 +176,13 @@ async function history () {
     while (sent < total && writer.inFlight < 64) { writer.edit(); sent++ }
     if (sent === total && writer.inFlight <= 0) done()
   }
+  const writeStart = now()
   writer.onEcho()
   const watchdog = setInterval(() => { // lost echoes: do not wait for them forever
     if (now() - writer.lastEcho > 2000) { writer.inFlight = 0; writer.onEcho() }
   }, 500)
   await finished
+  const writeMs = now() - writeStart
   clearInterval(watchdog)
   const expected = writer.text.length
   writer.close()
@@ -207,6 +209,8 @@ async function history () {
   const syncMs = joins.map((j) => j.syncMs).sort((a, b) => a - b)
   return {
     updates: total,
+    write_ms: writeMs,
+    written_per_s: total / (writeMs / 1000),
     settle_ms: settleMs,
     join_ms_median: ms[Math.floor(ms.length / 2)],
     join_ms: ms,
