@@ -271,10 +271,11 @@ def main() -> None:
                       value("node", mode, "cpu_us_per_delivered", 1))
             bars.append((f"{mode}: CPU per delivered update <= 0.5x Node's", r, r is not None and r <= 0.5))
     if "pycrdt-websocket" in args.peers:
-        for h in args.history:
-            r = ratio(value("roomhub", f"history{h}", "join_ms_median", 1),
-                      value("pycrdt-websocket", f"history{h}", "join_ms_median", 1))
-            bars.append((f"join p50 {h} <= 0.5x pycrdt-websocket's", r, r is not None and r <= 0.5))
+        for h in args.history:  # the join: socket open to synced
+            r = ratio(value("roomhub", f"history{h}", "sync_ms_median", 1),
+                      value("pycrdt-websocket", f"history{h}", "sync_ms_median", 1))
+            bars.append((f"join {h} open->synced p50 <= 0.5x pycrdt-websocket's", r,
+                         r is not None and r <= 0.5))
     idle = value("roomhub", "idle", "rss_per_connection_bytes", 1024)
     bars.append(("idle memory per connection <= 8 KiB", idle, idle is not None and idle <= 8))
     p99 = value("roomhub", "paced", "p99_ms", 1)
