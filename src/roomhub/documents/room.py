@@ -116,11 +116,10 @@ class DocumentRoom(Room):
         self.ctx = ctx
         self.doc = Doc()
         self._subscription: Any = None
-        # Per-member state, none of it made before it is needed (an idle member costs an entry
-        # in ``members`` and in ``_synced``): members that got sync step 2 (document updates go
-        # to them, in join order), awareness client ids per member, members told they are
-        # read-only.
-        self._synced: dict[Any, None] = {}
+        # Per-member state, none of it kept longer than needed (an idle synced member costs its
+        # entry in ``members`` alone): members not answered sync step 2 yet (document updates
+        # skip them), awareness client ids per member, members told they are read-only.
+        self._unsynced: set[Any] = set()
         self._awareness_ids: dict[Any, set[int]] = {}
         self._told_read_only: set[Any] | None = None
         # The document's encoding while nothing changes (None: to be made on the next join).
@@ -156,6 +155,7 @@ class DocumentRoom(Room):
             log.exception("%s: compaction at eviction failed (the log is kept as is)", self.name)
 
     async def on_join(self, connection: Any) -> None:
+        self._unsynced.add(connection)
         frame = self._step1_frame
         if frame is None:
             frame = self._step1_frame = p.sync_step1(self.doc.get_state())
@@ -165,7 +165,7 @@ class DocumentRoom(Room):
 
     def forget(self, member: Any) -> None:
         """``member`` left: drop its awareness states and tell the others."""
-        self._synced.pop(member, None)
+        self._unsynced.discard(member)
         if self._told_read_only is not None:
             self._told_read_only.discard(member)
         ids = self._awareness_ids.pop(member, None)
@@ -230,7 +230,7 @@ class DocumentRoom(Room):
         elif isinstance(message, p.SyncStep1):
             self._flush()  # members already synced get what is pending before this one does
             member.send(self._sync_step2(message.state_vector))
-            self._synced[member] = None
+            self._unsynced.discard(member)
         elif isinstance(message, p.AwarenessUpdate):
             self._apply_awareness(member, message)
         elif isinstance(message, p.QueryAwareness):
@@ -345,13 +345,14 @@ class DocumentRoom(Room):
             self.broadcast(p.sync_update(sent))
 
     def _deliver(self, frame: Frame) -> None:
-        # Document updates go to synced members only; awareness goes to everyone.
-        if frame[0] == p.MSG_SYNC:
-            for member in tuple(self._synced):
-                member.send(frame)
-        else:
-            for member in tuple(self.members):
-                member.send(frame)
+        # The same bytes to every member; document updates skip members not synced yet (only
+        # while someone joins, or Python code holds the room).
+        members = tuple(self.members)
+        unsynced = self._unsynced
+        if unsynced and frame[0] == p.MSG_SYNC:
+            members = tuple(m for m in members if m not in unsynced)
+        for member in members:
+            member.send(frame)
 
     # -- server-side Python API ---------------------------------------------------
     def to_json(self) -> dict[str, Any]:
