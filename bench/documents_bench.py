@@ -1,30 +1,46 @@
-"""Documents benchmark: roomhub's /yjs against pycrdt-websocket 0.16.5, same load, same run.
+"""Documents benchmark: roomhub's /yjs against pycrdt-websocket 0.16.5 and @y/websocket-server
+0.1.5 (Node), same load, same run.
 
-Both servers run as subprocesses on loopback, on uvicorn, each with an SQLite
-store; one Node load generator (``documents_load.mjs``, y-websocket wire
-protocol, yjs documents) drives both. Scenarios:
+The servers run one after the other as subprocesses on loopback, each with its
+default persistence: roomhub with its SQLite store, pycrdt-websocket on
+uvicorn with an ``SQLiteYStore``, @y/websocket-server with none (its 0.1.5
+server keeps documents in memory: a join there is always warm). One Node
+load generator (``documents_load.mjs``, y-websocket wire protocol, yjs
+documents) drives each. Scenarios:
 
 - throughput: R rooms x C clients, each keeping ``window`` edits in flight
   (closed loop on its own echo): updates delivered to other clients per
-  second, end-to-end latency p50/p99 (send -> receipt by another client);
-- paced: the same rooms at ``rate`` edits/s per client: latency p50/p99;
+  second, end-to-end latency p50/p99 (send -> receipt by another client),
+  and the server's CPU time per delivered update (its user + system time
+  over the measured seconds only, divided by the updates delivered then);
+- paced: the same rooms at ``rate`` edits/s per client: latency p50/p99, CPU
+  per delivered update;
 - idle: N connected, synced, idle clients: server RSS growth per connection;
-- history: a document with H updates of history, cold (its room unloaded):
-  time for a new client to be synced (median of 9: single joins vary by
-  several ms on a shared machine), content checked; and the part of it from
-  the socket's opening to synced (sync step 1 sent, the whole document
-  loaded by the server, sync step 2 received and applied). The rest is the
-  WebSocket handshake, mostly the Node client's own work (2-3 ms against a
-  bare asyncio server, ``documents_floor.py``).
+- history: for each size H of ``--history``, one writer types H updates
+  (64 in flight, each waiting for its echo: updates written per second),
+  then a document with H updates of history, cold (its room unloaded; not for Node, see above): time for a
+  new client to be synced (median of 9: single joins vary by several ms on
+  a shared machine), content checked; and the part of it from the socket's
+  opening to synced (sync step 1 sent, the whole document loaded by the
+  server, sync step 2 received and applied). The rest is the WebSocket
+  handshake, mostly the Node client's own work (2-3 ms against a bare
+  asyncio server, ``documents_floor.py``).
 
-Run: ``python bench/documents_bench.py [--quick]`` (needs ``pip install
-'.[bench]'`` and ``scripts/setup-interop.sh``). Prints a table, then JSON.
+Every figure is printed for the three servers with two ratios, roomhub /
+pycrdt-websocket and roomhub / Node, then the issue's bars, then JSON. The
+machine's load average (before and after) is printed too: on a shared
+machine the figures are indicative.
+
+Run: ``python bench/documents_bench.py [--quick] [--peers pycrdt-websocket node]`` (needs
+``pip install '.[bench]'``, ``scripts/setup-interop.sh`` and Node; the Node peer is
+installed by ``npm install`` in ``bench/documents_node`` on first use).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -35,12 +51,16 @@ import psutil
 from _common import HubProcess, ServerProcess
 
 HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / "documents_node"
 SCENARIOS = ("throughput", "paced", "idle", "history")
+PEERS = ("pycrdt-websocket", "node")
 HUB_TOML = (
-    "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\n"
+    "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\nreceive_rate = 0\n"
     '[documents]\nstore = "sqlite"\ngrace_period = 0\n'
 )
-"""roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves."""
+"""roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves, no
+receive rate limit (the peers have none; the history's single writer would be held to 1,000
+updates/s by the default)."""
 
 
 class PeerProcess(ServerProcess):
@@ -53,13 +73,46 @@ class PeerProcess(ServerProcess):
                 str(self.workdir / "ystore.db")]
 
 
+class NodePeerProcess(ServerProcess):
+    """@y/websocket-server 0.1.5 (``npx y-websocket``'s server), no persistence (its default)."""
+
+    name = "node"
+
+    def argv(self) -> list[str]:
+        server = NODE_DIR / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
+        # env(1) execs node: the measured process is the server itself
+        return ["env", "HOST=127.0.0.1", f"PORT={self.port}", "node", str(server)]
+
+
+def install_node_peer() -> None:
+    """``npm install`` in ``bench/documents_node`` unless the peer is there already."""
+    if (NODE_DIR / "node_modules" / "@y" / "websocket-server" / "package.json").exists():
+        return
+    print("installing @y/websocket-server 0.1.5 in bench/documents_node", file=sys.stderr)
+    subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"],
+                   cwd=NODE_DIR, check=True)
+
+
+def check_pycrdt_peer() -> None:
+    """Fail early, saying what to install, when pycrdt-websocket or its store is missing."""
+    try:
+        import pycrdt.store
+        import pycrdt.websocket  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(f"pycrdt-websocket peer unavailable ({exc}): pip install -e '.[bench]'") from None
+
+
 def server_process(name: str) -> ServerProcess:
-    """A fresh server (and database) for one scenario: ``"roomhub"`` or ``"pycrdt-websocket"``."""
-    return HubProcess(HUB_TOML) if name == "roomhub" else PeerProcess()
+    """A fresh server (and database) for one scenario: ``"roomhub"``, ``"pycrdt-websocket"``
+    or ``"node"``."""
+    if name == "roomhub":
+        return HubProcess(HUB_TOML)
+    return PeerProcess() if name == "pycrdt-websocket" else NodePeerProcess()
 
 
 def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> dict[str, Any]:
-    opts = {"url": f"ws://127.0.0.1:{port}/yjs", "mode": mode, "budget": 150, **options}
+    budget = 150 + options.get("history", 0) / 250  # a long history takes a while to write
+    opts = {"url": f"ws://127.0.0.1:{port}/yjs", "mode": mode, "budget": budget, **options}
     gen = subprocess.Popen(
         ["node", str(HERE / "documents_load.mjs"), json.dumps(opts)],
         stdin=subprocess.PIPE,
@@ -69,11 +122,21 @@ def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> di
     assert gen.stdout is not None and gen.stdin is not None
     result: dict[str, Any] = {}
     base_rss = server.memory_info().rss
-    cpu0 = server.cpu_times()
+
+    def cpu() -> float:
+        times = server.cpu_times()
+        return float(times.user + times.system)
+
+    cpu0 = cpu()
+    measured_cpu = 0.0
     t0 = time.monotonic()
     for line in gen.stdout:
         event = json.loads(line)
-        if event.get("event") == "ready":  # idle mode: everyone is connected and synced
+        if event.get("event") == "measuring":
+            measured_cpu = cpu()
+        elif event.get("event") == "measured":
+            measured_cpu = cpu() - measured_cpu
+        elif event.get("event") == "ready":  # idle mode: everyone is connected and synced
             time.sleep(2)
             rss = server.memory_info().rss
             result["rss_per_connection_bytes"] = (rss - base_rss) / event["connected"]
@@ -83,10 +146,9 @@ def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> di
         elif event.get("event") == "result":
             result.update(event)
     gen.wait(30)
-    cpu1 = server.cpu_times()
-    result["server_cpu_share"] = ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (
-        time.monotonic() - t0
-    )
+    result["server_cpu_share"] = (cpu() - cpu0) / (time.monotonic() - t0)
+    if result.get("delivered"):
+        result["cpu_us_per_delivered"] = measured_cpu / result["delivered"] * 1e6
     result.pop("event", None)
     return result
 
@@ -100,25 +162,37 @@ def bench_server(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "duration": args.duration,
     }
     out: dict[str, Any] = {}
-    scenarios = {
-        "throughput": {"window": args.window, **common},
-        "paced": {"rate": args.rate, **common},
-        "idle": {"rooms": args.idle // 100, "clients": 100},
-        "history": {"history": args.history, "coldDelay": 1.5},
-    }
+    runs: list[tuple[str, str, dict[str, Any]]] = []  # (key in out, load generator mode, options)
     for mode in args.only:
+        if mode == "throughput":
+            runs.append((mode, mode, {"window": args.window, **common}))
+        elif mode == "paced":
+            runs.append((mode, mode, {"rate": args.rate, **common}))
+        elif mode == "idle":
+            runs.append((mode, mode, {"rooms": args.idle // 100, "clients": 100}))
+        else:
+            runs += [(f"history{h}", mode, {"history": h, "coldDelay": 1.5}) for h in args.history]
+    for key, mode, options in runs:
         with server_process(name) as server:
             assert server.proc is not None and server.ps is not None
-            out[mode] = run_load(server.port, mode, server.ps, **scenarios[mode])
+            out[key] = run_load(server.port, mode, server.ps, **options)
             time.sleep(1)
             # pycrdt-websocket's server task group dies when many clients leave at once
-            out[mode]["server_alive_after"] = server.proc.poll() is None
-        print(f"{name} {mode}: {json.dumps(out[mode])}", file=sys.stderr, flush=True)
+            out[key]["server_alive_after"] = server.proc.poll() is None
+        print(f"{name} {key}: {json.dumps(out[key])}", file=sys.stderr, flush=True)
     return out
 
 
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -129,53 +203,92 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0, help="paced edits/s per client")
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     parser.add_argument("--idle", type=int, default=2000, help="idle clients (multiple of 100)")
-    parser.add_argument("--history", type=int, default=10000, help="updates of history")
+    parser.add_argument("--history", type=int, nargs="+", default=[10000, 100000],
+                        help="updates of history (one history scenario per size)")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
     parser.add_argument(
         "--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS), metavar="SCENARIO",
         help=f"run only these scenarios (of {', '.join(SCENARIOS)})",
     )
+    parser.add_argument("--peers", nargs="+", choices=PEERS, default=list(PEERS), metavar="PEER",
+                        help=f"peers to run against (of {', '.join(PEERS)})")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.idle, args.history = 2.0, 200, 1000
-    results = {name: bench_server(name, args) for name in ("roomhub", "pycrdt-websocket")}
-    r, q = results["roomhub"], results["pycrdt-websocket"]
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 4) if a is not None and b else None
+        args.duration, args.idle, args.history = 2.0, 200, [1000]
+    if "pycrdt-websocket" in args.peers:
+        check_pycrdt_peer()
+    if "node" in args.peers:
+        install_node_peer()
+    load_before = load_average()
+    servers = ["roomhub", *args.peers]
+    results = {name: bench_server(name, args) for name in servers}
+    load_after = load_average()
 
     metrics = [  # (scenario, key, label, scale, better)
         ("throughput", "delivered_per_s", "throughput: delivered updates/s", 1, "higher"),
+        ("throughput", "cpu_us_per_delivered", "throughput: server CPU us/delivered", 1, "lower"),
         ("throughput", "p50_ms", "throughput: latency p50 (ms)", 1, "lower"),
         ("throughput", "p99_ms", "throughput: latency p99 (ms)", 1, "lower"),
+        ("paced", "cpu_us_per_delivered", f"paced {args.rate:g}/s: server CPU us/delivered", 1,
+         "lower"),
         ("paced", "p50_ms", f"paced {args.rate:g}/s: latency p50 (ms)", 1, "lower"),
         ("paced", "p99_ms", f"paced {args.rate:g}/s: latency p99 (ms)", 1, "lower"),
         ("idle", "rss_per_connection_bytes", f"idle x{args.idle}: RSS per connection (KiB)", 1024,
          "lower"),
-        ("history", "join_ms_median", f"join {args.history} updates history (ms)", 1, "lower"),
-        ("history", "sync_ms_median", "  of which open -> synced (ms)", 1, "lower"),
     ]
+    for h in args.history:
+        metrics += [
+            (f"history{h}", "written_per_s", f"history {h}: updates written/s (echoed)", 1,
+             "higher"),
+            (f"history{h}", "join_ms_median", f"join {h} updates history p50 (ms)", 1, "lower"),
+            (f"history{h}", "sync_ms_median", "  of which open -> synced (ms)", 1, "lower"),
+        ]
+
+    def value(name: str, mode: str, key: str, scale: float) -> float | None:
+        found = results[name].get(mode, {}).get(key)
+        return None if found is None else found / scale
+
     rows = [
-        (label, r[mode][key] / scale, q[mode][key] / scale, better)
+        (label, {name: value(name, mode, key, scale) for name in servers}, better)
         for mode, key, label, scale, better in metrics
-        if mode in r and mode in q
+        if mode in results["roomhub"]
     ]
-    print(f"\n{'metric':44} {'roomhub':>12} {'pycrdt-ws':>12} {'ratio':>8}")
-    for label, a, b, better in rows:
-        print(
-            f"{label:44} {a:12.2f} {b:12.2f} {_num(ratio(a, b)):>8}"
-            f"  ({better} is better)"
-        )
-    if "history" in r and "history" in q:
-        print(
-            f"history content complete: roomhub={r['history']['complete']} "
-            f"pycrdt-websocket={q['history']['complete']}"
-        )
+    head = f"{'metric':42}" + "".join(f" {name[:12]:>12}" for name in servers)
+    head += "".join(f" {'rh/' + name[:6]:>10}" for name in args.peers)
+    print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {load_after}")
+    print(head)
+    for label, values, better in rows:
+        line = f"{label:42}" + "".join(f" {_num(values[name]):>12}" for name in servers)
+        line += "".join(f" {_num(ratio(values['roomhub'], values[name])):>10}" for name in args.peers)
+        print(f"{line}  ({better} is better)")
+    for h in args.history:
+        complete = {name: results[name].get(f"history{h}", {}).get("complete") for name in servers}
+        print(f"history {h} content complete: {complete}")
+    bars = []
+    if "node" in args.peers:
+        for mode in ("throughput", "paced"):
+            r = ratio(value("roomhub", mode, "cpu_us_per_delivered", 1),
+                      value("node", mode, "cpu_us_per_delivered", 1))
+            bars.append((f"{mode}: CPU per delivered update <= 0.5x Node's", r, r is not None and r <= 0.5))
+    if "pycrdt-websocket" in args.peers:
+        for h in args.history:  # the issue's join: socket open to synced
+            r = ratio(value("roomhub", f"history{h}", "sync_ms_median", 1),
+                      value("pycrdt-websocket", f"history{h}", "sync_ms_median", 1))
+            bars.append((f"join {h} open->synced p50 <= 0.5x pycrdt-websocket's", r,
+                         r is not None and r <= 0.5))
+    idle = value("roomhub", "idle", "rss_per_connection_bytes", 1024)
+    bars.append(("idle memory per connection <= 8 KiB", idle, idle is not None and idle <= 8))
+    p99 = value("roomhub", "paced", "p99_ms", 1)
+    bars.append((f"p99 at {args.rate:g}/s per client < 10 ms", p99, p99 is not None and p99 < 10))
+    print("\nbars:")
+    for label, figure, met in bars:
+        print(f"  {label:48} {_num(figure):>10}  {'met' if met else 'NOT met'}")
     summary = {
-        label: {"roomhub": a, "pycrdt-websocket": b, "ratio": ratio(a, b)}
-        for label, a, b, _ in rows
+        label: {**values, **{f"ratio_{name}": ratio(values["roomhub"], values[name]) for name in args.peers}}
+        for label, values, _ in rows
     }
-    print(json.dumps({"options": vars(args), "summary": summary, "raw": results}, indent=1))
+    print(json.dumps({"options": vars(args), "load_average": [load_before, load_after],
+                      "summary": summary, "raw": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -132,10 +132,13 @@ async function load (paced) {
     for (const c of clients) if (!paced && c.inFlight > 0 && now() - c.lastEcho > 2000) { c.inFlight = 0; c.onEcho() }
   }, 500)
   await sleep(opts.warmup * 1000)
+  // the server's CPU time is read at these two events (documents_bench.py)
+  process.stdout.write(JSON.stringify({ event: 'measuring' }) + '\n')
   measuring = true
   const t0 = now()
   await sleep(opts.duration * 1000)
   measuring = false
+  process.stdout.write(JSON.stringify({ event: 'measured' }) + '\n')
   const elapsed = (now() - t0) / 1000
   stop = true
   clearInterval(watchdog)
@@ -146,6 +149,8 @@ async function load (paced) {
   return {
     join_all_ms: joinMs,
     unsynced,
+    delivered,
+    measured_s: elapsed,
     delivered_per_s: delivered / elapsed,
     p50_ms: pct(sorted, 0.5),
     p99_ms: pct(sorted, 0.99),
@@ -171,11 +176,13 @@ async function history () {
     while (sent < total && writer.inFlight < 64) { writer.edit(); sent++ }
     if (sent === total && writer.inFlight <= 0) done()
   }
+  const writeStart = now()
   writer.onEcho()
   const watchdog = setInterval(() => { // lost echoes: do not wait for them forever
     if (now() - writer.lastEcho > 2000) { writer.inFlight = 0; writer.onEcho() }
   }, 500)
   await finished
+  const writeMs = now() - writeStart
   clearInterval(watchdog)
   const expected = writer.text.length
   writer.close()
@@ -184,7 +191,7 @@ async function history () {
   // wait until the server has the whole history stored (a room loaded cold shows all of it)
   const settleStart = now()
   for (;;) {
-    const probe = await new Client('history', 999).connect()
+    const probe = await new Client('history', 999).connect(60000)
     const complete = probe.text.length === expected
     probe.close()
     await sleep(opts.coldDelay * 1000)
@@ -193,7 +200,7 @@ async function history () {
   const settleMs = now() - settleStart
   const joins = []
   for (let i = 0; i < (opts.joins || 9); i++) {
-    const c = await new Client('history', 1000 + i).connect()
+    const c = await new Client('history', 1000 + i).connect(60000)
     joins.push({ ms: c.syncedAfter, syncMs: c.syncedAfter - c.openedAfter, complete: c.text.length === expected })
     c.close()
     await sleep(opts.coldDelay * 1000)
@@ -202,6 +209,8 @@ async function history () {
   const syncMs = joins.map((j) => j.syncMs).sort((a, b) => a - b)
   return {
     updates: total,
+    write_ms: writeMs,
+    written_per_s: total / (writeMs / 1000),
     settle_ms: settleMs,
     join_ms_median: ms[Math.floor(ms.length / 2)],
     join_ms: ms,

@@ -65,3 +65,59 @@ def test_malformed_frames_raise_protocol_errors(frame, why):
     with pytest.raises(p.ProtocolError, match=why) as info:
         p.decode(frame)
     assert info.value.code == 1007
+
+
+def test_sync_header_size_is_where_the_payload_starts():
+    payload = bytes(300)  # a two-byte length
+    frame = p.sync_step2(payload)
+    assert frame[p.sync_header_size(frame):] == payload
+    assert p.sync_header_size(p.sync_step1(b"\x00")) == 3
+
+
+def test_join_keeps_frames_until_joined_then_hands_them_over_in_order():
+    join = p.Join()
+    assert join.phase is p.JoinPhase.JOINING
+    frames = [p.sync_step1(b"\x00"), p.encode_awareness([(1, 1, "{}")])]
+    assert [join.receive(f) for f in frames] == [False, False]
+    assert join.joined(writable=False) == frames
+    assert join.phase is p.JoinPhase.JOINED and join.writable is False
+    assert join.receive(frames[0]) is True  # handled at once from now on, nothing kept
+    assert join.leave() is True
+    assert join.receive(frames[0]) is False and join.phase is p.JoinPhase.LEFT
+
+
+def test_join_without_early_frames_hands_over_nothing():
+    join = p.Join()
+    assert join.joined(writable=True) == [] and join.writable is True
+
+
+def test_join_refuses_text_frames_in_any_phase_but_left():
+    join = p.Join()
+    with pytest.raises(p.ProtocolError) as joining:
+        join.receive("hello")
+    assert joining.value.code == 1003
+    join.joined(True)
+    with pytest.raises(p.ProtocolError) as joined:
+        join.receive("hello")
+    assert joined.value.code == 1003
+    join.leave()
+    assert join.receive("hello") is False
+
+
+def test_join_bounds_the_frames_kept_while_joining():
+    join = p.Join()
+    for _ in range(p.MAX_EARLY_FRAMES):
+        assert join.receive(b"\x03") is False
+    with pytest.raises(p.ProtocolError) as exc:
+        join.receive(b"\x03")
+    assert exc.value.code == 1008
+    assert len(join.joined(True)) == p.MAX_EARLY_FRAMES
+
+
+def test_join_that_left_while_joining_is_not_a_member_and_cannot_join():
+    join = p.Join()
+    join.receive(b"\x03")
+    assert join.leave() is False  # never joined: no room to leave
+    assert join.phase is p.JoinPhase.LEFT
+    with pytest.raises(RuntimeError):
+        join.joined(True)

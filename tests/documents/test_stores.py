@@ -69,6 +69,41 @@ async def test_store_contract(store):
     assert [d.name for d in await store.documents()] == ["b"]
 
 
+async def test_sqlite_writes_a_run_of_mergeable_updates_as_one_row(tmp_path):
+    store = SQLiteStore(tmp_path / "d.sqlite3", commit_window=0.05, compact_after=10**6)
+    await store.open()
+    updates, expected = edits(30)
+    other, other_text = edits(3)
+    for u in updates[:10]:
+        store.append_mergeable("doc", u)
+    store.append_mergeable("other", other[0])  # another document's run is its own
+    store.append("doc", updates[10])  # alone: ends the run
+    for u in updates[11:20]:
+        store.append_mergeable("doc", u)
+    await store.flush()
+    for u in updates[20:]:  # a later commit starts a new run
+        store.append_mergeable("doc", u)
+    for u in other[1:]:
+        store.append("other", u)
+    await store.flush()
+    rows = await store.load("doc")
+    assert rows[0] == merge(updates[:10]) and rows[1] == updates[10]
+    assert rows[2] == merge(updates[11:20]) and rows[3] == merge(updates[20:])
+    assert len(rows) == 4 and text_of(rows) == expected
+    assert await store.load("other") == other and text_of(other) == other_text
+    listed = {d.name: d for d in await store.documents()}
+    assert listed["doc"].updates == 4 and listed["doc"].bytes == sum(map(len, rows))
+    await store.close()
+
+
+async def test_the_base_store_writes_mergeable_updates_as_appended(tmp_path):
+    store = MemoryStore()
+    updates, _ = edits(3)
+    for u in updates:
+        store.append_mergeable("doc", u)
+    assert await store.load("doc") == updates
+
+
 async def test_sqlite_group_commit_batches_writes(tmp_path, monkeypatch):
     from roomhub.documents.stores import sqlite as mod
 

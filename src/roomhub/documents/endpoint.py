@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
@@ -53,28 +52,23 @@ class DocumentsFace(Protocol):
         ...
 
 PREFIX = "/yjs"
-MAX_EARLY_FRAMES = 256
-"""Frames a client may send before its room is ready (loaded, access decided)."""
 
 
-@dataclass(slots=True)
-class _Joining:
-    """A connection whose room is being joined: the frames it sent meanwhile."""
+class _Connection(p.Join):
+    """A connection's join states (:class:`protocol.Join`) and, once JOINED, its room."""
 
-    early: list[Message] = field(default_factory=list)
+    __slots__ = ("room",)
 
-
-@dataclass(slots=True)
-class _Joined:
-    room: DocumentRoom
-    writable: bool
+    def __init__(self) -> None:
+        super().__init__()
+        self.room: DocumentRoom | None = None
 
 
 class DocumentSockets(SocketEndpoint):
     """``/yjs/<room>``: each connection joins the document room ``<room>`` of ``face``.
 
-    ``sock.state`` is a :class:`_Joining` until the room is ready (loaded from the store,
-    access decided), then a :class:`_Joined`; the join is the only task a connection has.
+    ``sock.state`` is the connection's :class:`_Connection` (None when it was refused
+    for the connection limit); the join is the only task a connection has.
     """
 
     prefix = PREFIX
@@ -95,13 +89,14 @@ class DocumentSockets(SocketEndpoint):
         if not self.face.context.connections.try_acquire():
             sock.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
-        sock.state = _Joining()
+        sock.state = _Connection()
         task = asyncio.create_task(self._join(sock, scope), name=f"yjs-join:{sock.path}")
         self.joins.add(task)
         task.add_done_callback(self.joins.discard)
 
     async def _join(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         face = self.face
+        state: _Connection = sock.state
         name = sock.path[len(PREFIX) + 1:]
         access = Access.ALLOW
         if face.access_hook is not None:
@@ -114,6 +109,7 @@ class DocumentSockets(SocketEndpoint):
             access = await decide(face.access_hook, request)
         if access is Access.DENY:
             log.info("access to document %r denied to %s", name, sock.peer)
+            state.leave()
             sock.send(p.permission_denied(f"access to document {name!r} denied"))
             sock.close(CloseCode.FORBIDDEN, "access denied")
             return
@@ -122,49 +118,52 @@ class DocumentSockets(SocketEndpoint):
         try:
             room = await face.rooms.join(name, sock)  # type: ignore[arg-type]
         except RoomError as exc:
+            state.leave()
             sock.close(exc.code, exc.reason)
             return
-        joining = sock.state
-        sock.state = _Joined(room, access is Access.ALLOW)
-        if sock.closing:  # it left while the room was loading
-            self._leave(sock, sock.state)
+        state.room = room
+        if state.phase is not p.JoinPhase.JOINING:  # it left while the room was loading
+            self._leave(sock, room)
             return
+        early = state.joined(access is Access.ALLOW)
         log.debug("%s joined %s (%d members)", sock.peer, name, len(room.members))
-        for message in joining.early:
-            self.received(sock, message)
+        for message in early:
+            if sock.closing:
+                break
+            self._handle(sock, room, state.writable, message)
 
     def received(self, sock: CallbackWebSocket, message: Message) -> None:
-        state = sock.state
-        if isinstance(state, _Joining):
-            if len(state.early) >= MAX_EARLY_FRAMES:
-                sock.close(CloseCode.POLICY_VIOLATION, "too many frames before the document was ready")
-            else:
-                state.early.append(message)
-            return
-        if not isinstance(state, _Joined) or sock.closing:
-            return
-        room = state.room
-        if isinstance(message, str):
-            log.info("%s: text frame from %s: closing (1003)", room.name, sock.peer)
-            sock.close(CloseCode.UNSUPPORTED_DATA, "binary frames only (y-websocket protocol)")
+        state: _Connection | None = sock.state
+        if state is None or sock.closing:
             return
         try:
-            room.handle(sock, message, state.writable)
+            now = state.receive(message)
+        except p.ProtocolError as exc:
+            log.info("%s: bad frame from %s, closing (%d): %s", sock.path, sock.peer, exc.code, exc.reason)
+            sock.close(exc.code, exc.reason)
+            return
+        if now:
+            assert state.room is not None
+            self._handle(sock, state.room, state.writable, message)  # type: ignore[arg-type]
+
+    def _handle(self, sock: CallbackWebSocket, room: DocumentRoom, writable: bool, frame: bytes) -> None:
+        try:
+            room.handle(sock, frame, writable)
         except p.ProtocolError as exc:
             log.info("%s: bad frame from %s, closing (%d): %s", room.name, sock.peer, exc.code, exc.reason)
             sock.close(exc.code, exc.reason)
 
     def closed(self, sock: CallbackWebSocket) -> None:
-        state = sock.state
+        state: _Connection | None = sock.state
         if state is None:  # refused before joining: it never held a connection slot
             return
-        if isinstance(state, _Joined):
-            self._leave(sock, state)
+        if state.leave() and state.room is not None:
+            self._leave(sock, state.room)
         self.face.context.connections.release()
 
-    def _leave(self, sock: CallbackWebSocket, state: _Joined) -> None:
-        state.room.forget(sock)
-        task = asyncio.ensure_future(self.face.rooms.leave(state.room, sock))  # type: ignore[arg-type]
+    def _leave(self, sock: CallbackWebSocket, room: DocumentRoom) -> None:
+        room.forget(sock)
+        task = asyncio.ensure_future(self.face.rooms.leave(room, sock))  # type: ignore[arg-type]
         self.joins.add(task)
         task.add_done_callback(self.joins.discard)
 
@@ -185,7 +184,7 @@ def document_routes(face: DocumentsFace) -> list[BaseRoute]:
                 "name": name,
                 "live": room is not None,
                 "clients": len(room.members) if room else 0,
-                "size": len(room.doc.get_update()) if room else None,
+                "size": room.size() if room else None,
                 "stored_updates": doc.updates if doc else 0,
                 "stored_bytes": doc.bytes if doc else 0,
             })

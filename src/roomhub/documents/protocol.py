@@ -12,6 +12,10 @@ varints, byte strings and strings are a varint length then the bytes.
 - ``[2, 0, reason]`` auth: permission denied (server to client);
 - ``[3]`` query awareness (answered with every known awareness state).
 
+:class:`Join` is a connection's way into its room, also sans I/O: frames a
+client sends while its room is being loaded are kept, in order, and handed
+over once it joined.
+
 Encoding uses pycrdt's encoders (:func:`pycrdt.write_var_uint`,
 :class:`pycrdt.Encoder`); decoding is strict: a truncated field, a varint
 longer than 64 bits, trailing bytes, an unknown type or awareness state that
@@ -21,6 +25,7 @@ payload) is the WebSocket close code to use.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from pycrdt import Encoder, write_var_uint
@@ -41,8 +46,11 @@ AUTH_PERMISSION_DENIED = 0
 
 INVALID_PAYLOAD = errors.CloseCode.INVALID_PAYLOAD  # data inconsistent with the message type
 EMPTY_UPDATE = b"\x00\x00"  # an update with no structs and an empty delete set
+EMPTY_STATE_VECTOR = b"\x00"  # the state vector of a client that has nothing
 
 _MAX_VARINT_BYTES = 10
+MAX_EARLY_FRAMES = 256
+"""Frames a client may send before its room is ready (loaded, access decided)."""
 
 
 class ProtocolError(errors.ProtocolError):
@@ -210,6 +218,15 @@ def _sync(sub: int, payload: bytes) -> bytes:
     return bytes((MSG_SYNC, sub)) + write_var_uint(len(payload)) + payload
 
 
+def sync_header_size(frame: bytes) -> int:
+    """Bytes before the payload of a sync frame (type, sub-type, payload length)."""
+    r = _Reader(frame)
+    r.varuint()
+    r.varuint()
+    r.varuint()
+    return r.pos
+
+
 def sync_step1(state_vector: bytes) -> bytes:
     """``[0, 0, state_vector]``: ask the peer for what we miss."""
     return _sync(SYNC_STEP1, state_vector)
@@ -248,3 +265,68 @@ def permission_denied(reason: str) -> bytes:
 
 # An awareness update with no entry: changes nothing, proves the connection alive.
 KEEPALIVE = encode_awareness([])
+
+
+class JoinPhase(enum.Enum):
+    """Where a ``/yjs`` connection stands (see :class:`Join`)."""
+
+    JOINING = "joining"  # the room is being loaded and access decided
+    JOINED = "joined"  # frames go to the room
+    LEFT = "left"  # refused, or the connection ended: frames are dropped
+
+
+class Join:
+    """The join states of one ``/yjs`` connection, sans I/O: JOINING, then JOINED or LEFT.
+
+    While JOINING, :meth:`receive` keeps what the client sends (up to
+    :data:`MAX_EARLY_FRAMES` frames), and :meth:`joined` hands it back, in
+    order, when the room is ready; once JOINED, :meth:`receive` says to handle
+    each frame at once. A text frame raises :class:`ProtocolError` with 1003
+    (the protocol is binary), one frame past the bound while joining with 1008.
+    Nothing is allocated for kept frames until there is one: most clients
+    send their sync step 1 after their room is ready.
+    """
+
+    __slots__ = ("_early", "phase", "writable")
+
+    def __init__(self) -> None:
+        self.phase = JoinPhase.JOINING
+        self.writable = False  # known once JOINED (read-only access: False)
+        self._early: list[bytes] | None = None
+
+    def receive(self, message: bytes | str) -> bool:
+        """A frame arrived: True to handle it now (JOINED), False if it was kept or dropped."""
+        phase = self.phase
+        if phase is JoinPhase.LEFT:
+            return False
+        if isinstance(message, str):
+            raise ProtocolError("binary frames only (y-websocket protocol)",
+                                code=errors.CloseCode.UNSUPPORTED_DATA)
+        if phase is JoinPhase.JOINED:
+            return True
+        early = self._early
+        if early is None:
+            early = self._early = []
+        elif len(early) >= MAX_EARLY_FRAMES:
+            raise ProtocolError("too many frames before the document was ready",
+                                code=errors.CloseCode.POLICY_VIOLATION)
+        early.append(message)
+        return False
+
+    def joined(self, writable: bool) -> list[bytes]:
+        """The room is ready: JOINING -> JOINED. Returns the frames kept meanwhile, oldest first,
+        to handle now. Raises ``RuntimeError`` unless JOINING."""
+        if self.phase is not JoinPhase.JOINING:
+            raise RuntimeError(f"joined() while {self.phase.value}")
+        self.phase = JoinPhase.JOINED
+        self.writable = writable
+        early, self._early = self._early, None
+        return early or []
+
+    def leave(self) -> bool:
+        """Refused, or the connection ended: -> LEFT. True if it was JOINED (its room must
+        forget it)."""
+        was_joined = self.phase is JoinPhase.JOINED
+        self.phase = JoinPhase.LEFT
+        self._early = None
+        return was_joined

@@ -157,6 +157,13 @@ class DocumentStore(abc.ABC):
     def append(self, name: str, update: bytes) -> None:
         """Queue ``update`` (Yjs v1) to be written to document ``name``; never blocks."""
 
+    def append_mergeable(self, name: str, update: bytes) -> None:
+        """Queue ``update`` like :meth:`append`, telling the store it may be merged with the
+        updates appended before and after it this way: at each of them every struct the
+        document had was integrated, so replaying their merge builds what replaying them one by
+        one does. A store may write such a run as one row; this one writes it as appended."""
+        self.append(name, update)
+
     @abc.abstractmethod
     async def flush(self) -> None:
         """Return once every update appended so far is written durably."""

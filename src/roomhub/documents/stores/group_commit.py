@@ -10,6 +10,11 @@ load instead of the number of transactions. A batch that fails is queued again
 in front of the newer updates (their order kept) and retried after a pause.
 A crash loses at most the updates of the open window.
 
+Runs: the updates a room marks mergeable (:meth:`~.base.DocumentStore.append_mergeable`)
+that follow each other in one document's queue are one entry, written as one row, their
+merge: fewer rows to insert, to read at a load and to compact. An update appended alone
+(some of its structs wait for others) ends the document's run and gets its own row.
+
 Updates are committed in the order they were appended, so a count of updates
 committed says which are durable: :meth:`GroupCommitStore.flush` waits for
 the updates appended before it was called, batch by batch, never for a queue
@@ -28,12 +33,23 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .base import DocumentStore, StoredDocument
+from .base import DocumentStore, StoredDocument, merge
 
 log = logging.getLogger("roomhub.documents.store")
 
 Row = tuple[str, bytes, float]
-"""A queued update: document name, Yjs v1 update, time it was queued (seconds since the epoch)."""
+"""A row to write: document name, Yjs v1 update, time it was queued (seconds since the epoch)."""
+
+Entry = tuple[str, "bytes | list[bytes]", float]
+"""A queued write: a :data:`Row`, or in its place a run of mergeable updates of one document
+(:meth:`~.base.DocumentStore.append_mergeable`), a list that grows until its batch is taken."""
+
+
+def merged_rows(batch: list[Entry]) -> list[Row]:
+    """The rows ``batch`` writes: each run merged into one update (pycrdt's ``merge_updates``;
+    CPU work, so a store calls it where it writes, off the event loop when it can)."""
+    return [(name, data if isinstance(data, bytes) else merge(data), queued)
+            for name, data, queued in batch]
 
 
 class GroupCommitStore(DocumentStore):
@@ -47,7 +63,8 @@ class GroupCommitStore(DocumentStore):
         self.commit_window = commit_window
         self.max_batch = max_batch
         self.compact_after = compact_after
-        self._pending: list[Row] = []
+        self._pending: list[Entry] = []
+        self._runs: dict[str, list[bytes]] = {}  # each document's open run, queued in _pending
         self._timer: asyncio.TimerHandle | None = None
         self._writer: asyncio.Task[None] | None = None
         self._compacting: set[str] = set()
@@ -58,9 +75,10 @@ class GroupCommitStore(DocumentStore):
         self._batch_done = asyncio.Event()  # set, and replaced, after each batch written or failed
 
     @abc.abstractmethod
-    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
-        """Write ``batch`` in one transaction, in its order; each document's row count after it.
-        An exception leaves nothing of the batch written (it is retried)."""
+    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+        """Write ``batch`` (its runs merged: :func:`merged_rows`) in one transaction, in its
+        order; the rows written and each document's row count after it. An exception leaves
+        nothing of the batch written (it is retried)."""
 
     @abc.abstractmethod
     async def compact_rows(self, name: str) -> StoredDocument | None:
@@ -91,7 +109,20 @@ class GroupCommitStore(DocumentStore):
 
     # -- group commit ---------------------------------------------------------
     def append(self, name: str, update: bytes) -> None:
-        self._pending.append((name, update, time.time()))
+        self._runs.pop(name, None)  # an update alone ends the document's run
+        self._queue((name, update, time.time()))
+
+    def append_mergeable(self, name: str, update: bytes) -> None:
+        run = self._runs.get(name)
+        if run is not None:  # written with its run's entry, which flush() already counts
+            run.append(update)
+            return
+        run = self._runs[name] = [update]
+        self._queue((name, run, time.time()))
+
+    def _queue(self, entry: Entry) -> None:
+        # Entries, not updates, are counted: a run is written whole with its entry.
+        self._pending.append(entry)
         self._appended += 1
         if len(self._pending) >= self.max_batch:
             self._kick()
@@ -108,9 +139,10 @@ class GroupCommitStore(DocumentStore):
     async def _write_loop(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            self._runs.clear()  # the runs in this batch are closed: later updates start new ones
             try:
                 started = time.perf_counter()
-                counts = await self.write_batch(batch)
+                rows, counts = await self.write_batch(batch)
                 if self.metrics is not None:
                     self.metrics.store_commit.observe(time.perf_counter() - started)
                     self.metrics.store_batch.observe(len(batch))
@@ -122,7 +154,7 @@ class GroupCommitStore(DocumentStore):
                 continue
             self._committed += len(batch)
             self._batch_finished()
-            self.committed(batch, counts)
+            self.committed(rows, counts)
 
     def _batch_finished(self) -> None:
         done, self._batch_done = self._batch_done, asyncio.Event()

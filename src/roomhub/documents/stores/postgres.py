@@ -25,11 +25,12 @@ asynchronous pool (``psycopg_pool.AsyncConnectionPool``); the store needs the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from .base import StoredDocument, squash_prefix
-from .group_commit import GroupCommitStore, Row
+from .group_commit import Entry, GroupCommitStore, Row, merged_rows
 
 log = logging.getLogger("roomhub.documents.postgres")
 
@@ -112,17 +113,19 @@ class PostgresStore(GroupCommitStore):
         log.info("documents store: PostgreSQL %s (commit window %.0f ms)",
                  describe(self.dsn), self.commit_window * 1000)
 
-    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
+    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+        # Runs are merged in a worker thread: the merge is CPU work the event loop need not do.
+        rows = await asyncio.to_thread(merged_rows, batch)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
             async with cur.copy(f"COPY {TABLE} (doc, data, created) FROM STDIN") as copy:
-                for row in batch:
+                for row in rows:
                     await copy.write_row(row)
-            names = sorted({name for name, _, _ in batch})
+            names = sorted({name for name, _, _ in rows})
             await cur.execute(
                 f"SELECT doc, count(*) FROM {TABLE} WHERE doc = ANY(%s) GROUP BY doc", (names,)
             )
-            return dict(await cur.fetchall())
+            return rows, dict(await cur.fetchall())
 
     async def load(self, name: str) -> list[bytes]:
         if self.pending(name):

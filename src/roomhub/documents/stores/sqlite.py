@@ -9,6 +9,11 @@ connection:
   which every queued update is written in one transaction (one fsync with
   ``synchronous = "full"``). ``max_batch`` queued updates commit at once
   without waiting. A crash loses at most the updates of the open window.
+- **runs**: the updates a room marks mergeable (:meth:`~.base.DocumentStore.append_mergeable`:
+  nothing of the document waited) that follow each other in one document's
+  log are written as one row, their merge, made in the worker thread: fewer
+  rows to insert, to read at a load and to compact. An update appended alone
+  (some of its structs wait) ends the document's run and gets its own row.
 - **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
   rows, squash them (:func:`~.base.squash`: a Doc's state with the same
   client ids, so nothing is duplicated, then the rows from the first one
@@ -38,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .base import StoredDocument, squash
-from .group_commit import GroupCommitStore, Row
+from .group_commit import Entry, GroupCommitStore, Row, merged_rows
 
 log = logging.getLogger("roomhub.documents.sqlite")
 
@@ -177,8 +182,8 @@ class SQLiteStore(GroupCommitStore):
         log.info("documents store: %s (WAL, commit window %.0f ms)",
                  self.path, self.commit_window * 1000)
 
-    # -- group commit (the queue and its writer task: .group_commit) ------------
-    async def write_batch(self, batch: list[Row]) -> dict[str, int]:
+    # -- group commit (the queue, runs and the writer task: .group_commit) -----
+    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
         return await self._run(self._file_write, batch)
 
     def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
@@ -188,9 +193,11 @@ class SQLiteStore(GroupCommitStore):
                 sizes[name] += len(update)
         super().committed(batch, counts)
 
-    def _file_write(self, batch: list[Row]) -> dict[str, int]:
+    def _file_write(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+        """In the worker thread: merge each run, write the batch; the rows and the counts."""
         assert self._file is not None
-        return self._file.write(batch)
+        rows = merged_rows(batch)
+        return rows, self._file.write(rows)
 
     # -- reads and maintenance -------------------------------------------------
     async def load(self, name: str) -> list[bytes]:

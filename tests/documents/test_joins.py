@@ -1,0 +1,72 @@
+"""Joins answered from the document's kept encoding: the same bytes while nothing changes, the
+new state after a change, and a compacted document's stored row as it is after a cold load."""
+
+from __future__ import annotations
+
+from pycrdt import Doc, Text
+from websockets.asyncio.client import connect
+
+from hubtest import eventually
+from roomhub.documents import protocol as p
+
+from .ycl import y_client
+
+
+async def _sync_step2(ws_base: str, room: str, state_vector: bytes = p.EMPTY_STATE_VECTOR) -> bytes:
+    """Join ``room`` as a raw y-websocket client with ``state_vector``; the update of the answer."""
+    async with connect(f"{ws_base}/yjs/{room}", max_size=None) as ws:
+        await ws.send(p.sync_step1(state_vector))
+        while True:
+            message = p.decode(await ws.recv())
+            if isinstance(message, p.SyncStep2):
+                return message.update
+
+
+def _text(update: bytes) -> str:
+    doc = Doc()
+    doc.apply_update(update)
+    return str(doc.get("text", type=Text))
+
+
+async def test_joins_share_the_kept_state_until_a_change(docs_config, in_process_hub):
+    async with in_process_hub(docs_config(grace_period=30)) as h:
+        async with y_client(h.ws, "kept") as writer:
+            text = writer.doc.get("text", type=Text)
+            text += "one;"
+            room = h.hub.face("documents").get_room("kept")
+            await eventually(lambda: room.to_json().get("text") == "one;")
+            first = await _sync_step2(h.ws, "kept")
+            second = await _sync_step2(h.ws, "kept")
+            assert first == second and _text(first) == "one;"
+            text += "two;"
+            await eventually(lambda: room.to_json().get("text") == "one;two;")
+            third = await _sync_step2(h.ws, "kept")
+            assert _text(third) == "one;two;"
+            # a client that has part of the document gets only what it misses
+            partial = Doc()
+            partial.apply_update(first)
+            missing = await _sync_step2(h.ws, "kept", partial.get_state())
+            assert len(missing) < len(third)
+            partial.apply_update(missing)
+            assert str(partial.get("text", type=Text)) == "one;two;"
+            assert h.hub.face("documents").get_room("kept").size() == len(room.doc.get_update())
+
+
+async def test_a_compacted_document_is_answered_with_its_stored_row(docs_config, in_process_hub):
+    async with in_process_hub(docs_config(grace_period=0)) as h:
+        face = h.hub.face("documents")
+        async with y_client(h.ws, "cold") as writer:
+            text = writer.doc.get("text", type=Text)
+            for i in range(20):
+                text += f"{i};"
+            expected = str(text)
+            await eventually(lambda: face.get_room("cold").to_json().get("text") == expected)
+        await eventually(lambda: face.get_room("cold") is None, what="eviction")
+
+        async def compacted() -> list[bytes] | None:
+            rows = await face.store.load("cold")
+            return rows if len(rows) == 1 else None
+
+        rows = await eventually(compacted, what="the compaction at eviction")
+        answer = await _sync_step2(h.ws, "cold")
+        assert answer == rows[0] and _text(answer) == expected
