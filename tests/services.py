@@ -164,7 +164,8 @@ def running(prefix: str, start: Callable[[Path], Service]) -> Iterator[Service]:
     """``start(folder)`` in a temporary folder directly under the system's temp folder (the
     cluster's user must reach it: pytest's own folders are private to the current user); the
     server stopped and the folder removed on exit."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    # As root, /tmp itself: a TMPDIR private to root would keep the cluster's user (nobody) out.
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp" if os.geteuid() == 0 else None))
     try:
         server = start(folder)
         try:

@@ -252,6 +252,8 @@ class Hub:
         try:
             await self._start()
         except BaseException:
+            if self.cluster is not None:
+                await self.cluster.stop()  # joined already: leave, do not beat on for a hub that failed
             self._unlock()
             raise
 

@@ -163,3 +163,24 @@ def test_a_hub_whose_redis_does_not_answer_refuses_to_start(tmp_path):
     assert refused.returncode == 2
     assert "cluster.redis redis://127.0.0.1:" in refused.stdout and "not reachable" in refused.stdout
     assert "secret" not in refused.stdout
+
+
+async def test_a_hub_that_fails_to_start_after_joining_leaves_the_cluster(tmp_path, redis_url):
+    """The cluster is joined before the faces start; a face that cannot start (its database does
+    not answer) stops the hub, which leaves at once instead of staying listed for a lease time."""
+    from hubtest import free_port
+
+    dead_db = f"postgresql://roomhub@127.0.0.1:{free_port()}/x"
+    config = write_config(
+        tmp_path / "conf",
+        f'[cluster]\nredis = "{redis_url}"\nprefix = "it"\nlease_seconds = 60\n'
+        f'[documents]\nstore = "postgres"\n[documents.postgres]\ndsn = "{dead_db}"\nconnect_timeout = 1\n',
+    )
+    refused = await asyncio.to_thread(serve_refused, config, tmp_path / "data")
+    assert refused.returncode != 0 and "not reachable" in refused.stdout
+    assert "joined as" in refused.stdout and "left" in refused.stdout
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert await client.keys("it:hub:*") == []
+    finally:
+        await client.aclose()

@@ -90,6 +90,7 @@ class Cluster:
         self._lost_callbacks: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._leaving = asyncio.Event()
+        self._joined = False
         self._reachable = True
         self._known_hubs: list[str] = []
 
@@ -118,12 +119,17 @@ class Cluster:
         except BaseException:
             await self.client.aclose()
             raise
+        self._joined = True
         log.info("cluster %s: hub %s joined as %s (lease %.1f s, heartbeat %.1f s)", self.config.prefix,
                  self.hub_id, self.advertise, self.config.lease_seconds, self.config.heartbeat_seconds)
         self._task = asyncio.create_task(self._beat_loop(), name="cluster-heartbeat")
 
     async def stop(self) -> None:
-        """Leave: release every lease held and remove the heartbeat (best effort: Redis may be gone)."""
+        """Leave: release every lease held and remove the heartbeat (best effort: Redis may be gone).
+        Does nothing if the hub never joined."""
+        if not self._joined:
+            return
+        self._joined = False
         if self._task is not None:
             # The loop ends after its current heartbeat, whose every request is bounded by the
             # socket timeout; no cancellation that a client library might absorb mid-request.
