@@ -13,7 +13,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -55,14 +63,59 @@ class LimitsConfig(Model):
     max_rooms_per_namespace: int = Field(default=1000, ge=1)
     max_clients_per_room: int = Field(default=200, ge=1)
     max_connections: int = Field(default=10000, ge=1)
-    send_queue_frames: int = Field(
-        default=1024, ge=1, description="Frames queued for one client before it is closed."
-    )
     send_buffer_bytes: int = Field(
         default=16 * MiB, ge=64 * KiB,
-        description="Unsent bytes held for one client of a callback WebSocket endpoint (/yjs) "
-        "before it is closed as a slow consumer (4008).",
+        description="Unsent bytes held for one WebSocket client (every face) before it is closed "
+        "as a slow consumer (4008); what it is sent is dropped meanwhile, never waited for.",
     )
+    send_high_water_bytes: int = Field(
+        default=1 * MiB, ge=1 * KiB,
+        description="Unsent bytes of one client from which producers that can wait (a program's "
+        "output) pause until a member of the room is down to send_low_water_bytes again; at most "
+        "send_buffer_bytes. Default: a quarter of send_buffer_bytes, at most 1 MiB.",
+    )
+    send_low_water_bytes: int = Field(
+        default=256 * KiB, ge=0,
+        description="Unsent bytes of one client at or below which it takes more again; below "
+        "send_high_water_bytes. Default: a quarter of send_high_water_bytes.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _send_window(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "send_queue_frames" in data:
+            raise ValueError(
+                "send_queue_frames (frames) was replaced by send_buffer_bytes (the bound past which "
+                "a client is closed with 4008), send_high_water_bytes and send_low_water_bytes "
+                "(bytes): remove it"
+            )
+        # The water marks' defaults follow the bound and each other (see the descriptions).
+        bound, high = data.get("send_buffer_bytes"), data.get("send_high_water_bytes")
+        if isinstance(bound, int) and bound >= 64 * KiB and high is None:
+            high = min(1 * MiB, bound // 4)
+            data = {**data, "send_high_water_bytes": high}
+        if isinstance(high, int) and data.get("send_low_water_bytes") is None:
+            data = {**data, "send_low_water_bytes": high // 4}
+        return data
+
+    @field_validator("send_high_water_bytes")
+    @classmethod
+    def _high_water(cls, value: int, info: ValidationInfo) -> int:
+        bound = info.data.get("send_buffer_bytes")
+        if bound is not None and value > bound:
+            raise ValueError(f"must be at most send_buffer_bytes ({bound})")
+        return value
+
+    @field_validator("send_low_water_bytes")
+    @classmethod
+    def _low_water(cls, value: int, info: ValidationInfo) -> int:
+        high = info.data.get("send_high_water_bytes")
+        if high is not None and value >= high:
+            raise ValueError(f"must be below send_high_water_bytes ({high})")
+        return value
+
     room_name_max_length: int = Field(default=128, ge=1, le=1024)
     max_json_depth: int = Field(
         default=64, ge=2, le=200,

@@ -40,6 +40,7 @@ from ..core.errors import CloseCode
 from ..core.sessions import SessionLimitReached
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from ..transport.security import origin_allowed
+from ..transport.send_window import SendWindow
 from .files import FileAccessError, FileServer
 from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
@@ -67,7 +68,7 @@ def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
             if not await websocket.accept():
                 return
             budget = ReceiveBudget.from_limits(limits)
-            conn = Connection(websocket, limits.send_queue_frames, "actions", budget)
+            conn = Connection(websocket, SendWindow.from_limits(limits), "actions", budget)
             params = websocket.query_params
             try:
                 additions = wants_additions(params.get(ADDITIONS_PARAMETER))

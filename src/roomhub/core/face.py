@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 
 from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
+from ..transport.send_window import SendWindow
 from .context import FaceContext
 from .errors import CloseCode, RoomError
 from .rooms import Room, RoomRegistry
@@ -116,7 +117,7 @@ async def serve_room_socket(
             return
         label = f"{registry.namespace}:{name}"
         limits = context.limits
-        conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits))
+        conn = Connection(websocket, SendWindow.from_limits(limits), label, ReceiveBudget.from_limits(limits))
         try:
             room = await registry.join(name, conn)
         except RoomError as exc:

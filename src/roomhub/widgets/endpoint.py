@@ -29,6 +29,7 @@ from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
+from ..transport.send_window import SendWindow
 from . import protocol as p
 from . import renderer
 from .session import WidgetSession
@@ -102,7 +103,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         context.connections.release()
         return
     limits = context.config.server.limits
-    conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits))
+    conn = Connection(websocket, SendWindow.from_limits(limits), "widgets", ReceiveBudget.from_limits(limits))
     session: WidgetSession | None = None
     try:
         frames = conn.receive()
