@@ -10,7 +10,11 @@ serialised by a per-name lock, so:
   fresh room.
 
 Faces subclass :class:`Room` and override :meth:`Room.on_create`,
-:meth:`Room.on_teardown` and :meth:`Room.on_join`.
+:meth:`Room.on_teardown` and :meth:`Room.on_join`. What a room holds is a
+:class:`Member`: any face's client connection (a
+:class:`~roomhub.transport.connections.Connection`, a
+:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`) or a handle
+standing for server code; a face's room says which (``Room[Connection]``).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from ..transport.connections import Connection, Frame
+from ..transport.connections import Frame
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
 
@@ -50,8 +54,39 @@ def validate_room_name(name: str | None, max_length: int = 128) -> str:
     return name
 
 
-class Room:
-    """A named place shared by its members (connections).
+class Member(Protocol):
+    """What a room needs of a member, whichever face's it is.
+
+    ``send`` never waits (False: the member is closing); ``close`` starts closing with a
+    :class:`~roomhub.core.errors.CloseCode` and a reason; ``is_drained`` and ``drained``
+    follow the member's send window (False / cleared from its high water mark until its low
+    one, see :mod:`roomhub.transport.send_window`); ``label`` and ``peer`` name it in logs.
+    """
+
+    closing: bool
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def is_drained(self) -> bool: ...
+
+    @property
+    def drained(self) -> asyncio.Event: ...
+
+    def send(self, frame: Frame) -> bool: ...
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+class Room(Generic[M]):
+    """A named place shared by its members (``M``: the face's kind of :class:`Member`).
 
     Frames the server broadcasts reach every member; what a client sends is
     never echoed by the room itself. ``namespace`` and ``name`` identify it.
@@ -60,7 +95,7 @@ class Room:
     def __init__(self, namespace: str, name: str, bus: Bus) -> None:
         self.namespace = namespace
         self.name = name
-        self.members: set[Connection] = set()
+        self.members: set[M] = set()
         self.created_at = time.time()
         self.bus = bus
         self.topic = f"{namespace}\x00{name}"
@@ -76,7 +111,7 @@ class Room:
     async def on_teardown(self) -> None:
         """Release everything; called once, after the last member left (or on shutdown)."""
 
-    async def on_join(self, connection: Connection) -> None:
+    async def on_join(self, connection: M) -> None:
         """Send a new member the state it needs (it is already in ``members``)."""
 
     def describe(self) -> dict[str, Any]:
@@ -116,7 +151,7 @@ class Room:
             member.send(frame)
 
 
-R = TypeVar("R", bound=Room)
+R = TypeVar("R", bound="Room[Any]")
 
 
 class RoomRegistry(Generic[R]):
@@ -159,7 +194,7 @@ class RoomRegistry(Generic[R]):
     def get(self, name: str) -> R | None:
         return self.rooms.get(name)
 
-    async def join(self, name: str, connection: Connection) -> R:
+    async def join(self, name: str, connection: Member) -> R:
         """Add ``connection`` to room ``name``, creating the room if needed.
 
         Raises :class:`RoomError` when a limit is reached, the hub is closing
@@ -207,7 +242,7 @@ class RoomRegistry(Generic[R]):
         )
         return room
 
-    async def leave(self, room: R, connection: Connection) -> None:
+    async def leave(self, room: R, connection: Member) -> None:
         """Remove ``connection``; the last leave schedules teardown.
 
         Safe to call from a ``finally`` of a cancelled handler: the teardown

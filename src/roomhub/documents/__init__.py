@@ -42,6 +42,14 @@ class _ServerMember:
         self.peer = "server"
         self.closing = False
 
+    is_drained = True  # it takes everything at once
+
+    @property
+    def drained(self) -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()
+        return event
+
     def send(self, frame: Frame) -> bool:
         return True
 
@@ -136,12 +144,12 @@ class DocumentsFace(Face):
         """
         validate_room_name(name, self.context.config.server.limits.room_name_max_length)
         member = _ServerMember(f"server:{name}")
-        room = await self.rooms.join(name, member)  # type: ignore[arg-type]
+        room = await self.rooms.join(name, member)
         try:
             yield room
         finally:
             room.forget(member)
-            await self.rooms.leave(room, member)  # type: ignore[arg-type]
+            await self.rooms.leave(room, member)
 
     async def read_json(self, name: str) -> dict[str, Any] | None:
         """The JSON view of document ``name`` (live, or read from the store); None if unknown."""

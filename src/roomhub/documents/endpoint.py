@@ -120,7 +120,7 @@ class DocumentSockets(SocketEndpoint):
         if sock.closing:
             return
         try:
-            room = await face.rooms.join(name, sock)  # type: ignore[arg-type]
+            room = await face.rooms.join(name, sock)
         except RoomError as exc:
             sock.close(exc.code, exc.reason)
             return
@@ -164,7 +164,7 @@ class DocumentSockets(SocketEndpoint):
 
     def _leave(self, sock: CallbackWebSocket, state: _Joined) -> None:
         state.room.forget(sock)
-        task = asyncio.ensure_future(self.face.rooms.leave(state.room, sock))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(self.face.rooms.leave(state.room, sock))
         self.joins.add(task)
         task.add_done_callback(self.joins.discard)
 

@@ -117,7 +117,7 @@ def _keep_state(*args: Any) -> None:
     """The handler of a callback listened to only for the state it reports."""
 
 
-class WidgetSession(Room):
+class WidgetSession(Room[Connection]):
     """One UI. ``id`` and ``token`` are its credentials; ``widgets`` makes widgets."""
 
     def __init__(
