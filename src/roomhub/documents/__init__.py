@@ -21,7 +21,6 @@ from typing import Any
 from pycrdt import Doc
 from starlette.routing import BaseRoute
 
-from ..config import DocumentsConfig
 from ..core.context import FaceContext
 from ..core.face import Face
 from ..core.rooms import RoomRegistry, validate_room_name
@@ -29,6 +28,7 @@ from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import Frame
 from . import protocol
 from .access import Access, AccessRequest, load_hook
+from .config import DocumentsConfig
 from .endpoint import DocumentSockets, document_routes
 from .room import DocumentContext, DocumentRoom, root_types_json
 from .stores import DocumentStore, MemoryStore, SQLiteStore, load_into

@@ -34,7 +34,7 @@ from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..config import LimitsConfig
+from ..core.config import LimitsConfig
 from ..core.errors import CloseCode
 from .send_window import SLOW_CONSUMER_REASON, SendWindow
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY

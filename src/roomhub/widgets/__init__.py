@@ -17,7 +17,6 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from ..config import WidgetsConfig
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, HubError, RoomError
 from ..core.face import Face, Shortcut
@@ -25,6 +24,7 @@ from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.connections import Connection
 from . import renderer
 from .api import App, Application
+from .config import WidgetsConfig
 from .endpoint import socket_app, widgets_routes
 from .session import (
     CallError,

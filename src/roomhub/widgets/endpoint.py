@@ -24,7 +24,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import jsonlimits
-from ..config import WidgetsConfig
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry
@@ -32,6 +31,7 @@ from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from ..transport.send_window import SendWindow
 from . import protocol as p
 from . import renderer
+from .config import WidgetsConfig
 from .session import WidgetSession
 
 log = logging.getLogger("roomhub.widgets")

@@ -54,8 +54,8 @@ from .renderer import widget_defs
 from .uploads import UploadError, UploadTracker
 
 if TYPE_CHECKING:
-    from ..config import WidgetsConfig
     from ..core.bus import Bus
+    from .config import WidgetsConfig
 
 log = logging.getLogger("roomhub.widgets")
 
