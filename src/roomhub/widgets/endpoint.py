@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import jsonlimits
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry
@@ -67,32 +66,6 @@ new Widgets.RemoteInterface(Widgets, {{ url: `${{scheme}}//${{location.host}}/wi
 STATIC = "/widgets/pgwidgets"  # where pgwidgets-js's static directory is served
 
 
-def read_credentials(
-    frame: str | bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
-) -> tuple[str | None, str | None]:
-    """The ``(session_id, token)`` of the browser's answer to ``init``.
-
-    Raises :class:`~.protocol.ProtocolError` if the frame is not that answer (or is JSON
-    nested deeper than ``max_json_depth`` levels).
-    """
-    if isinstance(frame, bytes):
-        raise p.ProtocolError(
-            p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
-        )
-    try:
-        data = jsonlimits.loads(frame, max_json_depth)
-    except ValueError as exc:
-        raise p.ProtocolError(p.BAD_JSON, f"the answer to init is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("type") != "result" or data.get("id") != 0:
-        raise p.ProtocolError(p.BAD_MESSAGE, 'expected {"type": "result", "id": 0} answering init')
-    sid, token = data.get("session_id"), data.get("token")
-    if isinstance(sid, int) and not isinstance(sid, bool):
-        sid = str(sid)
-    if not isinstance(sid, str) or not isinstance(token, str):
-        return None, None
-    return sid, token
-
-
 async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
     context = face.context
@@ -110,7 +83,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         conn.send(p.encode(p.init()))
         try:
             first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
-            sid, token = read_credentials(first, context.config.server.limits.max_json_depth)
+            sid, token = p.read_credentials(first, context.config.server.limits.max_json_depth)
         except (TimeoutError, StopAsyncIteration):
             await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
             return
