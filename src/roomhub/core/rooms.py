@@ -158,7 +158,8 @@ class RoomRegistry(Generic[R]):
     """The rooms of one namespace, created on first join and torn down on last leave.
 
     ``factory(name)`` builds a room; ``grace_period`` (seconds) keeps an empty
-    room alive in case somebody comes back. ``max_rooms`` and
+    room alive in case somebody comes back; None keeps it until :meth:`drop` (a room
+    whose life is its session's: the session store's reaping drops it). ``max_rooms`` and
     ``max_clients`` bound the namespace; exceeding them raises
     :class:`RoomError` with :attr:`CloseCode.TRY_AGAIN_LATER`.
     """
@@ -168,7 +169,7 @@ class RoomRegistry(Generic[R]):
         namespace: str,
         factory: Callable[[str], R],
         *,
-        grace_period: float = 0.0,
+        grace_period: float | None = 0.0,
         max_rooms: int = 1000,
         max_clients: int = 200,
         bus: Bus | None = None,
@@ -249,7 +250,7 @@ class RoomRegistry(Generic[R]):
         runs in its own task, which :meth:`close` waits for.
         """
         room.members.discard(connection)
-        if room.members or self.rooms.get(room.name) is not room:
+        if room.members or self.rooms.get(room.name) is not room or self.grace_period is None:
             return
         if self.grace_period > 0 and not self.closed:
             self._timers[room.name] = self._spawn(self._teardown_later(room))
@@ -263,7 +264,7 @@ class RoomRegistry(Generic[R]):
         return task
 
     async def _teardown_later(self, room: R) -> None:
-        await asyncio.sleep(self.grace_period)
+        await asyncio.sleep(self.grace_period or 0.0)
         self._timers.pop(room.name, None)
         await self._teardown_if_empty(room)
 

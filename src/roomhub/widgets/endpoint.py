@@ -47,6 +47,10 @@ class WidgetsFace(Protocol):
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session."""
         ...
 
+    async def leave_session(self, session: WidgetSession, conn: Connection) -> None:
+        """``conn`` left ``session``."""
+        ...
+
 # pgwidgets-js's RemoteInterface on this hub's socket (its own page, remote.html, points at a
 # separate port). It keeps the session's credentials in the page's URL (?session=&token=) and
 # sessionStorage, and answers init with them.
@@ -110,8 +114,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
                 break
     finally:
         if session is not None:
-            session.detach(conn)
-            await face.registry.leave(session, conn)
+            await face.leave_session(session, conn)
         try:
             await conn.aclose(CloseCode.NORMAL)  # written before the server drops the TCP connection
         finally:

@@ -1,10 +1,11 @@
 """A widget session: one UI, its Python-side state, and the browsers showing it.
 
 A :class:`WidgetSession` is a room of the ``widgets`` namespace named by its
-session id. It outlives its connections: the registry's grace period is the
-idle timeout, so a session without a browser is reaped after
-``widgets.idle_timeout`` seconds, and ``max_sessions`` is the registry's room
-limit, so a slot is freed whenever a session ends, whatever happened before.
+session id. It outlives its connections: its id, resume token and reaping are
+the core's (:class:`roomhub.core.sessions.SessionStore`, kept by the face), so
+a session without a browser is reaped after ``widgets.idle_timeout`` seconds
+and its room dropped then; ``max_sessions`` is the registry's room limit, so a
+slot is freed whenever a session ends, whatever happened before.
 
 Calls (pgwidgets' method kinds, see :mod:`.classes`):
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import inspect
 import itertools
 import logging
@@ -179,13 +179,6 @@ class WidgetSession(Room[Connection]):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "browsers": len(self.browsers), "widgets": len(self.classes)}
-
-    def check_token(self, token: Any) -> bool:
-        return (
-            isinstance(token, str)
-            and self.token is not None
-            and hmac.compare_digest(token.encode(), self.token.encode())
-        )
 
     # -- browsers -----------------------------------------------------------
     def attach(self, conn: Connection) -> None:
