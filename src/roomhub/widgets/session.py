@@ -242,15 +242,27 @@ class WidgetSession(Room[Connection]):
         exclude: Connection | None = None,
     ) -> None:
         text = p.encode(msg)
-        # With nothing in flight this is a lone message (a handler's answer to a click): it is
-        # written at once. Behind calls in flight, it waits for the writer, which groups them.
-        urgent = not self._pending
         self._pending[msg["id"]] = _Pending(
             future, time.monotonic() + self.config.call_timeout, what
         )
+        if exclude is None:
+            self.broadcast(text)  # through the bus, like every face's broadcasts
+            return
+        # The other browsers, kept in step with a change one of them made: not a broadcast
+        # (the one that made it must not get its own change back while its user goes on).
+        urgent = len(self._pending) == 1
         for conn in self.browsers:
             if conn is not exclude:
                 conn.send(text, urgent)
+
+    def _deliver(self, frame: str | bytes) -> None:
+        """A broadcast from the bus: to the browsers attached (a member still being attached
+        gets its replay first). With nothing else in flight it is a lone message (a handler's
+        answer to a click), written at once; behind calls in flight it waits for the writer,
+        which groups them."""
+        urgent = len(self._pending) <= 1
+        for conn in self.browsers:
+            conn.send(frame, urgent)
 
     async def _window(self) -> None:
         """Wait while ``max_inflight_calls`` calls are unanswered (flow control)."""
