@@ -87,20 +87,18 @@ class LimitsConfig(Model):
             data = {**data, "send_low_water_bytes": high // 4}
         return data
 
-    @field_validator("send_high_water_bytes")
+    @field_validator("send_high_water_bytes", "send_low_water_bytes")
     @classmethod
-    def _high_water(cls, value: int, info: ValidationInfo) -> int:
-        bound = info.data.get("send_buffer_bytes")
-        if bound is not None and value > bound:
-            raise ValueError(f"must be at most send_buffer_bytes ({bound})")
-        return value
-
-    @field_validator("send_low_water_bytes")
-    @classmethod
-    def _low_water(cls, value: int, info: ValidationInfo) -> int:
-        high = info.data.get("send_high_water_bytes")
-        if high is not None and value >= high:
-            raise ValueError(f"must be below send_high_water_bytes ({high})")
+    def _water_marks(cls, value: int, info: ValidationInfo) -> int:
+        # low < high <= bound; each mark is checked against the key before it.
+        if info.field_name == "send_high_water_bytes":
+            bound = info.data.get("send_buffer_bytes")
+            if bound is not None and value > bound:
+                raise ValueError(f"must be at most send_buffer_bytes ({bound})")
+        else:
+            high = info.data.get("send_high_water_bytes")
+            if high is not None and value >= high:
+                raise ValueError(f"must be below send_high_water_bytes ({high})")
         return value
 
     room_name_max_length: int = Field(default=128, ge=1, le=1024)

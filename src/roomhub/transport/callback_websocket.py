@@ -68,7 +68,7 @@ from websockets.server import ServerProtocol
 from ..core.errors import CloseCode
 from .connections import TURN_MESSAGES, ReceiveBudget
 from .security import Door
-from .send_window import SLOW_CONSUMER_REASON, SendLimits, SendWindow
+from .send_window import SLOW_CONSUMER_REASON, SendLimits, SendWindow, SendWindowed
 
 log = logging.getLogger("roomhub.websocket")
 # The library logs "connection open/closed" at INFO for every client: only its warnings and
@@ -212,7 +212,7 @@ def _refusal_body(status: int, message: str) -> tuple[bytes, list[tuple[str, str
     return body, headers
 
 
-class CallbackWebSocket(asyncio.Protocol):
+class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     """One WebSocket connection of a :class:`SocketEndpoint` (see the module).
 
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
@@ -250,15 +250,6 @@ class CallbackWebSocket(asyncio.Protocol):
     def label(self) -> str:
         return f"{self.path} ({self.peer})"
 
-    @property
-    def is_drained(self) -> bool:
-        """False from the send window's high water mark until its low one."""
-        return self.window.is_drained
-
-    @property
-    def drained(self) -> asyncio.Event:
-        """An event set while :attr:`is_drained` holds."""
-        return self.window.drained
 
     # -- asyncio protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -36,7 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..core.config import LimitsConfig
 from ..core.errors import CloseCode
-from .send_window import SLOW_CONSUMER_REASON, SendWindow
+from .send_window import SLOW_CONSUMER_REASON, SendWindow, SendWindowed
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY
 
 log = logging.getLogger("roomhub.connections")
@@ -151,7 +151,7 @@ class AsgiSocket:
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
 
-class Connection:
+class Connection(SendWindowed):
     """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue.
 
     ``window`` counts the bytes queued (text frames by their length in characters: the
@@ -193,16 +193,6 @@ class Connection:
     def peer(self) -> str:
         client = self.websocket.client
         return f"{client.host}:{client.port}" if client else "?"
-
-    @property
-    def is_drained(self) -> bool:
-        """False from the send window's high water mark until its low one (True when closing)."""
-        return self.window.is_drained
-
-    @property
-    def drained(self) -> asyncio.Event:
-        """An event set while :attr:`is_drained` holds (made on first use: idle connections have none)."""
-        return self.window.drained
 
     @property
     def closed(self) -> bool:

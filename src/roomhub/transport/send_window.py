@@ -110,3 +110,20 @@ class SendWindow:
         event = self._event
         if event is not None:
             event.set() if value else event.clear()
+
+
+class SendWindowed:
+    """Gives a connection with a ``window`` (:class:`SendWindow`) the members producers use."""
+
+    __slots__ = ()
+    window: SendWindow
+
+    @property
+    def is_drained(self) -> bool:
+        """False from the send window's high water mark until its low one (True when closing)."""
+        return self.window.is_drained
+
+    @property
+    def drained(self) -> asyncio.Event:
+        """An event set while :attr:`is_drained` holds (made on first use: idle connections have none)."""
+        return self.window.drained
