@@ -187,7 +187,7 @@ async def main(args: argparse.Namespace) -> None:
         {"/fan": {EXECUTOR: {"type": "once", "command": COMMAND, "timeout": args.seconds}}},
         limits={
             "max_clients_per_room": args.clients + 10,
-            "send_queue_frames": args.queue,
+            "send_buffer_bytes": args.send_buffer,
         },
     )
     runs: dict[str, dict[str, Any]] = {}
@@ -218,7 +218,8 @@ async def main(args: argparse.Namespace) -> None:
         )
     print(
         f"fan-out: {args.clients} clients in {args.procs} client processes, {args.seconds} s of "
-        f"`yes`, send queue {args.queue} frames, client loop {c.loop_name(args.loop)}; "
+        f"`yes`, send buffer {args.send_buffer} bytes (reference: queue of {args.queue} frames), "
+        f"client loop {c.loop_name(args.loop)}; "
         "MB = 10^6 bytes of program output"
     )
     c.report(
@@ -241,7 +242,8 @@ async def main(args: argparse.Namespace) -> None:
             "clients": args.clients,
             "procs": args.procs,
             "seconds": args.seconds,
-            "send_queue_frames": args.queue,
+            "send_buffer_bytes": args.send_buffer,
+            "reference_queue_frames": args.queue,
             "runs": runs,
             "hub_rss_bytes": hub_rss,
             "hub_log_problems": problems,
@@ -267,7 +269,9 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=100, help="room members (default 100)")
     parser.add_argument("--procs", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long `yes` runs")
-    parser.add_argument("--queue", type=int, default=1024, help="send queue bound, frames")
+    parser.add_argument("--queue", type=int, default=1024, help="the reference's send queue bound, frames")
+    parser.add_argument("--send-buffer", type=int, default=16 * 1024 * 1024,
+                        help="the hub's send_buffer_bytes (its default: 16 MiB)")
     parser.add_argument(
         "--reference",
         action="store_true",

@@ -112,7 +112,7 @@ log_level = "debug"
 [server.limits]
 max_clients_per_room = {max_clients}
 max_rooms_per_namespace = {max_rooms}
-send_queue_frames = {queue}
+send_buffer_bytes = {send_buffer}
 max_json_depth = {json_depth}
 
 [pages."/p"]
@@ -143,7 +143,7 @@ command = ["cat"]
 def rooms_config(tmp_path: Path, extra: str = "", **kw: object) -> Path:
     """A hub configuration of two pages (``/p``: a ``cat`` terminal, a prologue and an epilogue
     writing to ``events.log``; ``/other``) with the room limits ``kw`` sets."""
-    values = {"max_clients": 50, "max_rooms": 100, "queue": 1024, "grace": 0.0,
+    values = {"max_clients": 50, "max_rooms": 100, "send_buffer": 16 * 1024 * 1024, "grace": 0.0,
               "logfile": tmp_path / "events.log", "epilogue_sleep": 0, "json_depth": 64}
     values.update(kw)
     return write_config(tmp_path / "cfg", ROOMS_CONFIG.format(**values) + extra)

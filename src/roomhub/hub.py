@@ -108,7 +108,7 @@ class Hub:
         # WebSocket endpoints the hub's HTTP protocol serves without ASGI (see callback_websocket)
         self.sockets = CallbackSockets(
             self.door, max_size=limits.max_frame_bytes,
-            max_buffer_bytes=limits.send_buffer_bytes, ping_interval=server.ping_interval,
+            send_limits=limits, ping_interval=server.ping_interval,
             receive_rate=limits.receive_rate, receive_burst=limits.receive_burst,
             receive_throttled_close=limits.receive_throttled_close,
             room_receive_rate=limits.room_receive_rate, room_receive_burst=limits.room_receive_burst,

@@ -121,7 +121,7 @@ type = "once"
 command = ["sh", "-c", "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 20000000; echo END"]
 timeout = 60
 """
-    async with in_process_hub(config(tmp_path, extra, queue=64)) as hub:
+    async with in_process_hub(config(tmp_path, extra, send_buffer=1024 * 1024)) as hub:
         reader = await PageClient.connect(f"{hub.ws}/p/ws?roomName=slow", max_size=None)
         # A tiny receive buffer and max_queue=1: the client soon stops reading from the socket.
         sock = socket.socket()

@@ -1,5 +1,5 @@
 """Sessions with resume tokens (roomhub.core.sessions): reaping after the timeout, the session
-limit, closing the store."""
+limit, closing the store, the id form a face chooses (widgets: 16 hex digits)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ async def test_session_store_limit_and_close():
     store.detach(a)
     store.close()
     assert len(store) == 0 and a.reaped and b.reaped and store.reaped_count == 2
+
+
+async def test_a_face_chooses_the_form_of_its_session_ids_and_never_gets_a_live_one_twice():
+    ids = iter(["aaaa", "aaaa", "aaaa", "bbbb"])  # a short form that happens to repeat
+    store = SessionStore(timeout=1.0, new_id=lambda: next(ids))
+    first, second = store.create(), store.create()
+    assert (first.id, second.id) == ("aaaa", "bbbb")
+    assert first.token != second.token and len(first.token) >= 32
+    assert store.resume("bbbb", first.token) is None and store.resume("bbbb", second.token) is second

@@ -41,6 +41,7 @@ from ..core.sessions import SessionLimitReached
 from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
 from ..transport.security import origin_allowed
+from ..transport.send_window import SendWindow
 from .files import FileAccessError, FileServer
 from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
@@ -68,7 +69,7 @@ def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
             if not await websocket.accept():
                 return
             budget = ReceiveBudget.from_limits(limits)
-            conn = Connection(websocket, limits.send_queue_frames, "actions", budget,
+            conn = Connection(websocket, SendWindow.from_limits(limits), "actions", budget,
                               context.metrics.traffic("actions"))
             LOG_FACE.set("actions")
             LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")

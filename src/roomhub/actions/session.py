@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..config import ActionsConfig
 from ..core.bus import Bus
 from ..core.errors import CloseCode
 from ..core.metrics import HubMetrics
@@ -32,6 +31,7 @@ from ..transport.connections import Connection
 from . import protocol as p
 from .api import ActionsAPI
 from .calls import Stream, run_call
+from .config import ActionsConfig
 
 log = logging.getLogger("roomhub.actions")
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
-from ..config import ResourceLimits
+from ..core.config import ResourceLimits
 from ..runtimes.base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable, exit_description
 from . import protocol as p
 from .builds import Build

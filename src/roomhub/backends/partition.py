@@ -47,7 +47,7 @@ def owner_of(conn: Connection) -> str | None:
     return owner or None
 
 
-class PartitionRoom(Room):
+class PartitionRoom(Room[Connection]):
     """The room of one partition; ``owners`` maps an owner id to its open connections."""
 
     def __init__(self, name: str, partitions: Partitions, bus: Bus) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..config import ClusterConfig
+from .config import ClusterConfig
 from .leases import Holder, Lease, LeaseTable
 from .membership import Membership
 

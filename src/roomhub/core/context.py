@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import HubConfig, LimitsConfig
 from ..runtimes import Runtime
 from ..transport.security import Door
 from .bus import Bus
+from .config import LimitsConfig
 from .metrics import HubMetrics
+
+if TYPE_CHECKING:  # the file's model composes every face's section: a type here, nothing more
+    from ..config import HubConfig
 
 
 class ConnectionLimiter:

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket
 from ..logs import LOG_CONNECTION, LOG_FACE, LOG_ROOM
 from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
+from ..transport.send_window import SendWindow
 from .context import FaceContext
 from .errors import CloseCode, RoomError
 from .rooms import Room, RoomRegistry
@@ -135,7 +136,7 @@ async def serve_room_socket(
         label = f"{registry.namespace}:{name}"
         limits = context.limits
         traffic = registry.metrics.traffic if registry.metrics is not None else None
-        conn = Connection(websocket, limits.send_queue_frames, label, ReceiveBudget.from_limits(limits),
+        conn = Connection(websocket, SendWindow.from_limits(limits), label, ReceiveBudget.from_limits(limits),
                           traffic)
         # What this task (and the tasks it starts) logs names the face, the room and the client.
         LOG_FACE.set(traffic.face if traffic is not None else None)

@@ -10,7 +10,11 @@ serialised by a per-name lock, so:
   fresh room.
 
 Faces subclass :class:`Room` and override :meth:`Room.on_create`,
-:meth:`Room.on_teardown` and :meth:`Room.on_join`.
+:meth:`Room.on_teardown` and :meth:`Room.on_join`. What a room holds is a
+:class:`Member`: any face's client connection (a
+:class:`~roomhub.transport.connections.Connection`, a
+:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`) or a handle
+standing for server code; a face's room says which (``Room[Connection]``).
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..logs import log_context
-from ..transport.connections import Connection, Frame, ReceiveBudget
+from ..transport.connections import Frame, ReceiveBudget
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
 
@@ -54,8 +58,39 @@ def validate_room_name(name: str | None, max_length: int = 128) -> str:
     return name
 
 
-class Room:
-    """A named place shared by its members (connections).
+class Member(Protocol):
+    """What a room needs of a member, whichever face's it is.
+
+    ``send`` never waits (False: the member is closing); ``close`` starts closing with a
+    :class:`~roomhub.core.errors.CloseCode` and a reason; ``is_drained`` and ``drained``
+    follow the member's send window (False / cleared from its high water mark until its low
+    one, see :mod:`roomhub.transport.send_window`); ``label`` and ``peer`` name it in logs.
+    """
+
+    closing: bool
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def peer(self) -> str: ...
+
+    @property
+    def is_drained(self) -> bool: ...
+
+    @property
+    def drained(self) -> asyncio.Event: ...
+
+    def send(self, frame: Frame) -> bool: ...
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+class Room(Generic[M]):
+    """A named place shared by its members (``M``: the face's kind of :class:`Member`).
 
     Frames the server broadcasts reach every member; what a client sends is
     never echoed by the room itself. ``namespace`` and ``name`` identify it.
@@ -66,7 +101,7 @@ class Room:
     def __init__(self, namespace: str, name: str, bus: Bus) -> None:
         self.namespace = namespace
         self.name = name
-        self.members: set[Connection] = set()
+        self.members: set[M] = set()
         self.created_at = time.time()
         self.bus = bus
         self.topic = f"{namespace}\x00{name}"
@@ -83,7 +118,7 @@ class Room:
     async def on_teardown(self) -> None:
         """Release everything; called once, after the last member left (or on shutdown)."""
 
-    async def on_join(self, connection: Connection) -> None:
+    async def on_join(self, connection: M) -> None:
         """Send a new member the state it needs (it is already in ``members``)."""
 
     def describe(self) -> dict[str, Any]:
@@ -123,14 +158,15 @@ class Room:
             member.send(frame)
 
 
-R = TypeVar("R", bound=Room)
+R = TypeVar("R", bound="Room[Any]")
 
 
 class RoomRegistry(Generic[R]):
     """The rooms of one namespace, created on first join and torn down on last leave.
 
     ``factory(name)`` builds a room; ``grace_period`` (seconds) keeps an empty
-    room alive in case somebody comes back. ``max_rooms`` and
+    room alive in case somebody comes back; None keeps it until :meth:`drop` (a room
+    whose life is its session's: the session store's reaping drops it). ``max_rooms`` and
     ``max_clients`` bound the namespace; exceeding them raises
     :class:`RoomError` with :attr:`CloseCode.TRY_AGAIN_LATER`.
     """
@@ -140,7 +176,7 @@ class RoomRegistry(Generic[R]):
         namespace: str,
         factory: Callable[[str], R],
         *,
-        grace_period: float = 0.0,
+        grace_period: float | None = 0.0,
         max_rooms: int = 1000,
         max_clients: int = 200,
         bus: Bus | None = None,
@@ -167,7 +203,7 @@ class RoomRegistry(Generic[R]):
     def get(self, name: str) -> R | None:
         return self.rooms.get(name)
 
-    async def join(self, name: str, connection: Connection) -> R:
+    async def join(self, name: str, connection: Member) -> R:
         """Add ``connection`` to room ``name``, creating the room if needed.
 
         Raises :class:`RoomError` when a limit is reached, the hub is closing
@@ -228,7 +264,7 @@ class RoomRegistry(Generic[R]):
                  extra={"room": f"{self.namespace}:{name}"})
         return room
 
-    async def leave(self, room: R, connection: Connection) -> None:
+    async def leave(self, room: R, connection: Member) -> None:
         """Remove ``connection``; the last leave schedules teardown.
 
         Safe to call from a ``finally`` of a cancelled handler: the teardown
@@ -240,7 +276,7 @@ class RoomRegistry(Generic[R]):
             budget.leave()
         if self.metrics is not None:
             self.metrics.leaves.inc()
-        if room.members or self.rooms.get(room.name) is not room:
+        if room.members or self.rooms.get(room.name) is not room or self.grace_period is None:
             return
         if self.grace_period > 0 and not self.closed:
             self._timers[room.name] = self._spawn(self._teardown_later(room))
@@ -254,7 +290,7 @@ class RoomRegistry(Generic[R]):
         return task
 
     async def _teardown_later(self, room: R) -> None:
-        await asyncio.sleep(self.grace_period)
+        await asyncio.sleep(self.grace_period or 0.0)
         self._timers.pop(room.name, None)
         await self._teardown_if_empty(room)
 

@@ -65,12 +65,16 @@ class SessionStore(Mapping[str, dict[str, Any]]):
     """Sessions of one face, reaped ``timeout`` seconds after their last detach.
 
     ``max_sessions`` bounds the sessions alive at once (memory); :meth:`create`
-    raises :class:`SessionLimitReached` past it. Use from the event loop only.
+    raises :class:`SessionLimitReached` past it. ``new_id()`` makes a session id (default:
+    72 random bits, URL-safe base64; a face whose clients expect another form passes its
+    own, e.g. widgets' 16 hex digits). Use from the event loop only.
     """
 
-    def __init__(self, timeout: float = 10.0, max_sessions: int = 10000) -> None:
+    def __init__(self, timeout: float = 10.0, max_sessions: int = 10000,
+                 new_id: Callable[[], str] | None = None) -> None:
         self.timeout = timeout
         self.max_sessions = max_sessions
+        self._new_id = new_id or (lambda: secrets.token_urlsafe(9))
         self._sessions: dict[str, Session] = {}
         self._on_reap: list[Callable[[Session], None]] = []
         self.reaped_count = 0
@@ -97,10 +101,13 @@ class SessionStore(Mapping[str, dict[str, Any]]):
         self._on_reap.append(callback)
 
     def create(self) -> Session:
-        """A new attached session with a fresh id and token (``secrets``, 72 and 192 bits)."""
+        """A new attached session with a fresh id (``new_id()``) and token (``secrets``, 192 bits)."""
         if len(self._sessions) >= self.max_sessions:
             raise SessionLimitReached(f"{self.max_sessions} sessions are alive")
-        session = Session(secrets.token_urlsafe(9), secrets.token_urlsafe(24))
+        session_id = self._new_id()
+        while session_id in self._sessions:  # a short id form may repeat: never hand out a live one
+            session_id = self._new_id()
+        session = Session(session_id, secrets.token_urlsafe(24))
         session.attached = True
         self._sessions[session.id] = session
         return session

@@ -21,7 +21,6 @@ from typing import Any
 from pycrdt import Doc
 from starlette.routing import BaseRoute
 
-from ..config import DocumentsConfig
 from ..core.context import FaceContext
 from ..core.errors import HubError
 from ..core.face import Face
@@ -30,6 +29,7 @@ from ..transport.callback_websocket import SocketEndpoint
 from ..transport.connections import Frame
 from . import protocol
 from .access import Access, AccessRequest, load_hook
+from .config import DocumentsConfig
 from .endpoint import DocumentSockets, document_routes
 from .room import DocumentContext, DocumentRoom, root_types_json
 from .stores import DocumentStore, MemoryStore, PostgresStore, SQLiteStore, load_into
@@ -42,6 +42,14 @@ class _ServerMember:
         self.label = label
         self.peer = "server"
         self.closing = False
+
+    is_drained = True  # it takes everything at once
+
+    @property
+    def drained(self) -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()
+        return event
 
     def send(self, frame: Frame) -> bool:
         return True
@@ -156,12 +164,12 @@ class DocumentsFace(Face):
         """
         validate_room_name(name, self.context.config.server.limits.room_name_max_length)
         member = _ServerMember(f"server:{name}")
-        room = await self.rooms.join(name, member)  # type: ignore[arg-type]
+        room = await self.rooms.join(name, member)
         try:
             yield room
         finally:
             room.forget(member)
-            await self.rooms.leave(room, member)  # type: ignore[arg-type]
+            await self.rooms.leave(room, member)
 
     async def read_json(self, name: str) -> dict[str, Any] | None:
         """The JSON view of document ``name`` (live, or read from the store); None if unknown."""

@@ -116,7 +116,7 @@ class DocumentSockets(SocketEndpoint):
         if sock.closing:
             return
         try:
-            room = await face.rooms.join(name, sock)  # type: ignore[arg-type]
+            room = await face.rooms.join(name, sock)
         except RoomError as exc:
             state.leave()
             sock.close(exc.code, exc.reason)
@@ -163,7 +163,7 @@ class DocumentSockets(SocketEndpoint):
 
     def _leave(self, sock: CallbackWebSocket, room: DocumentRoom) -> None:
         room.forget(sock)
-        task = asyncio.ensure_future(self.face.rooms.leave(room, sock))  # type: ignore[arg-type]
+        task = asyncio.ensure_future(self.face.rooms.leave(room, sock))
         self.joins.add(task)
         task.add_done_callback(self.joins.discard)
 

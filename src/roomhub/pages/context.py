@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import PageConfig
 from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..runtimes.base import Runtime
 from ..transport.connections import Frame
+from .config import PageConfig
 
 if TYPE_CHECKING:
     from ..core.metrics import HubMetrics

@@ -18,10 +18,10 @@ import shlex
 import time
 from typing import Any
 
-from ..config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecutor, PrologueExecutor
 from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
 from ..transport.connections import Connection
 from . import protocol as p
+from .config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecutor, PrologueExecutor
 from .context import ExecutorRoom
 from .protocol import asks_additions
 

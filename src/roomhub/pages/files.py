@@ -30,9 +30,9 @@ from typing import Any
 import watchfiles
 
 from .. import confined
-from ..config import FileExecutor
 from ..transport.connections import Connection
 from . import protocol as p
+from .config import FileExecutor
 from .context import ExecutorRoom
 from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner
 

@@ -37,7 +37,7 @@ class PrologueFailed(Exception):
     pass
 
 
-class PageRoom(Room):
+class PageRoom(Room[Connection]):
     def __init__(self, name: str, ctx: PageContext, bus: Bus) -> None:
         super().__init__(ctx.path, name, bus)
         self.ctx = ctx

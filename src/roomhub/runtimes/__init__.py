@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import RuntimeConfig
+from ..core.config import RuntimeConfig
 from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable
 
 

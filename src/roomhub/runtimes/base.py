@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import confined
-from ..config import ContainerOptions, ResourceLimits
+from ..core.config import ContainerOptions, ResourceLimits
 
 Stream = Literal["stdout", "stderr"]
 

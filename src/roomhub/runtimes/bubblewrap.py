@@ -36,7 +36,7 @@ import os
 import shutil
 from pathlib import Path, PurePosixPath
 
-from ..config import BubblewrapConfig
+from ..core.config import BubblewrapConfig
 from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable
 from .cgroups import PidsCgroups
 from .process import spawn

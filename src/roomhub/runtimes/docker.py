@@ -53,7 +53,7 @@ from aiodocker.stream import Stream as AttachStream
 from aiodocker.volumes import DockerVolume
 from yarl import URL
 
-from ..config import DockerConfig
+from ..core.config import DockerConfig
 from .base import ProgramHandle, ProgramSpec, Runtime, RuntimeUnavailable, limit_notice
 from .base import Stream as StreamName
 from .docker_mirror import RoomMirror

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import watchfiles
 
 from .. import confined
-from ..config import DockerConfig
+from ..core.config import DockerConfig
 from .base import ProgramHandle, ProgramSpec
 
 log = logging.getLogger("roomhub.runtimes.docker.mirror")

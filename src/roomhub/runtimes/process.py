@@ -24,7 +24,7 @@ import termios
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from ..config import ResourceLimits
+from ..core.config import ResourceLimits
 from .base import ProgramHandle, ProgramSpec, Runtime, Stream
 from .quota import ROOM_QUOTAS
 

@@ -24,9 +24,15 @@ What each connection gets:
 - **keepalive**: every ``ping_interval`` seconds a ping; a connection that
   did not answer the previous one is closed with 1011 (as the ``websockets``
   and ``y-websocket`` servers do);
-- **backpressure**: :meth:`CallbackWebSocket.send` never waits; a client whose
-  unsent bytes exceed ``max_buffer_bytes`` is closed with 4008 (slow
-  consumer) and its transport aborted if the close does not go through;
+- **one write per turn**: :meth:`CallbackWebSocket.send` never waits; it
+  frames the message and the connection is written once per turn of the
+  event loop, every frame it is owed joined in one ``transport.write``;
+- **backpressure**: the bytes framed and not yet taken by the kernel are
+  counted by the connection's :class:`~roomhub.transport.send_window.SendWindow`
+  (the transport's write-buffer limits follow its water marks); a client past
+  its hard bound (``limits.send_buffer_bytes``) once written is closed with
+  4008 (slow consumer), and its transport is aborted if the close does not
+  go through;
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
 - **fair share**: what a connection received is parsed :data:`FEED_BYTES`
@@ -53,7 +59,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -63,6 +69,7 @@ from websockets.server import ServerProtocol
 from ..core.errors import CloseCode
 from .connections import TURN_MESSAGES, ReceiveBudget
 from .security import Door
+from .send_window import SLOW_CONSUMER_REASON, SendLimits, SendWindow, SendWindowed
 from .traffic import UNCOUNTED, Traffic
 
 log = logging.getLogger("roomhub.websocket")
@@ -107,15 +114,16 @@ class SocketEndpoint:
 class CallbackSockets:
     """The hub's callback WebSocket endpoints and their open connections.
 
-    ``max_size`` (bytes) bounds a message, ``max_buffer_bytes`` a client's unsent bytes,
-    ``ping_interval`` and ``close_timeout`` are in seconds (0 disables pings);
+    ``max_size`` (bytes) bounds a message, ``send_limits`` (``server.limits``) gives each
+    connection its :class:`~roomhub.transport.send_window.SendWindow`, ``ping_interval`` and
+    ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
     :class:`~roomhub.transport.connections.ReceiveBudget`; ``room_receive_rate`` (frames per
     second, 0: no limit) and ``room_receive_burst`` that of the room it joins.
     """
 
-    def __init__(self, door: Door, *, max_size: int, max_buffer_bytes: int, ping_interval: float = 20.0,
+    def __init__(self, door: Door, *, max_size: int, send_limits: SendLimits, ping_interval: float = 20.0,
                  close_timeout: float = 5.0, receive_rate: float = 0.0, receive_burst: int = 1,
                  receive_throttled_close: float = 0.0, room_receive_rate: float = 0.0,
                  room_receive_burst: int = 1) -> None:
@@ -126,13 +134,16 @@ class CallbackSockets:
         self.receive_burst = receive_burst
         self.receive_throttled_close = receive_throttled_close
         self.max_size = max_size
-        self.max_buffer_bytes = max_buffer_bytes
+        self.send_limits = send_limits
         self.ping_interval = ping_interval
         self.close_timeout = close_timeout
         self.endpoints: list[tuple[str, str, SocketEndpoint]] = []
         self.open: set[CallbackWebSocket] = set()
         self._pinger: asyncio.Task[None] | None = None
         self._all_closed: asyncio.Event | None = None  # made by stop()
+        # Connections owed a write this turn, written together by one callback (see owe()).
+        self._owed: list[CallbackWebSocket] = []
+        self._flush: asyncio.Handle | None = None
 
     def add(self, endpoints: Iterable[SocketEndpoint]) -> None:
         for endpoint in endpoints:
@@ -176,6 +187,18 @@ class CallbackSockets:
             for sock in list(self.open):
                 sock.abort()
 
+    def owe(self, sock: CallbackWebSocket) -> None:
+        """``sock`` has framed output: write it at the end of this turn of the loop, once,
+        together with whatever else it is sent meanwhile (one callback for every connection)."""
+        self._owed.append(sock)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_soon(self._write_owed)
+
+    def _write_owed(self) -> None:
+        owed, self._owed, self._flush = self._owed, [], None
+        for sock in owed:
+            sock._write()
+
     def _closed(self, sock: CallbackWebSocket) -> None:
         self.open.discard(sock)
         if not self.open and self._all_closed is not None:
@@ -196,15 +219,15 @@ def _refusal_body(status: int, message: str) -> tuple[bytes, list[tuple[str, str
     return body, headers
 
 
-class CallbackWebSocket(asyncio.Protocol):
+class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     """One WebSocket connection of a :class:`SocketEndpoint` (see the module).
 
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
-    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_ping_unanswered",
-                 "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened", "path", "peer",
-                 "server", "state", "transport", "ws")
+    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_owed",
+                 "_ping_unanswered", "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened",
+                 "path", "peer", "server", "state", "transport", "window", "ws")
 
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
@@ -222,6 +245,8 @@ class CallbackWebSocket(asyncio.Protocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self.budget = ReceiveBudget(server.receive_rate, server.receive_burst, server.receive_throttled_close,
                                     room_rate=server.room_receive_rate, room_burst=server.room_receive_burst)
+        self.window = SendWindow.from_limits(server.send_limits)
+        self._owed = False  # framed output waits for the end of the turn (CallbackSockets.owe)
         # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
         self._inbox = b""
         self._inbox_pos = 0  # where in _inbox parsing resumes
@@ -233,10 +258,13 @@ class CallbackWebSocket(asyncio.Protocol):
     def label(self) -> str:
         return f"{self.path} ({self.peer})"
 
+
     # -- asyncio protocol callbacks -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.budget.attach(transport.get_extra_info("socket"))
+        # The transport reports when it drained to the low water mark (resume_writing).
+        cast(asyncio.Transport, transport).set_write_buffer_limits(high=self.window.high, low=self.window.low)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -249,6 +277,11 @@ class CallbackWebSocket(asyncio.Protocol):
         self._inbox, self._inbox_pos = data, 0
         self._turn_of_work()
 
+    def resume_writing(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            self.window.set(transport.get_write_buffer_size())
+
     def eof_received(self) -> bool | None:
         # Never behind a backlog: reading is paused while one waits, so EOF is read after it.
         self.ws.receive_eof()
@@ -257,6 +290,7 @@ class CallbackWebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.window.release()
         if self._turn is not None:
             self._turn.cancel()
             self._turn = None
@@ -278,21 +312,24 @@ class CallbackWebSocket(asyncio.Protocol):
         """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
 
         False if the connection is closing (the client's close frame may have been read while
-        messages it sent before are still being handled). A client whose unsent bytes pass
-        ``max_buffer_bytes`` is closed with 4008 (slow consumer)."""
+        messages it sent before are still being handled). The message is written at the end of
+        this turn of the loop with everything else the connection is owed (one write). A client
+        whose unsent bytes pass its send window's bound is closed with 4008 (slow consumer)."""
         if self.closing or not self.opened or self.ws.state is not State.OPEN:
             return False
         self.endpoint.traffic.sent(message)
         if isinstance(message, str):
-            self.ws.send_text(message.encode())
+            data = message.encode()
+            self.ws.send_text(data)
         else:
-            self.ws.send_binary(message)
-        self._write()
-        transport = self.transport
-        if transport is not None and transport.get_write_buffer_size() > self.server.max_buffer_bytes:
-            log.warning("%s: %d bytes unsent, closing as slow consumer", self.label,
-                        transport.get_write_buffer_size())
-            self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow: client too slow")
+            data = message
+            self.ws.send_binary(data)
+        # Counted for the water marks; the bound is checked once written (_write), against what
+        # the kernel did not take: what one turn owes leaves at the end of the turn anyway.
+        self.window.add(len(data))
+        if not self._owed:
+            self._owed = True
+            self.server.owe(self)
         return True
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
@@ -395,6 +432,8 @@ class CallbackWebSocket(asyncio.Protocol):
             transport.resume_reading()
 
     def _write(self) -> None:
+        """Write everything framed so far in one ``transport.write``."""
+        self._owed = False
         data = self.ws.data_to_send()
         if not data:
             return
@@ -405,7 +444,10 @@ class CallbackWebSocket(asyncio.Protocol):
         if eof:
             data.pop()
         if data:
-            transport.writelines(data)
+            transport.write(b"".join(data))
+            if not self.window.set(transport.get_write_buffer_size()) and not self.closing:
+                log.warning("%s: %d bytes unsent, closing as slow consumer", self.label, self.window.buffered)
+                self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
         if eof:
             transport.close()
 

@@ -1,12 +1,14 @@
-"""One client connection: a bounded send queue drained by a writer task while frames wait.
+"""One client connection: a send queue drained by a writer task while frames wait.
 
 A slow or stuck client never delays the sender: :meth:`Connection.send`
 never awaits. Frames are queued for the writer task, which sends the frames
 queued together in one write; a frame sent as ``urgent`` (a lone reply that
 someone waits for) leaves at once instead, in the sender's own step, when
 nothing is queued and the server offers a synchronous write (see
-:mod:`.websocket_server`). When the queue is full the connection is closed
-with :attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the
+:mod:`.websocket_server`). The queued bytes are counted by the connection's
+:class:`~roomhub.transport.send_window.SendWindow` (the one backpressure rule
+of every connection): past its hard bound the connection is closed with
+:attr:`CloseCode.SLOW_CONSUMER` (backpressure by disconnection), so the
 room keeps its pace and the client learns why.
 
 On the receiving side every connection has a :class:`ReceiveBudget` (a token
@@ -29,13 +31,15 @@ import logging
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 from starlette.datastructures import Address, QueryParams
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from ..config import LimitsConfig
+from ..core.config import LimitsConfig
 from ..core.errors import CloseCode
+from .send_window import SLOW_CONSUMER_REASON, SendWindow, SendWindowed
 from .traffic import UNCOUNTED, Traffic
 from .websocket_server import BATCH_EXTENSION, MORE_KEY, SEND_NOW_KEY, SOCKET_KEY
 
@@ -271,10 +275,12 @@ class AsgiSocket:
         await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
 
 
-class Connection:
+class Connection(SendWindowed):
     """A WebSocket (Starlette's or an :class:`AsgiSocket`) with a bounded outgoing queue.
 
-    ``queue_size`` is counted in frames; ``budget`` bounds what the client may send (see
+    ``window`` counts the bytes queued (text frames by their length in characters: the
+    faces send ASCII JSON) against its water marks and hard bound (default: those of
+    ``server.limits``' defaults); ``budget`` bounds what the client may send (see
     :meth:`next_frame`; None: no bound but the turns). Call :meth:`send` from anywhere in the event
     loop once the handshake was accepted. A writer task drains the queue; it exists
     only while frames wait (started by the first :meth:`send` of a turn, ended when
@@ -284,14 +290,16 @@ class Connection:
     """
 
     __slots__ = (
-        "_abandoned", "_batch", "_closer", "_drained", "_drained_event", "_frames", "_high",
-        "_low", "_max", "_reader", "_turn", "_writer", "budget", "close_code", "close_reason",
-        "closing", "counted", "id", "label", "traffic", "websocket",
+        "_abandoned", "_batch", "_closer", "_frames", "_reader", "_turn", "_writer", "budget",
+        "close_code", "close_reason", "closing", "counted", "id", "label", "traffic", "websocket",
+        "window",
     )
 
-    def __init__(self, websocket: WebSocket | AsgiSocket, queue_size: int = 1024, label: str = "",
-                 budget: ReceiveBudget | None = None, traffic: Traffic | None = None) -> None:
+    def __init__(self, websocket: WebSocket | AsgiSocket, window: SendWindow | None = None,
+                 label: str = "", budget: ReceiveBudget | None = None,
+                 traffic: Traffic | None = None) -> None:
         self.websocket = websocket
+        self.window = window if window is not None else SendWindow.from_limits(LimitsConfig())
         # The face's counters (messages, bytes, connections, closes by code): see .traffic.
         self.traffic = traffic or UNCOUNTED
         self.traffic.opened += 1
@@ -301,12 +309,6 @@ class Connection:
         self.id = next(_ids)
         self.label = label or f"conn-{self.id}"
         self._frames: deque[object] | None = None  # made when a frame waits, dropped when none does
-        self._max = max(1, queue_size)
-        # Drained while the queue is at most a quarter full; producers that can wait use it.
-        self._drained = True
-        self._drained_event: asyncio.Event | None = None
-        self._high = max(1, queue_size // 2)
-        self._low = queue_size // 4
         # Frames already queued behind one leave in the same write when the server can batch.
         self._batch = BATCH_EXTENSION in (websocket.scope.get("extensions") or {})
         if budget is not None:  # the kernel's receive buffer is held back with the client
@@ -326,27 +328,6 @@ class Connection:
         return f"{client.host}:{client.port}" if client else "?"
 
     @property
-    def is_drained(self) -> bool:
-        """True while the send queue is at most a quarter full (or the connection is closing)."""
-        return self._drained
-
-    @property
-    def drained(self) -> asyncio.Event:
-        """An event set while :attr:`is_drained` holds (made on first use: idle connections have none)."""
-        event = self._drained_event
-        if event is None:
-            event = self._drained_event = asyncio.Event()
-            if self._drained:
-                event.set()
-        return event
-
-    def _set_drained(self, value: bool) -> None:
-        self._drained = value
-        event = self._drained_event
-        if event is not None:
-            event.set() if value else event.clear()
-
-    @property
     def closed(self) -> bool:
         """True once closing and nothing is being written any more."""
         writer, closer = self._writer, self._closer
@@ -359,8 +340,8 @@ class Connection:
         server's synchronous write if it offers one (saves the writer task's turn; for a
         lone reply someone waits for, not for a stream of frames).
 
-        On overflow (``queue_size`` frames waiting) the queued frames are dropped and
-        the connection is closed with :attr:`CloseCode.SLOW_CONSUMER`.
+        Past the send window's hard bound the queued frames are dropped and the
+        connection is closed with :attr:`CloseCode.SLOW_CONSUMER` (4008).
         """
         if self.closing:
             return False
@@ -369,16 +350,15 @@ class Connection:
             send_now = self._sync_write()
             if send_now is not None and send_now(frame):
                 return True
+        if not self.window.add(len(frame)):
+            log.warning("%s (%s): %d bytes unsent, closing as slow consumer", self.label, self.peer,
+                        self.window.buffered)
+            self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+            return False
         frames = self._frames
         if frames is None:
             frames = self._frames = deque()
-        elif len(frames) >= self._max:
-            log.warning("%s (%s): send queue full, closing as slow consumer", self.label, self.peer)
-            self.close(CloseCode.SLOW_CONSUMER, "send queue overflow: client too slow")
-            return False
         frames.append(frame)
-        if self._drained and len(frames) >= self._high:
-            self._set_drained(False)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name=f"writer:{self.label}")
         return True
@@ -395,7 +375,7 @@ class Connection:
         self.close_code, self.close_reason = int(code), reason[:120]
         if code != CloseCode.NORMAL:
             self.traffic.closing(self.close_code)
-        self._set_drained(True)  # nobody should wait for a connection that is going away
+        self.window.release()  # nobody should wait for a connection that is going away
         if code == CloseCode.SLOW_CONSUMER:
             # The writer is stuck in a send the client does not read: abandon the queue and
             # the send, and close from a fresh task (the server aborts if the close stalls too).
@@ -439,24 +419,24 @@ class Connection:
         try:
             while frames:
                 frame = frames.popleft()
-                if not self._drained and len(frames) <= self._low:
-                    self._set_drained(True)
                 if frame is _CLOSE:
                     frames.clear()
                     if ws.application_state == WebSocketState.CONNECTED:
                         await ws.close(self.close_code or CloseCode.NORMAL, self.close_reason)
                     return
-                if isinstance(frame, str):
-                    message: dict[str, object] = {"type": "websocket.send", "text": frame}
+                data = cast(Frame, frame)
+                if isinstance(data, str):
+                    message: dict[str, object] = {"type": "websocket.send", "text": data}
                 else:
-                    message = {"type": "websocket.send", "bytes": frame}
+                    message = {"type": "websocket.send", "bytes": data}
                 if batch and frames:
                     message[MORE_KEY] = True
                 await ws.send(message)  # type: ignore[arg-type]
+                self.window.remove(len(data))
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             log.debug("%s: writer stopped: %r", self.label, exc)
             self.closing = True
-            self._set_drained(True)
+            self.window.release()
         finally:
             self._writer = None
             if self._frames is frames and not frames:
@@ -529,7 +509,7 @@ class Connection:
         """The client has gone: nothing can be sent any more, so the writer stops now."""
         self.closing = True
         self._drop_frames()
-        self._set_drained(True)
+        self.window.release()
         if self._writer is not None:
             self._writer.cancel()
 

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..config import AuthConfig
+from ..core.config import AuthConfig
 from ..core.errors import CloseCode
 
 log = logging.getLogger("roomhub.security")

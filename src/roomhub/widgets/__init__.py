@@ -7,6 +7,7 @@ configuration, or an :class:`App` run standalone with ``App.run()``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -17,14 +18,16 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from ..config import WidgetsConfig
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, HubError, RoomError
 from ..core.face import Face, Shortcut
 from ..core.rooms import RoomRegistry, validate_room_name
+from ..core.sessions import Session as Credentials
+from ..core.sessions import SessionStore
 from ..transport.connections import Connection
 from . import renderer
 from .api import App, Application
+from .config import WidgetsConfig
 from .endpoint import socket_app, widgets_routes
 from .session import (
     CallError,
@@ -101,11 +104,18 @@ class WidgetsFace(Face):
             lambda name: WidgetSession(
                 name, self.app, self.config, context.bus, context.config.server.limits.max_json_depth
             ),
-            grace_period=self.config.idle_timeout,
+            grace_period=None,  # a session's room lives until its session is reaped
             max_rooms=self.config.max_sessions or sys.maxsize,
             max_clients=self.config.max_browsers_per_session,
             bus=context.bus,
         )
+        # Ids and resume tokens, and the reaping of sessions no browser came back to within
+        # idle_timeout seconds: the core's session store, as for actions (max_sessions is the
+        # registry's room limit, enforced by ending the oldest unattended session).
+        self.sessions = SessionStore(self.config.idle_timeout, sys.maxsize,
+                                     new_id=lambda: secrets.token_hex(8))
+        self.sessions.on_reap(self._reaped)
+        self._ending: set[asyncio.Task[bool]] = set()
         try:
             renderer.static_dir()
             renderer.widget_defs()
@@ -150,23 +160,48 @@ class WidgetsFace(Face):
                 validate_room_name(sid, 64)
             except ValueError:
                 sid = None
-        existing = self.registry.get(sid) if sid else None
-        if existing is not None and not existing.check_token(token):
-            raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
-        if existing is None:
+        credentials = self.sessions.session(sid) if sid else None
+        if credentials is not None:
+            if not isinstance(token, str) or self.sessions.resume(credentials.id, token) is None:
+                raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
+        else:
             limit = self.config.max_sessions
             while limit is not None and len(self.registry.rooms) >= limit:
                 await self._end_oldest_unattended(limit)
-            sid, token = secrets.token_hex(8), secrets.token_urlsafe(24)
-        assert sid is not None and token is not None
-        session = await self.registry.join(sid, conn)
-        if session.token is None:
-            session.token = token
-        elif not session.check_token(token):
-            await self.registry.leave(session, conn)
-            raise RoomError(CloseCode.UNAUTHORIZED, "Invalid session credentials")
+            credentials = self.sessions.create()
+        try:
+            session = await self.registry.join(credentials.id, conn)
+        except RoomError:
+            self._unattended(credentials)
+            raise
+        session.token = credentials.token
         session.attach(conn)
         return session
+
+    async def leave_session(self, session: WidgetSession, conn: Connection) -> None:
+        """``conn`` left ``session``; with no browser left, its idle timeout starts."""
+        session.detach(conn)
+        await self.registry.leave(session, conn)
+        self._unattended(self.sessions.session(session.id))
+
+    def _unattended(self, credentials: Credentials | None) -> None:
+        """Start the idle timeout of a session no browser shows (a new one that never got a
+        room is dropped at once)."""
+        if credentials is None:
+            return
+        room = self.registry.get(credentials.id)
+        if room is None:
+            self.sessions.drop(credentials)
+        elif not room.members:
+            self.sessions.detach(credentials)
+
+    def _reaped(self, credentials: Credentials) -> None:
+        """The session store ended a session (idle timeout, shutdown): its room ends too."""
+        if self.registry.get(credentials.id) is None or self.registry.closed:
+            return
+        task = asyncio.ensure_future(self.registry.drop(credentials.id, reason="session ended"))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
     async def _end_oldest_unattended(self, limit: int) -> None:
         """End the session left by its browsers longest ago, to make room for a new one.
@@ -181,9 +216,15 @@ class WidgetsFace(Face):
         oldest = min(unattended, key=lambda s: s.left_at)
         log.info("widgets: session %s ended to make room (limit %d)", oldest.id, limit)
         await self.registry.drop(oldest.name, reason="session limit reached")
+        credentials = self.sessions.session(oldest.name)
+        if credentials is not None:  # its token no longer resumes it
+            self.sessions.drop(credentials)
 
     async def stop(self) -> None:
         await self.registry.close(self.context.config.server.shutdown_timeout)
+        self.sessions.close()
+        if self._ending:
+            await asyncio.wait(self._ending, timeout=self.context.config.server.shutdown_timeout)
         await self.app.shutdown(self.context.config.server.shutdown_timeout)
 
 

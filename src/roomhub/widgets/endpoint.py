@@ -23,15 +23,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import jsonlimits
-from ..config import WidgetsConfig
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry
 from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
+from ..transport.send_window import SendWindow
 from . import protocol as p
 from . import renderer
+from .config import WidgetsConfig
 from .session import WidgetSession
 
 log = logging.getLogger("roomhub.widgets")
@@ -46,6 +46,10 @@ class WidgetsFace(Protocol):
 
     async def open_session(self, conn: Connection, sid: str | None, token: str | None) -> WidgetSession:
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session."""
+        ...
+
+    async def leave_session(self, session: WidgetSession, conn: Connection) -> None:
+        """``conn`` left ``session``."""
         ...
 
 # pgwidgets-js's RemoteInterface on this hub's socket (its own page, remote.html, points at a
@@ -67,32 +71,6 @@ new Widgets.RemoteInterface(Widgets, {{ url: `${{scheme}}//${{location.host}}/wi
 STATIC = "/widgets/pgwidgets"  # where pgwidgets-js's static directory is served
 
 
-def read_credentials(
-    frame: str | bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
-) -> tuple[str | None, str | None]:
-    """The ``(session_id, token)`` of the browser's answer to ``init``.
-
-    Raises :class:`~.protocol.ProtocolError` if the frame is not that answer (or is JSON
-    nested deeper than ``max_json_depth`` levels).
-    """
-    if isinstance(frame, bytes):
-        raise p.ProtocolError(
-            p.UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
-        )
-    try:
-        data = jsonlimits.loads(frame, max_json_depth)
-    except ValueError as exc:
-        raise p.ProtocolError(p.BAD_JSON, f"the answer to init is not JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("type") != "result" or data.get("id") != 0:
-        raise p.ProtocolError(p.BAD_MESSAGE, 'expected {"type": "result", "id": 0} answering init')
-    sid, token = data.get("session_id"), data.get("token")
-    if isinstance(sid, int) and not isinstance(sid, bool):
-        sid = str(sid)
-    if not isinstance(sid, str) or not isinstance(token, str):
-        return None, None
-    return sid, token
-
-
 async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
     context = face.context
@@ -103,7 +81,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         context.connections.release()
         return
     limits = context.config.server.limits
-    conn = Connection(websocket, limits.send_queue_frames, "widgets", ReceiveBudget.from_limits(limits),
+    conn = Connection(websocket, SendWindow.from_limits(limits), "widgets", ReceiveBudget.from_limits(limits),
                       context.metrics.traffic("widgets"))
     LOG_FACE.set("widgets")
     LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
@@ -113,7 +91,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
         conn.send(p.encode(p.init()))
         try:
             first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
-            sid, token = read_credentials(first, context.config.server.limits.max_json_depth)
+            sid, token = p.read_credentials(first, context.config.server.limits.max_json_depth)
         except (TimeoutError, StopAsyncIteration):
             await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
             return
@@ -140,8 +118,7 @@ async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
                 break
     finally:
         if session is not None:
-            session.detach(conn)
-            await face.registry.leave(session, conn)
+            await face.leave_session(session, conn)
         try:
             await conn.aclose(CloseCode.NORMAL)  # written before the server drops the TCP connection
         finally:

@@ -172,6 +172,33 @@ class ChunkHeader:
 BrowserMessage = Result | Error | Callback | Viewport | ChunkHeader
 
 
+def read_credentials(
+    frame: str | bytes, max_json_depth: int = jsonlimits.DEFAULT_MAX_DEPTH
+) -> tuple[str | None, str | None]:
+    """The ``(session_id, token)`` of the browser's answer to ``init`` (the handshake; both
+    None for a browser without a session yet).
+
+    Raises :class:`ProtocolError` if the frame is not that answer (or is JSON
+    nested deeper than ``max_json_depth`` levels).
+    """
+    if isinstance(frame, bytes):
+        raise ProtocolError(
+            UNEXPECTED_BINARY, "expected the answer to init, got a binary frame"
+        )
+    try:
+        data = jsonlimits.loads(frame, max_json_depth)
+    except ValueError as exc:
+        raise ProtocolError(BAD_JSON, f"the answer to init is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("type") != "result" or data.get("id") != 0:
+        raise ProtocolError(BAD_MESSAGE, 'expected {"type": "result", "id": 0} answering init')
+    sid, token = data.get("session_id"), data.get("token")
+    if isinstance(sid, int) and not isinstance(sid, bool):
+        sid = str(sid)
+    if not isinstance(sid, str) or not isinstance(token, str):
+        return None, None
+    return sid, token
+
+
 def _int(data: dict[str, Any], key: str, *, minimum: int = 0) -> int:
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -1,10 +1,11 @@
 """A widget session: one UI, its Python-side state, and the browsers showing it.
 
 A :class:`WidgetSession` is a room of the ``widgets`` namespace named by its
-session id. It outlives its connections: the registry's grace period is the
-idle timeout, so a session without a browser is reaped after
-``widgets.idle_timeout`` seconds, and ``max_sessions`` is the registry's room
-limit, so a slot is freed whenever a session ends, whatever happened before.
+session id. It outlives its connections: its id, resume token and reaping are
+the core's (:class:`roomhub.core.sessions.SessionStore`, kept by the face), so
+a session without a browser is reaped after ``widgets.idle_timeout`` seconds
+and its room dropped then; ``max_sessions`` is the registry's room limit, so a
+slot is freed whenever a session ends, whatever happened before.
 
 Calls (pgwidgets' method kinds, see :mod:`.classes`):
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import inspect
 import itertools
 import logging
@@ -54,8 +54,8 @@ from .renderer import widget_defs
 from .uploads import UploadError, UploadTracker
 
 if TYPE_CHECKING:
-    from ..config import WidgetsConfig
     from ..core.bus import Bus
+    from .config import WidgetsConfig
 
 log = logging.getLogger("roomhub.widgets")
 
@@ -117,7 +117,7 @@ def _keep_state(*args: Any) -> None:
     """The handler of a callback listened to only for the state it reports."""
 
 
-class WidgetSession(Room):
+class WidgetSession(Room[Connection]):
     """One UI. ``id`` and ``token`` are its credentials; ``widgets`` makes widgets."""
 
     def __init__(
@@ -179,13 +179,6 @@ class WidgetSession(Room):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "browsers": len(self.browsers), "widgets": len(self.classes)}
-
-    def check_token(self, token: Any) -> bool:
-        return (
-            isinstance(token, str)
-            and self.token is not None
-            and hmac.compare_digest(token.encode(), self.token.encode())
-        )
 
     # -- browsers -----------------------------------------------------------
     def attach(self, conn: Connection) -> None:
@@ -249,15 +242,27 @@ class WidgetSession(Room):
         exclude: Connection | None = None,
     ) -> None:
         text = p.encode(msg)
-        # With nothing in flight this is a lone message (a handler's answer to a click): it is
-        # written at once. Behind calls in flight, it waits for the writer, which groups them.
-        urgent = not self._pending
         self._pending[msg["id"]] = _Pending(
             future, time.monotonic() + self.config.call_timeout, what
         )
+        if exclude is None:
+            self.broadcast(text)  # through the bus, like every face's broadcasts
+            return
+        # The other browsers, kept in step with a change one of them made: not a broadcast
+        # (the one that made it must not get its own change back while its user goes on).
+        urgent = len(self._pending) == 1
         for conn in self.browsers:
             if conn is not exclude:
                 conn.send(text, urgent)
+
+    def _deliver(self, frame: str | bytes) -> None:
+        """A broadcast from the bus: to the browsers attached (a member still being attached
+        gets its replay first). With nothing else in flight it is a lone message (a handler's
+        answer to a click), written at once; behind calls in flight it waits for the writer,
+        which groups them."""
+        urgent = len(self._pending) <= 1
+        for conn in self.browsers:
+            conn.send(frame, urgent)
 
     async def _window(self) -> None:
         """Wait while ``max_inflight_calls`` calls are unanswered (flow control)."""
