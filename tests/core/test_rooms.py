@@ -142,6 +142,9 @@ timeout = 60
                 await asyncio.wait_for(stuck.recv(), 30)
         assert stuck.close_code == 4008
         assert "slow" in stuck.close_reason
+        async with httpx.AsyncClient(base_url=hub.base) as http:  # and Prometheus counts it
+            metrics = (await http.get("/metrics")).text
+        assert 'roomhub_connection_closes_total{code="4008",face="pages"} 1.0' in metrics
         await finished
         assert reader.output("flood").rstrip().endswith(b"END")
         assert not reader.ws.close_code

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Text
@@ -218,3 +219,26 @@ async def test_store_commits_and_compactions_are_counted(tmp_path: Path, in_proc
                 10, interval=0.05, what="a compaction")
         assert value(samples, "roomhub_document_store_commit_seconds_count") >= 12
         assert value(samples, "roomhub_document_store_commit_seconds_sum") > 0
+
+
+async def test_limit_refusals_are_counted_by_face_and_code(tmp_path: Path, in_process_hub) -> None:
+    config = write_config(tmp_path, """
+        [server.limits]
+        max_connections = 1
+        [pages."/p"]
+        html = "page.html"
+        [actions]
+        """)
+    async with in_process_hub(config) as h, httpx.AsyncClient(base_url=h.base, timeout=30) as http:
+        page = await PageClient.connect(f"{h.ws}/p/ws?roomName=full")
+        await page.wait_type(None, "joined")
+        for url in (f"{h.ws}/p/ws?roomName=other", f"{h.ws}/actions"):
+            # Refused before the handshake completes: the server answers it with HTTP 403.
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(url)
+            assert refused.value.response.status_code == 403, url
+        samples = await scrape(http)
+        assert value(samples, "roomhub_connection_closes_total", face="pages", code="1013") == 1
+        assert value(samples, "roomhub_connection_closes_total", face="actions", code="1013") == 1
+        assert value(samples, "roomhub_connections", face="pages") == 1
+        await page.close()

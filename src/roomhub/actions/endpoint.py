@@ -61,7 +61,7 @@ def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
 
     async def socket(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = AsgiSocket(scope, receive, send)
-        if not context.connections.try_acquire():
+        if not context.connections.try_acquire(context.metrics.traffic("actions")):
             await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
             return
         conn: Connection | None = None

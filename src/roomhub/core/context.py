@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from ..runtimes import Runtime
 from ..transport.security import Door
+from ..transport.traffic import Traffic
 from .bus import Bus
 from .config import LimitsConfig
+from .errors import CloseCode
 from .metrics import HubMetrics
 
 if TYPE_CHECKING:  # the file's model composes every face's section: a type here, nothing more
@@ -29,9 +31,12 @@ class ConnectionLimiter:
         self.limit = limit
         self.count = 0
 
-    def try_acquire(self) -> bool:
-        """Count one more connection; False (nothing counted) when ``limit`` are open."""
+    def try_acquire(self, traffic: Traffic | None = None) -> bool:
+        """Count one more connection; False (nothing counted) when ``limit`` are open, the
+        refusal then counted in ``traffic`` (the face's) as a close with 1013."""
         if self.count >= self.limit:
+            if traffic is not None:
+                traffic.closing(CloseCode.TRY_AGAIN_LATER)
             return False
         self.count += 1
         return True

@@ -125,7 +125,8 @@ async def serve_room_socket(
     an error frame). ``handle`` must turn bad input into error frames itself; an
     unexpected exception is logged and closes only this connection (1011).
     """
-    if not context.connections.try_acquire():
+    traffic = registry.metrics.traffic if registry.metrics is not None else None
+    if not context.connections.try_acquire(traffic):
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
     room: R | None = None
@@ -135,7 +136,6 @@ async def serve_room_socket(
             return
         label = f"{registry.namespace}:{name}"
         limits = context.limits
-        traffic = registry.metrics.traffic if registry.metrics is not None else None
         conn = Connection(websocket, SendWindow.from_limits(limits), label, ReceiveBudget.from_limits(limits),
                           traffic)
         # What this task (and the tasks it starts) logs names the face, the room and the client.

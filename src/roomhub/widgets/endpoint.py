@@ -74,7 +74,7 @@ STATIC = "/widgets/pgwidgets"  # where pgwidgets-js's static directory is served
 async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
     """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
     context = face.context
-    if not context.connections.try_acquire():
+    if not context.connections.try_acquire(context.metrics.traffic("widgets")):
         await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
         return
     if not await websocket.accept():

@@ -46,10 +46,36 @@ function bytes(n) {
   return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
 }
 
-function table(columns, rows) {
-  return h("table", {},
-    h("thead", {}, h("tr", {}, ...columns.map((c) => h("th", {}, c)))),
-    h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c) => h("td", {}, c))))));
+/**
+ * A table whose rows are kept across refreshes, keyed: a row's text cells are updated in place
+ * and its other cells (a button) made once, so nothing the admin points at is replaced under
+ * the pointer every 2 s. `rows`: [{key, cells}], a cell a string or a function making a node.
+ */
+function keyedTable(columns) {
+  const tbody = h("tbody");
+  const table = h("table", {}, h("thead", {}, h("tr", {}, ...columns.map((c) => h("th", {}, c)))), tbody);
+  table.update = (rows) => {
+    const existing = new Map([...tbody.children].map((tr) => [tr.dataset.key, tr]));
+    let previous = null;
+    for (const { key, cells } of rows) {
+      let tr = existing.get(key);
+      if (tr === undefined) {
+        tr = h("tr", { "data-key": key },
+          ...cells.map((c) => h("td", {}, typeof c === "string" ? c : c())));
+      } else {
+        existing.delete(key);
+        cells.forEach((c, i) => {
+          if (typeof c === "string" && tr.children[i].textContent !== c) tr.children[i].textContent = c;
+        });
+      }
+      const next = previous === null ? tbody.firstChild : previous.nextSibling;
+      if (next !== tr) tbody.insertBefore(tr, next);
+      previous = tr;
+    }
+    for (const tr of existing.values()) tr.remove();
+    table.hidden = rows.length === 0;
+  };
+  return table;
 }
 
 async function closeRoom(namespace, room) {
@@ -77,34 +103,58 @@ function roomDetail(room) {
   return parts.join("; ");
 }
 
-function faceSection(name, face) {
-  const section = h("section", { "data-face": name },
-    h("h2", {}, `${name} `, h("small", {},
-      `${face.connections} connections, ${face.room_count} rooms, ${face.members} members, ` +
-      `${face.messages_received} messages in / ${face.messages_sent} out, ` +
-      `${bytes(face.bytes_received)} in / ${bytes(face.bytes_sent)} out`)));
+const sections = new Map();
+
+/** The face's section, made on its first refresh and updated in place after. */
+function faceSection(name) {
+  let section = sections.get(name);
+  if (section === undefined) {
+    section = h("section", { "data-face": name });
+    section.heading = h("h2", {}, `${name} `, h("small"));
+    section.empty = h("p", { class: "rh-admin-status" }, "no rooms");
+    section.rooms = keyedTable(["room", "members", "state", ""]);
+    section.sessions = keyedTable(["session", "client", "calls running", "age"]);
+    section.partitions = keyedTable(["partition", "clients", "instances"]);
+    section.sessionsTitle = h("h3", {}, "sessions");
+    section.partitionsTitle = h("h3", {}, "partitions");
+    section.append(section.heading, section.empty, section.rooms, section.sessionsTitle, section.sessions,
+      section.partitionsTitle, section.partitions);
+    sections.set(name, section);
+  }
+  return section;
+}
+
+function updateFace(name, face) {
+  const section = faceSection(name);
+  section.heading.lastChild.textContent =
+    `${face.connections} connections, ${face.room_count} rooms, ${face.members} members, ` +
+    `${face.messages_received} messages in / ${face.messages_sent} out, ` +
+    `${bytes(face.bytes_received)} in / ${bytes(face.bytes_sent)} out`;
   const rooms = face.rooms || [];
-  if (rooms.length) {
-    section.append(table(["room", "members", "state", ""], rooms.map((room) => [
-      h("code", {}, `${room.namespace} ${room.name}`),
+  section.empty.hidden = rooms.length > 0;
+  section.rooms.update(rooms.map((room) => ({
+    key: `${room.namespace} ${room.name}`,
+    cells: [
+      () => h("code", {}, `${room.namespace} ${room.name}`),
       room.members.map((m) => m.peer).join(", ") || "none",
       roomDetail(room),
-      h("button", { class: "rh-button", "data-close": `${room.namespace} ${room.name}`,
+      () => h("button", { class: "rh-button", "data-close": `${room.namespace} ${room.name}`,
         onclick: () => closeRoom(room.namespace, room.name) }, "close"),
-    ])));
-  } else {
-    section.append(h("p", { class: "rh-admin-status" }, "no rooms"));
-  }
-  if (face.sessions) {
-    section.append(h("h3", {}, "sessions"), table(["session", "client", "calls running", "age"],
-      face.sessions.map((s) => [h("code", {}, s.id), s.connected ? s.peer : "disconnected",
-        String(s.calls), `${s.age} s`])));
-  }
-  if (face.partitions) {
-    section.append(h("h3", {}, "partitions"), table(["partition", "clients", "instances"],
-      face.partitions.map((p) => [h("code", {}, p.partitionId), String(p.clients),
-        p.instances.map((i) => `${i.name} ${i.version} (${i.status})`).join(", ") || "none"])));
-  }
+    ],
+  })));
+  const sessions = face.sessions || [];
+  section.sessionsTitle.hidden = face.sessions === undefined;
+  section.sessions.update(sessions.map((s) => ({
+    key: s.id,
+    cells: [() => h("code", {}, s.id), s.connected ? s.peer : "disconnected", String(s.calls), `${s.age} s`],
+  })));
+  const partitions = face.partitions || [];
+  section.partitionsTitle.hidden = face.partitions === undefined;
+  section.partitions.update(partitions.map((p) => ({
+    key: p.partitionId,
+    cells: [() => h("code", {}, p.partitionId), String(p.clients),
+      p.instances.map((i) => `${i.name} ${i.version} (${i.status})`).join(", ") || "none"],
+  })));
   return section;
 }
 
@@ -130,8 +180,11 @@ function render(state) {
     chart("messages per second", history.map((p) => p.messages_per_second), "/s"),
     chart("request latency", history.map((p) => p.request_latency_seconds), "ms", 1000),
     chart("event loop lag", history.map((p) => p.loop_lag_seconds), "ms", 1000));
-  document.getElementById("faces").replaceChildren(
-    ...Object.entries(state.faces).map(([name, face]) => faceSection(name, face)));
+  const faces = document.getElementById("faces");
+  for (const [name, face] of Object.entries(state.faces)) {
+    const section = updateFace(name, face);
+    if (section.parentNode !== faces) faces.append(section);
+  }
 }
 
 async function refresh() {
