@@ -232,15 +232,14 @@ async def flood_page_room(url: str) -> tuple[int, str]:
 @pytest.mark.parametrize("face", ["documents", "pages"])
 async def test_a_room_held_back_too_long_is_closed_with_4029_and_says_so(tmp_path, hub_process, face):
     limits = ROOM_ONLY.format(rate=50, burst=50, close=2.0)
+    # Pings every 0.5 s: pongs waiting behind unread frames are no unanswered ping (1011).
+    hub = hub_process(config(tmp_path, limits, ping_interval=0.5))
     if face == "documents":
-        # Pings every 0.5 s: pongs waiting behind unread frames are no unanswered ping (1011).
-        hub = hub_process(config(tmp_path, limits, ping_interval=0.5))
         with flooder(f"{hub.ws}/yjs/flood") as first, flooder(f"{hub.ws}/yjs/flood") as second:
             outs = [proc.communicate(timeout=60)[0] for proc in (first, second)]
         closes = [tuple(out.strip().split(maxsplit=2)[1:]) for out in outs]
         assert all(out.startswith("closed") for out in outs), outs
     else:
-        hub = hub_process(config(tmp_path, limits))
         url = f"{hub.ws}/term/ws?roomName=flood"
         closes = [(str(code), reason) for code, reason in
                   await asyncio.gather(flood_page_room(url), flood_page_room(url))]

@@ -35,9 +35,11 @@ HTTP_METHODS = {
 # Attributes set by uvicorn's HttpToolsProtocol that the hub reads or writes.
 HTTP_ATTRIBUTES = ["pipeline", "cycle", "flow", "parser", "scope", "transport", "url", "loop",
                    "client", "root_path", "expect_100_continue", "headers", "server"]
-WS_METHODS = {"handle_connect": ["event"], "send": ["message"], "connection_lost": ["exc"]}
+WS_METHODS = {"handle_connect": ["event"], "send": ["message"], "connection_lost": ["exc"],
+              "keepalive_timeout": []}
 WS_ATTRIBUTES = ["conn", "transport", "scope", "handshake_complete", "close_sent", "writable",
-                 "initial_response", "request", "response"]
+                 "initial_response", "request", "response", "read_paused", "pong_timer", "loop",
+                 "ping_timeout"]
 
 
 def _pinned() -> Requirement:

@@ -28,6 +28,10 @@ The extension's ``SOCKET_KEY`` holds the connection's socket (asyncio's
 make its kernel receive buffer small while the client is held back
 (:class:`~roomhub.transport.connections.ReceiveWindow`).
 
+A ping the client has not answered while reading is paused (its frames,
+its pong perhaps among them, wait for the app) does not close the
+connection (1011): the keepalive waits another ``ping_timeout``.
+
 Backpressure is unchanged: a held frame still waits while the transport is
 paused. Built on ``uvicorn.protocols.websockets.websockets_sansio_impl``
 (uvicorn's default with the ``websockets`` library); :data:`PROTOCOL` is
@@ -114,5 +118,14 @@ else:
                 # The handshake's request and response (headers and all) are not read again:
                 # an idle connection need not keep them (the scope keeps the request headers).
                 self.request = self.response = None
+
+        def keepalive_timeout(self) -> None:
+            # While reading is paused (frames the client sent wait for the app, e.g. a client
+            # held back by its receive budget), its pong may be among them: that is no ping left
+            # unanswered, and the budget's own close (4029) says why if the client keeps it up.
+            if self.read_paused and not self.close_sent and not self.transport.is_closing():
+                self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+                return
+            super().keepalive_timeout()
 
     PROTOCOL = BatchingWebSocketProtocol
