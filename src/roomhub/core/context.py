@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import HubConfig, LimitsConfig
 from ..runtimes import Runtime
@@ -49,7 +50,9 @@ class FaceContext:
     ``connections``: the limiter every WebSocket counts against; ``door``: the
     Host, origin and token checks; ``program_tokens``: tokens of the programs the
     hub started that may call it (None when the hub asks for no token); ``metrics``: the hub's
-    Prometheus metrics (a face records its events there, its sockets count their traffic).
+    Prometheus metrics (a face records its events there, its sockets count their traffic);
+    ``cluster``: this hub's :class:`roomhub.cluster.Cluster` (config, run id, Redis), None when
+    the hub runs alone.
     """
 
     config: HubConfig
@@ -61,6 +64,7 @@ class FaceContext:
     door: Door
     program_tokens: set[str] | None
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    cluster: Any = None
 
     @property
     def limits(self) -> LimitsConfig:
