@@ -7,6 +7,7 @@ loses nothing, and a Redis restart that loses every stream while clients edit en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 
@@ -180,3 +181,40 @@ async def test_redis_restarted_while_clients_edit_the_hubs_converge(tmp_path, po
             # and replication goes on as before
             b.doc.get("arr", type=Array).append("end")
             await eventually(lambda: "end" in items(a.doc), what="a last item")
+
+
+async def test_awareness_reaches_the_members_of_other_hubs_and_so_does_its_removal(
+    tmp_path, redis_url, postgres_dsn, hub_process
+):
+    from websockets.asyncio.client import connect
+
+    from roomhub.documents import protocol as p
+
+    conf = config(tmp_path / "conf", redis_url, postgres_dsn)
+    a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n)) for n in ("a", "b"))
+
+    async def states_seen(ws, want, within: float = 10) -> None:
+        async def match() -> bool:
+            while True:
+                message = p.decode(await ws.recv())
+                if isinstance(message, p.AwarenessUpdate) and any(want(e) for e in message.entries):
+                    return True
+        await asyncio.wait_for(match(), within)
+
+    async with connect(f"{b_hub.ws}/yjs/presence") as b:
+        await b.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
+        async with connect(f"{a_hub.ws}/yjs/presence") as a:
+            await a.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
+            # a's hub subscribes to the room's channel as it opens the room: b's state, renewed
+            # until it arrives (as a y-websocket client renews it), reaches a from then on
+            for clock in range(1, 40):
+                await b.send(p.encode_awareness([(7, clock, '{"user":"b"}')]))
+                with contextlib.suppress(TimeoutError):
+                    await states_seen(a, lambda e: e.client_id == 7 and not e.removed, within=0.25)
+                    break
+            else:
+                raise AssertionError("b's awareness state never reached the client on the other hub")
+            await a.send(p.encode_awareness([(42, 1, '{"user":"a"}')]))
+            await states_seen(b, lambda e: e.client_id == 42 and e.state == '{"user":"a"}')
+        # a's connection ended: its hub removes its state, everywhere
+        await states_seen(b, lambda e: e.client_id == 42 and e.removed)

@@ -36,8 +36,11 @@ What a hub does:
   state of its copy before compacting, so what a killed hub had not
   committed yet is stored by the hubs that replicated it.
 
-Awareness (cursors, presence) is not replicated yet: each hub relays it to
-its own members only.
+Awareness (cursors, presence) is ephemeral: a hub with a document open
+subscribes to its pub/sub channel ``{prefix}:awareness:{room}`` and publishes
+its members' awareness frames there (its run id, ``|``, the frame), as
+received; what a hub misses while Redis is away is not resent (y-websocket
+clients renew their state every 15 s).
 """
 
 from __future__ import annotations
@@ -63,6 +66,10 @@ class Replica(Protocol):
 
     def apply_remote(self, update: bytes) -> None:
         """Apply another hub's Yjs update and send it to the local members (store nothing)."""
+        ...
+
+    def apply_remote_awareness(self, frame: bytes) -> None:
+        """Apply another hub's awareness frame and send it to the local members."""
         ...
 
     def state_vector(self) -> bytes:
@@ -92,9 +99,13 @@ class Replication:
         # Two connections: the blocking read must never hold back a publish.
         self.reader = redis.Redis.from_url(url, socket_timeout=BLOCK_SECONDS + 5, socket_connect_timeout=2)
         self.writer = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-        self.rooms: dict[bytes, Replica] = {}  # stream key -> room
+        self.rooms: dict[bytes, Replica] = {}  # stream key and awareness channel -> room
         self.positions: dict[bytes, bytes] = {}  # stream key -> last id read
-        self._outbox: list[tuple[bytes, dict[str, bytes]]] = []
+        self.subscriber = redis.Redis.from_url(url, socket_connect_timeout=2)
+        self.pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
+        self._subscribed = asyncio.Event()
+        # (stream key, entry fields) for XADD, or (channel, bytes) for PUBLISH: one order for both
+        self._outbox: list[tuple[bytes, dict[str, bytes] | bytes]] = []
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._rooms_ready = asyncio.Event()
@@ -106,11 +117,15 @@ class Replication:
     def key(self, room: str) -> bytes:
         return f"{self.prefix}:doc:{room}".encode()
 
+    def channel(self, room: str) -> bytes:
+        return f"{self.prefix}:awareness:{room}".encode()
+
     # -- life -------------------------------------------------------------------
     def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._read_loop(), name="documents-replication-read"),
             asyncio.create_task(self._write_loop(), name="documents-replication-write"),
+            asyncio.create_task(self._awareness_loop(), name="documents-replication-awareness"),
         ]
 
     async def stop(self) -> None:
@@ -123,6 +138,9 @@ class Replication:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()
+        await self.subscriber.aclose()
         await self.reader.aclose()
         await self.writer.aclose()
 
@@ -135,8 +153,11 @@ class Replication:
 
         key = self.key(room.name)
         self.rooms[key] = room
+        self.rooms[self.channel(room.name)] = room
         position = b"0-0"
         try:
+            await self.pubsub.subscribe(self.channel(room.name))
+            self._subscribed.set()
             while True:
                 answer = await self.writer.xread({key: position}, count=READ_COUNT)
                 entries = answer[0][1] if answer else []
@@ -156,16 +177,35 @@ class Replication:
 
     def close(self, room: Replica) -> None:
         """Stop replicating ``room`` (torn down)."""
-        key = self.key(room.name)
+        key, channel = self.key(room.name), self.channel(room.name)
         if self.rooms.get(key) is room:
             del self.rooms[key]
-            del self.positions[key]
+            self.positions.pop(key, None)
+            del self.rooms[channel]
+            task = asyncio.ensure_future(self._unsubscribe(channel))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _unsubscribe(self, channel: bytes) -> None:
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            if channel not in self.rooms:  # not opened again meanwhile
+                await self.pubsub.unsubscribe(channel)
 
     def publish(self, room: Replica, update: bytes) -> None:
         """Queue ``update`` (Yjs v1, made by this hub's members) for the other hubs; never blocks."""
         key = self.key(room.name)
         if self.rooms.get(key) is room:
             self._send(key, {"u": update})
+
+    def publish_awareness(self, room: Replica, frame: bytes) -> None:
+        """Queue an awareness ``frame`` (y-protocols, from this hub's members) for the other hubs."""
+        channel = self.channel(room.name)
+        if self.rooms.get(channel) is room:
+            self._outbox.append((channel, self.origin + b"|" + frame))
+            self._outbox_ready.set()
+            self._outbox_empty.clear()
 
     def _send(self, key: bytes, fields: dict[str, bytes]) -> None:
         self._outbox.append((key, {"o": self.origin, **fields}))
@@ -184,7 +224,11 @@ class Replication:
                 try:
                     async with self.writer.pipeline(transaction=False) as pipe:
                         for key, fields in batch:
-                            pipe.xadd(key, fields, maxlen=self.stream_length, approximate=True)  # type: ignore[arg-type]
+                            if isinstance(fields, bytes):
+                                pipe.publish(key, fields)
+                            else:
+                                pipe.xadd(key, fields, maxlen=self.stream_length,  # type: ignore[arg-type]
+                                          approximate=True)
                         await pipe.execute()
                 except redis.RedisError as exc:
                     # Kept, in order, and sent again (an entry written twice changes nothing).
@@ -221,13 +265,36 @@ class Replication:
             if answer:
                 self._deliver(answer)
 
+    async def _awareness_loop(self) -> None:
+        import redis
+
+        await self._subscribed.wait()  # get_message needs a subscription first
+        while True:
+            try:
+                # redis-py reconnects and subscribes again to every channel after a drop
+                message = await self.pubsub.get_message(timeout=BLOCK_SECONDS)
+            except redis.RedisError:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            origin, _, frame = message["data"].partition(b"|")
+            room = self.rooms.get(message["channel"])
+            if origin == self.origin or room is None:
+                continue
+            try:
+                room.apply_remote_awareness(frame)
+            except Exception:
+                log.exception("%s: awareness frame from another hub not applied", room.name)
+
     def _resync(self) -> None:
         """Redis answers again: ask the other hubs for whatever every open room lacks (entries may
         have been lost with the server; the answers to theirs carry what this hub has)."""
         self._cut_off = False
-        log.info("replication: Redis reachable again; resyncing %d document(s)", len(self.rooms))
-        for key, room in self.rooms.items():
-            self._send(key, {"q": room.state_vector()})
+        log.info("replication: Redis reachable again; resyncing %d document(s)", len(self.positions))
+        for key, room in list(self.rooms.items()):
+            if key in self.positions:
+                self._send(key, {"q": room.state_vector()})
 
     def _deliver(self, answer: Any) -> None:
         """Apply the entries of the read loop's XREAD answer."""

@@ -190,7 +190,10 @@ class DocumentRoom(Room):
                 self.awareness_clocks[client_id] = clock
                 removed.append((client_id, clock, "null"))
         if removed:
-            self.broadcast(p.encode_awareness(removed))
+            frame = p.encode_awareness(removed)
+            self.broadcast(frame)
+            if self.ctx.replication is not None:
+                self.ctx.replication.publish_awareness(self, frame)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -291,6 +294,8 @@ class DocumentRoom(Room):
         return len(frame) - p.sync_header_size(frame)
 
     def _apply_awareness(self, member: Any, message: p.AwarenessUpdate) -> None:
+        """Apply an awareness update from ``member`` (None: from another hub of the cluster,
+        whose own limits its members' ids were counted against) and relay it."""
         states, clocks = self.awareness_states, self.awareness_clocks
         for entry in message.entries:
             cid = entry.client_id
@@ -304,6 +309,8 @@ class DocumentRoom(Room):
                     states.pop(cid, None)
                     if ids is not None:
                         ids.discard(cid)
+                elif member is None:
+                    states[cid] = entry.state
                 else:
                     if ids is None:
                         ids = self._awareness_ids[member] = set()
@@ -318,6 +325,8 @@ class DocumentRoom(Room):
         # Relayed as received to every member, sender included: clients ignore stale
         # entries, and the echo is what keeps a y-websocket client's timeout at bay.
         self.broadcast(message.frame)
+        if member is not None and self.ctx.replication is not None:
+            self.ctx.replication.publish_awareness(self, message.frame)
 
     def _awareness_frame(self, client_ids: list[int]) -> bytes:
         clocks, states = self.awareness_clocks, self.awareness_states
@@ -383,6 +392,14 @@ class DocumentRoom(Room):
         self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
         self._pending.append(update)
         self._schedule_flush()
+
+    def apply_remote_awareness(self, frame: bytes) -> None:
+        """Apply another hub's awareness ``frame`` and send it to the members. Raises
+        :class:`protocol.ProtocolError` if it is not an awareness frame that decodes."""
+        message = p.decode(frame, self.ctx.max_json_depth)
+        if not isinstance(message, p.AwarenessUpdate):
+            raise p.ProtocolError("not an awareness update")
+        self._apply_awareness(None, message)
 
     def state_vector(self) -> bytes:
         """The document's Yjs state vector."""
