@@ -218,3 +218,26 @@ async def test_awareness_reaches_the_members_of_other_hubs_and_so_does_its_remov
             await states_seen(b, lambda e: e.client_id == 42 and e.state == '{"user":"a"}')
         # a's connection ended: its hub removes its state, everywhere
         await states_seen(b, lambda e: e.client_id == 42 and e.removed)
+
+
+async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
+    tmp_path, redis_url, postgres_dsn, hub_process
+):
+    """Redis keeps its streams but closes every hub's connection, five times, while a client on
+    each hub edits: each hub resumes reading from the last id it read, and both end with all."""
+    conf = config(tmp_path / "conf", redis_url, postgres_dsn)
+    a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n)) for n in ("a", "b"))
+    async with y_client(a_hub.ws, "shared") as a, y_client(b_hub.ws, "shared") as b:
+
+        async def drop_connections() -> None:
+            async with redis.Redis.from_url(redis_url) as admin:
+                for _ in range(5):
+                    await asyncio.sleep(0.2)
+                    await admin.client_kill_filter(_type="normal", skipme=True)
+
+        await asyncio.gather(append_slowly(a.doc, "a", 100, 0.01), append_slowly(b.doc, "b", 100, 0.01),
+                             drop_connections())
+        await eventually(lambda: len(items(a.doc)) == len(items(b.doc)) == 200, within=30,
+                         what="both clients to hold all 200 items")
+        assert items(a.doc) == items(b.doc)
+    assert "resuming from the last ids read" in a_hub.log() + b_hub.log()

@@ -29,8 +29,11 @@ What a hub does:
   hub died before its store commit and the stream was trimmed since;
 - after losing Redis (a dropped connection, a restart that lost the
   streams), resumes reading from the last id it read, and, since entries
-  may have been lost with the server, publishes a ``q`` entry for every open
-  room: the hubs answer each other's, and converge;
+  may have been lost with the server (or dropped from its queue, see
+  :data:`MAX_QUEUED`), publishes for every open room a ``q`` entry marked
+  ``r`` (resync): the other hubs answer it and send their own ``q`` (unmarked),
+  which it answers in turn, so what either side lacks crosses once and every
+  copy converges, also when this hub alone was cut off;
 - durability is the store's: the hub whose client made an update appends it
   to the (shared PostgreSQL) store, and a hub closing a room appends the
   state of its copy before compacting, so what a killed hub had not
@@ -57,6 +60,9 @@ BLOCK_SECONDS = 0.25
 replay is read at opening, so no update waits for it)."""
 RETRY_SECONDS = 0.2  # between attempts while Redis does not answer
 READ_COUNT = 512  # entries per stream and XREAD
+MAX_QUEUED = 10_000
+"""Entries kept for Redis while it does not answer; beyond, the queue is dropped and the resync
+that follows Redis's return (state vectors exchanged) brings the other hubs what it held."""
 
 
 class Replica(Protocol):
@@ -108,6 +114,7 @@ class Replication:
         self._outbox: list[tuple[bytes, dict[str, bytes] | bytes]] = []
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
+        self._drops = 0  # times the queue was dropped (a batch in flight then is not in it any more)
         self._rooms_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._cut_off = False  # Redis failed since the last successful read: resync when it answers
@@ -133,9 +140,10 @@ class Replication:
         if self._outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_empty.wait(), 5)
-        for task in self._tasks:
+        tasks = list(self._tasks)  # an unsubscription's task leaves the list when done
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
@@ -203,12 +211,19 @@ class Replication:
         """Queue an awareness ``frame`` (y-protocols, from this hub's members) for the other hubs."""
         channel = self.channel(room.name)
         if self.rooms.get(channel) is room:
-            self._outbox.append((channel, self.origin + b"|" + frame))
-            self._outbox_ready.set()
-            self._outbox_empty.clear()
+            self._queue(channel, self.origin + b"|" + frame)
 
     def _send(self, key: bytes, fields: dict[str, bytes]) -> None:
-        self._outbox.append((key, {"o": self.origin, **fields}))
+        self._queue(key, {"o": self.origin, **fields})
+
+    def _queue(self, key: bytes, item: dict[str, bytes] | bytes) -> None:
+        if len(self._outbox) >= MAX_QUEUED:
+            log.warning("replication: %d entries queued for a Redis that does not answer: dropped, "
+                        "a resync follows its return", len(self._outbox))
+            self._outbox.clear()
+            self._drops += 1
+            self._cut_off = True
+        self._outbox.append((key, item))
         self._outbox_ready.set()
         self._outbox_empty.clear()
 
@@ -220,7 +235,7 @@ class Replication:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
             while self._outbox:
-                batch = self._outbox[:READ_COUNT]
+                batch, drops = self._outbox[:READ_COUNT], self._drops
                 try:
                     async with self.writer.pipeline(transaction=False) as pipe:
                         for key, fields in batch:
@@ -238,7 +253,8 @@ class Replication:
                     self._cut_off = True
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
-                del self._outbox[:len(batch)]
+                if drops == self._drops:
+                    del self._outbox[:len(batch)]
                 self.published += len(batch)
             self._outbox_empty.set()
 
@@ -294,7 +310,7 @@ class Replication:
         log.info("replication: Redis reachable again; resyncing %d document(s)", len(self.positions))
         for key, room in list(self.rooms.items()):
             if key in self.positions:
-                self._send(key, {"q": room.state_vector()})
+                self._send(key, {"q": room.state_vector(), "r": b"1"})
 
     def _deliver(self, answer: Any) -> None:
         """Apply the entries of the read loop's XREAD answer."""
@@ -319,6 +335,8 @@ class Replication:
                     lacking = room.missing(state)
                     if lacking is not None:
                         self._send(key, {"s": lacking})
+                    if b"r" in fields:  # a resync: it may hold what this copy lacks, too
+                        self._send(key, {"q": room.state_vector()})
             except Exception:  # one bad entry (written by something else) must not stop the others
                 log.exception("%s: stream entry not applied", room.name)
         return entries[-1][0]
