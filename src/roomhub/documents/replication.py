@@ -15,9 +15,10 @@ hold a room for the others. Keys, under the cluster's ``prefix``:
 What a hub does:
 
 - publishes what its own clients (and Python code) changed, once, after
-  applying it; never what it read from the stream, so an update crosses
-  Redis once and never comes back to its sender (no echo, no
-  amplification). Entries tagged with its own run id are skipped on reading;
+  applying it; never what it read from the stream (only an answer to a
+  state request, below, carries other hubs' updates, and only those the
+  asking hub lacks), so an update crosses Redis once and never comes back to
+  its sender (no echo, no amplification). Entries tagged with its own run id are skipped on reading;
 - reads every open document's stream with one ``XREAD BLOCK`` loop (one
   connection per hub, not per room), applies other hubs' updates unobserved
   and sends them to its local members;
@@ -102,7 +103,8 @@ class Replication:
         self.prefix = prefix
         self.origin = origin.encode()
         self.stream_length = stream_length
-        # Two connections: the blocking read must never hold back a publish.
+        # A connection each for the blocking read, the publishes and the awareness subscription:
+        # neither wait may hold back the others.
         self.reader = redis.Redis.from_url(url, socket_timeout=BLOCK_SECONDS + 5, socket_connect_timeout=2)
         self.writer = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.rooms: dict[bytes, Replica] = {}  # stream key and awareness channel -> room
