@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio as redis
 from pycrdt import Array, Doc, get_update
 
@@ -241,3 +242,12 @@ async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
                          what="both clients to hold all 200 items")
         assert items(a.doc) == items(b.doc)
     assert "resuming from the last ids read" in a_hub.log() + b_hub.log()
+
+
+def test_stream_length_is_validated_with_its_key():
+    from roomhub.config import ConfigError, parse_config
+
+    cluster = {"redis": "redis://127.0.0.1:6379/0"}
+    assert parse_config({"cluster": cluster}).cluster.stream_length == 1000
+    with pytest.raises(ConfigError, match=r"cluster\.stream_length"):
+        parse_config({"cluster": {**cluster, "stream_length": 5}})
