@@ -101,7 +101,7 @@ class Hub:
         self.context = FaceContext(
             config=config, bus=self.bus, data_dir=self.data_dir, hub_id=self.id,
             runtimes=self.runtimes, connections=self.connections, door=self.door,
-            program_tokens=self.program_tokens, metrics=self.metrics,
+            program_tokens=self.program_tokens, metrics=self.metrics, cluster=self._cluster(),
         )
         factories = configured_faces(config) if faces is None else faces
         self.faces: list[Face] = [make(self.context) for make in factories]
@@ -121,7 +121,7 @@ class Hub:
             for endpoint in face.socket_endpoints():
                 endpoint.traffic = self.metrics.traffic(face.name)
         self.sockets.add(e for face in self.faces for e in face.socket_endpoints())
-        self.cluster = self._cluster()
+        self.cluster = self.context.cluster
 
     def _cluster(self) -> Any:
         """This hub's part in ``[cluster]`` (a :class:`roomhub.cluster.Cluster`), None without it.

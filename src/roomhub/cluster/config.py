@@ -32,6 +32,11 @@ class ClusterConfig(Model):
         description="Seconds between a hub's renewals of its heartbeat and leases; less than half of "
         "lease_seconds, so one lost renewal does not lose a lease.",
     )
+    stream_length: int = Field(
+        default=1000, ge=10, le=1_000_000,
+        description="Entries each document's Redis Stream keeps (approximately, XADD MAXLEN ~): what "
+        "a hub opening a document replays after loading the store.",
+    )
 
     @field_validator("redis")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..runtimes import Runtime
 from ..transport.security import Door
@@ -58,7 +58,9 @@ class FaceContext:
     ``connections``: the limiter every WebSocket counts against; ``door``: the
     Host, origin and token checks; ``program_tokens``: tokens of the programs the
     hub started that may call it (None when the hub asks for no token); ``metrics``: the hub's
-    Prometheus metrics (a face records its events there, its sockets count their traffic).
+    Prometheus metrics (a face records its events there, its sockets count their traffic);
+    ``cluster``: this hub's :class:`roomhub.cluster.Cluster` (config, run id, Redis), None when
+    the hub runs alone.
     """
 
     config: HubConfig
@@ -70,6 +72,7 @@ class FaceContext:
     door: Door
     program_tokens: set[str] | None
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    cluster: Any = None
 
     @property
     def limits(self) -> LimitsConfig:

@@ -31,6 +31,7 @@ from . import protocol
 from .access import Access, AccessRequest, load_hook
 from .config import DocumentsConfig
 from .endpoint import DocumentSockets, document_routes
+from .replication import Replication
 from .room import DocumentContext, DocumentRoom, root_types_json
 from .stores import DocumentStore, MemoryStore, PostgresStore, SQLiteStore, load_into
 
@@ -91,7 +92,7 @@ class DocumentsFace(Face):
         self.store = make_store(config, context.data_dir)
         self.store.metrics = context.metrics
         self.access_hook = load_hook(config.access)
-        ctx = DocumentContext(
+        self._room_context = ctx = DocumentContext(
             self.store,
             max_awareness_clients=config.max_awareness_clients,
             max_json_depth=limits.max_json_depth,
@@ -105,6 +106,7 @@ class DocumentsFace(Face):
             bus=context.bus,
         )
         self._keepalive: asyncio.Task[None] | None = None
+        self.replication: Replication | None = None  # in a cluster (context.cluster), from start()
         self.sockets = DocumentSockets(self)
 
     def routes(self) -> list[BaseRoute]:
@@ -129,6 +131,14 @@ class DocumentsFace(Face):
             await self.store.open()
         except ConnectionError as exc:  # a database store's server unreachable: refuse to start
             raise HubError(f"documents: {exc}") from None
+        cluster = self.context.cluster
+        if cluster is not None:
+            self.replication = Replication(
+                cluster.config.redis, cluster.config.prefix, cluster.run,
+                stream_length=cluster.config.stream_length,
+            )
+            self.replication.start()
+            self._room_context.replication = self.replication
         if self.config.keepalive_interval > 0:
             self._keepalive = asyncio.create_task(
                 self._keepalive_loop(), name="documents-keepalive"
@@ -140,6 +150,8 @@ class DocumentsFace(Face):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive
         await self.rooms.close(self.context.config.server.shutdown_timeout)
+        if self.replication is not None:
+            await self.replication.stop()
         await self.store.close()
 
     async def _keepalive_loop(self) -> None:

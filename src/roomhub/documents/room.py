@@ -49,9 +49,9 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pycrdt import Array, Doc, Map, Text, TransactionEvent
+from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_update
 
 from ..core.bus import Bus
 from ..core.rooms import Room
@@ -59,6 +59,9 @@ from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..transport.connections import Frame
 from . import protocol as p
 from .stores import DocumentStore, integrate, load_into, merge
+
+if TYPE_CHECKING:
+    from .replication import Replication
 
 log = logging.getLogger("roomhub.documents.room")
 
@@ -84,6 +87,7 @@ class DocumentContext:
     store: DocumentStore
     max_awareness_clients: int = 16
     max_json_depth: int = DEFAULT_MAX_DEPTH  # levels of an awareness state (server.limits)
+    replication: Replication | None = None  # in a cluster: the other hubs' copies (see .replication)
 
 
 def root_types_json(doc: Doc) -> dict[str, Any]:
@@ -126,6 +130,7 @@ class DocumentRoom(Room):
         self._step1_frame: bytes | None = None
         self._step2_frame: bytes | None = None  # the answer to an empty state vector
         self._pending: list[bytes] = []  # changes of this turn, to send
+        self._local: list[bytes] = []  # changes of this turn made here, to replicate (in a cluster)
         self._stored: list[bytes] = []  # updates of this turn to store as one row (nothing waits)
         self._waiting: list[bytes] = []  # applied updates some of whose structs wait (stores.integrate)
         self._flush_scheduled = False
@@ -142,12 +147,19 @@ class DocumentRoom(Room):
             # joiners get it as it is, with no encoding of the document.
             self._step2_frame = p.sync_step2(updates[0])
         self._subscription = self.doc.observe(self._on_change)
+        if self.ctx.replication is not None:
+            await self.ctx.replication.open(self)
 
     async def on_teardown(self) -> None:
         self._flush()
         if self._subscription is not None:
             self.doc.unobserve(self._subscription)
             self._subscription = None
+        if self.ctx.replication is not None:
+            self.ctx.replication.close(self)
+            # Other hubs' updates are stored by the hub that received them, which may have died
+            # before its commit: this copy's state makes sure the store has all it had.
+            self.ctx.store.append(self.name, self.doc.get_update())
         await self.ctx.store.flush()
         try:
             await self.ctx.store.compact(self.name)
@@ -178,7 +190,10 @@ class DocumentRoom(Room):
                 self.awareness_clocks[client_id] = clock
                 removed.append((client_id, clock, "null"))
         if removed:
-            self.broadcast(p.encode_awareness(removed))
+            frame = p.encode_awareness(removed)
+            self.broadcast(frame)
+            if self.ctx.replication is not None:
+                self.ctx.replication.publish_awareness(self, frame)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -214,10 +229,18 @@ class DocumentRoom(Room):
                 log.debug("%s: dropped an update from read-only %s", self.name, member.label)
                 return
             waited = bool(self._waiting)
+            replicated = self.ctx.replication is not None
+            before = self.doc.get_state() if replicated else b""
             self._integrate_unobserved(update)
             self.updates_applied += 1
             self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
             self._pending.append(update)
+            if replicated:
+                # Only what is new here crosses Redis: a client that sends back what it received
+                # (pycrdt's Provider does) must not echo another hub's update to every hub.
+                fresh = get_update(update, before)
+                if fresh != p.EMPTY_UPDATE:
+                    self._local.append(fresh)
             self._schedule_flush()
             if waited or self._waiting:
                 self._store_alone(update)
@@ -271,6 +294,8 @@ class DocumentRoom(Room):
         return len(frame) - p.sync_header_size(frame)
 
     def _apply_awareness(self, member: Any, message: p.AwarenessUpdate) -> None:
+        """Apply an awareness update from ``member`` (None: from another hub of the cluster,
+        whose own limits its members' ids were counted against) and relay it."""
         states, clocks = self.awareness_states, self.awareness_clocks
         for entry in message.entries:
             cid = entry.client_id
@@ -284,6 +309,8 @@ class DocumentRoom(Room):
                     states.pop(cid, None)
                     if ids is not None:
                         ids.discard(cid)
+                elif member is None:
+                    states[cid] = entry.state
                 else:
                     if ids is None:
                         ids = self._awareness_ids[member] = set()
@@ -298,6 +325,8 @@ class DocumentRoom(Room):
         # Relayed as received to every member, sender included: clients ignore stale
         # entries, and the echo is what keeps a y-websocket client's timeout at bay.
         self.broadcast(message.frame)
+        if member is not None and self.ctx.replication is not None:
+            self.ctx.replication.publish_awareness(self, message.frame)
 
     def _awareness_frame(self, client_ids: list[int]) -> bytes:
         clocks, states = self.awareness_clocks, self.awareness_states
@@ -315,6 +344,8 @@ class DocumentRoom(Room):
         else:
             self._stored.append(update)
         self._pending.append(update)
+        if self.ctx.replication is not None:
+            self._local.append(update)
         self._schedule_flush()
 
     def _store_alone(self, update: bytes) -> None:
@@ -341,8 +372,43 @@ class DocumentRoom(Room):
             self.ctx.store.append_mergeable(
                 self.name, sent if sent is not None and stored == pending else merge(stored)
             )
+        if self._local:
+            local, self._local = self._local, []
+            assert self.ctx.replication is not None
+            self.ctx.replication.publish(
+                self, sent if sent is not None and local == pending else merge(local)
+            )
         if sent is not None:
             self.broadcast(p.sync_update(sent))
+
+    # -- replication (a cluster's other hubs, see .replication) ---------------------
+    def apply_remote(self, update: bytes) -> None:
+        """Apply another hub's ``update`` and send it to the members with this turn's changes.
+        Not stored (the hub that received it stores it) and not replicated again. Raises
+        :class:`protocol.ProtocolError` if it does not decode (nothing changed)."""
+        if update == p.EMPTY_UPDATE:
+            return
+        self._integrate_unobserved(update)
+        self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
+        self._pending.append(update)
+        self._schedule_flush()
+
+    def apply_remote_awareness(self, frame: bytes) -> None:
+        """Apply another hub's awareness ``frame`` and send it to the members. Raises
+        :class:`protocol.ProtocolError` if it is not an awareness frame that decodes."""
+        message = p.decode(frame, self.ctx.max_json_depth)
+        if not isinstance(message, p.AwarenessUpdate):
+            raise p.ProtocolError("not an awareness update")
+        self._apply_awareness(None, message)
+
+    def state_vector(self) -> bytes:
+        """The document's Yjs state vector."""
+        return self.doc.get_state()
+
+    def missing(self, state_vector: bytes) -> bytes | None:
+        """What the document has beyond ``state_vector`` (one Yjs update); None if nothing."""
+        update = self.doc.get_update(state_vector)
+        return None if update == p.EMPTY_UPDATE else update
 
     def _deliver(self, frame: Frame) -> None:
         # The same bytes to every member; document updates skip members not synced yet (only
