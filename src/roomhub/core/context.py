@@ -29,6 +29,11 @@ class ConnectionLimiter:
         self.limit = limit
         self.count = 0
 
+    @property
+    def full(self) -> bool:
+        """True while ``limit`` connections are open."""
+        return self.count >= self.limit
+
     def try_acquire(self) -> bool:
         """Count one more connection; False (nothing counted) when ``limit`` are open."""
         if self.count >= self.limit:

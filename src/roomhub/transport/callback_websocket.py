@@ -56,8 +56,10 @@ What each connection gets:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -83,6 +85,11 @@ FEED_BYTES = 1024
 """Received bytes handed to the frame parser at once (it parses every frame they hold)."""
 TURN_BYTES = 256 * 1024
 """Received bytes of one connection parsed in one turn of the event loop, at most."""
+INBOX_MESSAGES = TURN_MESSAGES
+"""Messages a task-served connection (:class:`TaskSocketEndpoint`) holds unread by its task; while
+that many wait, the connection is read no further (TCP flow control slows the client down)."""
+_END = None  # the inbox's last entry once no message can follow (see CallbackWebSocket.next_frame)
+_ids = itertools.count(1)
 
 
 class SocketEndpoint:
@@ -93,6 +100,7 @@ class SocketEndpoint:
     """
 
     prefix = ""
+    exact = False  # True: the prefix path only, not the paths under it
     traffic: Traffic = UNCOUNTED  # the face's counters, given by the hub (see .traffic)
 
     def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
@@ -109,6 +117,40 @@ class SocketEndpoint:
 
     def closed(self, sock: CallbackWebSocket) -> None:
         """The connection has ended (called once, only after :meth:`opened`)."""
+
+
+class TaskSocketEndpoint(SocketEndpoint):
+    """An endpoint whose connections each run :meth:`serve` as a task, reading their messages
+    with :meth:`CallbackWebSocket.next_frame` (for faces whose handling of a message awaits).
+
+    The task starts when the handshake is done and the connection is closed (1000, or 1011
+    after an exception, which is logged) when it returns. Messages wait in the connection's
+    inbox (:data:`INBOX_MESSAGES` at most; reading is paused while it is full)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        """Serve one connection to its end (``scope`` as for :meth:`SocketEndpoint.handshake`)."""
+        raise NotImplementedError
+
+    def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        sock.read_by_task()
+        task = asyncio.create_task(self._run(sock, scope), name=f"socket:{sock.label}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+        sock.deliver(message)
+
+    async def _run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        try:
+            await self.serve(sock, scope)
+        except Exception:
+            log.exception("%s: serving the connection failed", sock.label)
+            sock.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            sock.close(CloseCode.NORMAL)
 
 
 class CallbackSockets:
@@ -137,7 +179,7 @@ class CallbackSockets:
         self.send_limits = send_limits
         self.ping_interval = ping_interval
         self.close_timeout = close_timeout
-        self.endpoints: list[tuple[str, str, SocketEndpoint]] = []
+        self.endpoints: list[tuple[str, str | None, SocketEndpoint]] = []
         self.open: set[CallbackWebSocket] = set()
         self._pinger: asyncio.Task[None] | None = None
         self._all_closed: asyncio.Event | None = None  # made by stop()
@@ -147,13 +189,14 @@ class CallbackSockets:
 
     def add(self, endpoints: Iterable[SocketEndpoint]) -> None:
         for endpoint in endpoints:
-            prefix = endpoint.prefix.rstrip("/")
-            self.endpoints.append((prefix, prefix + "/", endpoint))
+            prefix = endpoint.prefix.rstrip("/") or "/"
+            under = None if endpoint.exact else prefix.rstrip("/") + "/"
+            self.endpoints.append((prefix, under, endpoint))
 
     def endpoint_for(self, path: str) -> SocketEndpoint | None:
         """The endpoint serving ``path`` (its prefix or under it), or None."""
         for exact, under, endpoint in self.endpoints:
-            if path == exact or path.startswith(under):
+            if path == exact or (under is not None and path.startswith(under)):
                 return endpoint
         return None
 
@@ -225,9 +268,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
-    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_owed",
-                 "_ping_unanswered", "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened",
-                 "path", "peer", "server", "state", "transport", "window", "ws")
+    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_label", "_messages",
+                 "_owed", "_parked", "_ping_unanswered", "_reading_paused", "_turn", "_waiter", "budget",
+                 "close_code", "close_reason", "closing", "endpoint", "id", "opened", "path", "peer",
+                 "server", "state", "transport", "window", "ws")
 
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
@@ -238,8 +282,12 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         self.path = ""
         self.peer = "?"
         self.state: Any = None
+        self.id = next(_ids)
         self.opened = False
         self.closing = False
+        self.close_code: int | None = None  # set when the hub starts the close
+        self.close_reason = ""
+        self._label: str | None = None
         self._fragments: tuple[Opcode, list[bytes]] | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -253,10 +301,25 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         self._backlog: list[Request | Frame] = []
         self._turn: asyncio.Handle | None = None  # the next turn of work, while a backlog waits
         self._reading_paused = False
+        # Messages waiting for a task-served connection's task (see read_by_task), None otherwise.
+        self._messages: deque[Message | None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._parked = False  # the inbox is full: nothing is handled until the task reads
 
     @property
     def label(self) -> str:
-        return f"{self.path} ({self.peer})"
+        """What log lines name the connection by: the endpoint's label (e.g. its room) or the
+        path, and the client."""
+        return f"{self._label or self.path} ({self.peer})"
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self._label = value
+
+    @property
+    def traffic(self) -> Traffic:
+        """The counters of the face serving this connection (see :mod:`.traffic`)."""
+        return self.endpoint.traffic
 
 
     # -- asyncio protocol callbacks -------------------------------------------------
@@ -270,7 +333,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             self.peer = f"{peer[0]}:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
-        if self._turn is not None:  # behind already: the coming turns take it in order
+        if self._turn is not None or self._parked:  # behind already: the coming turns take it in order
             self._inbox = self._inbox[self._inbox_pos:] + data
             self._inbox_pos = 0
             return
@@ -298,6 +361,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
+        self._end_of_messages()
         if self.opened:
             self.opened = False
             self.endpoint.traffic.closed += 1
@@ -337,8 +401,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
         if self.closing and self._abort_timer is not None:
             return
-        if not self.closing and code != CloseCode.NORMAL:
-            self.endpoint.traffic.closing(code)
+        if not self.closing:
+            if code != CloseCode.NORMAL:
+                self.endpoint.traffic.closing(code)
+            self.close_code, self.close_reason = int(code), reason
         self.closing = True
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason.encode()[:120].decode(errors="ignore"))
@@ -346,6 +412,63 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._abort_timer is None:
             self._abort_timer = asyncio.get_running_loop().call_later(self.server.close_timeout, self.abort)
+
+    async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """:meth:`close`, for a task: the close frame is written at once (nothing to wait for;
+        the TCP connection ends when the client answers, or ``close_timeout`` seconds later)."""
+        self.close(code, reason)
+
+    # -- receiving, for a task (TaskSocketEndpoint) -------------------------------------
+    def read_by_task(self) -> None:
+        """Keep received messages for :meth:`next_frame` (called once, when opened)."""
+        self._messages = deque()
+
+    def deliver(self, message: Message) -> None:
+        """Keep ``message`` for :meth:`next_frame`; a full inbox stops the handling of what
+        follows until the task read some (reading is paused meanwhile)."""
+        messages = self._messages
+        if messages is None:
+            return
+        messages.append(message)
+        if len(messages) >= INBOX_MESSAGES:
+            self._parked = True
+        self._wake()
+
+    async def next_frame(self) -> Message | None:
+        """The client's next message (text as ``str``, binary as ``bytes``), None once no more
+        can come (the client closed, the connection was lost, or the hub closed it and the
+        client answered). Messages received before a close are still returned first. Rate
+        limits and fair share apply when they are read off the socket (see the module)."""
+        messages = self._messages
+        if messages is None:
+            return None
+        while not messages:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        message = messages[0]
+        if message is _END:
+            return None
+        messages.popleft()
+        if self._parked and len(messages) < INBOX_MESSAGES:
+            self._parked = False
+            transport = self.transport
+            if self._turn is None and transport is not None and not transport.is_closing():
+                self._turn = asyncio.get_running_loop().call_soon(self._turn_of_work)
+        return message
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end_of_messages(self) -> None:
+        messages = self._messages
+        if messages is not None and (not messages or messages[-1] is not _END):
+            messages.append(_END)
+            self._wake()
 
     def abort(self) -> None:
         """Drop the TCP connection now."""
@@ -376,7 +499,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         ws, budget = self.ws, self.budget
         loop = asyncio.get_running_loop()
         events, index, frames, parsed, wait = self._backlog, 0, 0, 0, 0.0
-        while frames < TURN_MESSAGES:
+        while frames < TURN_MESSAGES and not self._parked:
             if index == len(events):
                 inbox, pos = self._inbox, self._inbox_pos
                 if pos == len(inbox) or parsed >= TURN_BYTES:
@@ -411,6 +534,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 self._ping_unanswered = False
             elif opcode is Opcode.CLOSE:
                 self.closing = True
+                self._end_of_messages()
         self._backlog = events[index:] if index < len(events) else []
         self._write()
         transport = self.transport
@@ -422,6 +546,8 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             if not self._reading_paused:
                 self._reading_paused = True
                 transport.pause_reading()
+            if self._parked:  # next_frame schedules the next turn once the task has read
+                return
             if wait:
                 self._turn = loop.call_later(wait, self._turn_of_work)
             else:
