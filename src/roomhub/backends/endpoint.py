@@ -37,7 +37,7 @@ from ..core.context import FaceContext
 from ..core.face import FaceSocketEndpoint, serve_room_socket
 from ..core.rooms import Room, validate_room_name
 from ..transport.callback_websocket import CallbackWebSocket
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from . import protocol as p
 from .builds import Builder
 from .install import Installer

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from ..logs import LOG_CONNECTION, LOG_FACE, LOG_ROOM
 from ..transport.callback_websocket import CallbackWebSocket, SocketEndpoint, TaskSocketEndpoint
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from .context import FaceContext
 from .errors import CloseCode, RoomError
 from .rooms import Room, RoomRegistry

@@ -24,7 +24,7 @@ from ..core.bus import Bus
 from ..core.rooms import Room
 from ..runtimes.base import Runtime, exit_description
 from ..transport.callback_websocket import CallbackWebSocket
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from . import protocol as p
 from .context import PageContext
 from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner

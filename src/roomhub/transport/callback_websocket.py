@@ -1,16 +1,20 @@
-"""WebSocket endpoints served without ASGI: one asyncio protocol per connection, events by callback.
+r"""The one WebSocket connection type of every face's socket, served without ASGI.
 
 Through uvicorn's ASGI cycle an idle WebSocket holds a task with its
 coroutine frames, the scope, uvicorn's protocol state and the endpoint's own
 objects: about 19.5 KiB for a bare endpoint on this stack, before any room
-state (``bench/documents_floor.py``). Document clients are idle most of the
-time and a hub holds thousands of them, so endpoints that can answer every
-frame synchronously are served here instead: a connection is a
-:class:`CallbackWebSocket`, the ``websockets`` library's sans-I/O
-``ServerProtocol`` (RFC 6455 handshake, framing, close handshake, automatic
-pongs, ``max_size``) driven by asyncio's transport callbacks, and the
-endpoint's :class:`SocketEndpoint` methods are called for each message. No
-task exists while a connection is idle (about 6 KiB per connection).
+state (``bench/documents_floor.py``). Every face's socket is served here
+instead: a connection is a :class:`CallbackWebSocket`, the ``websockets``
+library's sans-I/O ``ServerProtocol`` (RFC 6455 handshake, framing, close
+handshake, automatic pongs, ``max_size``) driven by asyncio's transport
+callbacks, one asyncio protocol per connection. Endpoints that answer every
+frame synchronously (documents) have their :class:`SocketEndpoint` methods
+called for each message, and no task exists while a connection is idle
+(about 6 KiB per connection); endpoints whose handling awaits (pages, actions,
+widgets, the backends' partition socket) are :class:`TaskSocketEndpoint`\ s: a
+task per connection reads its messages from a small inbox
+(:meth:`CallbackWebSocket.next_frame`). Both have one send path, one send
+window and one slow-consumer close.
 
 The hub's HTTP protocol (:mod:`roomhub.transport.http_server`) hands an upgrade request
 whose path is an endpoint's prefix, or lies under it, to
@@ -36,12 +40,12 @@ What each connection gets:
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
 - **fair share**: what a connection received is parsed :data:`FEED_BYTES`
-  at a time and handled :data:`~roomhub.transport.connections.TURN_MESSAGES` frames
+  at a time and handled :data:`~roomhub.transport.receive_budget.TURN_MESSAGES` frames
   (and at most :data:`TURN_BYTES` bytes) per turn of the event loop; the
   rest waits for a later turn, with the transport's reading paused, so
   other connections' callbacks run in between (one read of a fast sender
   brings up to 256 KiB: thousands of small frames). Each connection also has a
-  :class:`~roomhub.transport.connections.ReceiveBudget` (``receive_rate`` frames per
+  :class:`~roomhub.transport.receive_budget.ReceiveBudget` (``receive_rate`` frames per
   second, ``receive_burst`` at once), linked to its room's when it joins one
   (``room_receive_rate``, ``room_receive_burst``): over either, its frames wait (reading
   paused: TCP flow control slows the client down), and a client held back
@@ -63,16 +67,17 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
 
-from websockets.frames import Frame, Opcode
+from websockets import frames as wire
+from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..core.errors import CloseCode
-from .connections import TURN_MESSAGES, ReceiveBudget
+from .receive_budget import TURN_MESSAGES, ReceiveBudget
 from .security import Door
 from .send_window import SLOW_CONSUMER_REASON, SendLimits, SendWindow, SendWindowed
-from .traffic import UNCOUNTED, Traffic
+from .traffic import UNCOUNTED, Frame, Traffic
 
 log = logging.getLogger("roomhub.websocket")
 # The library logs "connection open/closed" at INFO for every client: only its warnings and
@@ -80,7 +85,6 @@ log = logging.getLogger("roomhub.websocket")
 _wire_log = logging.getLogger("roomhub.websocket.wire")
 _wire_log.setLevel(logging.WARNING)
 
-Message = str | bytes
 FEED_BYTES = 1024
 """Received bytes handed to the frame parser at once (it parses every frame they hold)."""
 TURN_BYTES = 256 * 1024
@@ -112,7 +116,7 @@ class SocketEndpoint:
     def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         """The handshake is done; ``sock`` can send."""
 
-    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+    def received(self, sock: CallbackWebSocket, message: Frame) -> None:
         """One complete message: ``bytes`` for binary, ``str`` for text."""
 
     def closed(self, sock: CallbackWebSocket) -> None:
@@ -140,7 +144,7 @@ class TaskSocketEndpoint(SocketEndpoint):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+    def received(self, sock: CallbackWebSocket, message: Frame) -> None:
         sock.deliver(message)
 
     async def _run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
@@ -161,7 +165,7 @@ class CallbackSockets:
     ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
-    :class:`~roomhub.transport.connections.ReceiveBudget`; ``room_receive_rate`` (frames per
+    :class:`~roomhub.transport.receive_budget.ReceiveBudget`; ``room_receive_rate`` (frames per
     second, 0: no limit) and ``room_receive_burst`` that of the room it joins.
     """
 
@@ -298,11 +302,11 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
         self._inbox = b""
         self._inbox_pos = 0  # where in _inbox parsing resumes
-        self._backlog: list[Request | Frame] = []
+        self._backlog: list[Request | wire.Frame] = []
         self._turn: asyncio.Handle | None = None  # the next turn of work, while a backlog waits
         self._reading_paused = False
         # Messages waiting for a task-served connection's task (see read_by_task), None otherwise.
-        self._messages: deque[Message | None] | None = None
+        self._messages: deque[Frame | None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._parked = False  # the inbox is full: nothing is handled until the task reads
 
@@ -372,7 +376,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 log.exception("%s: the endpoint's close callback failed", self.label)
 
     # -- sending ---------------------------------------------------------------------
-    def send(self, message: Message) -> bool:
+    def send(self, message: Frame) -> bool:
         """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
 
         False if the connection is closing (the client's close frame may have been read while
@@ -423,7 +427,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         """Keep received messages for :meth:`next_frame` (called once, when opened)."""
         self._messages = deque()
 
-    def deliver(self, message: Message) -> None:
+    def deliver(self, message: Frame) -> None:
         """Keep ``message`` for :meth:`next_frame`; a full inbox stops the handling of what
         follows until the task read some (reading is paused meanwhile)."""
         messages = self._messages
@@ -434,7 +438,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             self._parked = True
         self._wake()
 
-    async def next_frame(self) -> Message | None:
+    async def next_frame(self) -> Frame | None:
         """The client's next message (text as ``str``, binary as ``bytes``), None once no more
         can come (the client closed, the connection was lost, or the hub closed it and the
         client answered). Messages received before a close are still returned first. Rate
@@ -631,7 +635,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         elif not fin:
             self._fragments = (opcode, [data])  # the first frame's opcode is the message's
             return
-        message: Message = data
+        message: Frame = data
         if opcode is Opcode.TEXT:
             try:
                 message = data.decode()
