@@ -64,9 +64,10 @@ class Face:
         return []
 
     def socket_endpoints(self) -> list[SocketEndpoint]:
-        """WebSocket endpoints served without ASGI by the hub's HTTP protocol, by path prefix
-        (:mod:`roomhub.transport.callback_websocket`): for connections that are idle most of their life
-        and whose messages are handled synchronously. The hub applies its origin and token checks."""
+        """The face's WebSocket endpoints, served without ASGI by the hub's HTTP protocol, by path
+        prefix (:mod:`roomhub.transport.callback_websocket`): callbacks for messages handled
+        synchronously, a :class:`FaceSocketEndpoint` for a task per connection. The same objects on
+        every call. The hub applies its Host, origin and token checks."""
         return []
 
     def direct_http_routes(self) -> list[DirectRoute]:
