@@ -340,6 +340,9 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if self._turn is not None or self._parked:  # behind already: the coming turns take it in order
             self._inbox = self._inbox[self._inbox_pos:] + data
             self._inbox_pos = 0
+            if not self._reading_paused and self.transport is not None:  # parked: the task reads first
+                self._reading_paused = True
+                self.transport.pause_reading()
             return
         self._inbox, self._inbox_pos = data, 0
         self._turn_of_work()
@@ -416,11 +419,6 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._abort_timer is None:
             self._abort_timer = asyncio.get_running_loop().call_later(self.server.close_timeout, self.abort)
-
-    async def aclose(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
-        """:meth:`close`, for a task: the close frame is written at once (nothing to wait for;
-        the TCP connection ends when the client answers, or ``close_timeout`` seconds later)."""
-        self.close(code, reason)
 
     # -- receiving, for a task (TaskSocketEndpoint) -------------------------------------
     def read_by_task(self) -> None:
