@@ -10,9 +10,6 @@ scenario does). Servers:
 - ``asgi``: uvicorn (the hub's options: websockets-sansio protocol, no
   compression, 20 s pings) serving a raw ASGI endpoint that answers sync step
   1 with an empty sync step 2 and otherwise only awaits ``receive()``;
-- ``asgi-hub-protocol``: the same on the hub's own uvicorn protocol
-  (``roomhub.transport.websocket_server``, which drops the handshake's request and
-  response once accepted);
 - ``starlette``: the same behind a Starlette ``WebSocketRoute`` (the
   ``WebSocket`` wrapper and the router);
 - ``roomhub``: a hub with only the documents face (SQLite store);
@@ -36,7 +33,7 @@ from _common import ServerProcess
 from documents_bench import run_load, server_process
 
 HERE = Path(__file__).resolve().parent
-SERVERS = ("asgi", "asgi-hub-protocol", "starlette", "roomhub", "pycrdt-websocket")
+SERVERS = ("asgi", "starlette", "roomhub", "pycrdt-websocket")
 SYNC_STEP2_EMPTY = b"\x00\x01\x02\x00\x00"  # sync message, step 2, the empty update
 
 
@@ -79,10 +76,6 @@ def serve(kind: str, port: int) -> None:
     import uvicorn
 
     ws: Any = "websockets-sansio"
-    if kind == "asgi-hub-protocol":
-        from roomhub.transport.websocket_server import PROTOCOL
-
-        ws = PROTOCOL
     app = bare_starlette_app() if kind == "starlette" else bare_asgi_app()
     uvicorn.run(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",

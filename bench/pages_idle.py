@@ -19,8 +19,12 @@ leave and, once every room is torn down, memory is read again. This is
 done ``--rounds`` times: memory kept after a close that grows round after
 round is a leak, memory kept but reused is the allocator's.
 
+With ``--before SRC`` (an earlier build's ``src`` folder, e.g. unpacked with
+``git archive``) each hub variant is run again from it as ``VARIANT@before``,
+right after the current one, and the ratio of RSS per connection is printed.
+
     python bench/pages_idle.py [--connections 1000] [--rooms 100] [--rounds 2]
-                               [--variants bare,always,reference]
+                               [--variants bare,always,reference] [--before SRC]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import asyncio
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import _common as c
@@ -127,7 +132,14 @@ async def open_members(
     return tasks, time.monotonic() - started
 
 
+BEFORE = "@before"
+"""Variant suffix: the same hub variant run from the ``--before`` source tree (an earlier build)."""
+
+
 def server_for(variant: str, args: argparse.Namespace) -> c.ServerProcess:
+    src = None
+    if variant.endswith(BEFORE):
+        variant, src = variant.removesuffix(BEFORE), args.before
     if variant == "reference":
         return c.ReferenceProcess(loop=args.loop)
     executors = {EXECUTOR: {"type": "always", "command": COMMAND}} if variant == "always" else {}
@@ -139,7 +151,7 @@ def server_for(variant: str, args: argparse.Namespace) -> c.ServerProcess:
             "max_rooms_per_namespace": args.rooms + 10,
         },
     )
-    return c.HubProcess(toml)
+    return c.HubProcess(toml, src=src)
 
 
 async def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -212,7 +224,10 @@ async def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
 async def main(args: argparse.Namespace) -> None:
     # Each connection takes a file descriptor here and one in the hub (which inherits the limit).
     limit = c.raise_open_files(2 * args.connections + 512)
-    results = [await run_variant(v, args) for v in args.variants.split(",")]
+    variants = args.variants.split(",")
+    if args.before is not None:  # each hub variant, then the same from the earlier build
+        variants = [x for v in variants for x in ((v, v + BEFORE) if v != "reference" else (v,))]
+    results = [await run_variant(v, args) for v in variants]
     rows = [
         [
             r["variant"],
@@ -260,6 +275,11 @@ async def main(args: argparse.Namespace) -> None:
             if name in by_name:
                 ratio = by_name[name]["rss_per_connection_bytes"] / ref
                 print(f"ratio {name}/reference, RSS per connection: {ratio:.2f}x")
+    for name in ("bare", "always"):
+        if name in by_name and name + BEFORE in by_name:
+            before = by_name[name + BEFORE]["rss_per_connection_bytes"]
+            ratio = by_name[name]["rss_per_connection_bytes"] / before
+            print(f"ratio {name}/{name}{BEFORE}, RSS per connection: {ratio:.2f}x")
     if "bare" in by_name and "always" in by_name:
         extra = (by_name["always"]["rss_open"] - by_name["bare"]["rss_open"]) / args.rooms
         print(
@@ -291,5 +311,8 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=50, help="handshakes in flight at once")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds before reading memory")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="source folder of an earlier build (e.g. from git archive): each hub "
+                             "variant also runs from it, as VARIANT@before")
     arguments = parser.parse_args()
     c.run(main(arguments), arguments.loop)

@@ -21,7 +21,6 @@ from .hub import Hub
 from .operations import operations_router
 from .transport.http_server import HeadLimits, for_hub
 from .transport.security import DoorMiddleware
-from .transport.websocket_server import PROTOCOL
 from .tuning import freeze_startup_objects, thaw_objects
 from .vendor import importmap_script
 
@@ -111,6 +110,9 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         "port": server.port,
         "log_config": None,
         "log_level": server.log_level,
+        # The ASGI WebSockets (the backends proxy's; every face's socket is a callback one):
+        # uvicorn's protocol on the websockets library's sans-I/O core, as the callback ones.
+        "ws": "websockets-sansio",
         "ws_max_size": server.limits.max_frame_bytes,
         # Off so that a broadcast frame is encoded once for all members, not compressed per client.
         "ws_per_message_deflate": False,
@@ -121,8 +123,6 @@ def server_config(hub: Hub, **overrides: Any) -> uvicorn.Config:
         # No access log (the CLI keeps uvicorn.access quiet): formatting one costs every request.
         "access_log": False,
     }
-    if PROTOCOL is not None:  # uvicorn's own, writing frames sent in a batch at once
-        options["ws"] = PROTOCOL
     direct_http = [route for face in hub.faces for route in face.direct_http_routes()]
     head_limits = HeadLimits(server.limits.header_timeout, server.limits.max_pending_connections)
     http = for_hub(hub.sockets, direct_http, hub.door, head_limits)

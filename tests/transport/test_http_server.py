@@ -16,7 +16,6 @@ import websockets
 
 from hubtest import free_port, serve_uvicorn
 from roomhub.transport.http_server import FLUSH_BYTES, PROTOCOL, CoalescingTransport
-from roomhub.transport.websocket_server import PROTOCOL as WS_PROTOCOL
 
 pytestmark = pytest.mark.skipif(PROTOCOL is None, reason="uvicorn without its httptools protocol")
 
@@ -102,7 +101,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @contextlib.asynccontextmanager
 async def serving() -> AsyncIterator[int]:
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=PROTOCOL, ws=WS_PROTOCOL or "auto",
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, http=PROTOCOL, ws="websockets-sansio",
                             log_level="warning", lifespan="off")
     async with serve_uvicorn(config, stop_timeout=10):
         yield port

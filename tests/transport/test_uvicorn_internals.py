@@ -1,10 +1,9 @@
 """The parts of uvicorn's protocol classes the hub builds on, checked by name.
 
-``roomhub.transport.http_server`` and ``roomhub.transport.websocket_server`` subclass uvicorn's httptools HTTP
-protocol and its websockets sans-I/O protocol, and use attributes and methods uvicorn does
-not document as public. pyproject pins uvicorn to the versions tested; this test fails,
-naming what is missing, when an installed uvicorn no longer has them (instead of the hub
-failing at its first request).
+``roomhub.transport.http_server`` subclasses uvicorn's httptools HTTP protocol and uses
+attributes and methods uvicorn does not document as public. pyproject pins uvicorn to the
+versions tested; this test fails, naming what is missing, when an installed uvicorn no
+longer has them (instead of the hub failing at its first request).
 """
 
 from __future__ import annotations
@@ -35,11 +34,6 @@ HTTP_METHODS = {
 # Attributes set by uvicorn's HttpToolsProtocol that the hub reads or writes.
 HTTP_ATTRIBUTES = ["pipeline", "cycle", "flow", "parser", "scope", "transport", "url", "loop",
                    "client", "root_path", "expect_100_continue", "headers", "server"]
-WS_METHODS = {"handle_connect": ["event"], "send": ["message"], "connection_lost": ["exc"],
-              "keepalive_timeout": []}
-WS_ATTRIBUTES = ["conn", "transport", "scope", "handshake_complete", "close_sent", "writable",
-                 "initial_response", "request", "response", "read_paused", "pong_timer", "loop",
-                 "ping_timeout"]
 
 
 def _pinned() -> Requirement:
@@ -74,15 +68,12 @@ def test_the_installed_uvicorn_is_a_pinned_one() -> None:
 
 def test_uvicorn_still_has_what_the_hub_subclasses() -> None:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-    missing = (_missing(HttpToolsProtocol, HTTP_METHODS, HTTP_ATTRIBUTES)
-               + _missing(WebSocketsSansIOProtocol, WS_METHODS, WS_ATTRIBUTES))
+    missing = _missing(HttpToolsProtocol, HTTP_METHODS, HTTP_ATTRIBUTES)
     assert not missing, f"uvicorn {version('uvicorn')} lacks what the hub's protocols use: {missing}"
 
 
-def test_the_hub_uses_the_subclassed_protocols() -> None:
-    from roomhub.transport import http_server, websocket_server
+def test_the_hub_uses_the_subclassed_protocol() -> None:
+    from roomhub.transport import http_server
 
-    assert http_server.PROTOCOL is not None and websocket_server.PROTOCOL is not None, (
-        "uvicorn's httptools or websockets sans-I/O protocol could not be imported")
+    assert http_server.PROTOCOL is not None, "uvicorn's httptools protocol could not be imported"

@@ -15,10 +15,11 @@ from starlette.routing import BaseRoute
 
 from ..core.context import FaceContext
 from ..core.errors import HubError
-from ..core.face import Face, Shortcut
+from ..core.face import Face
+from ..transport.callback_websocket import SocketEndpoint
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
-from .endpoint import file_routes, socket_app
+from .endpoint import ActionsSocket, file_routes
 from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
 from .session import ActionsState
@@ -52,6 +53,7 @@ class ActionsFace(Face):
         )
         self.state.metrics = context.metrics
         self.processes = Processes(self.state)
+        self.socket = ActionsSocket(context, self.state)
         self.files: FileServer | None = None
         if config.files.enabled:
             root = config.files.root or context.data_dir / "actions-files"
@@ -68,9 +70,9 @@ class ActionsFace(Face):
         config = self.context.config.actions.files
         return file_routes(self.files, config.prefix, config.allowed_origins)
 
-    def shortcuts(self) -> list[Shortcut]:
-        # Only the socket: the file server's HTTP routes stay with the router.
-        return [Shortcut("/actions", socket_app(self.context, self.state), frozenset({"websocket"}))]
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        """The ``/actions`` socket (the file server's HTTP routes stay with the router)."""
+        return [self.socket]
 
     def overview(self) -> dict[str, Any]:
         """The actions sessions: id, connected or not, running calls, age (seconds)."""

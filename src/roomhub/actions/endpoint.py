@@ -1,11 +1,12 @@
-"""The actions face's ASGI adapter: the ``/actions`` socket and the file server routes.
+"""The actions face's endpoints: the ``/actions`` socket and the file server routes.
 
 ``/actions[?roomhub=1&sessionId=ID&sessionToken=T]`` is the WebSocket (Igor's
 message shapes, see :mod:`.protocol`), and so is ``/actions/<anything>``
 (Igor ignored the path). ``roomhub=1`` asks for roomhub's additions (the
 session frame first); without it the client gets only frames Igor sent. With
 a valid id and token the session is resumed, otherwise a new one is made.
-Refusals: 1013 when the connection or session limit is reached, 1009 for a
+Refusals: HTTP 503 when the connection limit is reached, 1013 when the session limit
+is, 1009 for a
 frame over the limit, 1008 for a call flood or an unknown ``roomhub`` value,
 4009 when another connection resumed this session.
 
@@ -27,21 +28,21 @@ import asyncio
 import logging
 import mimetypes
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from starlette.datastructures import QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.errors import CloseCode
+from ..core.face import FaceSocketEndpoint
 from ..core.sessions import SessionLimitReached
 from ..logs import LOG_CONNECTION, LOG_FACE
-from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
+from ..transport.callback_websocket import CallbackWebSocket
 from ..transport.security import origin_allowed
-from ..transport.send_window import SendWindow
 from .files import FileAccessError, FileServer
 from .protocol import ADDITIONS_PARAMETER, ProtocolError, wants_additions
 from .session import ActionsState
@@ -54,54 +55,35 @@ log = logging.getLogger("roomhub.actions")
 _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 
 
-def socket_app(context: FaceContext, state: ActionsState) -> ASGIApp:
-    """The raw ASGI app of ``/actions`` and ``/actions/<anything>`` (Igor's Angular client appends
-    its id; it is ignored). Served ahead of the router (see :meth:`~roomhub.core.face.Face.shortcuts`)."""
-    limits = context.config.server.limits
+class ActionsSocket(FaceSocketEndpoint):
+    """``/actions`` and every path below it (Igor's Angular client appends its id; it is ignored)."""
 
-    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = AsgiSocket(scope, receive, send)
-        if not context.connections.try_acquire(context.metrics.traffic("actions")):
-            await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
-            return
-        conn: Connection | None = None
+    def __init__(self, context: FaceContext, state: ActionsState) -> None:
+        super().__init__(context, "/actions")
+        self.state = state
+
+    async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        LOG_FACE.set("actions")
+        LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
+        conn.label = "actions"
+        params = QueryParams(scope["query_string"])
         try:
-            if not await websocket.accept():
-                return
-            budget = ReceiveBudget.from_limits(limits)
-            conn = Connection(websocket, SendWindow.from_limits(limits), "actions", budget,
-                              context.metrics.traffic("actions"))
-            LOG_FACE.set("actions")
-            LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
-            params = websocket.query_params
-            try:
-                additions = wants_additions(params.get(ADDITIONS_PARAMETER))
-            except ProtocolError as exc:
-                await conn.aclose(CloseCode.POLICY_VIOLATION, exc.message)
-                return
-            try:
-                client = state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
-            except SessionLimitReached as exc:
-                await conn.aclose(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
-                return
-            try:
-                async for frame in conn.receive():
-                    if conn.closing:
-                        break
-                    client.handle(frame)
-            except Exception:
-                log.exception("actions: handling a frame from %s failed", conn.peer)
-                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            finally:
-                state.leave(client)
+            additions = wants_additions(params.get(ADDITIONS_PARAMETER))
+        except ProtocolError as exc:
+            conn.close(CloseCode.POLICY_VIOLATION, exc.message)
+            return
+        try:
+            client = self.state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
+        except SessionLimitReached as exc:
+            conn.close(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
+            return
+        try:
+            while (frame := await conn.next_frame()) is not None:
+                if conn.closing:
+                    break
+                client.handle(frame)
         finally:
-            if conn is not None:
-                # A close we started (close_code set) may still be flushing: give it time. A
-                # client that went away gets nothing more: stop the writer at once.
-                await conn.aclose(CloseCode.NORMAL, timeout=2.0 if conn.close_code is not None else 0)
-            context.connections.release()
-
-    return socket
+            self.state.leave(client)
 
 
 def _error(exc: FileAccessError) -> JSONResponse:

@@ -27,7 +27,7 @@ from ..core.bus import Bus
 from ..core.errors import CloseCode
 from ..core.metrics import HubMetrics
 from ..core.sessions import Session, SessionStore
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from .api import ActionsAPI
 from .calls import Stream, run_call
@@ -92,7 +92,7 @@ class ActionsState:
         self.pool = ThreadPoolExecutor(config.thread_pool_size, thread_name_prefix="roomhub-action")
 
     def open(
-        self, conn: Connection, session_id: str | None, token: str | None, additions: bool = False
+        self, conn: CallbackWebSocket, session_id: str | None, token: str | None, additions: bool = False
     ) -> Client:
         """A client for ``conn`` with its session resumed (if id and token match) or new; the
         session frame is sent first when the client asked for roomhub's ``additions``.
@@ -223,7 +223,7 @@ class Client:
     """One connection's session and running calls (keyed by stream id)."""
 
     def __init__(
-        self, state: ActionsState, conn: Connection, session: Session, additions: bool = False
+        self, state: ActionsState, conn: CallbackWebSocket, session: Session, additions: bool = False
     ) -> None:
         self.state = state
         self.conn = conn

@@ -31,11 +31,12 @@ from starlette.types import Scope
 from ..core.context import FaceContext
 from ..core.face import Face, Shortcut
 from ..core.rooms import RoomRegistry
+from ..transport.callback_websocket import SocketEndpoint
 from ..transport.direct_http import DirectRoute
 from . import protocol
 from .builds import Builder
 from .containers import DockerEngine
-from .endpoint import backend_routes
+from .endpoint import PartitionSocket, backend_routes
 from .install import Installer
 from .instances import Instance, Launcher
 from .packages import SHIPPED_CATALOG, Catalog
@@ -68,6 +69,7 @@ class BackendsFace(Face):
         limits = server.limits
         self.partitions = Partitions(self.launcher, context.bus, config.grace_period, config.idle_timeout,
                                      limits.max_rooms_per_namespace, limits.max_clients_per_room)
+        self.partition_socket = PartitionSocket(context, self.partitions)
         self.installer = Installer(self.catalog, self.builder, self.launcher, self.partitions)
         self.proxy = BackendProxy(self.partitions, self._on_demand if config.on_demand else None,
                                   limits.max_frame_bytes, self.note_server)
@@ -103,6 +105,10 @@ class BackendsFace(Face):
 
     def routes(self) -> list[BaseRoute]:
         return backend_routes(self)
+
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        """The partition socket (see :mod:`.endpoint`)."""
+        return [self.partition_socket]
 
     def shortcuts(self) -> list[Shortcut]:
         """The proxy's WebSockets, served ahead of the router (its HTTP requests are the hub's HTTP

@@ -1,4 +1,4 @@
-"""The backends face's ASGI adapter: the proxy mount, the partition socket and the REST API.
+"""The backends face's endpoints: the proxy mount, the partition socket and the REST API.
 
 Routes (errors are JSON ``{"error": code, "detail": message, ...}`` with a 4xx/5xx status):
 
@@ -26,17 +26,18 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
-from starlette.websockets import WebSocket
 
 from .. import jsonlimits
 from ..core.context import FaceContext
-from ..core.face import serve_room_socket
+from ..core.face import FaceSocketEndpoint, serve_room_socket
 from ..core.rooms import Room, validate_room_name
-from ..transport.connections import Connection, Frame
+from ..transport.callback_websocket import CallbackWebSocket
+from ..transport.traffic import Frame
 from . import protocol as p
 from .builds import Builder
 from .install import Installer
@@ -89,28 +90,44 @@ def checked_owner(value: str | None) -> str | None:
     return value
 
 
-async def ignore_frame(room: Room, conn: Connection, frame: Frame) -> None:
+async def ignore_frame(room: Room, conn: CallbackWebSocket, frame: Frame) -> None:
     """The partition socket is server-to-client; a client frame is answered with an error."""
     conn.send(p.encode(p.event("Error", error="unexpected-frame",
                                detail="this socket only carries events from the hub")))
 
 
+class PartitionSocket(FaceSocketEndpoint):
+    """``WS /api/backends/ws?partition=P&owner=T`` (``?monitor=1``: every partition's events)."""
+
+    def __init__(self, context: FaceContext, partitions: Partitions) -> None:
+        super().__init__(context, "/api/backends/ws", exact=True)
+        self.partitions = partitions
+
+    def check(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
+        params = QueryParams(scope["query_string"])
+        if params.get("monitor"):
+            return None
+        try:
+            checked_partition(params.get("partition"))
+            checked_owner(params.get("owner"))
+        except p.BadRequest as exc:
+            return exc.status, exc.detail
+        return None
+
+    async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        params = QueryParams(scope["query_string"])
+        if params.get("monitor"):
+            await serve_room_socket(sock, self.context, self.partitions.monitor, "all", ignore_frame)
+            return
+        sock.state = checked_owner(params.get("owner"))  # read by partition.owner_of
+        await serve_room_socket(sock, self.context, self.partitions.registry,
+                                checked_partition(params.get("partition")), ignore_frame,
+                                left=PartitionRoom.forget)
+
+
 def backend_routes(face: BackendsFace) -> list[BaseRoute]:
     context = face.context
     partitions = face.partitions
-
-    async def socket(websocket: WebSocket) -> None:
-        if websocket.query_params.get("monitor"):
-            await serve_room_socket(websocket, context, partitions.monitor, "all", ignore_frame)
-            return
-        try:
-            partition = checked_partition(websocket.query_params.get("partition"))
-            checked_owner(websocket.query_params.get("owner"))
-        except p.BadRequest as exc:
-            await websocket.send_denial_response(error(exc))
-            return
-        await serve_room_socket(websocket, context, partitions.registry, partition, ignore_frame,
-                                left=PartitionRoom.forget)
 
     async def install(request: Request) -> JSONResponse:
         face.note_server(request.scope)
@@ -185,7 +202,6 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
     api = "/api/backends"
     return [
         Mount("/backends", app=face.proxy),
-        WebSocketRoute(f"{api}/ws", socket),
         Route(f"{api}/install", install, methods=["POST"]),
         Route(f"{api}/packages", packages, methods=["GET"]),
         Route(f"{api}/builds", builds, methods=["GET"]),

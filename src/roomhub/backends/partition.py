@@ -31,7 +31,7 @@ from typing import Any
 
 from ..core.bus import Bus
 from ..core.rooms import Room, RoomRegistry
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from .instances import Instance, Launcher
 
@@ -41,21 +41,22 @@ NAMESPACE = "backends"
 MONITOR_NAMESPACE = "backends-monitor"
 
 
-def owner_of(conn: Connection) -> str | None:
-    """The ``owner`` query parameter of the connection's handshake (the tab's id)."""
-    owner = conn.websocket.query_params.get("owner")
-    return owner or None
+def owner_of(conn: CallbackWebSocket) -> str | None:
+    """The ``owner`` query parameter of the connection's handshake (the tab's id), which the
+    partition socket keeps as the connection's ``state``."""
+    owner = conn.state
+    return owner if isinstance(owner, str) and owner else None
 
 
-class PartitionRoom(Room[Connection]):
+class PartitionRoom(Room[CallbackWebSocket]):
     """The room of one partition; ``owners`` maps an owner id to its open connections."""
 
     def __init__(self, name: str, partitions: Partitions, bus: Bus) -> None:
         super().__init__(NAMESPACE, name, bus)
         self.partitions = partitions
-        self.owners: dict[str, set[Connection]] = {}
+        self.owners: dict[str, set[CallbackWebSocket]] = {}
 
-    async def on_join(self, connection: Connection) -> None:
+    async def on_join(self, connection: CallbackWebSocket) -> None:
         owner = owner_of(connection)
         if owner:
             self.owners.setdefault(owner, set()).add(connection)
@@ -66,7 +67,7 @@ class PartitionRoom(Room[Connection]):
             instances=[i.describe() for i in self.partitions.of(self.name)],
         )))
 
-    async def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: CallbackWebSocket) -> None:
         """The ``left`` hook: start the owner's grace period when its last socket closed."""
         owner = owner_of(connection)
         if not owner:

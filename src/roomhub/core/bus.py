@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 
 log = logging.getLogger("roomhub.bus")
 

@@ -31,6 +31,11 @@ class ConnectionLimiter:
         self.limit = limit
         self.count = 0
 
+    @property
+    def full(self) -> bool:
+        """True while ``limit`` connections are open."""
+        return self.count >= self.limit
+
     def try_acquire(self, traffic: Traffic | None = None) -> bool:
         """Count one more connection; False (nothing counted) when ``limit`` are open, the
         refusal then counted in ``traffic`` (the face's) as a close with 1013."""

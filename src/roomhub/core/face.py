@@ -1,10 +1,13 @@
-"""What every face shares: the :class:`Face` shape and the room socket loop.
+"""What every face shares: the :class:`Face` shape, the face socket and the room socket loop.
 
 A face (pages, documents, actions, widgets, backends) is built from a
 :class:`~roomhub.core.context.FaceContext`, gives the hub its routes and is
-started and stopped with it. :func:`serve_room_socket` is the
-one WebSocket loop of room-based faces: accept, join, hand each frame to the
-face, leave — with limits and errors handled the same way everywhere.
+started and stopped with it. Every face's WebSocket is a
+:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`; a face whose
+handling awaits serves it from a :class:`FaceSocketEndpoint` (a task per
+connection, counted against ``limits.max_connections``), and
+:func:`serve_room_socket` is the one loop of room-based faces: join, hand each
+frame to the face, leave — with limits and errors handled the same way everywhere.
 """
 
 from __future__ import annotations
@@ -17,12 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
-from starlette.websockets import WebSocket
 
 from ..logs import LOG_CONNECTION, LOG_FACE, LOG_ROOM
-from ..transport.callback_websocket import SocketEndpoint
-from ..transport.connections import AsgiSocket, Connection, Frame, ReceiveBudget
-from ..transport.send_window import SendWindow
+from ..transport.callback_websocket import CallbackWebSocket, SocketEndpoint, TaskSocketEndpoint
+from ..transport.traffic import Frame
 from .context import FaceContext
 from .errors import CloseCode, RoomError
 from .rooms import Room, RoomRegistry
@@ -63,9 +64,10 @@ class Face:
         return []
 
     def socket_endpoints(self) -> list[SocketEndpoint]:
-        """WebSocket endpoints served without ASGI by the hub's HTTP protocol, by path prefix
-        (:mod:`roomhub.transport.callback_websocket`): for connections that are idle most of their life
-        and whose messages are handled synchronously. The hub applies its origin and token checks."""
+        """The face's WebSocket endpoints, served without ASGI by the hub's HTTP protocol, by path
+        prefix (:mod:`roomhub.transport.callback_websocket`): callbacks for messages handled
+        synchronously, a :class:`FaceSocketEndpoint` for a task per connection. The same objects on
+        every call. The hub applies its Host, origin and token checks."""
         return []
 
     def direct_http_routes(self) -> list[DirectRoute]:
@@ -106,48 +108,74 @@ def room_overview(room: Room) -> dict[str, Any]:
     return {**room.describe(), "members": members}
 
 
+class FaceSocketEndpoint(TaskSocketEndpoint):
+    """A face's socket under ``prefix`` (only that path if ``exact``) whose connections each run
+    :meth:`serve` as a task (see :class:`~roomhub.transport.callback_websocket.TaskSocketEndpoint`).
+
+    Each open connection counts against the hub's ``limits.max_connections``
+    (``context.connections``): past it the handshake is refused with HTTP 503 and
+    ``{"detail": "connection limit reached"}``. Subclasses check the rest of the handshake in
+    :meth:`check` (e.g. 400 for a bad room name) and serve the connection in :meth:`serve`.
+    """
+
+    def __init__(self, context: FaceContext, prefix: str, *, exact: bool = False) -> None:
+        super().__init__()
+        self.context = context
+        self.prefix = prefix
+        self.exact = exact
+
+    def check(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
+        """The face's own handshake check: None accepts, ``(status, message)`` refuses."""
+        return None
+
+    def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
+        if self.context.connections.full:
+            self.traffic.closing(CloseCode.TRY_AGAIN_LATER)  # counted as the 1013 the limit means
+            return 503, "connection limit reached"
+        return self.check(sock, scope)
+
+    def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        # Called in the same step as handshake() (nothing ran since): the check still holds.
+        self.context.connections.try_acquire()
+        super().opened(sock, scope)
+
+    def closed(self, sock: CallbackWebSocket) -> None:
+        self.context.connections.release()
+
+
 async def serve_room_socket(
-    websocket: WebSocket | AsgiSocket,
+    conn: CallbackWebSocket,
     context: FaceContext,
     registry: RoomRegistry[R],
     name: str,
-    handle: Callable[[R, Connection, Frame], Awaitable[None]],
+    handle: Callable[[R, CallbackWebSocket, Frame], Awaitable[None]],
     *,
-    refused: Callable[[Connection, RoomError], None] | None = None,
-    left: Callable[[R, Connection], Awaitable[None] | None] | None = None,
+    refused: Callable[[CallbackWebSocket, RoomError], None] | None = None,
+    left: Callable[[R, CallbackWebSocket], Awaitable[None] | None] | None = None,
 ) -> None:
-    """Run one client's room socket to the end.
+    """Run one client's room socket (``conn``, opened) to the end.
 
-    Accepts the handshake (on Starlette's ``WebSocket`` or an :class:`AsgiSocket`),
-    joins ``registry``'s room ``name`` and calls ``handle(room, connection, frame)``
+    Joins ``registry``'s room ``name`` and calls ``handle(room, connection, frame)``
     for each frame, one at a time. A refused join closes with the
     :class:`RoomError`'s code and reason (after ``refused`` had a chance to send
     an error frame). ``handle`` must turn bad input into error frames itself; an
     unexpected exception is logged and closes only this connection (1011).
     """
-    traffic = registry.metrics.traffic if registry.metrics is not None else None
-    if not context.connections.try_acquire(traffic):
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
-        return
     room: R | None = None
-    conn: Connection | None = None
+    label = f"{registry.namespace}:{name}"
+    conn.label = label
+    # What this task (and the tasks it starts) logs names the face, the room and the client.
+    traffic = registry.metrics.traffic if registry.metrics is not None else None
+    LOG_FACE.set(traffic.face if traffic is not None else None)
+    LOG_ROOM.set(label)
+    LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
     try:
-        if await websocket.accept() is False:  # an AsgiSocket whose client left first
-            return
-        label = f"{registry.namespace}:{name}"
-        limits = context.limits
-        conn = Connection(websocket, SendWindow.from_limits(limits), label, ReceiveBudget.from_limits(limits),
-                          traffic)
-        # What this task (and the tasks it starts) logs names the face, the room and the client.
-        LOG_FACE.set(traffic.face if traffic is not None else None)
-        LOG_ROOM.set(label)
-        LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
         try:
             room = await registry.join(name, conn)
         except RoomError as exc:
             if refused is not None:
                 refused(conn, exc)
-            await conn.aclose(exc.code, exc.reason)
+            conn.close(exc.code, exc.reason)
             return
         log.debug("%s joined %s (%d members)", conn.peer, label, len(room.members))
         while (frame := await conn.next_frame()) is not None:
@@ -162,7 +190,7 @@ async def serve_room_socket(
                 conn.close(CloseCode.INTERNAL_ERROR, "internal error")
                 break
     finally:
-        if room is not None and conn is not None:
+        if room is not None:
             if left is not None:
                 try:
                     result = left(room, conn)
@@ -171,11 +199,4 @@ async def serve_room_socket(
                 except Exception:
                     log.exception("%s:%s: leave hook failed", registry.namespace, name)
             await registry.leave(room, conn)
-        try:
-            if conn is not None:
-                # Wait for the close frame (1011 after an error, else 1000) to be written: the
-                # server drops the TCP connection as soon as this function returns, taking an
-                # unsent close frame with it (the client would see 1006).
-                await conn.aclose(CloseCode.NORMAL)
-        finally:
-            context.connections.release()
+        conn.close(CloseCode.NORMAL)

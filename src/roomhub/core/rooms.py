@@ -12,9 +12,8 @@ serialised by a per-name lock, so:
 Faces subclass :class:`Room` and override :meth:`Room.on_create`,
 :meth:`Room.on_teardown` and :meth:`Room.on_join`. What a room holds is a
 :class:`Member`: any face's client connection (a
-:class:`~roomhub.transport.connections.Connection`, a
 :class:`~roomhub.transport.callback_websocket.CallbackWebSocket`) or a handle
-standing for server code; a face's room says which (``Room[Connection]``).
+standing for server code; a face's room says which (``Room[CallbackWebSocket]``).
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ..logs import log_context
-from ..transport.connections import Frame, ReceiveBudget
+from ..transport.receive_budget import ReceiveBudget
+from ..transport.traffic import Frame
 from .bus import Bus, LocalBus
 from .errors import CloseCode, RoomError
 

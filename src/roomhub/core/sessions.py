@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..transport.connections import ReceiveBudget
+    from ..transport.receive_budget import ReceiveBudget
 
 log = logging.getLogger("roomhub.sessions")
 
@@ -39,7 +39,7 @@ class SessionLimitReached(Exception):
 
 class Session:
     """One client's session. ``data`` is free for the application to use; ``receive_budget``
-    (a :class:`~roomhub.transport.connections.ReceiveBudget` or None) is the room bucket its
+    (a :class:`~roomhub.transport.receive_budget.ReceiveBudget` or None) is the room bucket its
     connections draw from, kept across reconnects."""
 
     __slots__ = ("_timer", "attached", "created_at", "data", "detached_at", "id", "reaped",

@@ -26,7 +26,7 @@ from ..core.errors import HubError
 from ..core.face import Face
 from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.callback_websocket import SocketEndpoint
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from . import protocol
 from .access import Access, AccessRequest, load_hook
 from .config import DocumentsConfig

@@ -30,7 +30,8 @@ from starlette.routing import BaseRoute
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.rooms import RoomRegistry, validate_room_name
-from ..transport.callback_websocket import CallbackWebSocket, Message, SocketEndpoint
+from ..transport.callback_websocket import CallbackWebSocket, SocketEndpoint
+from ..transport.traffic import Frame
 from . import protocol as p
 from .access import Access, AccessHook, AccessRequest, decide
 from .room import DocumentRoom
@@ -132,7 +133,7 @@ class DocumentSockets(SocketEndpoint):
                 break
             self._handle(sock, room, state.writable, message)
 
-    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+    def received(self, sock: CallbackWebSocket, message: Frame) -> None:
         state: _Connection | None = sock.state
         if state is None or sock.closing:
             return

@@ -56,7 +56,7 @@ from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_update
 from ..core.bus import Bus
 from ..core.rooms import Room
 from ..jsonlimits import DEFAULT_MAX_DEPTH
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from . import protocol as p
 from .stores import DocumentStore, integrate, load_into, merge
 
@@ -71,7 +71,8 @@ MAX_WAITING = 64
 
 
 class Member(Protocol):
-    """What a room needs of a member: a :class:`~roomhub.transport.connections.Connection` or a handle."""
+    """What a room needs of a member: a connection
+    (:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`) or a handle."""
 
     label: str
 

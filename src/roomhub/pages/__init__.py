@@ -13,8 +13,9 @@ from starlette.staticfiles import StaticFiles
 from ..core.context import FaceContext
 from ..core.face import Face
 from ..core.rooms import RoomRegistry
+from ..transport.callback_websocket import SocketEndpoint
 from .context import PageContext
-from .endpoint import page_routes
+from .endpoint import PageSocket, page_routes
 from .room import PageRoom
 
 
@@ -50,13 +51,18 @@ class PagesFace(Face):
                 max_clients=limits.max_clients_per_room,
                 bus=context.bus,
             )
+        self.sockets = [PageSocket(context, path, registry) for path, registry in self.rooms.items()]
+
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        """Each page's room socket (``<page>/ws``)."""
+        return list(self.sockets)
 
     def routes(self) -> list[BaseRoute]:
-        """Each page and its socket, then the ``[assets]`` directories (after the pages, so that a
-        page and its socket inside an assets prefix are served as pages)."""
+        """Each page, then the ``[assets]`` directories (after the pages, so that a
+        page inside an assets prefix is served as a page)."""
         routes: list[BaseRoute] = []
-        for path, registry in self.rooms.items():
-            routes += page_routes(self.context, path, registry)
+        for path in self.rooms:
+            routes += page_routes(self.context, path)
         for prefix, directory in self.context.config.assets.items():
             routes.append(Mount(prefix, StaticFiles(directory=directory, html=True), name=f"assets:{prefix}"))
         return routes

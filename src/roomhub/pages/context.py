@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..runtimes.base import Runtime
-from ..transport.connections import Frame
+from ..transport.traffic import Frame
 from .config import PageConfig
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The pages face's ASGI adapter: the page's HTML and its room socket.
+"""The pages face's endpoints: the page's HTML and its room socket.
 
 ``GET <page>`` serves the page; ``<page>/ws?roomName=R`` is the room socket
 (interactive-widgets' URL layout); ``&roomhub=1`` asks for roomhub's additions
@@ -9,16 +9,16 @@ value other than ``1``, gets HTTP 400 with a message before the handshake.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from starlette.responses import FileResponse, JSONResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.datastructures import QueryParams
+from starlette.responses import FileResponse
+from starlette.routing import BaseRoute, Route
 
 from ..core.errors import RoomError
-from ..core.face import serve_room_socket
+from ..core.face import FaceSocketEndpoint, serve_room_socket
 from ..core.rooms import RoomRegistry, validate_room_name
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from .room import PageRoom
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("roomhub.pages")
 
 
-async def handle_frame(room: PageRoom, conn: Connection, frame: str | bytes) -> None:
+async def handle_frame(room: PageRoom, conn: CallbackWebSocket, frame: str | bytes) -> None:
     """Hand a frame to the room; bad input is logged and, for a client that asked for roomhub's
     additions, answered by an error frame to its sender only. It never closes the connection."""
     try:
@@ -39,32 +39,47 @@ async def handle_frame(room: PageRoom, conn: Connection, frame: str | bytes) -> 
             conn.send(p.error(exc.executor, exc.code, exc.message))
 
 
-def refused(conn: Connection, exc: RoomError) -> None:
+def refused(conn: CallbackWebSocket, exc: RoomError) -> None:
     """A refused join: an error frame first to a client that reads them (the close code says why)."""
     if p.asks_additions(conn):
         conn.send(p.error(None, "room-refused", exc.reason))
 
 
-def page_routes(context: FaceContext, path: str, registry: RoomRegistry[PageRoom]) -> list[BaseRoute]:
+class PageSocket(FaceSocketEndpoint):
+    """The room socket of the page at ``path``: ``<page>/ws?roomName=R[&roomhub=1]``."""
+
+    def __init__(self, context: FaceContext, path: str, registry: RoomRegistry[PageRoom]) -> None:
+        super().__init__(context, "/ws" if path == "/" else f"{path}/ws", exact=True)
+        self.registry = registry
+
+    def _parameters(self, scope: dict[str, Any]) -> tuple[str, bool]:
+        """The room name and whether roomhub's additions are asked for; raises ValueError or
+        :class:`~.protocol.ProtocolError` for bad values."""
+        params = QueryParams(scope["query_string"])
+        name = params.get("roomName")
+        validate_room_name(name, self.context.config.server.limits.room_name_max_length)
+        assert name is not None
+        return name, p.wants_additions(params.get(p.ADDITIONS_PARAMETER))
+
+    def check(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
+        try:
+            self._parameters(scope)
+        except (ValueError, p.ProtocolError) as exc:
+            return 400, str(exc)
+        return None
+
+    async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        name, additions = self._parameters(scope)
+        sock.state = additions  # read by protocol.asks_additions
+        await serve_room_socket(sock, self.context, self.registry, name, handle_frame, refused=refused,
+                                left=PageRoom.forget)
+
+
+def page_routes(context: FaceContext, path: str) -> list[BaseRoute]:
+    """The page at ``path`` (its socket is a :class:`PageSocket`)."""
     page = context.config.pages[path]
 
     async def html(request: object) -> FileResponse:
         return FileResponse(page.html, media_type="text/html")
 
-    async def socket(websocket: WebSocket) -> None:
-        name = websocket.query_params.get("roomName")
-        try:
-            validate_room_name(name, context.config.server.limits.room_name_max_length)
-            additions = p.wants_additions(websocket.query_params.get(p.ADDITIONS_PARAMETER))
-        except (ValueError, p.ProtocolError) as exc:
-            await websocket.send_denial_response(JSONResponse({"detail": str(exc)}, status_code=400))
-            return
-        assert name is not None
-        websocket.scope[p.ADDITIONS_SCOPE_KEY] = additions
-        await serve_room_socket(
-            websocket, context, registry, name, handle_frame, refused=refused,
-            left=PageRoom.forget,
-        )
-
-    ws_path = "/ws" if path == "/" else f"{path}/ws"
-    return [Route(path, html, methods=["GET"]), WebSocketRoute(ws_path, socket)]
+    return [Route(path, html, methods=["GET"])]

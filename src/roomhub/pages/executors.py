@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ..runtimes.base import ProgramHandle, ProgramSpec, drain, exit_description
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from .config import AlwaysExecutor, EpilogueExecutor, ExecutorBase, OnceExecutor, PrologueExecutor
 from .context import ExecutorRoom
@@ -165,7 +165,7 @@ class Executor:
     async def stop(self) -> None:
         """Called at teardown; must leave no program running."""
 
-    async def handle(self, connection: Connection, message: Any) -> None:
+    async def handle(self, connection: CallbackWebSocket, message: Any) -> None:
         raise p.ProtocolError(p.NOT_ACCEPTED, f"{self.kind} executors accept no messages", self.name)
 
     def state_frames(self, additions: bool) -> list[str]:
@@ -247,7 +247,7 @@ class AlwaysRunner(Executor):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def handle(self, connection: Connection, message: Any) -> None:
+    async def handle(self, connection: CallbackWebSocket, message: Any) -> None:
         msg = p.decode_always(message)
         if isinstance(msg, p.Resize):
             self.sizes[connection.id] = (msg.cols, msg.rows)
@@ -261,7 +261,7 @@ class AlwaysRunner(Executor):
         except (BrokenPipeError, ConnectionResetError, OSError):
             raise p.ProtocolError(p.NOT_RUNNING, "the program has exited; input dropped", self.name) from None
 
-    async def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: CallbackWebSocket) -> None:
         """A viewer left: the terminal takes the smallest size of those who remain."""
         if self.sizes.pop(connection.id, None) is not None and self.handle_ is not None:
             await self.handle_.resize(*self.size())
@@ -290,7 +290,7 @@ class OnceRunner(Executor):
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    async def handle(self, connection: Connection, message: Any) -> None:
+    async def handle(self, connection: CallbackWebSocket, message: Any) -> None:
         if self.running:  # interactive-widgets ignores the request silently
             if asks_additions(connection):
                 connection.send(p.encode(self.name, {"type": "busy", "message": "already running"}))

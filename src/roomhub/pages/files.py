@@ -30,7 +30,7 @@ from typing import Any
 import watchfiles
 
 from .. import confined
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from .config import FileExecutor
 from .context import ExecutorRoom
@@ -87,7 +87,7 @@ class FileView(Executor):
     def state_frames(self, additions: bool) -> list[str]:
         return [self.frame] if self.frame else []
 
-    async def handle(self, connection: Connection, message: Any) -> None:
+    async def handle(self, connection: CallbackWebSocket, message: Any) -> None:
         """Apply a client's monitor lines: a save (atomic) or a delete of the file.
 
         Raises :class:`protocol.ProtocolError`: ``too-large`` over ``max_bytes``,
@@ -109,7 +109,7 @@ class FileView(Executor):
                 await self._change(connection, "delete", confined.delete_file)
             await self.refresh(always=True)  # the answer to a write, as the monitor's
 
-    async def _change(self, connection: Connection, what: str, operation: Any, *args: Any) -> None:
+    async def _change(self, connection: CallbackWebSocket, what: str, operation: Any, *args: Any) -> None:
         """Run ``operation(room directory, parts, *args)`` in a thread; a refusal is a ProtocolError."""
         try:
             await asyncio.to_thread(operation, self.room.directory, self.parts, *args)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..transport.connections import Connection
+    from ..transport.callback_websocket import CallbackWebSocket
 
 from .. import additions, jsonlimits
 from ..core import errors
@@ -52,8 +52,6 @@ PATH_REFUSED = "path-refused"  # a symbolic link (or a file for a folder) on a f
 START_FAILED = "start-failed"
 
 ADDITIONS_PARAMETER = additions.PARAMETER  # ?roomhub=1: the client reads roomhub's additions
-# The endpoint records the answer of wants_additions in the connection's ASGI scope under this key.
-ADDITIONS_SCOPE_KEY = "roomhub.pages.additions"
 
 
 class ProtocolError(errors.ProtocolError):
@@ -115,9 +113,10 @@ def wants_additions(value: str | None) -> bool:
         raise ProtocolError(BAD_FRAME, str(exc)) from None
 
 
-def asks_additions(connection: Connection) -> bool:
-    """Whether ``connection`` asked for roomhub's additions on its handshake (see the endpoint)."""
-    return bool(connection.websocket.scope.get(ADDITIONS_SCOPE_KEY))
+def asks_additions(connection: CallbackWebSocket) -> bool:
+    """Whether ``connection`` asked for roomhub's additions on its handshake (the endpoint keeps
+    the answer of :func:`wants_additions` as the connection's ``state``)."""
+    return connection.state is True
 
 
 def decode_client(text: str | bytes, max_depth: int = jsonlimits.DEFAULT_MAX_DEPTH) -> ClientFrame:

@@ -23,7 +23,8 @@ from typing import Any
 from ..core.bus import Bus
 from ..core.rooms import Room
 from ..runtimes.base import Runtime, exit_description
-from ..transport.connections import Connection, Frame
+from ..transport.callback_websocket import CallbackWebSocket
+from ..transport.traffic import Frame
 from . import protocol as p
 from .context import PageContext
 from .executors import AlwaysRunner, Executor, OnceRunner, StepRunner
@@ -37,7 +38,7 @@ class PrologueFailed(Exception):
     pass
 
 
-class PageRoom(Room[Connection]):
+class PageRoom(Room[CallbackWebSocket]):
     def __init__(self, name: str, ctx: PageContext, bus: Bus) -> None:
         super().__init__(ctx.path, name, bus)
         self.ctx = ctx
@@ -123,7 +124,7 @@ class PageRoom(Room[Connection]):
             tail = out[-500:].decode(errors="replace")
             raise PrologueFailed(f"prologue {step.name!r} failed ({exit_description(code)}): {tail}")
 
-    async def on_join(self, connection: Connection) -> None:
+    async def on_join(self, connection: CallbackWebSocket) -> None:
         additions = asks_additions(connection)
         if additions:
             kinds = {name: e.kind for name, e in self.executors.items()}
@@ -134,7 +135,7 @@ class PageRoom(Room[Connection]):
             for frame in executor.state_frames(additions):
                 connection.send(frame)
 
-    async def handle(self, connection: Connection, frame: str | bytes) -> None:
+    async def handle(self, connection: CallbackWebSocket, frame: str | bytes) -> None:
         """Dispatch one client frame. Raises :class:`protocol.ProtocolError` for bad input."""
         msg = p.decode_client(frame, self.ctx.max_json_depth)
         executor = self.executors.get(msg.executor)
@@ -146,7 +147,7 @@ class PageRoom(Room[Connection]):
             exc.executor = exc.executor or msg.executor  # so the client can show it on the widget
             raise
 
-    async def forget(self, connection: Connection) -> None:
+    async def forget(self, connection: CallbackWebSocket) -> None:
         for executor in self._of(AlwaysRunner):
             await executor.forget(connection)
 

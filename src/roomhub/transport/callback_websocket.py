@@ -1,16 +1,20 @@
-"""WebSocket endpoints served without ASGI: one asyncio protocol per connection, events by callback.
+r"""The one WebSocket connection type of every face's socket, served without ASGI.
 
 Through uvicorn's ASGI cycle an idle WebSocket holds a task with its
 coroutine frames, the scope, uvicorn's protocol state and the endpoint's own
 objects: about 19.5 KiB for a bare endpoint on this stack, before any room
-state (``bench/documents_floor.py``). Document clients are idle most of the
-time and a hub holds thousands of them, so endpoints that can answer every
-frame synchronously are served here instead: a connection is a
-:class:`CallbackWebSocket`, the ``websockets`` library's sans-I/O
-``ServerProtocol`` (RFC 6455 handshake, framing, close handshake, automatic
-pongs, ``max_size``) driven by asyncio's transport callbacks, and the
-endpoint's :class:`SocketEndpoint` methods are called for each message. No
-task exists while a connection is idle (about 6 KiB per connection).
+state (``bench/documents_floor.py``). Every face's socket is served here
+instead: a connection is a :class:`CallbackWebSocket`, the ``websockets``
+library's sans-I/O ``ServerProtocol`` (RFC 6455 handshake, framing, close
+handshake, automatic pongs, ``max_size``) driven by asyncio's transport
+callbacks, one asyncio protocol per connection. Endpoints that answer every
+frame synchronously (documents) have their :class:`SocketEndpoint` methods
+called for each message, and no task exists while a connection is idle
+(about 6 KiB per connection); endpoints whose handling awaits (pages, actions,
+widgets, the backends' partition socket) are :class:`TaskSocketEndpoint`\ s: a
+task per connection reads its messages from a small inbox
+(:meth:`CallbackWebSocket.next_frame`). Both have one send path, one send
+window and one slow-consumer close.
 
 The hub's HTTP protocol (:mod:`roomhub.transport.http_server`) hands an upgrade request
 whose path is an endpoint's prefix, or lies under it, to
@@ -36,12 +40,12 @@ What each connection gets:
 - **limits**: a message over ``max_size`` bytes closes with 1009, a malformed
   frame with 1002, text that is not UTF-8 with 1007 (the library's codes);
 - **fair share**: what a connection received is parsed :data:`FEED_BYTES`
-  at a time and handled :data:`~roomhub.transport.connections.TURN_MESSAGES` frames
+  at a time and handled :data:`~roomhub.transport.receive_budget.TURN_MESSAGES` frames
   (and at most :data:`TURN_BYTES` bytes) per turn of the event loop; the
   rest waits for a later turn, with the transport's reading paused, so
   other connections' callbacks run in between (one read of a fast sender
   brings up to 256 KiB: thousands of small frames). Each connection also has a
-  :class:`~roomhub.transport.connections.ReceiveBudget` (``receive_rate`` frames per
+  :class:`~roomhub.transport.receive_budget.ReceiveBudget` (``receive_rate`` frames per
   second, ``receive_burst`` at once), linked to its room's when it joins one
   (``room_receive_rate``, ``room_receive_burst``): over either, its frames wait (reading
   paused: TCP flow control slows the client down), and a client held back
@@ -56,21 +60,24 @@ What each connection gets:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
 
-from websockets.frames import Frame, Opcode
+from websockets import frames as wire
+from websockets.frames import Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..core.errors import CloseCode
-from .connections import TURN_MESSAGES, ReceiveBudget
+from .receive_budget import TURN_MESSAGES, ReceiveBudget
 from .security import Door
 from .send_window import SLOW_CONSUMER_REASON, SendLimits, SendWindow, SendWindowed
-from .traffic import UNCOUNTED, Traffic
+from .traffic import UNCOUNTED, Frame, Traffic
 
 log = logging.getLogger("roomhub.websocket")
 # The library logs "connection open/closed" at INFO for every client: only its warnings and
@@ -78,11 +85,15 @@ log = logging.getLogger("roomhub.websocket")
 _wire_log = logging.getLogger("roomhub.websocket.wire")
 _wire_log.setLevel(logging.WARNING)
 
-Message = str | bytes
 FEED_BYTES = 1024
 """Received bytes handed to the frame parser at once (it parses every frame they hold)."""
 TURN_BYTES = 256 * 1024
 """Received bytes of one connection parsed in one turn of the event loop, at most."""
+INBOX_MESSAGES = TURN_MESSAGES
+"""Messages a task-served connection (:class:`TaskSocketEndpoint`) holds unread by its task; while
+that many wait, the connection is read no further (TCP flow control slows the client down)."""
+_END = None  # the inbox's last entry once no message can follow (see CallbackWebSocket.next_frame)
+_ids = itertools.count(1)
 
 
 class SocketEndpoint:
@@ -93,6 +104,7 @@ class SocketEndpoint:
     """
 
     prefix = ""
+    exact = False  # True: the prefix path only, not the paths under it
     traffic: Traffic = UNCOUNTED  # the face's counters, given by the hub (see .traffic)
 
     def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
@@ -104,11 +116,45 @@ class SocketEndpoint:
     def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         """The handshake is done; ``sock`` can send."""
 
-    def received(self, sock: CallbackWebSocket, message: Message) -> None:
+    def received(self, sock: CallbackWebSocket, message: Frame) -> None:
         """One complete message: ``bytes`` for binary, ``str`` for text."""
 
     def closed(self, sock: CallbackWebSocket) -> None:
         """The connection has ended (called once, only after :meth:`opened`)."""
+
+
+class TaskSocketEndpoint(SocketEndpoint):
+    """An endpoint whose connections each run :meth:`serve` as a task, reading their messages
+    with :meth:`CallbackWebSocket.next_frame` (for faces whose handling of a message awaits).
+
+    The task starts when the handshake is done and the connection is closed (1000, or 1011
+    after an exception, which is logged) when it returns. Messages wait in the connection's
+    inbox (:data:`INBOX_MESSAGES` at most; reading is paused while it is full)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        """Serve one connection to its end (``scope`` as for :meth:`SocketEndpoint.handshake`)."""
+        raise NotImplementedError
+
+    def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        sock.read_by_task()
+        task = asyncio.create_task(self._run(sock, scope), name=f"socket:{sock.label}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def received(self, sock: CallbackWebSocket, message: Frame) -> None:
+        sock.deliver(message)
+
+    async def _run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        try:
+            await self.serve(sock, scope)
+        except Exception:
+            log.exception("%s: serving the connection failed", sock.label)
+            sock.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            sock.close(CloseCode.NORMAL)
 
 
 class CallbackSockets:
@@ -119,7 +165,7 @@ class CallbackSockets:
     ``close_timeout`` are in seconds (0 disables pings);
     ``receive_rate`` (frames per second, 0: no limit), ``receive_burst`` (frames) and
     ``receive_throttled_close`` (seconds, 0: never) make each connection's
-    :class:`~roomhub.transport.connections.ReceiveBudget`; ``room_receive_rate`` (frames per
+    :class:`~roomhub.transport.receive_budget.ReceiveBudget`; ``room_receive_rate`` (frames per
     second, 0: no limit) and ``room_receive_burst`` that of the room it joins.
     """
 
@@ -137,7 +183,7 @@ class CallbackSockets:
         self.send_limits = send_limits
         self.ping_interval = ping_interval
         self.close_timeout = close_timeout
-        self.endpoints: list[tuple[str, str, SocketEndpoint]] = []
+        self.endpoints: list[tuple[str, str | None, SocketEndpoint]] = []
         self.open: set[CallbackWebSocket] = set()
         self._pinger: asyncio.Task[None] | None = None
         self._all_closed: asyncio.Event | None = None  # made by stop()
@@ -147,13 +193,14 @@ class CallbackSockets:
 
     def add(self, endpoints: Iterable[SocketEndpoint]) -> None:
         for endpoint in endpoints:
-            prefix = endpoint.prefix.rstrip("/")
-            self.endpoints.append((prefix, prefix + "/", endpoint))
+            prefix = endpoint.prefix.rstrip("/") or "/"
+            under = None if endpoint.exact else prefix.rstrip("/") + "/"
+            self.endpoints.append((prefix, under, endpoint))
 
     def endpoint_for(self, path: str) -> SocketEndpoint | None:
         """The endpoint serving ``path`` (its prefix or under it), or None."""
         for exact, under, endpoint in self.endpoints:
-            if path == exact or path.startswith(under):
+            if path == exact or (under is not None and path.startswith(under)):
                 return endpoint
         return None
 
@@ -225,9 +272,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     ``path`` is the request's path, ``peer`` the client's ``"host:port"``.
     """
 
-    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_owed",
-                 "_ping_unanswered", "_reading_paused", "_turn", "budget", "closing", "endpoint", "opened",
-                 "path", "peer", "server", "state", "transport", "window", "ws")
+    __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_label", "_messages",
+                 "_owed", "_parked", "_ping_unanswered", "_reading_paused", "_turn", "_waiter", "budget",
+                 "close_code", "close_reason", "closing", "endpoint", "id", "opened", "path", "peer",
+                 "server", "state", "transport", "window", "ws")
 
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
@@ -238,8 +286,12 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         self.path = ""
         self.peer = "?"
         self.state: Any = None
+        self.id = next(_ids)
         self.opened = False
         self.closing = False
+        self.close_code: int | None = None  # set when the hub starts the close
+        self.close_reason = ""
+        self._label: str | None = None
         self._fragments: tuple[Opcode, list[bytes]] | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -250,13 +302,28 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
         self._inbox = b""
         self._inbox_pos = 0  # where in _inbox parsing resumes
-        self._backlog: list[Request | Frame] = []
+        self._backlog: list[Request | wire.Frame] = []
         self._turn: asyncio.Handle | None = None  # the next turn of work, while a backlog waits
         self._reading_paused = False
+        # Messages waiting for a task-served connection's task (see read_by_task), None otherwise.
+        self._messages: deque[Frame | None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._parked = False  # the inbox is full: nothing is handled until the task reads
 
     @property
     def label(self) -> str:
-        return f"{self.path} ({self.peer})"
+        """What log lines name the connection by: the endpoint's label (e.g. its room) or the
+        path, and the client."""
+        return f"{self._label or self.path} ({self.peer})"
+
+    @label.setter
+    def label(self, value: str) -> None:
+        self._label = value
+
+    @property
+    def traffic(self) -> Traffic:
+        """The counters of the face serving this connection (see :mod:`.traffic`)."""
+        return self.endpoint.traffic
 
 
     # -- asyncio protocol callbacks -------------------------------------------------
@@ -270,9 +337,12 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             self.peer = f"{peer[0]}:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
-        if self._turn is not None:  # behind already: the coming turns take it in order
+        if self._turn is not None or self._parked:  # behind already: the coming turns take it in order
             self._inbox = self._inbox[self._inbox_pos:] + data
             self._inbox_pos = 0
+            if not self._reading_paused and self.transport is not None:  # parked: the task reads first
+                self._reading_paused = True
+                self.transport.pause_reading()
             return
         self._inbox, self._inbox_pos = data, 0
         self._turn_of_work()
@@ -298,6 +368,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
+        self._end_of_messages()
         if self.opened:
             self.opened = False
             self.endpoint.traffic.closed += 1
@@ -308,7 +379,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 log.exception("%s: the endpoint's close callback failed", self.label)
 
     # -- sending ---------------------------------------------------------------------
-    def send(self, message: Message) -> bool:
+    def send(self, message: Frame) -> bool:
         """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
 
         False if the connection is closing (the client's close frame may have been read while
@@ -337,8 +408,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         the TCP connection is aborted if it is not closed ``close_timeout`` seconds later."""
         if self.closing and self._abort_timer is not None:
             return
-        if not self.closing and code != CloseCode.NORMAL:
-            self.endpoint.traffic.closing(code)
+        if not self.closing:
+            if code != CloseCode.NORMAL:
+                self.endpoint.traffic.closing(code)
+            self.close_code, self.close_reason = int(code), reason
         self.closing = True
         if self.ws.state is State.OPEN:
             self.ws.send_close(code, reason.encode()[:120].decode(errors="ignore"))
@@ -346,6 +419,58 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         transport = self.transport
         if transport is not None and not transport.is_closing() and self._abort_timer is None:
             self._abort_timer = asyncio.get_running_loop().call_later(self.server.close_timeout, self.abort)
+
+    # -- receiving, for a task (TaskSocketEndpoint) -------------------------------------
+    def read_by_task(self) -> None:
+        """Keep received messages for :meth:`next_frame` (called once, when opened)."""
+        self._messages = deque()
+
+    def deliver(self, message: Frame) -> None:
+        """Keep ``message`` for :meth:`next_frame`; a full inbox stops the handling of what
+        follows until the task read some (reading is paused meanwhile)."""
+        messages = self._messages
+        if messages is None:
+            return
+        messages.append(message)
+        if len(messages) >= INBOX_MESSAGES:
+            self._parked = True
+        self._wake()
+
+    async def next_frame(self) -> Frame | None:
+        """The client's next message (text as ``str``, binary as ``bytes``), None once no more
+        can come (the client closed, the connection was lost, or the hub closed it and the
+        client answered). Messages received before a close are still returned first. Rate
+        limits and fair share apply when they are read off the socket (see the module)."""
+        messages = self._messages
+        if messages is None:
+            return None
+        while not messages:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        message = messages[0]
+        if message is _END:
+            return None
+        messages.popleft()
+        if self._parked and len(messages) < INBOX_MESSAGES:
+            self._parked = False
+            transport = self.transport
+            if self._turn is None and transport is not None and not transport.is_closing():
+                self._turn = asyncio.get_running_loop().call_soon(self._turn_of_work)
+        return message
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _end_of_messages(self) -> None:
+        messages = self._messages
+        if messages is not None and (not messages or messages[-1] is not _END):
+            messages.append(_END)
+            self._wake()
 
     def abort(self) -> None:
         """Drop the TCP connection now."""
@@ -376,7 +501,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         ws, budget = self.ws, self.budget
         loop = asyncio.get_running_loop()
         events, index, frames, parsed, wait = self._backlog, 0, 0, 0, 0.0
-        while frames < TURN_MESSAGES:
+        while frames < TURN_MESSAGES and not self._parked:
             if index == len(events):
                 inbox, pos = self._inbox, self._inbox_pos
                 if pos == len(inbox) or parsed >= TURN_BYTES:
@@ -411,6 +536,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 self._ping_unanswered = False
             elif opcode is Opcode.CLOSE:
                 self.closing = True
+                self._end_of_messages()
         self._backlog = events[index:] if index < len(events) else []
         self._write()
         transport = self.transport
@@ -422,6 +548,8 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             if not self._reading_paused:
                 self._reading_paused = True
                 transport.pause_reading()
+            if self._parked:  # next_frame schedules the next turn once the task has read
+                return
             if wait:
                 self._turn = loop.call_later(wait, self._turn_of_work)
             else:
@@ -505,7 +633,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         elif not fin:
             self._fragments = (opcode, [data])  # the first frame's opcode is the message's
             return
-        message: Message = data
+        message: Frame = data
         if opcode is Opcode.TEXT:
             try:
                 message = data.decode()

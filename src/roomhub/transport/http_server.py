@@ -36,8 +36,8 @@ head like any other: the callback endpoints' handshakes are covered.
 Backpressure is unchanged: the held bytes are at most :data:`FLUSH_BYTES`
 and reach the real transport, which pauses the protocol as before, within
 the same turn of the loop. A connection upgraded to WebSocket hands the real
-transport to the WebSocket protocol (which batches its own frames, see
-:mod:`roomhub.transport.websocket_server`), or, when its path belongs to one of the
+transport to uvicorn's WebSocket protocol (for the ASGI WebSockets left: the backends
+proxy's), or, when its path belongs to one of the
 hub's callback endpoints, to :class:`~roomhub.transport.callback_websocket.CallbackSockets`
 (no ASGI cycle; :func:`for_hub` makes the hub's own protocol class).
 :data:`PROTOCOL` is None when uvicorn's httptools protocol is missing; the hub

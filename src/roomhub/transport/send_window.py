@@ -12,12 +12,10 @@ buffered for the client, and the :class:`SendWindow` counts those bytes
   closed with :attr:`~roomhub.core.errors.CloseCode.SLOW_CONSUMER` (4008) and a
   reason, and what was buffered for it is dropped. The room keeps its pace.
 
-The same marks serve both ways of serving a socket: a task-driven
-connection counts the frames in its own queue
-(:class:`~roomhub.transport.connections.Connection`), a callback connection
-counts the bytes framed and not yet accepted by the kernel
-(:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`, whose
-transport's write-buffer limits are set to the same marks).
+Every face's socket is a
+:class:`~roomhub.transport.callback_websocket.CallbackWebSocket`: its window
+counts the bytes framed and not yet accepted by the kernel (the transport's
+write-buffer limits are set to the same marks).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ without one counts into :data:`UNCOUNTED`, which nothing reads."""
 
 from __future__ import annotations
 
+Frame = str | bytes
+"""One WebSocket message: text as ``str``, binary as ``bytes``."""
+
 
 class Traffic:
     """Counters of one face's connections, all monotonic but :attr:`open`.

@@ -20,15 +20,15 @@ from starlette.routing import BaseRoute
 
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, HubError, RoomError
-from ..core.face import Face, Shortcut
+from ..core.face import Face
 from ..core.rooms import RoomRegistry, validate_room_name
 from ..core.sessions import Session as Credentials
 from ..core.sessions import SessionStore
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket, SocketEndpoint
 from . import renderer
 from .api import App, Application
 from .config import WidgetsConfig
-from .endpoint import socket_app, widgets_routes
+from .endpoint import WidgetsSocket, widgets_routes
 from .session import (
     CallError,
     CallTimeout,
@@ -116,6 +116,7 @@ class WidgetsFace(Face):
                                      new_id=lambda: secrets.token_hex(8))
         self.sessions.on_reap(self._reaped)
         self._ending: set[asyncio.Task[bool]] = set()
+        self.socket = WidgetsSocket(self)
         try:
             renderer.static_dir()
             renderer.widget_defs()
@@ -138,15 +139,15 @@ class WidgetsFace(Face):
     def routes(self) -> list[BaseRoute]:
         return widgets_routes(self)
 
-    def shortcuts(self) -> list[Shortcut]:
-        # Only the socket: the page stays with the router.
-        return [Shortcut("/widgets/ws", socket_app(self), frozenset({"websocket"}))]
+    def socket_endpoints(self) -> list[SocketEndpoint]:
+        """``/widgets/ws`` (the page stays with the router)."""
+        return [self.socket]
 
     def registries(self) -> list[RoomRegistry[Any]]:
         return [self.registry]
 
     async def open_session(
-        self, conn: Connection, sid: str | None, token: str | None
+        self, conn: CallbackWebSocket, sid: str | None, token: str | None
     ) -> WidgetSession:
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session.
 
@@ -178,7 +179,7 @@ class WidgetsFace(Face):
         session.attach(conn)
         return session
 
-    async def leave_session(self, session: WidgetSession, conn: Connection) -> None:
+    async def leave_session(self, session: WidgetSession, conn: CallbackWebSocket) -> None:
         """``conn`` left ``session``; with no browser left, its idle timeout starts."""
         session.detach(conn)
         await self.registry.leave(session, conn)

@@ -1,11 +1,11 @@
-"""The widgets face's ASGI adapter: ``/widgets/`` (the page) and ``/widgets/ws`` (its socket).
+"""The widgets face's endpoints: ``/widgets/`` (the page) and ``/widgets/ws`` (its socket).
 
 The socket follows pgwidgets' handshake: the server sends ``init``, the
 browser answers with a ``result`` for id 0 carrying ``session_id`` and
 ``token`` when it has them; then the session is attached (and replayed) or
 created. Close codes: 4001 "Invalid session credentials" for a known session
-with a wrong token, 1013 when ``max_sessions`` sessions all have a browser or
-the connection limit is reached, 1008 when the handshake is not answered in
+with a wrong token, 1013 when ``max_sessions`` sessions all have a browser (HTTP 503
+before the handshake when the connection limit is reached), 1008 when the handshake is not answered in
 time or is malformed, 1003 for a binary frame without its header, 1009 for an
 oversize frame.
 """
@@ -15,20 +15,19 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
+from ..core.face import FaceSocketEndpoint
 from ..core.rooms import RoomRegistry
 from ..logs import LOG_CONNECTION, LOG_FACE
-from ..transport.connections import AsgiSocket, Connection, ReceiveBudget
-from ..transport.send_window import SendWindow
+from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
 from . import renderer
 from .config import WidgetsConfig
@@ -44,11 +43,12 @@ class WidgetsFace(Protocol):
     config: WidgetsConfig
     registry: RoomRegistry[WidgetSession]
 
-    async def open_session(self, conn: Connection, sid: str | None, token: str | None) -> WidgetSession:
+    async def open_session(self, conn: CallbackWebSocket, sid: str | None,
+                           token: str | None) -> WidgetSession:
         """Attach ``conn`` to session ``sid`` if ``token`` matches, or to a new session."""
         ...
 
-    async def leave_session(self, session: WidgetSession, conn: Connection) -> None:
+    async def leave_session(self, session: WidgetSession, conn: CallbackWebSocket) -> None:
         """``conn`` left ``session``."""
         ...
 
@@ -71,58 +71,53 @@ new Widgets.RemoteInterface(Widgets, {{ url: `${{scheme}}//${{location.host}}/wi
 STATIC = "/widgets/pgwidgets"  # where pgwidgets-js's static directory is served
 
 
-async def widgets_socket(websocket: AsgiSocket, face: WidgetsFace) -> None:
-    """Run one browser's widgets socket to the end (handshake, attach, frames, detach)."""
-    context = face.context
-    if not context.connections.try_acquire(context.metrics.traffic("widgets")):
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "connection limit reached")
-        return
-    if not await websocket.accept():
-        context.connections.release()
-        return
-    limits = context.config.server.limits
-    conn = Connection(websocket, SendWindow.from_limits(limits), "widgets", ReceiveBudget.from_limits(limits),
-                      context.metrics.traffic("widgets"))
-    LOG_FACE.set("widgets")
-    LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
-    session: WidgetSession | None = None
-    try:
-        frames = conn.receive()
-        conn.send(p.encode(p.init()))
+class WidgetsSocket(FaceSocketEndpoint):
+    """``/widgets/ws``: one browser's widgets socket (handshake, attach, frames, detach)."""
+
+    def __init__(self, face: WidgetsFace) -> None:
+        super().__init__(face.context, "/widgets/ws", exact=True)
+        self.face = face
+
+    async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        face, context = self.face, self.context
+        LOG_FACE.set("widgets")
+        LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
+        conn.label = "widgets"
+        session: WidgetSession | None = None
         try:
-            first = await asyncio.wait_for(anext(frames), face.config.handshake_timeout)
-            sid, token = p.read_credentials(first, context.config.server.limits.max_json_depth)
-        except (TimeoutError, StopAsyncIteration):
-            await conn.aclose(CloseCode.POLICY_VIOLATION, "no answer to init")
-            return
-        except p.ProtocolError as exc:
-            log.warning("widgets: bad handshake from %s: %s", conn.peer, exc.message)
-            await conn.aclose(CloseCode.POLICY_VIOLATION, exc.message)
-            return
-        try:
-            session = await face.open_session(conn, sid, token)
-        except RoomError as exc:
-            log.info("widgets: refused %s: %s", conn.peer, exc.reason)
-            await conn.aclose(exc.code, exc.reason)
-            return
-        async for frame in frames:
-            if conn.closing:
-                break
+            conn.send(p.encode(p.init()))
             try:
-                session.handle(conn, frame)
-            except Exception:
-                log.exception(
-                    "widgets session %s: handling a frame from %s failed", session.id, conn.peer
-                )
-                conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-                break
-    finally:
-        if session is not None:
-            await face.leave_session(session, conn)
-        try:
-            await conn.aclose(CloseCode.NORMAL)  # written before the server drops the TCP connection
+                first = await asyncio.wait_for(conn.next_frame(), face.config.handshake_timeout)
+                if first is None:
+                    return
+                sid, token = p.read_credentials(first, context.config.server.limits.max_json_depth)
+            except TimeoutError:
+                conn.close(CloseCode.POLICY_VIOLATION, "no answer to init")
+                return
+            except p.ProtocolError as exc:
+                log.warning("widgets: bad handshake from %s: %s", conn.peer, exc.message)
+                conn.close(CloseCode.POLICY_VIOLATION, exc.message)
+                return
+            try:
+                session = await face.open_session(conn, sid, token)
+            except RoomError as exc:
+                log.info("widgets: refused %s: %s", conn.peer, exc.reason)
+                conn.close(exc.code, exc.reason)
+                return
+            while (frame := await conn.next_frame()) is not None:
+                if conn.closing:
+                    break
+                try:
+                    session.handle(conn, frame)
+                except Exception:
+                    log.exception(
+                        "widgets session %s: handling a frame from %s failed", session.id, conn.peer
+                    )
+                    conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+                    break
         finally:
-            context.connections.release()
+            if session is not None:
+                await face.leave_session(session, conn)
 
 
 def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
@@ -145,13 +140,3 @@ def widgets_routes(face: WidgetsFace) -> list[BaseRoute]:
         Route("/widgets/", index, methods=["GET"]),
         Mount(STATIC, static, name="pgwidgets-js"),
     ]
-
-
-def socket_app(face: WidgetsFace) -> ASGIApp:
-    """The raw ASGI app of ``/widgets/ws``, served ahead of the router (see
-    :meth:`~roomhub.core.face.Face.shortcuts`): no routing nor FastAPI middleware per frame."""
-
-    async def socket(scope: Scope, receive: Receive, send: Send) -> None:
-        await widgets_socket(AsgiSocket(scope, receive, send), face)
-
-    return socket

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.errors import CloseCode
 from ..core.rooms import Room
 from ..jsonlimits import DEFAULT_MAX_DEPTH
-from ..transport.connections import Connection
+from ..transport.callback_websocket import CallbackWebSocket
 from . import classes as C
 from . import protocol as p
 from .journal import Journal
@@ -117,7 +117,7 @@ def _keep_state(*args: Any) -> None:
     """The handler of a callback listened to only for the state it reports."""
 
 
-class WidgetSession(Room[Connection]):
+class WidgetSession(Room[CallbackWebSocket]):
     """One UI. ``id`` and ``token`` are its credentials; ``widgets`` makes widgets."""
 
     def __init__(
@@ -132,7 +132,7 @@ class WidgetSession(Room[Connection]):
         self.max_json_depth = max_json_depth  # levels of a browser's frame (server.limits)
         self.data: dict[str, Any] = {}  # free for the app
         self.viewport: tuple[int, int] | None = None
-        self.browsers: list[Connection] = []
+        self.browsers: list[CallbackWebSocket] = []
         self.left_at = time.monotonic()  # when the last browser left (monotonic seconds)
         self.journal = Journal()
         self.state: dict[int, dict[str, Any]] = {}
@@ -181,7 +181,7 @@ class WidgetSession(Room[Connection]):
         return {**super().describe(), "browsers": len(self.browsers), "widgets": len(self.classes)}
 
     # -- browsers -----------------------------------------------------------
-    def attach(self, conn: Connection) -> None:
+    def attach(self, conn: CallbackWebSocket) -> None:
         """Show this session in a browser that finished the handshake.
 
         Sends ``session-info``; a new session runs the app's ``on_connect``, a
@@ -200,7 +200,7 @@ class WidgetSession(Room[Connection]):
             for handler in self.app.connect_handlers:
                 self._enqueue(lambda h=handler: h(self), "on_connect")
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: CallbackWebSocket) -> None:
         """``conn`` left; with no browser left, waiting calls fail with :class:`NoBrowser`."""
         if conn in self.browsers:
             self.browsers.remove(conn)
@@ -212,7 +212,7 @@ class WidgetSession(Room[Connection]):
             for handler in self.app.disconnect_handlers:
                 self._enqueue(lambda h=handler: h(self), "on_disconnect")
 
-    def _replay(self, conn: Connection) -> None:
+    def _replay(self, conn: CallbackWebSocket) -> None:
         batch: list[dict[str, Any]] = []
 
         def flush() -> None:
@@ -239,7 +239,7 @@ class WidgetSession(Room[Connection]):
         msg: dict[str, Any],
         future: asyncio.Future[Any] | None,
         what: str,
-        exclude: Connection | None = None,
+        exclude: CallbackWebSocket | None = None,
     ) -> None:
         text = p.encode(msg)
         self._pending[msg["id"]] = _Pending(
@@ -250,19 +250,16 @@ class WidgetSession(Room[Connection]):
             return
         # The other browsers, kept in step with a change one of them made: not a broadcast
         # (the one that made it must not get its own change back while its user goes on).
-        urgent = len(self._pending) == 1
         for conn in self.browsers:
             if conn is not exclude:
-                conn.send(text, urgent)
+                conn.send(text)
 
     def _deliver(self, frame: str | bytes) -> None:
         """A broadcast from the bus: to the browsers attached (a member still being attached
-        gets its replay first). With nothing else in flight it is a lone message (a handler's
-        answer to a click), written at once; behind calls in flight it waits for the writer,
-        which groups them."""
-        urgent = len(self._pending) <= 1
+        gets its replay first). What a connection is sent in one turn of the loop leaves in one
+        write at its end."""
         for conn in self.browsers:
-            conn.send(frame, urgent)
+            conn.send(frame)
 
     async def _window(self) -> None:
         """Wait while ``max_inflight_calls`` calls are unanswered (flow control)."""
@@ -527,7 +524,7 @@ class WidgetSession(Room[Connection]):
             self._next_wid = next_wid
 
     # -- receiving ----------------------------------------------------------
-    def handle(self, conn: Connection, frame: str | bytes) -> None:
+    def handle(self, conn: CallbackWebSocket, frame: str | bytes) -> None:
         """Handle one frame from ``conn``: never raises for bad input (logs it, maybe closes)."""
         if isinstance(frame, bytes):
             self._binary(conn, frame)
@@ -547,14 +544,14 @@ class WidgetSession(Room[Connection]):
             except UploadError as exc:
                 self._bad_input(conn, f"upload: {exc}")
 
-    def _bad_input(self, conn: Connection, message: str) -> None:
+    def _bad_input(self, conn: CallbackWebSocket, message: str) -> None:
         count = self._bad[conn.id] = self._bad.get(conn.id, 0) + 1
         if count <= 5:
             log.warning("widgets session %s: bad input from %s: %s", self.id, conn.peer, message)
         if count >= MAX_BAD_MESSAGES:
             conn.close(CloseCode.POLICY_VIOLATION, "too many bad messages")
 
-    def _dispatch(self, conn: Connection, msg: p.BrowserMessage) -> None:
+    def _dispatch(self, conn: CallbackWebSocket, msg: p.BrowserMessage) -> None:
         if isinstance(msg, p.Result):
             self._skip_browser_ids(msg.raw.get("next_wid"))
             self._answer(conn, msg.id, msg.value, None)
@@ -570,7 +567,7 @@ class WidgetSession(Room[Connection]):
         elif isinstance(msg, p.Viewport):
             self.viewport = (msg.width, msg.height)
 
-    def _answer(self, conn: Connection, msg_id: int, value: Any, error: str | None) -> None:
+    def _answer(self, conn: CallbackWebSocket, msg_id: int, value: Any, error: str | None) -> None:
         pending = self._pending.pop(msg_id, None)
         if pending is not None and conn.budget is not None:
             # An answer the session asked for: flow control (max_inflight_calls) bounds those,
@@ -600,7 +597,7 @@ class WidgetSession(Room[Connection]):
         if self._slot_waiters:
             self._wake()
 
-    def _callback(self, conn: Connection, msg: p.Callback) -> None:
+    def _callback(self, conn: CallbackWebSocket, msg: p.Callback) -> None:
         cls = self.classes.get(msg.wid)
         if cls is None:
             raise p.ProtocolError(
@@ -650,7 +647,7 @@ class WidgetSession(Room[Connection]):
             call_args = (widget, *args) if pass_widget else tuple(args)
             self._enqueue(lambda h=handler, a=call_args: h(*a), f"{action} handler")
 
-    def _binary(self, conn: Connection, data: bytes) -> None:
+    def _binary(self, conn: CallbackWebSocket, data: bytes) -> None:
         tracker = self._uploads.get(conn.id)
         if tracker is None:
             return
