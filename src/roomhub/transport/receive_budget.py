@@ -73,7 +73,7 @@ class ReceiveBudget:
     It holds ``burst`` messages and refills at ``rate`` messages per second
     (0: no limit). :meth:`take` spends one or says how long to wait. The
     client counts as held back from the first message that had to wait until
-    its bucket is half full again; :meth:`overdue` is True once that lasted
+    its bucket is half full again; :meth:`overdue` gives the reason to close it once that lasted
     ``close_after`` seconds (0: never).
 
     A client in a room also draws from the room's bucket (:attr:`room`, shared by
