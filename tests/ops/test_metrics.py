@@ -233,10 +233,11 @@ async def test_limit_refusals_are_counted_by_face_and_code(tmp_path: Path, in_pr
         page = await PageClient.connect(f"{h.ws}/p/ws?roomName=full")
         await page.wait_type(None, "joined")
         for url in (f"{h.ws}/p/ws?roomName=other", f"{h.ws}/actions"):
-            # Refused before the handshake completes: the server answers it with HTTP 403.
+            # Refused at the handshake: HTTP 503 with the reason, counted as the 1013 it means.
             with pytest.raises(websockets.InvalidStatus) as refused:
                 await websockets.connect(url)
-            assert refused.value.response.status_code == 403, url
+            assert refused.value.response.status_code == 503, url
+            assert json.loads(refused.value.response.body) == {"detail": "connection limit reached"}
         samples = await scrape(http)
         assert value(samples, "roomhub_connection_closes_total", face="pages", code="1013") == 1
         assert value(samples, "roomhub_connection_closes_total", face="actions", code="1013") == 1
