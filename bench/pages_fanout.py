@@ -188,6 +188,7 @@ async def main(args: argparse.Namespace) -> None:
         limits={
             "max_clients_per_room": args.clients + 10,
             "send_buffer_bytes": args.send_buffer,
+            **({"send_high_water_bytes": args.high_water} if args.high_water else {}),
         },
     )
     runs: dict[str, dict[str, Any]] = {}
@@ -243,6 +244,7 @@ async def main(args: argparse.Namespace) -> None:
             "procs": args.procs,
             "seconds": args.seconds,
             "send_buffer_bytes": args.send_buffer,
+            "send_high_water_bytes": args.high_water or None,
             "reference_queue_frames": args.queue,
             "runs": runs,
             "hub_rss_bytes": hub_rss,
@@ -272,6 +274,9 @@ if __name__ == "__main__":
     parser.add_argument("--queue", type=int, default=1024, help="the reference's send queue bound, frames")
     parser.add_argument("--send-buffer", type=int, default=16 * 1024 * 1024,
                         help="the hub's send_buffer_bytes (its default: 16 MiB)")
+    parser.add_argument("--high-water", type=int, default=0,
+                        help="the hub's send_high_water_bytes (0: its default, a quarter of "
+                        "send_buffer_bytes, at most 1 MiB)")
     parser.add_argument(
         "--reference",
         action="store_true",
