@@ -131,16 +131,7 @@ async def test_a_client_held_back_too_long_is_closed_with_4029(tmp_path, hub_pro
         return
     hub = hub_process(config(tmp_path, limits))
     async with connect(f"{hub.ws}/term/ws?roomName=flood", max_size=None) as ws:
-        frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
-
-        async def flood() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    for _ in range(64):
-                        await ws.send(frame)
-                    await asyncio.sleep(0)  # let the reader take the hub's close frame
-
-        sender = asyncio.create_task(flood())
+        sender = asyncio.create_task(flood_page_socket(ws))
         with pytest.raises(ConnectionClosed) as closed:
             while True:
                 await asyncio.wait_for(ws.recv(), 30)
@@ -208,17 +199,8 @@ async def test_the_members_of_a_flooding_room_together_are_read_no_faster_than_t
 
 async def flood_page_room(url: str) -> tuple[int, str]:
     """Send frames to a page room's socket at ``url`` until the hub closes it: its code and reason."""
-    frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
     async with connect(url, max_size=None, ping_interval=None) as ws:
-
-        async def flood() -> None:
-            with contextlib.suppress(ConnectionClosed):
-                while True:
-                    for _ in range(64):
-                        await ws.send(frame)
-                    await asyncio.sleep(0)  # let the reader take the hub's close frame
-
-        sender = asyncio.create_task(flood())
+        sender = asyncio.create_task(flood_page_socket(ws))
         try:
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
@@ -259,12 +241,13 @@ def unread_bytes(port: int) -> int:
 
 
 async def flood_page_socket(ws) -> None:
+    """Send resize frames to a page room's socket as fast as it takes them, until it closes."""
     frame = '{"executor": "echo", "message": {"size": {"cols": 80, "rows": 24}}}'
     with contextlib.suppress(ConnectionClosed):
         while True:
             for _ in range(64):
                 await ws.send(frame)
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # let the reader take the hub's close frame
 
 
 @pytest.mark.parametrize("face", ["documents", "pages"])
