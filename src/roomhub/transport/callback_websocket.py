@@ -388,13 +388,13 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         whose unsent bytes pass its send window's bound is closed with 4008 (slow consumer)."""
         if self.closing or not self.opened or self.ws.state is not State.OPEN:
             return False
-        self.endpoint.traffic.sent(message)
         if isinstance(message, str):
             data = message.encode()
             self.ws.send_text(data)
         else:
             data = message
             self.ws.send_binary(data)
+        self.endpoint.traffic.sent(len(data))
         # Counted for the water marks; the bound is checked once written (_write), against what
         # the kernel did not take: what one turn owes leaves at the end of the turn anyway.
         self.window.add(len(data))
@@ -640,7 +640,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             except UnicodeDecodeError as exc:
                 self.close(CloseCode.INVALID_PAYLOAD, f"invalid UTF-8 at position {exc.start}")
                 return
-        self.endpoint.traffic.received(message)
+        self.endpoint.traffic.received(len(data))
         try:
             self.endpoint.received(self, message)
         except Exception:
