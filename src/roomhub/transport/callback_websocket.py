@@ -434,6 +434,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         messages.append(message)
         if len(messages) >= INBOX_MESSAGES:
             self._parked = True
+            window = self.budget.window
+            if window is not None:  # reading pauses: the kernel need not take megabytes meanwhile
+                window.parked = True
+                window.hold()
         self._wake()
 
     async def next_frame(self) -> Frame | None:
@@ -456,6 +460,9 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         messages.popleft()
         if self._parked and len(messages) < INBOX_MESSAGES:
             self._parked = False
+            window = self.budget.window
+            if window is not None:  # its size comes back with the next message read within budget
+                window.parked = False
             transport = self.transport
             if self._turn is None and transport is not None and not transport.is_closing():
                 self._turn = asyncio.get_running_loop().call_soon(self._turn_of_work)

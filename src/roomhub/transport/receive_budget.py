@@ -33,16 +33,20 @@ the client's sends block almost at once, at the pace the hub reads."""
 class ReceiveWindow:
     """The receive buffer of one connection's socket: made :data:`HELD_RECEIVE_BUFFER` small while
     the client is held back (:meth:`hold`), given its size back when it is not (:meth:`release`).
+    Held back means by its budget, or ``parked``: the connection's task has not read what it
+    was given (its inbox is full), so reading is paused too; :class:`ReceiveBudget` gives the
+    size back once neither holds.
 
     ``sock`` is what asyncio's ``transport.get_extra_info("socket")`` gives (None: nothing to do,
     e.g. not a TCP socket). Errors of ``setsockopt`` are ignored: the buffer is an optimisation.
     """
 
-    __slots__ = ("saved", "sock")
+    __slots__ = ("parked", "saved", "sock")
 
     def __init__(self, sock: socket.socket | None) -> None:
         self.sock = sock
         self.saved: int | None = None  # the size before hold(), while held
+        self.parked = False  # set by the connection while its task's inbox is full
 
     def hold(self) -> None:
         sock = self.sock
@@ -156,6 +160,9 @@ class ReceiveBudget:
         own = self.rate > 0
         shared = room is not None and room.rate > 0
         if not own and not shared:
+            window = self.window
+            if window is not None and window.saved is not None and not window.parked:
+                window.release()
             return 0.0
         own_ok = not own or self._refill(now) >= 1.0
         shared_ok = not shared or room._refill(now) >= 1.0  # type: ignore[union-attr]
@@ -165,8 +172,8 @@ class ReceiveBudget:
             if shared:
                 room._spend()  # type: ignore[union-attr]
             window = self.window
-            if (window is not None and window.saved is not None and self.held_since is None
-                    and (room is None or room.held_since is None)):
+            if (window is not None and window.saved is not None and not window.parked
+                    and self.held_since is None and (room is None or room.held_since is None)):
                 window.release()
             return 0.0
         wait = 0.0 if own_ok else self._hold(now)
