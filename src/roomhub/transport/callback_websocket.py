@@ -29,8 +29,15 @@ What each connection gets:
   did not answer the previous one is closed with 1011 (as the ``websockets``
   and ``y-websocket`` servers do);
 - **one write per turn**: :meth:`CallbackWebSocket.send` never waits; it
-  frames the message and the connection is written once per turn of the
+  keeps the framed message and the connection is written once per turn of the
   event loop, every frame it is owed joined in one ``transport.write``;
+- **framed once**: a server's frames are not masked (RFC 6455 section 5.1),
+  so a message sent to many members is the same bytes for each: a
+  :class:`PreparedMessage` is framed once (by the ``websockets`` library's
+  ``Frame.serialize``) and every member's :meth:`CallbackWebSocket.send`
+  only queues a reference to it. A broadcast hands the same ``str`` or
+  ``bytes`` object to each member in turn: the hub's sockets keep the last
+  message framed, so a broadcast is framed once without the faces asking;
 - **backpressure**: the bytes framed and not yet taken by the kernel are
   counted by the connection's :class:`~roomhub.transport.send_window.SendWindow`
   (the transport's write-buffer limits follow its water marks); a client past
@@ -94,6 +101,28 @@ INBOX_MESSAGES = TURN_MESSAGES
 that many wait, the connection is read no further (TCP flow control slows the client down)."""
 _END = None  # the inbox's last entry once no message can follow (see CallbackWebSocket.next_frame)
 _ids = itertools.count(1)
+
+
+class PreparedMessage:
+    """One message framed once, to be sent as is to any number of connections.
+
+    ``message``: ``str`` is sent as a text message (UTF-8), ``bytes`` as binary. :attr:`wire`
+    is the complete unmasked frame (header and payload, as the ``websockets`` library's
+    ``Frame.serialize`` makes it; no extension is negotiated on the hub's sockets), :attr:`size`
+    the payload's length in bytes. Server-to-client frames carry no mask (RFC 6455 section 5.1),
+    so the bytes are the same for every member of a room: the peers that price a broadcast per
+    member (uWebSockets' and Gorilla's prepared messages) do the same.
+    """
+
+    __slots__ = ("size", "wire")
+
+    def __init__(self, message: Frame) -> None:
+        if isinstance(message, str):
+            payload, opcode = message.encode(), Opcode.TEXT
+        else:
+            payload, opcode = message, Opcode.BINARY
+        self.size = len(payload)
+        self.wire = wire.Frame(opcode, payload).serialize(mask=False)
 
 
 class SocketEndpoint:
@@ -187,6 +216,10 @@ class CallbackSockets:
         self.open: set[CallbackWebSocket] = set()
         self._pinger: asyncio.Task[None] | None = None
         self._all_closed: asyncio.Event | None = None  # made by stop()
+        # The last message a connection framed, and its frame: the members of a room are sent
+        # the same object in turn, framed once (see CallbackWebSocket.send).
+        self.last_message: object = None
+        self.last_prepared = PreparedMessage(b"")
         # Connections owed a write this turn, written together by one callback (see owe()).
         self._owed: list[CallbackWebSocket] = []
         self._flush: asyncio.Handle | None = None
@@ -273,9 +306,9 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     """
 
     __slots__ = ("_abort_timer", "_backlog", "_fragments", "_inbox", "_inbox_pos", "_label", "_messages",
-                 "_owed", "_parked", "_ping_unanswered", "_reading_paused", "_turn", "_waiter", "budget",
-                 "close_code", "close_reason", "closing", "endpoint", "id", "opened", "path", "peer",
-                 "server", "state", "transport", "window", "ws")
+                 "_owed", "_parked", "_pending", "_ping_unanswered", "_reading_paused", "_turn", "_waiter",
+                 "budget", "close_code", "close_reason", "closing", "endpoint", "id", "opened", "path",
+                 "peer", "server", "state", "transport", "window", "ws")
 
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
@@ -299,6 +332,8 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                                     room_rate=server.room_receive_rate, room_burst=server.room_receive_burst)
         self.window = SendWindow.from_limits(server.send_limits)
         self._owed = False  # framed output waits for the end of the turn (CallbackSockets.owe)
+        # The frames of the messages sent this turn, in order (made on first use: idle, none).
+        self._pending: list[bytes] | None = None
         # Received and not handled yet (see _turn_of_work): bytes not parsed, events not handled.
         self._inbox = b""
         self._inbox_pos = 0  # where in _inbox parsing resumes
@@ -361,6 +396,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.window.release()
+        self._pending = None
         if self._turn is not None:
             self._turn.cancel()
             self._turn = None
@@ -379,8 +415,9 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 log.exception("%s: the endpoint's close callback failed", self.label)
 
     # -- sending ---------------------------------------------------------------------
-    def send(self, message: Frame) -> bool:
-        """Send one message (``str`` as text, ``bytes`` as binary) without waiting.
+    def send(self, message: Frame | PreparedMessage) -> bool:
+        """Send one message (``str`` as text, ``bytes`` as binary, or a :class:`PreparedMessage`
+        framed already) without waiting.
 
         False if the connection is closing (the client's close frame may have been read while
         messages it sent before are still being handled). The message is written at the end of
@@ -388,16 +425,26 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         whose unsent bytes pass its send window's bound is closed with 4008 (slow consumer)."""
         if self.closing or not self.opened or self.ws.state is not State.OPEN:
             return False
-        if isinstance(message, str):
-            data = message.encode()
-            self.ws.send_text(data)
+        kind = message.__class__
+        if kind is PreparedMessage:
+            prepared = cast(PreparedMessage, message)
+        elif message is self.server.last_message and (kind is str or kind is bytes):
+            # A broadcast: the same (immutable) object handed to every member in turn.
+            prepared = self.server.last_prepared
         else:
-            data = message
-            self.ws.send_binary(data)
-        self.endpoint.traffic.sent(len(data))
+            prepared = self.server.last_prepared = PreparedMessage(cast(Frame, message))
+            self.server.last_message = message
+        # The frame goes out ahead of whatever the protocol queued meanwhile (a pong, the close
+        # frame that follows every message sent before it): see _write.
+        pending = self._pending
+        if pending is None:
+            self._pending = [prepared.wire]
+        else:
+            pending.append(prepared.wire)
+        self.endpoint.traffic.sent(prepared.size)
         # Counted for the water marks; the bound is checked once written (_write), against what
         # the kernel did not take: what one turn owes leaves at the end of the turn anyway.
-        self.window.add(len(data))
+        self.window.add(prepared.size)
         if not self._owed:
             self._owed = True
             self.server.owe(self)
@@ -567,10 +614,15 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             transport.resume_reading()
 
     def _write(self) -> None:
-        """Write everything framed so far in one ``transport.write``."""
+        """Write everything framed so far in one ``transport.write``: the messages sent (in
+        order), then what the protocol queued (pongs, pings, the close frame)."""
         self._owed = False
         data = self.ws.data_to_send()
-        if not data:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            data = pending + data if data else pending
+        elif not data:
             return
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -579,7 +631,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if eof:
             data.pop()
         if data:
-            transport.write(b"".join(data))
+            transport.write(data[0] if len(data) == 1 else b"".join(data))
             if not self.window.set(transport.get_write_buffer_size()) and not self.closing:
                 log.warning("%s: %d bytes unsent, closing as slow consumer", self.label, self.window.buffered)
                 self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
