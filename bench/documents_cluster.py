@@ -14,6 +14,18 @@ rooms each round, so that every round starts fresh). Prints the delivery
 latency (p50, p99, ms) per set-up, the ratio cross / same, the hubs' CPU
 seconds per delivered update, and what shared the machine's cores (both hubs,
 Redis, PostgreSQL, this client: the load average).
+
+``--hubs N``: documents fan-out at the highest rate instead (the documents
+benchmark's throughput scenario, ``documents_bench.py``'s Node load generator:
+``--rooms`` rooms of ``--clients`` clients, each keeping ``--window`` edits in
+flight), against one hub alone (no ``[cluster]``) and against N hubs of a
+cluster with the clients spread over them round-robin (as haproxy spreads
+them: a room's clients on every hub), alternating for ``--rounds`` rounds,
+each with fresh hubs and a fresh PostgreSQL database (``--spread rooms``: each
+room's clients on one hub instead, as a balancer hashing the room name would
+put them). Prints the updates
+delivered per second, latency, hub CPU per delivered update (every hub's,
+summed) and the ratios N hubs / 1 hub.
 """
 
 from __future__ import annotations
@@ -145,6 +157,87 @@ async def main(args: argparse.Namespace) -> None:
           f"({args.rooms} writers + {args.rooms} readers); load average {where['load_avg']}")
 
 
+def fanout_config(redis_url: str | None, dsn: str) -> str:
+    """A hub for the fan-out runs: the documents benchmark's limits, the PostgreSQL store, and
+    ``[cluster]`` unless ``redis_url`` is None (a hub alone)."""
+    text = ("[server]\nhost = \"127.0.0.1\"\n[server.limits]\nmax_connections = 20000\n"
+            "max_clients_per_room = 500\nreceive_rate = 0\n"
+            f'[documents]\nstore = "postgres"\ngrace_period = 30\n[documents.postgres]\ndsn = "{dsn}"\n')
+    if redis_url is not None:
+        text += f'[cluster]\nredis = "{redis_url}"\nprefix = "bench"\n'
+    return text
+
+
+def fanout(args: argparse.Namespace) -> None:
+    """``--hubs N``: the documents benchmark's throughput scenario on 1 hub and on N (see the module)."""
+    import contextlib
+
+    import psycopg
+    from documents_bench import run_load
+
+    from services import running, start_postgres, start_redis
+
+    setups = {"1 hub": 1, f"{args.hubs} hubs": args.hubs}
+    runs: dict[str, list[dict]] = {label: [] for label in setups}
+    with (
+        running("roomhub-bench-redis-", start_redis) as redis_server,
+        running("roomhub-bench-postgres-", start_postgres) as pg,
+    ):
+        for round_no in range(args.rounds):
+            for label, count in setups.items():
+                database = f"fanout_{round_no}_{count}"
+                with psycopg.connect(pg.dsn(), autocommit=True) as admin:
+                    admin.execute(f'CREATE DATABASE "{database}"')
+                with contextlib.ExitStack() as stack:
+                    redis_url = redis_server.url if count > 1 else None
+                    hubs = [stack.enter_context(HubProcess(fanout_config(redis_url, pg.dsn(database))))
+                            for _ in range(count)]
+                    result = run_load(
+                        [h.port for h in hubs], "throughput", [h.ps for h in hubs],  # type: ignore[misc]
+                        rooms=args.rooms, clients=args.clients, window=args.window, warmup=1.0,
+                        duration=args.seconds, spread=args.spread,
+                    )
+                print(f"round {round_no} {label}: {result.get('delivered_per_s', 0):.0f} updates/s "
+                      f"delivered, hubs' CPU {result['server_cpu_share']:.2f} cores, the load "
+                      f"generator's {result.get('generator_cpu_share', 0):.2f}",
+                      file=sys.stderr, flush=True)
+                runs[label].append(result)
+    figures = {}
+    for label, results in runs.items():
+        delivered = sum(r.get("delivered", 0) for r in results)
+        seconds = sum(r.get("measured_s", 0) for r in results)
+        cpu = sum(r.get("cpu_us_per_delivered", 0) * r.get("delivered", 0) for r in results)
+        figures[label] = {
+            "hubs": setups[label], "delivered_per_s": delivered / max(seconds, 1e-9),
+            "p50_ms": max(r.get("p50_ms") or 0 for r in results),
+            "p99_ms": max(r.get("p99_ms") or 0 for r in results),
+            "cpu_us_per_delivered": cpu / max(delivered, 1),
+            "per_round_per_s": [round(r.get("delivered_per_s", 0)) for r in results],
+            "hub_cores": max(r["server_cpu_share"] for r in results),
+            "generator_cores": max(r.get("generator_cpu_share", 0) for r in results),
+        }
+    one, many = figures["1 hub"], figures[f"{args.hubs} hubs"]
+    ratios = {"delivered_per_s": many["delivered_per_s"] / max(one["delivered_per_s"], 1e-9),
+              "cpu_us_per_delivered": many["cpu_us_per_delivered"] / max(one["cpu_us_per_delivered"], 1e-9)}
+    where = machine()
+    rows = [[label, f["hubs"], f"{f['delivered_per_s']:.0f}", " ".join(map(str, f["per_round_per_s"])),
+             f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}", f"{f['cpu_us_per_delivered']:.1f}",
+             f"{f['hub_cores']:.2f}", f"{f['generator_cores']:.2f}"]
+            for label, f in figures.items()]
+    report("documents_cluster_fanout",
+           ["set-up", "hubs", "delivered/s", "per round", "p50 ms (worst round)", "p99 ms (worst round)",
+            "hub CPU us/delivered", "hubs' cores", "generator's cores"],
+           rows, {"figures": figures, "ratios": ratios, "rooms": args.rooms, "clients": args.clients,
+                  "window": args.window, "spread": args.spread, "seconds": args.seconds,
+                  "rounds": args.rounds, **where})
+    print(f"{args.hubs} hubs / 1 hub: delivered updates/s {ratios['delivered_per_s']:.2f}x (bar: at least "
+          f"1.6x for 2 hubs), hub CPU per delivered update {ratios['cpu_us_per_delivered']:.2f}x "
+          "(bar: at most 1.5x)")
+    print(f"shared the machine's {where['cpus']} cores: {args.hubs} hubs (or 1), Redis, PostgreSQL and "
+          f"one Node load generator ({args.rooms * args.clients} clients: {args.rooms} rooms x "
+          f"{args.clients}); load average {where['load_avg']}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,4 +246,15 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=25.0, help="updates/s per writer (default 25)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per set-up and round (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--hubs", type=int, default=None,
+                        help="fan-out mode: the throughput scenario on 1 hub and on this many hubs")
+    parser.add_argument("--clients", type=int, default=10, help="fan-out mode: clients per room (10)")
+    parser.add_argument("--window", type=int, default=4, help="fan-out mode: edits in flight per client")
+    parser.add_argument("--spread", choices=("clients", "rooms"), default="clients",
+                        help="fan-out mode: clients over the hubs round-robin (a room on every hub, "
+                        "default) or each room's clients on one hub (a balancer hashing the room)")
+    arguments = parser.parse_args()
+    if arguments.hubs is not None:
+        fanout(arguments)
+    else:
+        asyncio.run(main(arguments))
