@@ -5,10 +5,11 @@ end-to-end tests; and the fixture that starts three hubs of one cluster behind i
 foreground, no daemon) on a free loopback port: HTTP mode, ``balance roundrobin`` (each request and
 each WebSocket handshake goes to the next hub), WebSocket-friendly timeouts (``timeout tunnel``: an
 idle WebSocket is not cut), health checks on ``/api/health`` every 200 ms (a killed hub is taken out
-after two failed checks) and ``option redispatch`` with retries (a connection refused by a dead hub
-before its checks failed is tried on the next one). ``tmp_cluster_behind_haproxy`` (fixture): three
-real ``roomhub serve`` processes with a ``[cluster]`` configuration (the session's Redis, a fresh
-PostgreSQL database) behind one haproxy.
+after two failed checks) and ``option redispatch`` with retries (a connection refused, or reset
+with no response, by a dead hub before its checks failed is tried on the next one).
+
+``cluster_behind_haproxy`` (fixture): three real ``roomhub serve`` processes with a ``[cluster]``
+configuration (the session's Redis, a fresh PostgreSQL database) behind one haproxy.
 
 A missing ``haproxy`` fails the test in CI (``CI`` set) and skips it elsewhere, as the services of
 :mod:`services` do.
@@ -55,6 +56,9 @@ def haproxy_config(port: int, backends: list[int]) -> str:
             timeout server-fin 1s
             option redispatch
             retries 3
+            # a hub killed while haproxy connects to it may accept and then reset the connection:
+            # the request (a GET, a WebSocket handshake) is tried again, on the next hub
+            retry-on conn-failure empty-response junk-response response-timeout
         frontend hubs
             bind 127.0.0.1:{port}
             default_backend hubs
