@@ -72,13 +72,21 @@ async def reader(url: str, arrived: dict[int, float], ready: asyncio.Event, stop
                     arrived.setdefault(int(seq), now)
 
 
-async def writer(url: str, rate: float, seconds: float, sent: dict[int, float], base: int) -> None:
+async def writer(url: str, rate: float, seconds: float, sent: dict[int, float], base: int,
+                 synced_first: bool, joins: list[float]) -> None:
     doc = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
     doc.observe(lambda event: updates.append(event.update))
+    joining = time.perf_counter()
     async with connect(url, max_size=None) as ws:
         await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
+        if synced_first:
+            # Steady state only: the room is open on the writer's hub (loaded from the store, its
+            # stream replayed) before the first timed update; otherwise its first updates wait for that.
+            while (await asyncio.wait_for(ws.recv(), 30))[:2] != bytes([p.MSG_SYNC, 1]):
+                pass
+            joins.append((time.perf_counter() - joining) * 1000)
         period = 1 / rate
         start = time.perf_counter()
         n = 0
@@ -96,6 +104,7 @@ async def one_round(a: HubProcess, b: HubProcess, setup: str, rooms: int, round_
                     args: argparse.Namespace) -> dict[str, float]:
     sent: dict[int, float] = {}
     arrived: dict[int, float] = {}
+    joins: list[float] = []
     stop = asyncio.Event()
     readers, ready = [], []
     reader_hub = a if setup == "same" else b
@@ -107,14 +116,16 @@ async def one_round(a: HubProcess, b: HubProcess, setup: str, rooms: int, round_
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
     cpu = a.cpu_seconds() + b.cpu_seconds()
     await asyncio.gather(*(
-        writer(f"{a.ws}/yjs/r{round_no}-{setup}-{r}", args.rate, args.seconds, sent, r * 10**6)
+        writer(f"{a.ws}/yjs/r{round_no}-{setup}-{r}", args.rate, args.seconds, sent, r * 10**6,
+               not args.cold, joins)
         for r in range(rooms)
     ))
     cpu = a.cpu_seconds() + b.cpu_seconds() - cpu
     stop.set()
     await asyncio.gather(*readers)
     latencies = [(arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived]
-    return {"sent": len(sent), "delivered": len(latencies), "latencies": latencies, "cpu": cpu}
+    return {"sent": len(sent), "delivered": len(latencies), "latencies": latencies, "cpu": cpu,
+            "joins": joins}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -127,13 +138,15 @@ async def main(args: argparse.Namespace) -> None:
         HubProcess(config(redis_server.url, pg.dsn())) as b,
     ):
         totals: dict[str, dict[str, list[float] | float]] = {
-            s: {"latencies": [], "sent": 0, "delivered": 0, "cpu": 0.0} for s in ("same", "cross")
+            s: {"latencies": [], "sent": 0, "delivered": 0, "cpu": 0.0, "joins": []}
+            for s in ("same", "cross")
         }
         for round_no in range(args.rounds):
             for setup in ("same", "cross"):
                 result = await one_round(a, b, setup, args.rooms, round_no, args)
                 total = totals[setup]
                 total["latencies"] += result["latencies"]  # type: ignore[operator]
+                total["joins"] += result["joins"]  # type: ignore[operator]
                 for key in ("sent", "delivered", "cpu"):
                     total[key] += result[key]  # type: ignore[operator]
     figures = {}
@@ -143,18 +156,28 @@ async def main(args: argparse.Namespace) -> None:
             "sent": total["sent"], "delivered": total["delivered"],
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
             "cpu_us_per_update": 1e6 * total["cpu"] / max(1, total["delivered"]),  # type: ignore[operator]
+            # the writers' joins, connect to synced: "cross" opens the room on the writer's hub
+            # (store, stream replay, state request), "same" finds it open (the reader opened it)
+            "join_p50_ms": percentile(sorted(total["joins"]), 50) if total["joins"] else None,  # type: ignore[arg-type]
+            "join_max_ms": max(total["joins"]) if total["joins"] else None,  # type: ignore[arg-type,type-var]
         }
     rows = [[s, f["sent"], f["delivered"], f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
-             f"{f['cpu_us_per_update']:.0f}"] for s, f in figures.items()]
+             f"{f['cpu_us_per_update']:.0f}", _ms(f["join_p50_ms"]), _ms(f["join_max_ms"])]
+            for s, f in figures.items()]
     ratios = {k: figures["cross"][k] / figures["same"][k] for k in ("p50_ms", "p99_ms", "cpu_us_per_update")}
     where = machine()
-    report("documents_cluster", ["setup", "sent", "delivered", "p50 ms", "p99 ms", "hub CPU us/update"],
+    report("documents_cluster", ["setup", "sent", "delivered", "p50 ms", "p99 ms", "hub CPU us/update",
+                                 "writer join p50 ms", "writer join max ms"],
            rows, {"figures": figures, "ratios": ratios, "rooms": args.rooms, "rate": args.rate,
                   "seconds": args.seconds, "rounds": args.rounds, **where})
     print(f"cross / same: p50 {ratios['p50_ms']:.2f}x, p99 {ratios['p99_ms']:.2f}x, "
           f"hub CPU per update {ratios['cpu_us_per_update']:.2f}x")
     print(f"shared the machine's {where['cpus']} cores: 2 hubs, Redis, PostgreSQL and this client "
           f"({args.rooms} writers + {args.rooms} readers); load average {where['load_avg']}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def fanout_config(redis_url: str | None, dsn: str) -> str:
@@ -246,6 +269,9 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=25.0, help="updates/s per writer (default 25)")
     parser.add_argument("--seconds", type=float, default=5.0, help="per set-up and round (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    parser.add_argument("--cold", action="store_true",
+                        help="writers send at once, before their hub has the room open (the first "
+                        "updates then wait for the opening: the store's load, the stream's replay)")
     parser.add_argument("--hubs", type=int, default=None,
                         help="fan-out mode: the throughput scenario on 1 hub and on this many hubs")
     parser.add_argument("--clients", type=int, default=10, help="fan-out mode: clients per room (10)")
