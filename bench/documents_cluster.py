@@ -10,10 +10,18 @@ measures when it arrives:
   document's stream, hub B reads and sends it).
 
 The two set-ups alternate for ``--rounds`` rounds of ``--seconds`` each (other
-rooms each round, so that every round starts fresh). Prints the delivery
-latency (p50, p99, ms) per set-up, the ratio cross / same, the hubs' CPU
-seconds per delivered update, and what shared the machine's cores (both hubs,
-Redis, PostgreSQL, this client: the load average).
+rooms each round, so that every round starts fresh). Every writer waits until
+it is synced and every other writer is too (the room open on hub A: loaded
+from the store, its stream replayed), then starts at a random phase of its
+period (as the documents benchmark's paced clients: no bursts in step); the
+CPU is measured from then on, and this client collects no garbage during a
+round (a full collection here would delay every receipt it timestamps).
+``--cold``: writers send at once instead, before hub A has the room open in
+``cross`` (``same`` finds it open: the reader opened it), so the first updates
+wait for the opening. Prints the delivery latency (p50, p99, ms) per set-up,
+the ratio cross / same, the hubs' CPU seconds per delivered update (A + B),
+the writers' joins, and what shared the machine's cores (both hubs, Redis,
+PostgreSQL, this client: the load average).
 
 ``--hubs N``: documents fan-out at the highest rate instead (the documents
 benchmark's throughput scenario, ``documents_bench.py``'s Node load generator:
@@ -32,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import random
 import re
 import sys
 import time
@@ -73,7 +83,10 @@ async def reader(url: str, arrived: dict[int, float], ready: asyncio.Event, stop
 
 
 async def writer(url: str, rate: float, seconds: float, sent: dict[int, float], base: int,
-                 synced_first: bool, joins: list[float]) -> None:
+                 joins: list[float], gate: asyncio.Barrier | None) -> None:
+    """Send ``rate`` timed updates/s for ``seconds``; with a ``gate``, only once synced and every
+    other writer is too (steady state: the room is open on the writer's hub, loaded from the store
+    and its stream replayed, before the first timed update and the CPU measurement)."""
     doc = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
@@ -81,12 +94,13 @@ async def writer(url: str, rate: float, seconds: float, sent: dict[int, float], 
     joining = time.perf_counter()
     async with connect(url, max_size=None) as ws:
         await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
-        if synced_first:
-            # Steady state only: the room is open on the writer's hub (loaded from the store, its
-            # stream replayed) before the first timed update; otherwise its first updates wait for that.
+        if gate is not None:
             while (await asyncio.wait_for(ws.recv(), 30))[:2] != bytes([p.MSG_SYNC, 1]):
                 pass
             joins.append((time.perf_counter() - joining) * 1000)
+            await gate.wait()
+            # each at its own phase, as the documents benchmark's paced clients: no bursts in step
+            await asyncio.sleep(random.uniform(0, 1 / rate))
         period = 1 / rate
         start = time.perf_counter()
         n = 0
@@ -114,17 +128,22 @@ async def one_round(a: HubProcess, b: HubProcess, setup: str, rooms: int, round_
         room = f"r{round_no}-{setup}-{r}"
         readers.append(asyncio.create_task(reader(f"{reader_hub.ws}/yjs/{room}", arrived, event, stop)))
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready)), 30)
-    cpu = a.cpu_seconds() + b.cpu_seconds()
-    await asyncio.gather(*(
+    gate = None if args.cold else asyncio.Barrier(rooms + 1)
+    writers = asyncio.gather(*(
         writer(f"{a.ws}/yjs/r{round_no}-{setup}-{r}", args.rate, args.seconds, sent, r * 10**6,
-               not args.cold, joins)
+               joins, gate)
         for r in range(rooms)
     ))
-    cpu = a.cpu_seconds() + b.cpu_seconds() - cpu
+    if gate is not None:
+        await asyncio.wait_for(gate.wait(), 30)  # every writer synced: the rooms are open
+    cpu_a, cpu_b = a.cpu_seconds(), b.cpu_seconds()
+    await writers
+    cpu_a, cpu_b = a.cpu_seconds() - cpu_a, b.cpu_seconds() - cpu_b
     stop.set()
     await asyncio.gather(*readers)
     latencies = [(arrived[s] - t) * 1000 for s, t in sent.items() if s in arrived]
-    return {"sent": len(sent), "delivered": len(latencies), "latencies": latencies, "cpu": cpu,
+    return {"sent": len(sent), "delivered": len(latencies), "latencies": latencies, "cpu": cpu_a + cpu_b,
+            "cpu_a": cpu_a, "cpu_b": cpu_b,
             "joins": joins}
 
 
@@ -138,16 +157,24 @@ async def main(args: argparse.Namespace) -> None:
         HubProcess(config(redis_server.url, pg.dsn())) as b,
     ):
         totals: dict[str, dict[str, list[float] | float]] = {
-            s: {"latencies": [], "sent": 0, "delivered": 0, "cpu": 0.0, "joins": []}
+            s: {"latencies": [], "sent": 0, "delivered": 0, "cpu": 0.0, "cpu_a": 0.0, "cpu_b": 0.0,
+                "joins": []}
             for s in ("same", "cross")
         }
         for round_no in range(args.rounds):
             for setup in ("same", "cross"):
-                result = await one_round(a, b, setup, args.rooms, round_no, args)
+                # No collection during a round: a full one in this client (tens of ms) would delay
+                # every receipt it timestamps meanwhile, the hubs' doing for nothing.
+                gc.collect()
+                gc.disable()
+                try:
+                    result = await one_round(a, b, setup, args.rooms, round_no, args)
+                finally:
+                    gc.enable()
                 total = totals[setup]
                 total["latencies"] += result["latencies"]  # type: ignore[operator]
                 total["joins"] += result["joins"]  # type: ignore[operator]
-                for key in ("sent", "delivered", "cpu"):
+                for key in ("sent", "delivered", "cpu", "cpu_a", "cpu_b"):
                     total[key] += result[key]  # type: ignore[operator]
     figures = {}
     for setup, total in totals.items():
@@ -156,18 +183,21 @@ async def main(args: argparse.Namespace) -> None:
             "sent": total["sent"], "delivered": total["delivered"],
             "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
             "cpu_us_per_update": 1e6 * total["cpu"] / max(1, total["delivered"]),  # type: ignore[operator]
+            "hub_a_cpu_us": 1e6 * total["cpu_a"] / max(1, total["delivered"]),  # type: ignore[operator]
+            "hub_b_cpu_us": 1e6 * total["cpu_b"] / max(1, total["delivered"]),  # type: ignore[operator]
             # the writers' joins, connect to synced: "cross" opens the room on the writer's hub
             # (store, stream replay, state request), "same" finds it open (the reader opened it)
             "join_p50_ms": percentile(sorted(total["joins"]), 50) if total["joins"] else None,  # type: ignore[arg-type]
             "join_max_ms": max(total["joins"]) if total["joins"] else None,  # type: ignore[arg-type,type-var]
         }
     rows = [[s, f["sent"], f["delivered"], f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
-             f"{f['cpu_us_per_update']:.0f}", _ms(f["join_p50_ms"]), _ms(f["join_max_ms"])]
+             f"{f['cpu_us_per_update']:.0f} ({f['hub_a_cpu_us']:.0f} + {f['hub_b_cpu_us']:.0f})",
+             _ms(f["join_p50_ms"]), _ms(f["join_max_ms"])]
             for s, f in figures.items()]
     ratios = {k: figures["cross"][k] / figures["same"][k] for k in ("p50_ms", "p99_ms", "cpu_us_per_update")}
     where = machine()
-    report("documents_cluster", ["setup", "sent", "delivered", "p50 ms", "p99 ms", "hub CPU us/update",
-                                 "writer join p50 ms", "writer join max ms"],
+    report("documents_cluster", ["setup", "sent", "delivered", "p50 ms", "p99 ms",
+                                 "hub CPU us/update (A + B)", "writer join p50 ms", "writer join max ms"],
            rows, {"figures": figures, "ratios": ratios, "rooms": args.rooms, "rate": args.rate,
                   "seconds": args.seconds, "rounds": args.rounds, **where})
     print(f"cross / same: p50 {ratios['p50_ms']:.2f}x, p99 {ratios['p99_ms']:.2f}x, "
