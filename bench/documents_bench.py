@@ -110,9 +110,19 @@ def server_process(name: str) -> ServerProcess:
     return PeerProcess() if name == "pycrdt-websocket" else NodePeerProcess()
 
 
-def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> dict[str, Any]:
+def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psutil.Process],
+             **options: Any) -> dict[str, Any]:
+    """Run the load generator in ``mode`` against the server on ``port`` (``server``: its process,
+    whose CPU time is measured). Several ports (hubs of a cluster, with their processes): clients
+    spread over them round-robin, the CPU time summed over every process; RSS is the first's."""
     budget = 150 + options.get("history", 0) / 250  # a long history takes a while to write
-    opts = {"url": f"ws://127.0.0.1:{port}/yjs", "mode": mode, "budget": budget, **options}
+    ports = port if isinstance(port, list) else [port]
+    servers = server if isinstance(server, list) else [server]
+    server = servers[0]
+    urls = [f"ws://127.0.0.1:{p}/yjs" for p in ports]
+    opts = {"url": urls[0], "mode": mode, "budget": budget, **options}
+    if len(urls) > 1:
+        opts["urls"] = urls
     gen = subprocess.Popen(
         ["node", str(HERE / "documents_load.mjs"), json.dumps(opts)],
         stdin=subprocess.PIPE,
@@ -123,10 +133,10 @@ def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> di
     result: dict[str, Any] = {}
     base_rss = server.memory_info().rss
 
-    def cpu() -> float:
-        times = server.cpu_times()
-        return float(times.user + times.system)
+    def cpu(processes: list[psutil.Process] = servers) -> float:
+        return sum(float(t.user + t.system) for t in (s.cpu_times() for s in processes))
 
+    generator = [psutil.Process(gen.pid)]
     cpu0 = cpu()
     measured_cpu = 0.0
     t0 = time.monotonic()
@@ -134,8 +144,12 @@ def run_load(port: int, mode: str, server: psutil.Process, **options: Any) -> di
         event = json.loads(line)
         if event.get("event") == "measuring":
             measured_cpu = cpu()
+            generator_cpu, measured_at = cpu(generator), time.monotonic()
         elif event.get("event") == "measured":
             measured_cpu = cpu() - measured_cpu
+            # how much of the machine the load generator itself took while measuring (cores)
+            elapsed = time.monotonic() - measured_at
+            result["generator_cpu_share"] = (cpu(generator) - generator_cpu) / elapsed
         elif event.get("event") == "ready":  # idle mode: everyone is connected and synced
             time.sleep(2)
             rss = server.memory_info().rss

@@ -46,7 +46,11 @@ class Client {
     this.t0 = now()
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => { this.unsynced = true; resolve(this) }, within)
-      this.ws = new WebSocket(`${opts.url}/${this.room}`, { perMessageDeflate: false })
+      // opts.urls (several hubs of a cluster): clients spread round-robin, as a load balancer would,
+      // or with opts.spread 'rooms' each room's clients on one hub (a balancer hashing the room)
+      const turn = opts.spread === 'rooms' ? Number(this.room.split('-').pop()) : this.cid
+      const url = opts.urls ? opts.urls[turn % opts.urls.length] : opts.url
+      this.ws = new WebSocket(`${url}/${this.room}`, { perMessageDeflate: false })
       this.ws.binaryType = 'nodebuffer'
       this.ws.on('open', () => {
         this.openedAfter = now() - this.t0

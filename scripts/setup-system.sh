@@ -3,10 +3,11 @@
 # chromium (browser tests through Playwright), docker.io (Docker runtime), busybox-static
 # (test images built locally), redis-server and postgresql (the cluster's Redis and the PostgreSQL
 # document store: tests/services.py starts private instances of both; psycopg's binary wheel brings
-# its own libpq, libpq5 is the one its pure-Python fallback loads). Needs root or sudo; does nothing
-# when all are present.
+# its own libpq, libpq5 is the one its pure-Python fallback loads), haproxy (the load balancer the
+# cluster's end-to-end tests put in front of three hubs, tests/balancer.py). Needs root or sudo;
+# does nothing when all are present.
 set -euo pipefail
-packages=(bubblewrap chromium docker.io busybox-static redis-server postgresql libpq5)
+packages=(bubblewrap chromium docker.io busybox-static redis-server postgresql libpq5 haproxy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

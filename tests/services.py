@@ -48,6 +48,17 @@ def postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """End ``proc`` with SIGTERM (SIGKILL if it is still running 10 s later) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass
 class RedisServer:
     """A ``redis-server`` on 127.0.0.1:``port`` with no persistence, in its own folder."""
@@ -65,13 +76,7 @@ class RedisServer:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 def start_redis(folder: Path, port: int | None = None) -> RedisServer:

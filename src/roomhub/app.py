@@ -39,14 +39,25 @@ def api_router(hub: Hub) -> APIRouter:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "hub": hub.id, "uptime": time.time() - hub.started_at}
 
-    @api.get("/rooms", summary="Every live room of every face")
+    @api.get("/rooms", summary="Every live room of every face; in a cluster, of every hub "
+             "(each entry's `hub` names its hub; another hub's rooms as its last heartbeat published "
+             "them); 503 when the cluster's Redis does not answer")
     async def rooms() -> list[dict[str, Any]]:
-        return [
-            room.describe()
+        own = [
+            {**room.describe(), "hub": hub.id}
             for face in hub.faces
             for registry in face.registries()
             for room in list(registry.rooms.values())
         ]
+        if hub.cluster is None:
+            return own
+        import redis  # the cluster extra, present with [cluster]
+
+        try:
+            return own + await hub.cluster.other_rooms()
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"the cluster's Redis does not answer ({exc}): "
+                                     "only this hub's rooms are known") from None
 
     @api.delete("/rooms/{namespace:path}/{name}", summary="Close a room's clients and tear it down")
     async def drop_room(namespace: str, name: str) -> dict[str, Any]:

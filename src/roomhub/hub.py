@@ -138,7 +138,19 @@ class Hub:
                 "rooms": sum(len(r.rooms) for f in self.faces for r in f.registries()),
                 "connections": self.connections.count,
             },
+            rooms=self.room_summaries,
         )
+
+    def room_summaries(self) -> list[dict[str, Any]]:
+        """Every live room of every face, in brief (namespace, name, clients, created_at): what
+        the cluster's heartbeat publishes for the other hubs' ``GET /api/rooms``. The faces' own
+        details (executors, document size) stay local: they may cost more than a heartbeat should."""
+        return [
+            {"namespace": room.namespace, "name": room.name, "clients": len(room.members),
+             "created_at": room.created_at}
+            for face in self.faces for registry in face.registries()
+            for room in list(registry.rooms.values())
+        ]
 
     def _hub_id(self) -> str:
         """A stable id (kept in the data directory) so that a restarted hub recognises its leftovers."""

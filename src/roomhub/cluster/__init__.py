@@ -32,6 +32,10 @@ from .membership import Membership
 
 log = logging.getLogger("roomhub.cluster")
 
+MAX_PUBLISHED_ROOMS = 2000
+"""Rooms a heartbeat publishes at most (the record's ``rooms`` still counts them all): it is
+written every ``heartbeat_seconds``, so its size is bounded."""
+
 __all__ = ["Cluster", "ClusterUnavailable", "Holder", "Lease", "LeaseTable", "Membership", "advertised"]
 
 
@@ -66,10 +70,15 @@ class Cluster:
     (asked at :meth:`start`, when the port is known); ``load()`` gives the figures its heartbeat
     publishes (a JSON object: rooms, connections). Leases are owned by :attr:`run`, the hub id
     with a suffix new at every start, so that a restarted hub's fencing token is a new one.
+
+    ``rooms()``, if given, lists the hub's live rooms (JSON objects: namespace, name, clients...):
+    each heartbeat publishes the first :data:`MAX_PUBLISHED_ROOMS` of them, so that every hub can
+    list every hub's rooms (:meth:`other_rooms`).
     """
 
     def __init__(self, config: ClusterConfig, hub_id: str, advertise: Callable[[], str],
-                 load: Callable[[], dict[str, Any]]) -> None:
+                 load: Callable[[], dict[str, Any]],
+                 rooms: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         import redis.asyncio as redis
 
         self.config = config
@@ -77,6 +86,8 @@ class Cluster:
         self.run = f"{hub_id}.{secrets.token_hex(3)}"
         self._advertise = advertise
         self._load = load
+        self._rooms = rooms
+        self._hub_ids: set[str] | None = None  # the live hubs at the last heartbeat (None: none yet)
         self.advertise = ""
         self.started = time.time()
         # No request may outlast a heartbeat: a hanging Redis must not hold back lease expiry checks.
@@ -115,7 +126,7 @@ class Cluster:
         self.advertise = self.config.advertise or self._advertise()
         try:
             await self.check()
-            await self.membership.beat(self.record())
+            await self.membership.beat(self.record(), self.published_rooms())
         except BaseException:
             await self.client.aclose()
             raise
@@ -197,7 +208,7 @@ class Cluster:
         import redis
 
         try:
-            await self.membership.beat(self.record())
+            await self.membership.beat(self.record(), self.published_rooms())
             leases = list(self.held.values())
             for lease, renewed in zip(leases, await self.leases.renew_many(leases), strict=True):
                 if self.held.get(lease.room) is not lease:
@@ -223,10 +234,47 @@ class Cluster:
         if names != self._known_hubs:
             log.info("cluster %s: %d hub(s): %s", self.config.prefix, len(names), ", ".join(names))
             self._known_hubs = names
+        self._log_arrivals(hubs)
+
+    def _log_arrivals(self, hubs: list[dict[str, Any]]) -> None:
+        """Log each hub that joined or left since the last heartbeat (none at the first)."""
+        ids = {h["id"]: h for h in hubs}
+        if self._hub_ids is not None:
+            for hub_id in sorted(ids.keys() - self._hub_ids):
+                log.info("cluster %s: hub %s joined (%s, pid %s)", self.config.prefix, hub_id,
+                         ids[hub_id].get("advertise"), ids[hub_id].get("pid"))
+            for hub_id in sorted(self._hub_ids - ids.keys()):
+                log.info("cluster %s: hub %s left (stopped, or its heartbeat expired)",
+                         self.config.prefix, hub_id)
+        self._hub_ids = set(ids)
+
+    def published_rooms(self) -> list[dict[str, Any]] | None:
+        """What the heartbeat publishes of this hub's rooms (at most :data:`MAX_PUBLISHED_ROOMS`),
+        None without a ``rooms`` callable."""
+        if self._rooms is None:
+            return None
+        return self._rooms()[:MAX_PUBLISHED_ROOMS]
+
+    async def other_rooms(self) -> list[dict[str, Any]]:
+        """The other live hubs' rooms as their last heartbeats published them (at most
+        ``heartbeat_seconds`` old), each with a ``hub`` key naming its hub. Raises
+        ``redis.RedisError`` when Redis does not answer."""
+        published = await self.membership.rooms()
+        return [
+            {**room, "hub": hub_id}
+            for hub_id, rooms in published.items() if hub_id != self.hub_id
+            for room in rooms
+        ]
 
     async def describe(self) -> dict[str, Any]:
-        """The cluster as ``GET /api/cluster`` shows it: this hub, every live hub, every lease."""
+        """The cluster as ``GET /api/cluster`` shows it: this hub, every live hub (its record: address,
+        pid, load; ``room_list``: its rooms' namespace, name and clients, another hub's as its last
+        heartbeat published them), every lease."""
         hubs = await self.membership.hubs()
+        rooms = await self.membership.rooms()
+        own = self.published_rooms()
+        if own is not None:  # this hub's own fresh, not as its last heartbeat had them
+            rooms[self.hub_id] = own
         now = time.time()
         return {
             "hub": self.hub_id,
@@ -234,7 +282,12 @@ class Cluster:
             "prefix": self.config.prefix,
             "lease_seconds": self.config.lease_seconds,
             "heartbeat_seconds": self.config.heartbeat_seconds,
-            "hubs": [{**h, "uptime": now - h.get("started", now)} for h in hubs],
+            "hubs": [
+                {**h, "uptime": now - h.get("started", now),
+                 "room_list": [{"namespace": r.get("namespace"), "name": r.get("name"),
+                                "clients": r.get("clients")} for r in rooms.get(h["id"], [])]}
+                for h in hubs
+            ],
             "leases": [
                 {"room": h.room, "owner": h.owner, "hub": h.owner.rsplit(".", 1)[0], "token": h.token,
                  "ttl": h.ttl}

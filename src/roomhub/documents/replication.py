@@ -5,6 +5,13 @@ the room (a pycrdt ``Doc``) and replicates, in the manner of y-redis: Yjs
 updates commute and applying one twice changes nothing, so no hub needs to
 hold a room for the others. Keys, under the cluster's ``prefix``:
 
+- ``{prefix}:wake:{run id}``: a hub's wake stream (one entry kept, expiring a
+  minute after the last): written when the hub opens a room, so that its
+  blocking XREAD, sent before the room's stream was among those it reads,
+  returns at once and is sent again with it. Without it a room opened on a
+  hub that has other documents open got its first remote updates only when
+  that XREAD timed out (up to :data:`BLOCK_SECONDS`): the tail of the
+  cross-hub latency in ``bench/documents_cluster.py``.
 - ``{prefix}:doc:{room}``: a Redis Stream per document. An entry is
   ``o`` (the writing hub's run id, :attr:`roomhub.cluster.Cluster.run`) and
   one of ``u`` (a Yjs v1 update its clients made, merged per event-loop turn),
@@ -57,8 +64,9 @@ from typing import Any, Protocol
 log = logging.getLogger("roomhub.documents.replication")
 
 BLOCK_SECONDS = 0.25
-"""Longest an XREAD waits; a room opened meanwhile joins the read after at most this long (its
-replay is read at opening, so no update waits for it)."""
+"""Longest an XREAD waits. A room opened meanwhile wakes it (an entry in the hub's wake stream,
+which every XREAD reads too), so that the room's updates do not wait for it to time out."""
+WAKE_TTL_MS = 60_000  # a dead hub's wake stream is gone this long after its last wake-up
 RETRY_SECONDS = 0.2  # between attempts while Redis does not answer
 READ_COUNT = 512  # entries per stream and XREAD
 MAX_QUEUED = 10_000
@@ -109,6 +117,8 @@ class Replication:
         self.writer = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self.rooms: dict[bytes, Replica] = {}  # stream key and awareness channel -> room
         self.positions: dict[bytes, bytes] = {}  # stream key -> last id read
+        self.wake_key = f"{prefix}:wake:{origin}".encode()
+        self._woken = b"0-0"  # the last wake-up read
         self.subscriber = redis.Redis.from_url(url, socket_connect_timeout=2)
         self.pubsub = self.subscriber.pubsub(ignore_subscribe_messages=True)
         self._subscribed = asyncio.Event()
@@ -183,6 +193,7 @@ class Replication:
         if self.rooms.get(key) is room:
             self.positions[key] = position
             self._send(key, {"q": room.state_vector()})
+            self._queue(self.wake_key, {"w": b""})  # the XREAD in flight does not read this room
             self._rooms_ready.set()
 
     def close(self, room: Replica) -> None:
@@ -243,6 +254,9 @@ class Replication:
                         for key, fields in batch:
                             if isinstance(fields, bytes):
                                 pipe.publish(key, fields)
+                            elif key == self.wake_key:
+                                pipe.xadd(key, fields, maxlen=1, approximate=False)  # type: ignore[arg-type]
+                                pipe.pexpire(key, WAKE_TTL_MS)
                             else:
                                 pipe.xadd(key, fields, maxlen=self.stream_length,  # type: ignore[arg-type]
                                           approximate=True)
@@ -270,7 +284,8 @@ class Replication:
                 continue
             try:
                 answer = await self.reader.xread(
-                    dict(self.positions), count=READ_COUNT, block=round(BLOCK_SECONDS * 1000)
+                    {**self.positions, self.wake_key: self._woken}, count=READ_COUNT,
+                    block=round(BLOCK_SECONDS * 1000),
                 )
             except redis.RedisError as exc:
                 if not self._cut_off:
@@ -281,6 +296,9 @@ class Replication:
             if self._cut_off:
                 self._resync()
             if answer:
+                for key, entries in answer:
+                    if key == self.wake_key:
+                        self._woken = entries[-1][0]  # woken: sent again with every open room
                 self._deliver(answer)
 
     async def _awareness_loop(self) -> None:
