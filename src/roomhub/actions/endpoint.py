@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..core.errors import CloseCode
 from ..core.face import FaceSocketEndpoint
+from ..core.relay import HeldRoom, Placement
 from ..core.sessions import SessionLimitReached
 from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.callback_websocket import CallbackWebSocket
@@ -61,6 +62,12 @@ class ActionsSocket(FaceSocketEndpoint):
     def __init__(self, context: FaceContext, state: ActionsState) -> None:
         super().__init__(context, "/actions")
         self.state = state
+
+    async def placement(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> Placement:
+        """In a cluster every actions client is served by one hub, the holder of the room
+        ``actions``: one scope, one session table, output to any client id, wherever the client
+        connected."""
+        return Placement("actions", HeldRoom(alive=self.state.alive, drop=self.state.drop))
 
     async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
         LOG_FACE.set("actions")

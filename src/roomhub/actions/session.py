@@ -206,6 +206,21 @@ class ActionsState:
         self.bus.publish(session_topic(client.session.id), frame)
         return True
 
+    def alive(self) -> bool:
+        """Whether a client is connected or a session is kept for one to come back."""
+        return bool(self.clients) or len(self.sessions) > 0
+
+    async def drop(self, code: int, reason: str) -> None:
+        """End everything clients share here: every call cancelled, every client closed with
+        ``code`` and ``reason``, every session reaped, the scope emptied (in a cluster, when the
+        lease of the actions room is lost: another hub holds them from now on)."""
+        clients = list(self.clients.values())
+        for client in clients:
+            client.cancel_all()
+            client.conn.close(code, reason)
+        self.sessions.close()
+        self.scope.clear()
+
     async def close(self) -> None:
         """Cancel every call, close every client (1001), reap every session, stop the pool."""
         clients = list(self.clients.values())
