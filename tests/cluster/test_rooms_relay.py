@@ -367,3 +367,39 @@ async def test_hub_to_hub_connections_need_the_secret_and_are_never_relayed_agai
     assert "10.9.9.9:1" not in peers and len(peers) == 2
     await spoof.close()
     await a.close()
+
+
+async def test_actions_sessions_and_scope_resume_on_another_hub_after_the_holder_is_killed(
+    tmp_path, redis_url, three_hubs
+):
+    a_hub, b_hub, c_hub = three_hubs(actions_config(tmp_path / "conf", redis_url))
+    a = await IgorClient.connect(a_hub.ws)  # hub a holds the actions room
+    b = await IgorClient.connect(b_hub.ws)
+    await b.value("session.set", {"cart": 3})
+    assert [await a.value("scope.incr"), await b.value("scope.incr")] == [1, 2]
+    sessions = a.session, b.session
+    # saved right after each call's answer (not before it): wait for the last write to land
+    await eventually(lambda: _saved_scope(redis_url, "n", 2), what="the scope saved in Redis")
+    a_hub.stop(signal.SIGKILL)
+    await b.wait_closed(5)
+    assert b.close_code == 1012
+    # both come back through hub c, which takes the room once the lease expired
+    b2 = await IgorClient.connect(c_hub.ws, session=sessions[1], open_timeout=LEASE * 4)
+    assert b2.session["id"] == sessions[1]["id"] and b2.session.get("resumed") is True
+    assert await b2.value("session.get") == {"cart": 3}
+    assert await b2.value("scope.get", "n") == 2
+    a2 = await IgorClient.connect(b_hub.ws, session=sessions[0])  # relayed to hub c
+    assert a2.session["id"] == sessions[0]["id"] and a2.session.get("resumed") is True
+    assert await a2.value("scope.incr") == 3
+    # a wrong token still gets a new session
+    stranger = await IgorClient.connect(b_hub.ws, session={"id": sessions[1]["id"], "token": "x"})
+    assert stranger.session["id"] != sessions[1]["id"]
+    for x in (a2, b2, stranger):
+        await x.close()
+    assert await lease_owner(redis_url, "actions") == await run_of(c_hub)
+
+
+async def _saved_scope(redis_url: str, key: str, value: object) -> bool:
+    async with redis.Redis.from_url(redis_url) as client:
+        raw = await client.get(f"{PREFIX}:actions:scope")
+    return raw is not None and json.loads(raw).get(key) == value

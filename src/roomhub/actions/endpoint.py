@@ -79,8 +79,10 @@ class ActionsSocket(FaceSocketEndpoint):
         except ProtocolError as exc:
             conn.close(CloseCode.POLICY_VIOLATION, exc.message)
             return
+        session_id, token = params.get("sessionId"), params.get("sessionToken")
         try:
-            client = self.state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
+            await self.state.restore(session_id, token)
+            client = self.state.open(conn, session_id, token, additions)
         except SessionLimitReached as exc:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
             return
