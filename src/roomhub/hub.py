@@ -143,6 +143,7 @@ class Hub:
             load=lambda: {
                 "rooms": sum(len(r.rooms) for f in self.faces for r in f.registries()),
                 "connections": self.connections.count,
+                "relayed": self.relay.relayed if self.relay is not None else 0,  # to other hubs, now
             },
         )
 

@@ -107,6 +107,9 @@ async def test_a_page_room_spread_over_three_hubs_runs_one_set_of_programs(tmp_p
     assert await page_rooms(a_hub) == ["lobby"]
     assert await page_rooms(b_hub) == [] and await page_rooms(c_hub) == []
     assert await lease_owner(redis_url, "pages:/p:lobby") == await run_of(a_hub)
+    async with httpx.AsyncClient() as http:
+        hubs = (await http.get(f"{a_hub.base}/api/cluster")).json()["hubs"]
+    assert sorted(h["relayed"] for h in hubs) == [0, 1, 1]  # b's and c's clients, once each
     for client in (a, b, c):
         assert client.output("cat") == b"typed-on-b\ntyped-on-c\n"
     # the holder names each relayed member by the client's own address, not the relaying hub's

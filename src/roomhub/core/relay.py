@@ -211,6 +211,7 @@ class RoomRelay:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * self.lease_seconds + 1
+        pause = 0.0  # none before the first retry after a refusal: the lease has just moved
         while not sock.closing:
             entry = self._entry(key)
             entry.uses += 1
@@ -233,15 +234,18 @@ class RoomRelay:
                 try:
                     await self._relay(sock, scope, address, placement)
                     return
-                except _NotHolder:
-                    continue  # the lease moved meanwhile: ask again at once
                 except (OSError, TimeoutError, InvalidHandshake) as exc:
                     log.info("%s: holder %s of %s at %s unreachable: %s", sock.label, holder.owner, key,
                              address, exc)
+                    wait = self.heartbeat
+                except _NotHolder:  # the lease moved meanwhile (or is being lost there): ask again
+                    wait, pause = pause, self.heartbeat / 4
+            else:  # its hub is gone: its lease expires within the lease time
+                wait = self.heartbeat
             if loop.time() > deadline:
                 sock.close(CloseCode.TRY_AGAIN_LATER, "the room's hub cannot be reached: try again later")
                 return
-            await asyncio.sleep(self.heartbeat)  # a dead holder's lease expires within the lease time
+            await asyncio.sleep(wait)
 
     async def claim(self, key: str, held: HeldRoom) -> bool:
         """Take ``key``'s lease for a room this hub has just made under a new name (a new
