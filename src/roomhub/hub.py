@@ -28,6 +28,7 @@ from .core.context import ConnectionLimiter, FaceContext
 from .core.errors import HubError
 from .core.face import Face
 from .core.metrics import HubMetrics
+from .core.relay import RoomRelay
 from .datadir import DataDirInUse, DataDirLock
 from .runtimes import Runtime, RuntimeUnavailable, make_runtimes
 from .transport.callback_websocket import CallbackSockets
@@ -98,10 +99,15 @@ class Hub:
         self.door = Door(server.auth, server.allowed_origins, live, allowed_hosts=server.allowed_hosts,
                          server_host=server.host, cors_paths=cors_paths,
                          public_paths=(*PUBLIC_PATHS, *(["/metrics"] if server.metrics_public else [])))
+        cluster = self._cluster()
+        # In a cluster, each room socket is served by the hub holding its room's lease, the
+        # others relaying to it (core/relay.py); alone, nothing of it exists.
+        self.relay = RoomRelay(cluster) if cluster is not None else None
         self.context = FaceContext(
             config=config, bus=self.bus, data_dir=self.data_dir, hub_id=self.id,
             runtimes=self.runtimes, connections=self.connections, door=self.door,
-            program_tokens=self.program_tokens, metrics=self.metrics, cluster=self._cluster(),
+            program_tokens=self.program_tokens, metrics=self.metrics, cluster=cluster,
+            relay=self.relay,
         )
         factories = configured_faces(config) if faces is None else faces
         self.faces: list[Face] = [make(self.context) for make in factories]
@@ -137,6 +143,7 @@ class Hub:
             load=lambda: {
                 "rooms": sum(len(r.rooms) for f in self.faces for r in f.registries()),
                 "connections": self.connections.count,
+                "relayed": self.relay.relayed if self.relay is not None else 0,  # to other hubs, now
             },
             rooms=self.room_summaries,
         )
@@ -264,6 +271,8 @@ class Hub:
         try:
             await self._start()
         except BaseException:
+            if self.relay is not None:
+                await self.relay.stop()
             if self.cluster is not None:
                 await self.cluster.stop()  # joined already: leave, do not beat on for a hub that failed
             self._unlock()
@@ -289,6 +298,8 @@ class Hub:
                 await self.cluster.start()
             except ClusterUnavailable as exc:
                 raise HubError(str(exc)) from None
+        if self.relay is not None:
+            self.relay.start()
         for face in self.faces:
             await face.start()
         self.sockets.start()
@@ -312,6 +323,8 @@ class Hub:
             except Exception:
                 log.exception("face %s failed to stop", face.name)
         await self.sockets.stop()  # what no face closed (handshakes, joins in progress)
+        if self.relay is not None:
+            await self.relay.stop()
         if self.cluster is not None:
             await self.cluster.stop()  # the leases released once nothing serves their rooms here
         for runtime in self.runtimes.values():

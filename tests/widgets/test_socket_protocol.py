@@ -9,36 +9,10 @@ from typing import Any
 
 import pytest
 import websockets
-from widgets_helpers import Browser, serve_app
+from widgets_helpers import Browser, button_app, serve_app
 
 from hubtest import eventually, serve_in_loop
 from roomhub.widgets import App, CallTimeout, NoBrowser, WidgetSession
-
-
-def button_app(events: list[Any] | None = None) -> App:
-    app = App()
-
-    @app.on_connect
-    async def setup(session: WidgetSession) -> None:
-        W = session.widgets
-        top = await W.TopLevel(title="Hi")
-        label = await W.Label("Not clicked")
-        btn = await W.Button("Click")
-        box = await W.VBox()
-        await box.add_widget(label, 0)
-        await box.add_widget(btn, 0)
-
-        async def clicked() -> None:
-            await label.set_text("Clicked")
-            if events is not None:
-                events.append(await label.get_text())
-
-        btn.on("activated", clicked)
-        await top.set_widget(box)
-        await top.show()
-        session.data["label"] = label
-
-    return app
 
 
 async def test_handshake_and_message_shapes(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import websockets
 
 from hubtest import InProcessHub, serve_in_loop
-from roomhub.widgets import App
+from roomhub.widgets import App, WidgetSession
 
 
 def widgets_config(directory: Path, **widgets: Any) -> Path:
@@ -36,6 +36,33 @@ def widgets_config(directory: Path, **widgets: Any) -> Path:
         + "\n"
     )
     return path
+
+
+def button_app(events: list[Any] | None = None) -> App:
+    """A label and a button; a click sets the label's text (recorded in ``events``)."""
+    app = App()
+
+    @app.on_connect
+    async def setup(session: WidgetSession) -> None:
+        W = session.widgets
+        top = await W.TopLevel(title="Hi")
+        label = await W.Label("Not clicked")
+        btn = await W.Button("Click")
+        box = await W.VBox()
+        await box.add_widget(label, 0)
+        await box.add_widget(btn, 0)
+
+        async def clicked() -> None:
+            await label.set_text("Clicked")
+            if events is not None:
+                events.append(await label.get_text())
+
+        btn.on("activated", clicked)
+        await top.set_widget(box)
+        await top.show()
+        session.data["label"] = label
+
+    return app
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from .calls import Stream, StreamClosed
 from .endpoint import ActionsSocket, file_routes
 from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
+from .saved import SavedState
 from .session import ActionsState
 
 
@@ -90,12 +91,19 @@ class ActionsFace(Face):
         return {"sessions": sessions}
 
     async def start(self) -> None:
+        cluster = self.context.cluster
+        if cluster is not None:  # sessions and scope outlive their holder (see .saved)
+            ttl = self.context.config.actions.session_timeout + 30
+            self.state.saved = SavedState(cluster.config.redis, cluster.config.prefix, ttl)
+            self.state.saved.start(self.state.sessions.live)
         self.processes.start()
 
     async def stop(self) -> None:
         timeout = self.context.config.server.shutdown_timeout
         await self.processes.stop(min(5.0, timeout / 2))
         await self.state.close()
+        if self.state.saved is not None:
+            await self.state.saved.close()
 
 
 __all__ = [

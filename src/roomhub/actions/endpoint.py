@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..core.errors import CloseCode
 from ..core.face import FaceSocketEndpoint
+from ..core.relay import HeldRoom, Placement
 from ..core.sessions import SessionLimitReached
 from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.callback_websocket import CallbackWebSocket
@@ -62,6 +63,12 @@ class ActionsSocket(FaceSocketEndpoint):
         super().__init__(context, "/actions")
         self.state = state
 
+    async def placement(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> Placement:
+        """In a cluster every actions client is served by one hub, the holder of the room
+        ``actions``: one scope, one session table, output to any client id, wherever the client
+        connected."""
+        return Placement("actions", HeldRoom(alive=self.state.alive, drop=self.state.drop))
+
     async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
         LOG_FACE.set("actions")
         LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
@@ -72,8 +79,10 @@ class ActionsSocket(FaceSocketEndpoint):
         except ProtocolError as exc:
             conn.close(CloseCode.POLICY_VIOLATION, exc.message)
             return
+        session_id, token = params.get("sessionId"), params.get("sessionToken")
         try:
-            client = self.state.open(conn, params.get("sessionId"), params.get("sessionToken"), additions)
+            await self.state.restore(session_id, token)
+            client = self.state.open(conn, session_id, token, additions)
         except SessionLimitReached as exc:
             conn.close(CloseCode.TRY_AGAIN_LATER, f"session limit reached: {exc}")
             return

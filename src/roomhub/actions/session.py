@@ -32,6 +32,7 @@ from . import protocol as p
 from .api import ActionsAPI
 from .calls import Stream, run_call
 from .config import ActionsConfig
+from .saved import SavedState
 
 log = logging.getLogger("roomhub.actions")
 
@@ -90,6 +91,10 @@ class ActionsState:
         self.named: dict[str, Client] = {}  # client ids taken with introduce_self (Igor's)
         self.client_sessions = ClientSessions(self)
         self.pool = ThreadPoolExecutor(config.thread_pool_size, thread_name_prefix="roomhub-action")
+        # In a cluster: sessions and scope kept in Redis for the next holder (see .saved).
+        self.saved: SavedState | None = None
+        self._keep_saved = False  # sessions reaped now stay saved (fencing, shutdown)
+        self.sessions.on_reap(self._reaped)
 
     def open(
         self, conn: CallbackWebSocket, session_id: str | None, token: str | None, additions: bool = False
@@ -105,6 +110,8 @@ class ActionsState:
             session = self.sessions.create()
         client = Client(self, conn, session, additions)
         self._attach(client, session)
+        if self.saved is not None:
+            self.saved.save(session)
         if additions:
             conn.send(p.welcome(session.id, session.token, resumed, self.sessions.timeout))
         return client
@@ -206,6 +213,56 @@ class ActionsState:
         self.bus.publish(session_topic(client.session.id), frame)
         return True
 
+    async def restore(self, session_id: str | None, token: str | None) -> None:
+        """In a cluster, before :meth:`open`: the scope a former holder saved (the first time this
+        hub serves the room), and the session ``session_id`` if this hub does not know it and a
+        former holder saved it under ``token``. Raises
+        :class:`~roomhub.core.sessions.SessionLimitReached`."""
+        saved = self.saved
+        if saved is None:
+            return
+        if not saved.scope_loaded:
+            saved.scope_loaded = True
+            for key, value in (await saved.load_scope()).items():
+                self.scope.setdefault(key, value)  # what the processes set here already stays
+        if not session_id or not token or self.sessions.session(session_id) is not None:
+            return
+        found = await saved.load(session_id)
+        if found is None or not hmac.compare_digest(found[0].encode(), token.encode()):
+            return
+        if self.sessions.session(session_id) is None:  # not restored meanwhile by another client
+            self.sessions.adopt(session_id, token).data.update(found[1])
+            log.info("session %s restored from the cluster's Redis", session_id)
+
+    def _reaped(self, session: Session) -> None:
+        if self.saved is not None and not self._keep_saved:
+            self.saved.forget(session)
+
+    def _reap_all_kept_saved(self) -> None:
+        """Reap every session here, leaving them saved for the next holder."""
+        self._keep_saved = True
+        try:
+            self.sessions.close()
+        finally:
+            self._keep_saved = False
+
+    def alive(self) -> bool:
+        """Whether a client is connected or a session is kept for one to come back."""
+        return bool(self.clients) or len(self.sessions) > 0
+
+    async def drop(self, code: int, reason: str) -> None:
+        """End everything clients share here: every call cancelled, every client closed with
+        ``code`` and ``reason``, every session reaped, the scope emptied (in a cluster, when the
+        lease of the actions room is lost: another hub holds them from now on)."""
+        clients = list(self.clients.values())
+        for client in clients:
+            client.cancel_all()
+            client.conn.close(code, reason)
+        self._reap_all_kept_saved()
+        self.scope.clear()
+        if self.saved is not None:
+            self.saved.scope_loaded = False  # read again if this hub holds the room again
+
     async def close(self) -> None:
         """Cancel every call, close every client (1001), reap every session, stop the pool."""
         clients = list(self.clients.values())
@@ -215,7 +272,7 @@ class ActionsState:
             client.conn.close(CloseCode.GOING_AWAY, "hub shutting down")
         if tasks:
             await asyncio.wait(tasks, timeout=2)
-        self.sessions.close()
+        self._reap_all_kept_saved()  # in a cluster another hub may resume them
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -292,6 +349,10 @@ class Client:
         if self.streams.get(sid) is stream:
             del self.calls[sid]
             del self.streams[sid]
+        saved = self.state.saved
+        if saved is not None:  # the call may have changed the session's data or the scope
+            saved.save(self.session)
+            saved.save_scope(self.state.scope)
 
     def cancel(self, sid: str) -> None:
         """Cancel the running call ``sid`` (answered by a cancelled ``close``); unknown: ignored."""

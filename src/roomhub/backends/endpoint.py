@@ -35,6 +35,7 @@ from starlette.types import Scope
 from .. import jsonlimits
 from ..core.context import FaceContext
 from ..core.face import FaceSocketEndpoint, serve_room_socket
+from ..core.relay import Placement, registry_room
 from ..core.rooms import Room, validate_room_name
 from ..transport.callback_websocket import CallbackWebSocket
 from ..transport.traffic import Frame
@@ -113,6 +114,15 @@ class PartitionSocket(FaceSocketEndpoint):
         except p.BadRequest as exc:
             return exc.status, exc.detail
         return None
+
+    async def placement(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> Placement | None:
+        """A partition is held by one hub of a cluster; the monitor (every partition's events of
+        this hub) is each hub's own."""
+        params = QueryParams(scope["query_string"])
+        if params.get("monitor"):
+            return None
+        partition = checked_partition(params.get("partition"))
+        return Placement(f"backends:{partition}", registry_room(self.partitions.registry, partition))
 
     async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         params = QueryParams(scope["query_string"])

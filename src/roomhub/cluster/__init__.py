@@ -6,8 +6,11 @@ hub's side: it beats every ``heartbeat_seconds``, renews the leases it holds
 in the same turn, and reports a lease it lost (refused renewal, or no
 successful renewal for ``lease_seconds``: Redis unreachable) to the
 callbacks registered with :meth:`Cluster.on_lost`, so that the hub stops
-serving a room another hub may hold by then. Where rooms take leases and
-relay to their holder is planned per face (see DESIGN.md, "Cluster").
+serving a room before another hub may hold it. It also gives what relaying a
+client to a room's holder needs: the holder's address (:meth:`Cluster.address_of`)
+and the secret every hub of the cluster shares (:attr:`Cluster.relay_secret`),
+with which hubs authenticate the connections they relay to each other (the
+core's :mod:`roomhub.core.relay` does the relaying).
 
 The package imports no face and not the hub; it needs the ``cluster`` extra
 (redis-py). Redis's server-side clock decides expiries; a hub's own timing
@@ -104,6 +107,7 @@ class Cluster:
         self._joined = False
         self._reachable = True
         self._known_hubs: list[str] = []
+        self.relay_secret = ""  # read (or made) at start: see _shared_secret
 
     # -- life -------------------------------------------------------------------
     async def check(self) -> None:
@@ -126,6 +130,7 @@ class Cluster:
         self.advertise = self.config.advertise or self._advertise()
         try:
             await self.check()
+            self.relay_secret = await self._shared_secret()
             await self.membership.beat(self.record(), self.published_rooms())
         except BaseException:
             await self.client.aclose()
@@ -157,6 +162,15 @@ class Cluster:
         await self.client.aclose()
         log.info("cluster %s: hub %s left", self.config.prefix, self.hub_id)
 
+    async def _shared_secret(self) -> str:
+        """The secret the hubs of this cluster share: the first hub to start makes it (SET NX),
+        every other reads it. Kept in Redis without expiry; whoever can read Redis is trusted
+        already (it decides who holds every room)."""
+        key = f"{self.config.prefix}:relay-secret"
+        await self.client.set(key, secrets.token_urlsafe(32), nx=True)
+        secret = await self.client.get(key)
+        return secret.decode() if isinstance(secret, bytes) else str(secret)
+
     def record(self) -> dict[str, Any]:
         """This hub's heartbeat record."""
         return {
@@ -176,6 +190,20 @@ class Cluster:
         if isinstance(result, Lease):
             self.held[room] = result
         return result
+
+    def holds(self, room: str) -> bool:
+        """Whether this hub holds ``room``'s lease now (by its own conservative clock)."""
+        lease = self.held.get(room)
+        return lease is not None and lease.valid()
+
+    async def address_of(self, owner: str) -> str | None:
+        """The advertised ``host:port`` of the hub whose run is ``owner`` (a lease's owner), None
+        when that run is not alive any more (its heartbeat expired, or the hub restarted as a
+        new run). Raises ``redis.RedisError``."""
+        record = await self.membership.record(owner.rsplit(".", 1)[0])
+        if record is None or record.get("run") != owner:
+            return None
+        return record.get("advertise") or None
 
     async def release(self, room: str) -> bool:
         """Give ``room``'s lease back; False if this hub did not hold it (any more)."""
@@ -223,9 +251,13 @@ class Cluster:
                 log.warning("cluster: Redis %s unreachable (%s); leases lapse after %.1f s without it",
                             _public(self.config.redis), exc, self.config.lease_seconds)
             self._reachable = False
+            # Lost while some of the lease is left: the next check may come two heartbeats later
+            # (a wait, then a request that times out), and the room must be stopped here before
+            # Redis lets another hub take it.
+            margin = 2 * self.config.heartbeat_seconds
             for room, lease in list(self.held.items()):
-                if not lease.valid():
-                    self._lose(room, "Redis unreachable for the lease time")
+                if lease.valid_until - time.monotonic() < margin:
+                    self._lose(room, "Redis unreachable for nearly the lease time")
             return
         if not self._reachable:
             log.info("cluster: Redis reachable again")

@@ -45,6 +45,11 @@ class Membership:
             pipe.sadd(self.index, record["id"])
             await pipe.execute()
 
+    async def record(self, hub_id: str) -> dict[str, Any] | None:
+        """``hub_id``'s record, None when its heartbeat expired (or it left)."""
+        raw = await self.client.get(self.key(hub_id))
+        return json.loads(raw) if raw is not None else None
+
     async def leave(self, hub_id: str) -> None:
         """Remove ``hub_id`` at once (a clean stop)."""
         async with self.client.pipeline(transaction=True) as pipe:

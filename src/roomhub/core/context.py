@@ -19,6 +19,7 @@ from .bus import Bus
 from .config import LimitsConfig
 from .errors import CloseCode
 from .metrics import HubMetrics
+from .relay import RoomRelay
 
 if TYPE_CHECKING:  # the file's model composes every face's section: a type here, nothing more
     from ..config import HubConfig
@@ -65,7 +66,8 @@ class FaceContext:
     hub started that may call it (None when the hub asks for no token); ``metrics``: the hub's
     Prometheus metrics (a face records its events there, its sockets count their traffic);
     ``cluster``: this hub's :class:`roomhub.cluster.Cluster` (config, run id, Redis), None when
-    the hub runs alone.
+    the hub runs alone; ``relay``: the rooms this hub holds in the cluster and the relaying of
+    the others' members (:class:`~roomhub.core.relay.RoomRelay`), None when it runs alone.
     """
 
     config: HubConfig
@@ -78,6 +80,7 @@ class FaceContext:
     program_tokens: set[str] | None
     metrics: HubMetrics = field(default_factory=HubMetrics)
     cluster: Any = None
+    relay: RoomRelay | None = None
 
     @property
     def limits(self) -> LimitsConfig:

@@ -26,7 +26,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008  # read-only client writing, flood of calls, ...
     MESSAGE_TOO_BIG = 1009  # a frame over limits.max_frame_bytes
     INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012  # the upstream (a backend) restarts
+    SERVICE_RESTART = 1012  # a backend restarts; in a cluster, the room's hub changed: reconnect
     TRY_AGAIN_LATER = 1013  # a room, client or connection limit is reached
     UNAUTHORIZED = 4001  # token missing or invalid after the handshake
     FORBIDDEN = 4003  # access denied to this room

@@ -26,6 +26,7 @@ from ..transport.callback_websocket import CallbackWebSocket, SocketEndpoint, Ta
 from ..transport.traffic import Frame
 from .context import FaceContext
 from .errors import CloseCode, RoomError
+from .relay import PEER_HEADER, Placement
 from .rooms import Room, RoomRegistry
 
 if TYPE_CHECKING:
@@ -128,11 +129,34 @@ class FaceSocketEndpoint(TaskSocketEndpoint):
         """The face's own handshake check: None accepts, ``(status, message)`` refuses."""
         return None
 
+    async def placement(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> Placement | None:
+        """In a cluster, the room ``sock`` belongs to (its lease key), asked before :meth:`serve`
+        by :class:`~roomhub.core.relay.RoomRelay`; None: served here whatever holds what (the
+        default). A face that must talk with the client to know the room (the widgets
+        handshake) does it here and says so in the :class:`Placement`. Never called for a hub
+        without ``[cluster]``."""
+        return None
+
     def handshake(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> tuple[int, str] | None:
         if self.context.connections.full:
             self.traffic.closing(CloseCode.TRY_AGAIN_LATER)  # counted as the 1013 the limit means
             return 503, "connection limit reached"
+        relay = self.context.relay
+        if relay is not None:
+            refusal = relay.refusal(scope)  # a hub-to-hub connection: secret, and held here
+            if refusal is not None:
+                return refusal
+            peer = relay.relayed_header(scope, PEER_HEADER)
+            if peer is not None:
+                sock.peer = peer  # logs and limits name the client, not the relaying hub
         return self.check(sock, scope)
+
+    async def run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        relay = self.context.relay
+        if relay is None:
+            await self.serve(sock, scope)
+        else:
+            await relay.serve(self, sock, scope)
 
     def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         # Called in the same step as handshake() (nothing ran since): the check still holds.

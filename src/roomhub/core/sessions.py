@@ -96,6 +96,10 @@ class SessionStore(Mapping[str, dict[str, Any]]):
         """The live session ``session_id``, or None."""
         return self._sessions.get(session_id)
 
+    def live(self) -> list[Session]:
+        """Every live session (attached, or detached and not reaped yet)."""
+        return list(self._sessions.values())
+
     def on_reap(self, callback: Callable[[Session], None]) -> None:
         """Call ``callback(session)`` once for every session reaped (or dropped)."""
         self._on_reap.append(callback)
@@ -110,6 +114,20 @@ class SessionStore(Mapping[str, dict[str, Any]]):
         session = Session(session_id, secrets.token_urlsafe(24))
         session.attached = True
         self._sessions[session.id] = session
+        return session
+
+    def adopt(self, session_id: str, token: str) -> Session:
+        """A detached session ``session_id`` with ``token``, as another process made it (a hub of
+        a cluster taking over a dead hub's sessions); reaped after ``timeout`` unless resumed.
+        Raises :class:`SessionLimitReached`, or ValueError if the id is live here already."""
+        if session_id in self._sessions:
+            raise ValueError(f"session {session_id} is live here already")
+        if len(self._sessions) >= self.max_sessions:
+            raise SessionLimitReached(f"{self.max_sessions} sessions are alive")
+        session = Session(session_id, token)
+        session.attached = True
+        self._sessions[session_id] = session
+        self.detach(session)
         return session
 
     def resume(self, session_id: str, token: str) -> Session | None:

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..core.errors import RoomError
 from ..core.face import FaceSocketEndpoint, serve_room_socket
+from ..core.relay import Placement, registry_room
 from ..core.rooms import RoomRegistry, validate_room_name
 from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
@@ -67,6 +68,11 @@ class PageSocket(FaceSocketEndpoint):
         except (ValueError, p.ProtocolError) as exc:
             return 400, str(exc)
         return None
+
+    async def placement(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> Placement:
+        """A page room is held by one hub of a cluster: one set of programs, wherever its members are."""
+        name, _ = self._parameters(scope)
+        return Placement(f"pages:{self.registry.namespace}:{name}", registry_room(self.registry, name))
 
     async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         name, additions = self._parameters(scope)

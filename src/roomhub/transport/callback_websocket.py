@@ -167,6 +167,11 @@ class TaskSocketEndpoint(SocketEndpoint):
         """Serve one connection to its end (``scope`` as for :meth:`SocketEndpoint.handshake`)."""
         raise NotImplementedError
 
+    async def run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
+        """What the connection's task runs: :meth:`serve` (a subclass may decide first where the
+        connection is served)."""
+        await self.serve(sock, scope)
+
     def opened(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         sock.read_by_task()
         task = asyncio.create_task(self._run(sock, scope), name=f"socket:{sock.label}")
@@ -178,7 +183,7 @@ class TaskSocketEndpoint(SocketEndpoint):
 
     async def _run(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         try:
-            await self.serve(sock, scope)
+            await self.run(sock, scope)
         except Exception:
             log.exception("%s: serving the connection failed", sock.label)
             sock.close(CloseCode.INTERNAL_ERROR, "internal error")

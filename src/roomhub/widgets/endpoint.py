@@ -25,9 +25,11 @@ from starlette.staticfiles import StaticFiles
 from ..core.context import FaceContext
 from ..core.errors import CloseCode, RoomError
 from ..core.face import FaceSocketEndpoint
-from ..core.rooms import RoomRegistry
+from ..core.relay import Placement, registry_room
+from ..core.rooms import RoomRegistry, validate_room_name
 from ..logs import LOG_CONNECTION, LOG_FACE
 from ..transport.callback_websocket import CallbackWebSocket
+from ..transport.traffic import Frame
 from . import protocol as p
 from . import renderer
 from .config import WidgetsConfig
@@ -78,32 +80,66 @@ class WidgetsSocket(FaceSocketEndpoint):
         super().__init__(face.context, "/widgets/ws", exact=True)
         self.face = face
 
+    async def greet(self, conn: CallbackWebSocket) -> tuple[str | None, str | None, Frame] | None:
+        """pgwidgets' handshake: ``init`` sent, the browser's answer read: its session id and
+        token (None, None for a new browser) and the answer itself; None when the connection was
+        closed instead (1008 for no or a bad answer)."""
+        conn.send(p.encode(p.init()))
+        try:
+            first = await asyncio.wait_for(conn.next_frame(), self.face.config.handshake_timeout)
+            if first is None:
+                return None
+            sid, token = p.read_credentials(first, self.context.config.server.limits.max_json_depth)
+        except TimeoutError:
+            conn.close(CloseCode.POLICY_VIOLATION, "no answer to init")
+            return None
+        except p.ProtocolError as exc:
+            log.warning("widgets: bad handshake from %s: %s", conn.peer, exc.message)
+            conn.close(CloseCode.POLICY_VIOLATION, exc.message)
+            return None
+        return sid, token, first
+
+    async def placement(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> Placement | None:
+        """In a cluster a tab's session is held by one hub: a browser coming back with its
+        session's id is served where that session is (its answer to init passed on there). A new
+        browser's session is made here (:meth:`serve` takes its lease)."""
+        greeting = await self.greet(conn)
+        conn.state = greeting
+        if greeting is None or greeting[0] is None:
+            return None
+        sid = greeting[0]
+        try:
+            validate_room_name(sid, 64)
+        except ValueError:
+            return None  # no such session anywhere: a new one, made here (as open_session does)
+        held = registry_room(self.face.registry, sid)
+        return Placement(f"widgets:{sid}", held, received=(greeting[2],), sent=1)
+
     async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
-        face, context = self.face, self.context
+        face = self.face
         LOG_FACE.set("widgets")
         LOG_CONNECTION.set(f"{conn.peer}#{conn.id}")
         conn.label = "widgets"
         session: WidgetSession | None = None
+        greeting = conn.state if self.context.relay is not None else await self.greet(conn)
+        if greeting is None:
+            return
+        sid, token, _ = greeting
         try:
-            conn.send(p.encode(p.init()))
-            try:
-                first = await asyncio.wait_for(conn.next_frame(), face.config.handshake_timeout)
-                if first is None:
-                    return
-                sid, token = p.read_credentials(first, context.config.server.limits.max_json_depth)
-            except TimeoutError:
-                conn.close(CloseCode.POLICY_VIOLATION, "no answer to init")
-                return
-            except p.ProtocolError as exc:
-                log.warning("widgets: bad handshake from %s: %s", conn.peer, exc.message)
-                conn.close(CloseCode.POLICY_VIOLATION, exc.message)
-                return
             try:
                 session = await face.open_session(conn, sid, token)
             except RoomError as exc:
                 log.info("widgets: refused %s: %s", conn.peer, exc.reason)
                 conn.close(exc.code, exc.reason)
                 return
+            relay = self.context.relay
+            if relay is not None and session.id != sid:  # a new session: held here, found from any hub
+                try:
+                    await relay.claim(f"widgets:{session.id}", registry_room(face.registry, session.id))
+                except Exception as exc:
+                    log.warning("widgets: session %s cannot be held in the cluster: %s", session.id, exc)
+                    conn.close(CloseCode.TRY_AGAIN_LATER, "cluster unavailable: try again later")
+                    return
             while (frame := await conn.next_frame()) is not None:
                 if conn.closing:
                     break
