@@ -62,9 +62,11 @@ def lines(log: Path, word: str) -> list[str]:
 
 
 async def page_rooms(hub: HubProcess) -> list[str]:
+    """The page rooms ``hub`` itself serves (``/api/rooms`` lists every hub's, each naming its hub)."""
     async with httpx.AsyncClient() as http:
+        own = (await http.get(f"{hub.base}/api/cluster")).json()["hub"]
         rooms = (await http.get(f"{hub.base}/api/rooms")).json()
-    return [r["name"] for r in rooms if r["namespace"] == "/p"]
+    return [r["name"] for r in rooms if r["namespace"] == "/p" and r["hub"] == own]
 
 
 async def lease_owner(redis_url: str, key: str) -> str | None:
