@@ -17,8 +17,12 @@ documents) drives each. Scenarios:
   per delivered update;
 - idle: N connected, synced, idle clients: server RSS growth per connection;
 - history: for each size H of ``--history``, one writer types H updates
-  (64 in flight, each waiting for its echo: updates written per second),
-  then a document with H updates of history, cold (its room unloaded; not for Node, see above): time for a
+  (64 in flight, each waiting for its echo: updates written per second)
+  and, with pycrdt-websocket, stays connected until its store holds them
+  all (it commits each update alone, far behind its echoes, and a room whose
+  last client leaves cancels the writes still queued: the document loaded
+  cold afterwards missed most of its history); then a document with H
+  updates of history, cold (its room unloaded; not for Node, see above): time for a
   new client to be synced (median of 9: single joins vary by several ms on
   a shared machine), content checked; and the part of it from the socket's
   opening to synced (sync step 1 sent, the whole document loaded by the
@@ -39,11 +43,14 @@ installed by ``npm install`` in ``bench/documents_node`` on first use).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +63,13 @@ SCENARIOS = ("throughput", "paced", "idle", "history")
 PEERS = ("pycrdt-websocket", "node")
 HUB_TOML = (
     "[server.limits]\nmax_connections = 20000\nmax_clients_per_room = 500\nreceive_rate = 0\n"
+    "room_receive_rate = 0\n"
     '[documents]\nstore = "sqlite"\ngrace_period = 0\n'
 )
 """roomhub as benchmarked: SQLite store, rooms evicted as soon as their last client leaves, no
-receive rate limit (the peers have none; the history's single writer would be held to 1,000
-updates/s by the default)."""
+receive rate limit, per client or per room (the peers have none; the history's single writer
+would be held to 1,000 updates/s by the default, and its room to 2,000, the writer closed with
+4029 after 30 s of that: a 100,000-update history never completed)."""
 
 
 class PeerProcess(ServerProcess):
@@ -110,12 +119,32 @@ def server_process(name: str) -> ServerProcess:
     return PeerProcess() if name == "pycrdt-websocket" else NodePeerProcess()
 
 
-def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psutil.Process],
-             **options: Any) -> dict[str, Any]:
+def wait_stored(db: Path, updates: int, stalled: float = 30.0) -> dict[str, Any]:
+    """Wait until pycrdt-websocket's store ``db`` holds ``updates`` updates (rows of its
+    ``yupdates`` table, one per update it applied), or until it grew no more for ``stalled``
+    seconds; how long that took and what it held then."""
+    t0 = last_growth = time.monotonic()
+    stored = -1
+    while True:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            count = conn.execute("SELECT count(*) FROM yupdates").fetchone()[0]
+        now = time.monotonic()
+        if count != stored:
+            stored, last_growth = count, now
+        if stored >= updates or now - last_growth > stalled:
+            return {"stored_updates": stored, "store_caught_up_s": now - t0}
+        time.sleep(0.5)
+
+
+def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psutil.Process], *,
+             on_written: Callable[[int], dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
     """Run the load generator in ``mode`` against the server on ``port`` (``server``: its process,
-    whose CPU time is measured). Several ports (hubs of a cluster, with their processes): clients
-    spread over them round-robin, the CPU time summed over every process; RSS is the first's."""
-    budget = 150 + options.get("history", 0) / 250  # a long history takes a while to write
+    whose CPU time is measured; ``options`` go to the generator). Several ports (hubs of a
+    cluster, with their processes): clients spread over them round-robin, the CPU time summed over
+    every process; RSS is the first's. With ``on_written`` (history mode), the writer stays
+    connected once it wrote every update until ``on_written(updates)`` returns (what it returns
+    joins the result)."""
+    budget = 150 + options.get("history", 0) / 100  # a long history takes a while to write and store
     ports = port if isinstance(port, list) else [port]
     servers = server if isinstance(server, list) else [server]
     server = servers[0]
@@ -123,6 +152,8 @@ def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psu
     opts = {"url": urls[0], "mode": mode, "budget": budget, **options}
     if len(urls) > 1:
         opts["urls"] = urls
+    if on_written is not None:
+        opts["waitStored"] = True
     gen = subprocess.Popen(
         ["node", str(HERE / "documents_load.mjs"), json.dumps(opts)],
         stdin=subprocess.PIPE,
@@ -157,6 +188,10 @@ def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psu
             result["rss_mb"] = rss / 2**20
             gen.stdin.write(b"stop\n")
             gen.stdin.flush()
+        elif event.get("event") == "written" and on_written is not None:
+            result.update(on_written(event["updates"]))
+            gen.stdin.write(b"go\n")
+            gen.stdin.flush()
         elif event.get("event") == "result":
             result.update(event)
     gen.wait(30)
@@ -189,6 +224,12 @@ def bench_server(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for key, mode, options in runs:
         with server_process(name) as server:
             assert server.proc is not None and server.ps is not None
+            if mode == "history" and isinstance(server, PeerProcess):
+                # Its store commits each update alone (and checkpoints every 100), far behind the
+                # echoes; a room whose last client leaves is stopped with the writes still queued
+                # cancelled, so the writer waits until the store has them all.
+                db = server.workdir / "ystore.db"
+                options = {**options, "on_written": lambda n, db=db: wait_stored(db, n)}
             out[key] = run_load(server.port, mode, server.ps, **options)
             time.sleep(1)
             # pycrdt-websocket's server task group dies when many clients leave at once

@@ -57,6 +57,7 @@ class Client {
         this.ws.send(syncMsg(0, Y.encodeStateVector(this.doc)))
       })
       this.ws.on('error', reject)
+      this.ws.on('close', (code, reason) => { this.closedWith = `${code} ${reason}` })
       this.ws.on('message', (data) => {
         if (data[0] !== 0) return
         const sub = data[1]
@@ -183,12 +184,18 @@ async function history () {
   const writeStart = now()
   writer.onEcho()
   const watchdog = setInterval(() => { // lost echoes: do not wait for them forever
+    if (writer.closedWith) return done() // closed by the server: what it wrote is all there is
     if (now() - writer.lastEcho > 2000) { writer.inFlight = 0; writer.onEcho() }
   }, 500)
   await finished
   const writeMs = now() - writeStart
   clearInterval(watchdog)
   const expected = writer.text.length
+  const writerClosed = writer.closedWith || null // by the server, while writing
+  if (opts.waitStored) { // the server stores behind its echoes: the writer stays until told it caught up
+    process.stdout.write(JSON.stringify({ event: 'written', updates: total }) + '\n')
+    await new Promise((resolve) => process.stdin.once('data', resolve))
+  }
   writer.close()
   await sleep(opts.coldDelay * 1000)
   opts.applyStep2 = true
@@ -213,6 +220,7 @@ async function history () {
   const syncMs = joins.map((j) => j.syncMs).sort((a, b) => a - b)
   return {
     updates: total,
+    writer_closed: writerClosed,
     write_ms: writeMs,
     written_per_s: total / (writeMs / 1000),
     settle_ms: settleMs,

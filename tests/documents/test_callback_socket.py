@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import os
+import secrets
 import socket
 
 import pytest
@@ -38,6 +40,40 @@ def raw_handshake(port: int, path: str, rcvbuf: int | None = None, extra: str = 
         head += sock.recv(1)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
+
+
+def held_anywhere(needle: str) -> bool:
+    """Whether an object the garbage collector tracks (a list, dict, instance...) refers to a
+    ``str`` or ``bytes`` containing ``needle``."""
+    gc.collect()
+    raw = needle.encode()
+    for obj in gc.get_objects():
+        for ref in gc.get_referents(obj):
+            if (isinstance(ref, str) and needle in ref) or (isinstance(ref, bytes) and raw in ref):
+                return True
+    return False
+
+
+async def test_an_open_connection_keeps_nothing_of_its_request_head(docs_config, in_process_hub):
+    """After the 101 the hub keeps no part of the upgrade request (the websockets library's
+    handshake parser holds it, headers and all, for as long as it lives): an idle connection
+    costs its framing state only. The connection still works afterwards."""
+    token = secrets.token_hex(16)  # the header's value repeats it: the test holds no copy of that
+    async with in_process_hub(docs_config()) as h:
+        sock = await asyncio.to_thread(raw_handshake, h.port, "/yjs/lean",
+                                       extra=f"X-Padding: {token * 64}\r\n")
+        try:
+            room = await eventually(lambda: h.hub.face("documents").get_room("lean"))
+            await eventually(lambda: len(room.members) == 1)
+            await eventually(lambda: not held_anywhere(token * 2), interval=0.2,
+                             what="the request head released")
+            updates, text = typed_updates(3)
+            await asyncio.to_thread(sock.sendall, b"".join(
+                Frame(Opcode.BINARY, p.sync_update(u)).serialize(mask=True, extensions=[]) for u in updates
+            ))
+            await eventually(lambda: room.to_json().get("text") == text)
+        finally:
+            sock.close()
 
 
 async def test_token_and_origin_are_checked_at_the_handshake(docs_config, in_process_hub):

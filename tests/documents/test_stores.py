@@ -222,6 +222,35 @@ async def test_compaction_killed_at_random_moments_never_loses_nor_duplicates(tm
     assert kills_mid_compaction >= 1, "no kill landed during a compaction: make compaction longer"
 
 
+async def test_sqlite_knows_a_log_compacted_to_one_snapshot_integrates_whole(tmp_path):
+    """One row a compaction wrote (nothing waited) loads whole: a room applies it without decoding
+    it a second time to see what waits. Any other log is checked as before."""
+    store = SQLiteStore(tmp_path / "d.sqlite3", commit_window=0.01, compact_after=10**6)
+    await store.open()
+    try:
+        updates, expected = edits(20)
+        store.append("one", updates[3])  # one row never compacted: it waits for updates[0:3]
+        for u in updates:
+            store.append("doc", u)
+        for u in [updates[0], updates[1], updates[3]]:  # updates[2] never arrives
+            store.append("gap", u)
+        await store.flush()
+        assert (await store.load_whole("one")) == ([updates[3]], False)
+        assert (await store.load_whole("doc"))[1] is False
+        await store.compact("doc")
+        rows, whole = await store.load_whole("doc")
+        assert whole and len(rows) == 1 and text_of(rows) == expected
+        assert await store.load("doc") == rows
+        await store.compact("gap")  # a snapshot of the first two, then the update that waits
+        rows, whole = await store.load_whole("gap")
+        assert len(rows) == 2 and not whole
+        other, _ = edits(1)
+        store.append("doc", other[0])
+        assert (await store.load_whole("doc"))[1] is False  # a row after the snapshot
+    finally:
+        await store.close()
+
+
 def test_squash_keeps_the_updates_from_the_first_that_waits_as_they_are():
     from roomhub.documents.stores import squash
 

@@ -15,7 +15,9 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   join that needs them, and the same bytes go to every joiner. A room loaded
   from a log of one row (a compacted document) whose structs all integrated
   answers with that row as it is: loading it cost the only decoding, and no
-  encoding is needed;
+  encoding is needed (a row the store knows a compaction wrote as a
+  snapshot is not even decoded a second time to see whether some of it
+  waits, :meth:`~.stores.DocumentStore.load_whole`);
 - a client's update is applied with the document's observer unsubscribed
   and relayed as received: pycrdt encodes an observed transaction's update
   again, eagerly, at a cost that grows with the document (180 us per small
@@ -141,8 +143,11 @@ class DocumentRoom(Room):
 
     # -- lifecycle ------------------------------------------------------------
     async def on_create(self) -> None:
-        updates = await self.ctx.store.load(self.name)
-        self._waiting = load_into(self.doc, updates)
+        updates, whole = await self.ctx.store.load_whole(self.name)
+        if whole:  # a snapshot: nothing of it can wait, so it is decoded once, not twice
+            self.doc.apply_update(updates[0])
+        else:
+            self._waiting = load_into(self.doc, updates)
         if len(updates) == 1 and not self._waiting:
             # One row (a compacted document) that integrated whole is the document's state:
             # joiners get it as it is, with no encoding of the document.

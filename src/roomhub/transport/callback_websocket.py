@@ -10,8 +10,9 @@ handshake, automatic pongs, ``max_size``) driven by asyncio's transport
 callbacks, one asyncio protocol per connection. Endpoints that answer every
 frame synchronously (documents) have their :class:`SocketEndpoint` methods
 called for each message, and no task exists while a connection is idle
-(about 6 KiB per connection); endpoints whose handling awaits (pages, actions,
-widgets, the backends' partition socket) are :class:`TaskSocketEndpoint`\ s: a
+(about 5 KiB per connection; ``bench/documents_idle_memory.py`` says where it
+goes); endpoints whose handling awaits (pages, actions, widgets, the backends'
+partition socket) are :class:`TaskSocketEndpoint`\ s: a
 task per connection reads its messages from a small inbox
 (:meth:`CallbackWebSocket.next_frame`). Both have one send path, one send
 window and one slow-consumer close.
@@ -25,6 +26,11 @@ check (e.g. 400 for a bad room name).
 
 What each connection gets:
 
+- **nothing of the handshake kept**: the library's handshake protocol parses
+  the upgrade request and sends the 101; the connection's frames then go
+  through a protocol made for them alone (``websockets.protocol.Protocol``,
+  server side, open), since the handshake's parser holds the request,
+  headers and all (about 2.5 KiB), for as long as it lives;
 - **keepalive**: every ``ping_interval`` seconds a ping; a connection that
   did not answer the previous one is closed with 1011 (as the ``websockets``
   and ``y-websocket`` servers do);
@@ -77,7 +83,7 @@ from typing import Any, cast
 from websockets import frames as wire
 from websockets.frames import Opcode
 from websockets.http11 import Request
-from websockets.protocol import State
+from websockets.protocol import Protocol, Side, State
 from websockets.server import ServerProtocol
 
 from ..core.errors import CloseCode
@@ -248,7 +254,7 @@ class CallbackSockets:
         sock = CallbackWebSocket(self, endpoint)
         sock.connection_made(transport)
         transport.set_protocol(sock)
-        sock.data_received(request)
+        sock._receive_handshake(request)
 
     def start(self) -> None:
         if self.ping_interval > 0 and self._pinger is None:
@@ -318,8 +324,8 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     def __init__(self, server: CallbackSockets, endpoint: SocketEndpoint) -> None:
         self.server = server
         self.endpoint = endpoint
-        self.ws: ServerProtocol = ServerProtocol(max_size=server.max_size,
-                                                 logger=_wire_log)
+        # The handshake's protocol; once the 101 is sent, a framing-only one (see _handshake).
+        self.ws: Protocol = ServerProtocol(max_size=server.max_size, logger=_wire_log)
         self.transport: asyncio.Transport | None = None
         self.path = ""
         self.peer = "?"
@@ -572,10 +578,6 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
                 events, index = ws.events_received(), 0
                 continue
             event = events[index]
-            if isinstance(event, Request):
-                index += 1
-                self._handshake(event)
-                continue
             if self.opened and not self.closing:
                 wait = budget.take(loop.time())
                 if wait > 0:
@@ -643,7 +645,20 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if eof:
             transport.close()
 
+    def _receive_handshake(self, head: bytes) -> None:
+        """Answer the upgrade request ``head`` (request line and headers, nothing after them):
+        accept it (the connection opens), or refuse it, or let the library answer a head it
+        cannot parse (e.g. 431 for a header line over its limit), then close."""
+        handshake = self.ws
+        handshake.receive_data(head)
+        for event in handshake.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+        if self.ws is handshake:  # refused: the answer (and the library's end of stream) leaves now
+            self._write()
+
     def _handshake(self, request: Request) -> None:
+        handshake = cast(ServerProtocol, self.ws)
         path, _, query = request.path.partition("?")
         self.path = path
         transport = self.transport
@@ -659,20 +674,24 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         refusal = self.server.door.refusal(scope) or self.endpoint.handshake(self, scope)
         if refusal is not None:
             status, message = refusal
-            response = self.ws.reject(status, message)
+            response = handshake.reject(status, message)
             body, headers = _refusal_body(status, message)
             response.body = body
             del response.headers["Content-Type"], response.headers["Content-Length"]
             for key, value in [*headers, ("Content-Length", str(len(body)))]:
                 response.headers[key] = value
-            self.ws.send_response(response)
+            handshake.send_response(response)
             return
-        response = self.ws.accept(request)
-        self.ws.send_response(response)
+        response = handshake.accept(request)
+        handshake.send_response(response)
         if response.status_code != 101:
-            log.info("%s: bad WebSocket handshake: %s", self.label, self.ws.handshake_exc)
+            log.info("%s: bad WebSocket handshake: %s", self.label, handshake.handshake_exc)
             return
         self._write()  # the 101 leaves before anything the endpoint sends
+        # From here on only frames: a protocol made for them alone replaces the handshake's, whose
+        # parser holds the request (headers and all) for as long as it lives. The head was all
+        # it was given (see _receive_handshake), so no byte of the client's frames is lost.
+        self.ws = Protocol(Side.SERVER, max_size=self.server.max_size, logger=_wire_log)
         self.opened = True
         self.endpoint.traffic.opened += 1
         self.server.open.add(self)

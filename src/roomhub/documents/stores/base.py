@@ -153,6 +153,13 @@ class DocumentStore(abc.ABC):
     async def load(self, name: str) -> list[bytes]:
         """Every update of ``name`` (appended ones included), oldest first; ``[]`` if none."""
 
+    async def load_whole(self, name: str) -> tuple[list[bytes], bool]:
+        """:meth:`load`, and whether the updates are known to integrate whole: one row that a
+        compaction wrote as the state of a Doc in which nothing waited. A loading room then
+        skips :func:`integrate`'s check, a second decoding of the whole document (this store
+        knows nothing of the kind: False)."""
+        return await self.load(name), False
+
     @abc.abstractmethod
     def append(self, name: str, update: bytes) -> None:
         """Queue ``update`` (Yjs v1) to be written to document ``name``; never blocks."""
