@@ -125,3 +125,40 @@ async def test_the_connection_limit_refuses_the_handshake_with_503(tmp_path: Pat
         async with connect(f"{h.ws}/echo") as again:
             await again.send("x")
             assert await again.recv() == "x"
+
+
+async def test_a_message_sent_to_many_connections_reaches_each_whole_and_in_order(tmp_path: Path) -> None:
+    """A broadcast hands each connection the same object and is framed once (PreparedMessage):
+    every client still gets every message whole, at each of the frame header's length
+    boundaries (RFC 6455 section 5.2: 7-bit, 16-bit and 64-bit lengths), text (non-ASCII) and
+    binary, explicitly prepared or not, and interleaved with messages sent to one client only."""
+    from roomhub.transport.callback_websocket import PreparedMessage
+
+    async with echo_hub(tmp_path) as (h, endpoint):
+        clients = [await connect(f"{h.ws}/echo", max_size=None) for _ in range(3)]
+        try:
+            await eventually(lambda: len(endpoint.served) == 3, what="three connections served")
+            socks = endpoint.served
+            messages: list[str | bytes] = []
+            for size in (0, 125, 126, 65535, 65536, 70000):
+                messages.append(bytes(i % 251 for i in range(size)))
+                messages.append(("é" * size)[: max(0, size // 2)])
+            expected: list[list[str | bytes]] = [[], [], []]
+            for index, message in enumerate(messages):
+                for n, sock in enumerate(socks):
+                    assert sock.send(message)
+                    expected[n].append(message)
+                    if n == 0:  # a message for one client between two members' copies
+                        own = f"only-{index}"
+                        assert sock.send(own)
+                        expected[0].append(own)
+            prepared = PreparedMessage("prepared ✓")
+            for n, sock in enumerate(socks):
+                assert sock.send(prepared)
+                expected[n].append("prepared ✓")
+            for n, ws in enumerate(clients):
+                received = [await asyncio.wait_for(ws.recv(), 10) for _ in expected[n]]
+                assert received == expected[n]
+        finally:
+            for ws in clients:
+                await ws.close()
