@@ -638,7 +638,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if eof:
             data.pop()
         if data:
-            transport.write(data[0] if len(data) == 1 else b"".join(data))
+            transport.write(b"".join(data))  # one item: joined without a copy
             if not self.window.set(transport.get_write_buffer_size()) and not self.closing:
                 log.warning("%s: %d bytes unsent, closing as slow consumer", self.label, self.window.buffered)
                 self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
