@@ -103,6 +103,8 @@ class Hub:
         # In a cluster, each room socket is served by the hub holding its room's lease, the
         # others relaying to it (core/relay.py); alone, nothing of it exists.
         self.relay = RoomRelay(cluster) if cluster is not None else None
+        if self.relay is not None:  # the relaying hub checked the client's token
+            self.door.relayed = self.relay.authenticated
         self.context = FaceContext(
             config=config, bus=self.bus, data_dir=self.data_dir, hub_id=self.id,
             runtimes=self.runtimes, connections=self.connections, door=self.door,

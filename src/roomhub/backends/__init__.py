@@ -37,6 +37,7 @@ from . import protocol
 from .builds import Builder
 from .containers import DockerEngine
 from .endpoint import PartitionSocket, backend_routes
+from .hubs import PartitionHubs
 from .install import Installer
 from .instances import Instance, Launcher
 from .packages import SHIPPED_CATALOG, Catalog
@@ -74,6 +75,9 @@ class BackendsFace(Face):
         self.proxy = BackendProxy(self.partitions, self._on_demand if config.on_demand else None,
                                   limits.max_frame_bytes, self.note_server)
         self.proxy.metrics = self.builder.metrics = self.launcher.metrics = context.metrics
+        # In a cluster a partition's instances run on the hub holding it (see .hubs).
+        self.hubs = PartitionHubs(context.relay, self.partitions) if context.relay is not None else None
+        self.proxy.hubs = self.hubs
         self._cleanup: asyncio.Task[None] | None = None
         self._server_known = False
 
@@ -131,6 +135,8 @@ class BackendsFace(Face):
         try:
             await self.partitions.close(self.context.config.server.shutdown_timeout)
         finally:
+            if self.hubs is not None:
+                await self.hubs.close()
             with contextlib.suppress(Exception):
                 await self.engine.close()
             shutil.rmtree(self.socket_root, ignore_errors=True)

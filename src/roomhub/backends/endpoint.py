@@ -28,19 +28,20 @@ from typing import Any, Protocol
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Scope
 
 from .. import jsonlimits
 from ..core.context import FaceContext
 from ..core.face import FaceSocketEndpoint, serve_room_socket
-from ..core.relay import Placement, registry_room
+from ..core.relay import Placement
 from ..core.rooms import Room, validate_room_name
 from ..transport.callback_websocket import CallbackWebSocket
 from ..transport.traffic import Frame
 from . import protocol as p
 from .builds import Builder
+from .hubs import partition_key
 from .install import Installer
 from .packages import Catalog
 from .partition import PartitionRoom, Partitions
@@ -122,7 +123,7 @@ class PartitionSocket(FaceSocketEndpoint):
         if params.get("monitor"):
             return None
         partition = checked_partition(params.get("partition"))
-        return Placement(f"backends:{partition}", registry_room(self.partitions.registry, partition))
+        return Placement(partition_key(partition), self.partitions.held(partition))
 
     async def serve(self, sock: CallbackWebSocket, scope: dict[str, Any]) -> None:
         params = QueryParams(scope["query_string"])
@@ -154,6 +155,10 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
             parsed = p.parse_install(body)
             partition = checked_partition(parsed.partition or partition)
             owner = checked_owner(request.headers.get(p.OWNER_HEADER))
+            if face.hubs is not None:  # a cluster: installed on the hub holding the partition
+                forwarded = await face.hubs.forward(request, partition, raw)
+                if forwarded is not None:
+                    return forwarded
             result = await face.installer.install(parsed, partition, owner, install_id)
         except p.BadRequest as exc:
             log.info("install %s into %s refused: %s", install_id, partition, exc.detail)
@@ -174,8 +179,15 @@ def backend_routes(face: BackendsFace) -> list[BaseRoute]:
     async def list_partitions(request: Request) -> JSONResponse:
         return JSONResponse([partitions.describe(name) for name in partitions.names()])
 
-    async def one_partition(request: Request) -> JSONResponse:
+    async def one_partition(request: Request) -> Response:
         pid = request.path_params["pid"]
+        if face.hubs is not None:  # a cluster: the partition's instances are on its holder
+            try:
+                forwarded = await face.hubs.forward(request, checked_partition(pid), b"")
+            except p.BadRequest as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            if forwarded is not None:
+                return forwarded
         if not partitions.exists(pid):
             return not_found("partition", pid)
         if request.method == "DELETE":

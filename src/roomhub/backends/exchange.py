@@ -40,8 +40,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..core.relay import RELAY_HEADERS
 from ..transport.direct_http import DirectExchange
 from . import protocol as p
+from .hubs import LOOK, PartitionHubs
 from .instances import Instance
 from .partition import Partitions
 from .upstream import Framing, Headers, UpstreamConnection, UpstreamPool
@@ -59,6 +61,7 @@ class ProxyRoutes(Protocol):
     partitions: Partitions
     on_demand: OnDemand | None
     metrics: HubMetrics | None  # proxied requests by status, and their latency
+    hubs: PartitionHubs | None  # in a cluster: the partitions' holders
 
     def target(self, scope: dict[str, Any]) -> tuple[str, str, str, str]:
         """``(partition, name, range, rest)`` of a request."""
@@ -84,19 +87,33 @@ def request_head(scope: dict[str, Any], host: bytes, rest: str, partition: str,
 
     ``rest``: the path below the backend's prefix (percent-encoded as received); ``host``: the
     ``Host`` the backend gets; ``prefix``: ``X-Forwarded-Prefix``."""
+    return _head(scope, rest.encode("latin-1"), host, p.forwarding_headers(scope, partition, prefix))
+
+
+def hub_request_head(scope: dict[str, Any], relay_headers: list[tuple[bytes, bytes]]
+                     ) -> tuple[bytes, BodyFraming]:
+    """The request as the hub holding its partition gets it: path, ``Host`` and headers as the
+    client sent them (hop-by-hop ones dropped) plus ``relay_headers``."""
+    return _head(scope, scope.get("raw_path") or scope["path"].encode(), None, relay_headers)
+
+
+def _head(scope: dict[str, Any], target: bytes, host: bytes | None,
+          added: list[tuple[bytes, bytes]]) -> tuple[bytes, BodyFraming]:
     query = scope["query_string"]
-    parts = [scope["method"].encode(), b" ", rest.encode("latin-1"), b"?" + query if query else b"",
-             b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    parts = [scope["method"].encode(), b" ", target, b"?" + query if query else b"", b" HTTP/1.1\r\n"]
+    if host is not None:
+        parts += [b"host: ", host, b"\r\n"]
     body = "none"
     for name, value in scope["headers"]:
-        if name in p.NOT_FORWARDED:
+        if name in p.NOT_FORWARDED or name in RELAY_HEADERS:
             if name == b"transfer-encoding" and b"chunked" in value.lower():
                 body = "chunked"
-            continue
+            if name != b"host" or host is not None:
+                continue
         if name == b"content-length" and body == "none":
             body = "length"
         parts += [name, b": ", value, b"\r\n"]
-    for name, value in p.forwarding_headers(scope, partition, prefix):
+    for name, value in added:
         parts += [name, b": ", value, b"\r\n"]
     if body == "chunked":
         parts.append(b"transfer-encoding: chunked\r\n")
@@ -112,6 +129,9 @@ class ProxyExchange(DirectExchange):
         super().__init__(protocol, scope, keep_alive, expect_100_continue)
         self.proxy = proxy
         self.inst: Instance | None = None
+        self.hub: str | None = None  # in a cluster: the address of the partition's holder, forwarded to
+        self.partition = ""
+        self.deadline = 0.0  # loop time: forwarding to a holder that does not answer ends here
         self.pool: UpstreamPool | None = None
         self.conn: UpstreamConnection | None = None
         self.task: asyncio.Task[None] | None = None  # opening an upstream connection
@@ -124,6 +144,7 @@ class ProxyExchange(DirectExchange):
         self.response_started = False
         self.down: Framing = "none"  # the response's framing towards the client
         self.retried = False
+        self.attached = False  # the request's head went to an upstream connection
         self.started = time.perf_counter()
         self.status = 0  # the response's status, once known (0: none was sent: cut)
 
@@ -158,19 +179,75 @@ class ProxyExchange(DirectExchange):
             log.info("proxy http %s: %s", self.scope["path"], exc.detail)
             self.send_json(exc.status, exc.body())
             return
-        inst = proxy.partitions.find(partition, name, rng)
+        self.partition = partition
+        if proxy.hubs is not None:  # a cluster: the partition's instances are on its holder
+            try:
+                where = proxy.hubs.cached(self.scope, partition)
+            except p.BadRequest as exc:
+                self.send_json(exc.status, exc.body())
+                return
+            if where == LOOK:
+                self._spawn(self._locate(name, rng, rest), f"locate-{partition}")
+                return
+            if where is not None:
+                self._forward_to_hub(where)
+                return
+        self._serve_here(partition, name, rng, rest)
+
+    def _serve_here(self, partition: str, name: str, rng: str, rest: str) -> None:
+        inst = self.proxy.partitions.find(partition, name, rng)
         if inst is not None:
             self._forward(inst, partition, rest)
-        elif proxy.on_demand is None:
-            exc = proxy.not_running(partition, name, rng)
+        elif self.proxy.on_demand is None:
+            exc = self.proxy.not_running(partition, name, rng)
             log.info("proxy http %s: %s", self.scope["path"], exc.detail)
             self.send_json(exc.status, exc.body())
         else:  # not cancelled if the client leaves: the install goes on for the next request
-            task = asyncio.get_running_loop().create_task(self._start_on_demand(partition, name, rng, rest),
-                                                          name=f"on-demand-{name}")
-            tasks = self.protocol.tasks  # the server waits for (or cancels) them at shutdown
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            self._spawn(self._start_on_demand(partition, name, rng, rest), f"on-demand-{name}")
+
+    def _spawn(self, work: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        tasks = self.protocol.tasks  # the server waits for (or cancels) them at shutdown
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _locate(self, name: str, rng: str, rest: str, pause: float = 0.0) -> None:
+        """Ask the cluster which hub holds the partition (after ``pause`` seconds), then serve
+        the request here or forward it there."""
+        hubs = self.proxy.hubs
+        assert hubs is not None
+        if pause:
+            await asyncio.sleep(pause)
+        try:
+            where = await hubs.route(self.scope, self.partition)
+        except p.BadRequest as exc:
+            log.info("proxy http %s: %s", self.scope["path"], exc.detail)
+            if not self.disconnected:
+                self.send_json(exc.status, exc.body())
+            return
+        if self.disconnected:
+            return
+        if where is None:
+            self._serve_here(self.partition, name, rng, rest)
+        else:
+            self._forward_to_hub(where)
+
+    def _forward_to_hub(self, address: str) -> None:
+        """Forward the request, as the client sent it, to the hub at ``address`` holding its partition."""
+        hubs = self.proxy.hubs
+        assert hubs is not None
+        loop = asyncio.get_running_loop()
+        if not self.deadline:
+            self.deadline = loop.time() + 2 * hubs.lease_seconds + 1
+        self.hub, self.pool = address, hubs.pool(address)
+        self.head, self.body = hub_request_head(self.scope, hubs.relay_headers(self.scope, self.partition))
+        if self.body != "none":
+            self.send_100_continue()
+        conn = self.pool.take()
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self._connect()
 
     def request_body(self, data: bytes) -> None:
         if self.conn is not None and self.body != "chunked":
@@ -228,10 +305,11 @@ class ProxyExchange(DirectExchange):
         inst.last_used = time.monotonic()
         self.proxy.partitions.touch(partition)
         pool = inst.upstream
+        self.inst, self.hub = inst, None
         if pool is None:
-            self._unreachable(inst, ConnectionRefusedError("the instance is not listening"))
+            self._unreachable(ConnectionRefusedError("the instance is not listening"))
             return
-        self.inst, self.pool = inst, pool
+        self.pool = pool
         self.head, self.body = request_head(self.scope, pool.host_header, rest, partition, inst.base_path)
         if self.body != "none":
             self.send_100_continue()
@@ -252,13 +330,17 @@ class ProxyExchange(DirectExchange):
                 conn.close()
             return
         if conn is None:
-            assert self.inst is not None and exc is not None
-            self._unreachable(self.inst, exc)
+            assert exc is not None
+            self._unreachable(exc)
         else:
             self._attach(conn)
 
+    def _may_resend(self) -> bool:
+        return self.body == "none" and self.scope["method"] in IDEMPOTENT
+
     def _attach(self, conn: UpstreamConnection) -> None:
         self.conn = conn
+        self.attached = True
         conn.begin(self, self.scope["method"] == "HEAD")
         held, self.held, self.held_bytes = self.held, [], 0
         conn.writelines([self.head, *held])
@@ -273,7 +355,25 @@ class ProxyExchange(DirectExchange):
             conn.write(LAST_CHUNK)
         conn.request_sent()
 
-    def _unreachable(self, inst: Instance, exc: BaseException) -> None:
+    def _unreachable(self, exc: BaseException) -> None:
+        hub, inst = self.hub, self.inst
+        if hub is not None:
+            hubs = self.proxy.hubs
+            assert hubs is not None
+            hubs.unreachable(hub)
+            resend = not self.attached or self._may_resend()
+            if resend and asyncio.get_running_loop().time() < self.deadline:
+                # The holder died: its lease lapses within the lease time, then another hub serves.
+                log.info("proxy http %s: the partition's hub %s did not answer (%r): asking again",
+                         self.scope["path"], hub, exc)
+                name, rng, rest = self.proxy.target(self.scope)[1:]
+                self._spawn(self._locate(name, rng, rest, hubs.heartbeat), f"locate-{self.partition}")
+                return
+            log.info("proxy http %s: the partition's hub %s did not answer: %r", self.scope["path"], hub, exc)
+            detail = f"the hub of partition {self.partition!r} did not answer: {exc!r}"
+            self.send_json(502, {"error": "hub-unreachable", "detail": detail})
+            return
+        assert inst is not None
         log.info("proxy to %s %s (%s) failed: %r", inst.name, inst.version, inst.uid[:8], exc)
         self.send_json(502, {"error": "backend-unreachable", "uid": inst.uid,
                              "detail": f"{inst.name} {inst.version} did not answer: {exc!r}"})
@@ -283,6 +383,8 @@ class ProxyExchange(DirectExchange):
     def response_head(self, status: int, reason: bytes, headers: Headers, framing: Framing) -> None:
         self.response_started = True
         self.status = status
+        if status == 409 and self.hub is not None and self.proxy.hubs is not None:
+            self.proxy.hubs.moved(self.partition, self.hub)  # its lease moved: the client sends it again
         parts = [b"HTTP/1.1 %d " % status, reason, b"\r\n"]
         for name, value in headers:
             if name.lower() not in p.HOP_BY_HOP:
@@ -319,19 +421,22 @@ class ProxyExchange(DirectExchange):
         self.conn = None
         if self.disconnected or self.response_complete:
             return
-        inst = self.inst
-        assert inst is not None
-        if (retryable and not self.retried and self.body == "none" and not self.response_started
-                and self.scope["method"] in IDEMPOTENT):
+        if retryable and not self.retried and self._may_resend() and not self.response_started:
             self.retried = True
-            log.debug("proxy to %s: a reused connection broke (%r), retrying", inst.name, exc)
+            log.debug("proxy to %s: a reused connection broke (%r), retrying", self._upstream_name(), exc)
             self._connect()
             return
         if not self.response_started:
-            self._unreachable(inst, exc)
+            self._unreachable(exc)
         else:
-            log.info("proxy stream from %s (%s) broken: %r", inst.name, inst.uid[:8], exc)
+            log.info("proxy stream from %s broken: %r", self._upstream_name(), exc)
             self.abort()
+
+    def _upstream_name(self) -> str:
+        inst = self.inst
+        if self.hub is not None or inst is None:
+            return f"hub {self.hub}"
+        return f"{inst.name} {inst.version} ({inst.uid[:8]})"
 
     def upstream_paused(self) -> None:
         self.pause_request_body()

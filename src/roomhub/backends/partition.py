@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.bus import Bus
+from ..core.relay import HeldRoom
 from ..core.rooms import Room, RoomRegistry
 from ..transport.callback_websocket import CallbackWebSocket
 from . import protocol as p
@@ -132,6 +133,21 @@ class Partitions:
             return None
         version = p.select_version(list(candidates), rng)
         return candidates.get(version) if version else None
+
+    def held(self, partition: str) -> HeldRoom:
+        """In a cluster, ``partition`` as its holder sees it: alive while it has a socket, an
+        instance or an install under way (the lease ``backends:<partition>`` is kept meanwhile);
+        dropped (fencing: the lease was lost) by closing its sockets and stopping its instances,
+        which the next holder starts again."""
+        def alive() -> bool:
+            lock = self._locks.get(partition)
+            return self.exists(partition) or (lock is not None and lock.locked())
+
+        async def drop(code: int, reason: str) -> None:
+            await self.registry.drop(partition, code, reason)
+            await self.stop(self.of(partition), "the partition moved to another hub")
+
+        return HeldRoom(alive=alive, drop=drop)
 
     def lock(self, partition: str) -> asyncio.Lock:
         """Serialises installs into one partition."""

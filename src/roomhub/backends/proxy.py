@@ -51,10 +51,12 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.client import unix_connect as ws_unix_connect
 
 from ..core.errors import CloseCode
+from ..core.relay import RELAY_HEADERS
 from ..core.rooms import validate_room_name
 from ..transport.direct_http import DirectRoute
 from . import protocol as p
 from .exchange import OnDemand, ProxyExchange
+from .hubs import PartitionHubs
 from .instances import Instance
 from .partition import Partitions
 
@@ -124,6 +126,7 @@ class BackendProxy:
         self.max_frame_bytes = max_frame_bytes
         self.note_server = note_server
         self.metrics: HubMetrics | None = None  # the hub's: proxied requests, their latency
+        self.hubs: PartitionHubs | None = None  # in a cluster: the partitions' holders (see .hubs)
 
     def target(self, scope: Scope) -> tuple[str, str, str, str]:
         """``(partition, name, range, rest)`` of a request (see :func:`split_path`, :func:`partition_of`);
@@ -160,16 +163,31 @@ class BackendProxy:
             await send_json(send, 501, {"error": "not-served", "detail": "the backends proxy's HTTP "
                                         "path is served by the hub's own HTTP protocol (roomhub serve)"})
             return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        hub: str | None = None
+        inst: Instance | None = None
         try:
             partition, name, rng, rest = self.target(scope)
-            inst = await self._instance(partition, name, rng)
+            deadline = time.monotonic() + (2 * self.hubs.lease_seconds + 1 if self.hubs is not None else 0)
+            while True:
+                hub = await self.hubs.resolve(scope, partition) if self.hubs is not None else None
+                if hub is None:
+                    inst = await self._instance(partition, name, rng)
+                    inst.last_used = time.monotonic()
+                    self.partitions.touch(partition)
+                upstream = await self._open(scope, partition, inst, rest, hub)
+                if upstream is not None:
+                    break
+                if time.monotonic() > deadline:  # a hub that stays unreachable and holds the lease
+                    raise p.BadRequest("cluster-unavailable", f"the hub of partition {partition!r} "
+                                       "cannot be reached: try again later", status=503)
         except p.BadRequest as exc:
             log.info("proxy WebSocket %s: %s", scope["path"], exc.detail)
             await self._deny(scope, send, exc.status, exc.body())
             return
-        inst.last_used = time.monotonic()
-        self.partitions.touch(partition)
-        await self._websocket(scope, receive, send, inst, rest, partition)
+        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+        await relay(receive, send, upstream, inst)
 
     async def _instance(self, partition: str, name: str, rng: str) -> Instance:
         inst = self.partitions.find(partition, name, rng)
@@ -183,7 +201,7 @@ class BackendProxy:
     def _forward_headers(scope: Scope, inst: Instance, partition: str) -> list[tuple[str, str]]:
         """The request's headers for the backend: hop-by-hop ones dropped, the partition and
         ``X-Forwarded-*`` ones set."""
-        kept = [(k, v) for k, v in scope["headers"] if k not in p.NOT_FORWARDED]
+        kept = [(k, v) for k, v in scope["headers"] if k not in p.NOT_FORWARDED and k not in RELAY_HEADERS]
         return [(k.decode("latin-1"), v.decode("latin-1"))
                 for k, v in kept + p.forwarding_headers(scope, partition, inst.base_path)]
 
@@ -197,43 +215,76 @@ class BackendProxy:
             await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR,
                         "reason": body.get("detail", "")[:120]})
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send, inst: Instance, rest: str,
-                         partition: str) -> None:
-        first = await receive()
-        if first["type"] != "websocket.connect":
-            return
+    async def _open(self, scope: Scope, partition: str, inst: Instance | None, rest: str,
+                    hub: str | None) -> ClientConnection | None:
+        """The upstream WebSocket: to ``inst``, or (``hub``: in a cluster) to the proxy of the hub
+        holding the partition, which serves it as the client's own. None when that hub is gone
+        (ask again). Raises ``BadRequest``: 502 when the backend refused, the refusal of the
+        holding hub as it answered."""
         query = scope.get("query_string", b"").decode("latin-1")
-        path = rest + ("?" + query if query else "")
-        extra = [(k, v) for k, v in self._forward_headers(scope, inst, partition) if k not in WS_HANDSHAKE]
         offered = b",".join(v for k, v in scope["headers"] if k == b"sec-websocket-protocol")
         subprotocols = [s.strip() for s in offered.decode("latin-1").split(",") if s.strip()]
         options: dict[str, Any] = {
-            "additional_headers": extra, "subprotocols": subprotocols or None,
-            "max_size": self.max_frame_bytes, "open_timeout": 10, "compression": None,
-            "ping_interval": None,
+            "subprotocols": subprotocols or None, "max_size": self.max_frame_bytes, "open_timeout": 10,
+            "compression": None, "ping_interval": None,
         }
+        if hub is not None:
+            assert self.hubs is not None
+            headers = dict(scope["headers"])
+            kept = [(k, v) for k, v in scope["headers"]
+                    if k not in p.NOT_FORWARDED and k not in RELAY_HEADERS]
+            extra = [(k.decode("latin-1"), v.decode("latin-1"))
+                     for k, v in kept + self.hubs.relay_headers(scope, partition)]
+            extra = [(k, v) for k, v in extra if k not in WS_HANDSHAKE]
+            origin = headers.get(b"origin")
+            path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            try:
+                return await ws_connect(f"ws://{hub}{path}" + (f"?{query}" if query else ""),
+                                        additional_headers=extra, user_agent_header=None,
+                                        origin=origin.decode("latin-1") if origin else None, **options)
+            except websockets.InvalidStatus as exc:  # the holder's own answer, passed on
+                response = exc.response
+                try:
+                    body = json.loads(response.body or b"")
+                except ValueError:
+                    body = {"error": "hub-refused", "detail": (response.body or b"").decode(errors="replace")}
+                if response.status_code == 409:
+                    self.hubs.moved(partition, hub)
+                raise p.BadRequest(str(body.get("error", "hub-refused")), str(body.get("detail", "")),
+                                   status=response.status_code) from None
+            except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
+                log.info("proxy WebSocket %s: the partition's hub %s did not answer (%r): asking again",
+                         scope["path"], hub, exc)
+                self.hubs.unreachable(hub)
+                await asyncio.sleep(self.hubs.heartbeat)
+                return None
+        assert inst is not None
+        extra = [(k, v) for k, v in self._forward_headers(scope, inst, partition) if k not in WS_HANDSHAKE]
+        path = rest + ("?" + query if query else "")
         try:
             if inst.socket_path is not None:
-                upstream = await ws_unix_connect(str(inst.socket_path), f"ws://backend{path}", **options)
-            else:
-                upstream = await ws_connect(f"ws://127.0.0.1:{inst.port}{path}", **options)
+                return await ws_unix_connect(str(inst.socket_path), f"ws://backend{path}",
+                                             additional_headers=extra, **options)
+            return await ws_connect(f"ws://127.0.0.1:{inst.port}{path}", additional_headers=extra, **options)
         except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as exc:
             log.info("proxy WebSocket to %s (%s) refused: %r", inst.name, inst.uid[:8], exc)
-            await self._deny(scope, send, 502, {"error": "backend-unreachable", "uid": inst.uid,
-                                                "detail": f"{inst.name} refused the WebSocket: {exc}"})
-            return
-        await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-        await relay(receive, send, upstream, inst)
+            raise p.BadRequest("backend-unreachable", f"{inst.name} refused the WebSocket: {exc}",
+                               status=502, uid=inst.uid) from None
 
 
-async def relay(receive: Receive, send: Send, upstream: ClientConnection, inst: Instance) -> None:
-    """Relay frames between the ASGI WebSocket and ``upstream`` until either side closes."""
+async def relay(receive: Receive, send: Send, upstream: ClientConnection, inst: Instance | None) -> None:
+    """Relay frames between the ASGI WebSocket and ``upstream`` until either side closes (``inst``:
+    the backend's instance, whose last use this notes; None for another hub)."""
     label = uuid.uuid4().hex[:6]
+
+    def used() -> None:
+        if inst is not None:
+            inst.last_used = time.monotonic()
 
     async def down_to_up() -> None:
         while True:
             message = await receive()
-            inst.last_used = time.monotonic()
+            used()
             if message["type"] == "websocket.disconnect":
                 await upstream.close(message.get("code", 1000) if message.get("code", 1000) != 1006 else 1000,
                                      message.get("reason") or "")
@@ -246,7 +297,7 @@ async def relay(receive: Receive, send: Send, upstream: ClientConnection, inst: 
     async def up_to_down() -> None:
         try:
             async for frame in upstream:
-                inst.last_used = time.monotonic()
+                used()
                 if isinstance(frame, str):
                     await send({"type": "websocket.send", "text": frame})
                 else:

@@ -257,19 +257,22 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Keep-alive connections to one instance: ``socket_path`` (Unix) or ``127.0.0.1:port``.
+    """Keep-alive connections to one instance: ``socket_path`` (Unix) or ``host:port`` (TCP;
+    ``host`` is the loopback address for an instance, another hub's for a forwarded request).
 
     :meth:`take` gives an idle connection (or None), :meth:`connect` opens a new one,
     :meth:`release` keeps a finished one (up to :data:`MAX_IDLE`), :meth:`close` ends them all.
     There is no limit on connections in use (as many as concurrent requests)."""
 
-    def __init__(self, socket_path: Path | None, port: int | None, label: str = "backend") -> None:
+    def __init__(self, socket_path: Path | None, port: int | None, label: str = "backend",
+                 host: str = "127.0.0.1") -> None:
         self.socket_path = str(socket_path) if socket_path is not None else None
+        self.host = host
         self.port = port
         self.label = label
         self.idle: list[UpstreamConnection] = []
         self.closed = False
-        self.host_header = b"backend" if socket_path is not None else f"127.0.0.1:{port}".encode()
+        self.host_header = b"backend" if socket_path is not None else f"{host}:{port}".encode()
 
     def take(self) -> UpstreamConnection | None:
         """An idle connection, most recently used first, or None."""
@@ -296,7 +299,7 @@ class UpstreamPool:
                                                                     self.socket_path)
                     else:
                         _, conn = await loop.create_connection(lambda: UpstreamConnection(self),
-                                                               "127.0.0.1", self.port)
+                                                               self.host, self.port)
             except (OSError, TimeoutError) as exc:
                 done(None, exc)
                 return

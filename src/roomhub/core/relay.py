@@ -54,6 +54,8 @@ KEY_HEADER = "x-roomhub-relay-key"
 """Request header of a hub-to-hub connection: the lease key the relaying hub found held here."""
 PEER_HEADER = "x-roomhub-relay-peer"
 """Request header of a hub-to-hub connection: the client's ``host:port``, as the relaying hub saw it."""
+RELAY_HEADERS = frozenset({RELAY_HEADER.encode(), KEY_HEADER.encode(), PEER_HEADER.encode()})
+"""The hub-to-hub headers (lower-case bytes), never passed on beyond the hub they were sent to."""
 FORWARDED = (b"authorization", b"cookie")
 """Client headers the relaying hub passes on (the holder's token check sees what the client sent)."""
 MOVED = "the room's hub changed: reconnect"
@@ -130,6 +132,10 @@ class _Entry:
         self.lock = asyncio.Lock()
 
 
+class HolderGone(Exception):
+    """The hub holding a lease left the cluster; its lease lapses within the lease time."""
+
+
 class _NotHolder(Exception):
     """The hub relayed to does not hold the key (any more): resolve the holder again."""
 
@@ -160,16 +166,23 @@ class RoomRelay:
             self._sweeper = None
 
     # -- the handshake ------------------------------------------------------------------------
+    def authenticated(self, scope: dict[str, Any]) -> bool | None:
+        """Whether a request is hub-to-hub with the cluster's shared secret: None for a
+        client's own request (no :data:`RELAY_HEADER`), False for a wrong secret."""
+        secret = dict(scope["headers"]).get(RELAY_HEADER.encode())
+        if secret is None:
+            return None
+        return bool(self.cluster.relay_secret) and secret.decode("latin-1") == self.cluster.relay_secret
+
     def refusal(self, scope: dict[str, Any]) -> tuple[int, str] | None:
         """A hub-to-hub handshake's check (None for a client's own): 403 without the shared
         secret, 409 when this hub does not hold the key it was relayed for."""
-        headers = dict(scope["headers"])
-        secret = headers.get(RELAY_HEADER.encode())
-        if secret is None:
+        authenticated = self.authenticated(scope)
+        if authenticated is None:
             return None
-        if not self.cluster.relay_secret or secret.decode("latin-1") != self.cluster.relay_secret:
+        if not authenticated:
             return 403, "bad relay credentials"
-        key = headers.get(KEY_HEADER.encode(), b"").decode("latin-1")
+        key = dict(scope["headers"]).get(KEY_HEADER.encode(), b"").decode("latin-1")
         if not self.cluster.holds(key):
             return 409, f"this hub does not hold {key!r}"
         return None
@@ -216,36 +229,49 @@ class RoomRelay:
             entry = self._entry(key)
             entry.uses += 1
             try:
-                async with entry.lock:
-                    holder = await self.cluster.acquire(key)
-                    address = None
-                    if holder.owner != self.cluster.run:
-                        address = await self.cluster.address_of(holder.owner)
+                address = await self.locate(key, placement.held)
+            except HolderGone:
+                address = ""
             except Exception as exc:
                 entry.uses -= 1
                 log.warning("%s: the cluster cannot say who holds %s: %s", sock.label, key, exc)
                 sock.close(CloseCode.TRY_AGAIN_LATER, "cluster unavailable: try again later")
                 return
-            if holder.owner == self.cluster.run:
+            if address is None:
                 await self._serve_here(endpoint, sock, scope, placement, entry)
                 return
             entry.uses -= 1
-            if address is not None:
+            wait = self.heartbeat  # a gone holder's lease lapses within the lease time
+            if address:
                 try:
                     await self._relay(sock, scope, address, placement)
                     return
                 except (OSError, TimeoutError, InvalidHandshake) as exc:
-                    log.info("%s: holder %s of %s at %s unreachable: %s", sock.label, holder.owner, key,
-                             address, exc)
-                    wait = self.heartbeat
+                    log.info("%s: holder of %s at %s unreachable: %s", sock.label, key, address, exc)
                 except _NotHolder:  # the lease moved meanwhile (or is being lost there): ask again
                     wait, pause = pause, self.heartbeat / 4
-            else:  # its hub is gone: its lease expires within the lease time
-                wait = self.heartbeat
             if loop.time() > deadline:
                 sock.close(CloseCode.TRY_AGAIN_LATER, "the room's hub cannot be reached: try again later")
                 return
             await asyncio.sleep(wait)
+
+    async def locate(self, key: str, held: HeldRoom) -> str | None:
+        """One look at ``key``'s lease: None when this hub holds it (taken now if it was free,
+        then kept while ``held`` is alive, see :meth:`sweep`), else the holder's ``host:port``.
+
+        Raises :class:`HolderGone` when the holder left the cluster (its lease lapses within
+        the lease time: look again after a heartbeat), ``redis.RedisError`` or ``OSError``
+        when Redis cannot be reached."""
+        entry = self._entry(key)
+        async with entry.lock:
+            holder = await self.cluster.acquire(key)
+            if holder.owner == self.cluster.run:
+                entry.held = held
+                return None
+            address = await self.cluster.address_of(holder.owner)
+        if address is None:
+            raise HolderGone(f"the hub holding {key!r} left the cluster")
+        return str(address)
 
     async def claim(self, key: str, held: HeldRoom) -> bool:
         """Take ``key``'s lease for a room this hub has just made under a new name (a new

@@ -33,7 +33,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
@@ -161,6 +161,8 @@ class Door:
     ``cors_paths``: path prefixes that answer CORS themselves (the actions file server), each
     with the origins (``"*"``: any) whose pages may also send state-changing requests below it.
     ``public_paths``: exact paths that need no token (default :data:`PUBLIC_PATHS`).
+    ``relayed`` (set by a hub of a cluster): whether a request comes from another hub with the
+    cluster's secret; such a request needs no token (that hub checked the client's).
 
     Used by :class:`DoorMiddleware`, by the endpoints the hub's own HTTP protocol serves
     without ASGI (:mod:`roomhub.transport.callback_websocket`, :mod:`roomhub.transport.direct_http`).
@@ -181,6 +183,9 @@ class Door:
         if server_host and server_host not in ("0.0.0.0", "::", ""):
             names.add(server_host.lower().strip("[]"))
         self.allowed_hosts = frozenset(names)
+        # In a cluster: whether a request comes from another hub of it (the shared secret), which
+        # checked the client's token already with tokens this hub may not know (its programs').
+        self.relayed: Callable[[Scope], bool | None] | None = None
 
     def host_refusal(self, scope: Scope) -> tuple[int, str] | None:
         """None if the request has one ``Host`` header naming this hub, else ``(400 or 421, message)``."""
@@ -240,7 +245,8 @@ class Door:
             log.warning("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope),
                         refusal[1])
             return refusal
-        if self.checker is not None and scope.get("path") not in self.public_paths:
+        if (self.checker is not None and scope.get("path") not in self.public_paths
+                and not (self.relayed is not None and self.relayed(scope))):
             reason = self.checker.check(token_of(scope))
             if reason is not None:
                 log.info("refused %s %s from %s: %s", _kind(scope), scope.get("path"), _peer(scope), reason)
