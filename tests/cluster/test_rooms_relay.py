@@ -388,12 +388,13 @@ async def test_actions_sessions_and_scope_resume_on_another_hub_after_the_holder
     a_hub.stop(signal.SIGKILL)
     await b.wait_closed(5)
     assert b.close_code == 1012
-    # both come back through hub c, which takes the room once the lease expired
+    # both come back through hub c; hub b or c takes the room once the lease expired (the API
+    # has processes: both claim it at every heartbeat)
     b2 = await IgorClient.connect(c_hub.ws, session=sessions[1], open_timeout=LEASE * 4)
     assert b2.session["id"] == sessions[1]["id"] and b2.session.get("resumed") is True
     assert await b2.value("session.get") == {"cart": 3}
     assert await b2.value("scope.get", "n") == 2
-    a2 = await IgorClient.connect(b_hub.ws, session=sessions[0])  # relayed to hub c
+    a2 = await IgorClient.connect(b_hub.ws, session=sessions[0])
     assert a2.session["id"] == sessions[0]["id"] and a2.session.get("resumed") is True
     assert await a2.value("scope.incr") == 3
     # a wrong token still gets a new session
@@ -401,7 +402,7 @@ async def test_actions_sessions_and_scope_resume_on_another_hub_after_the_holder
     assert stranger.session["id"] != sessions[1]["id"]
     for x in (a2, b2, stranger):
         await x.close()
-    assert await lease_owner(redis_url, "actions") == await run_of(c_hub)
+    assert await lease_owner(redis_url, "actions") in {await run_of(b_hub), await run_of(c_hub)}
 
 
 async def _saved_scope(redis_url: str, key: str, value: object) -> bool:

@@ -3,11 +3,16 @@
 It replaces the Igor server and speaks its message shapes on ``/actions``
 (:mod:`.protocol`). The application gives an :class:`ActionsAPI` (or a dict
 of handlers) named in the configuration's ``[actions] api``; its processes
-start and stop with the hub. See :mod:`.api` for how handlers are written.
+start and stop with the hub (in a cluster, with the hub's holding of the lease
+``actions``: they run on one hub only, the one serving every client). See :mod:`.api` for how handlers are
+written.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from typing import Any
 
@@ -16,6 +21,7 @@ from starlette.routing import BaseRoute
 from ..core.context import FaceContext
 from ..core.errors import HubError
 from ..core.face import Face
+from ..core.relay import HeldRoom
 from ..transport.callback_websocket import SocketEndpoint
 from .api import ActionsAPI, APIError, Handler, ProcessSpec, flatten, load_api
 from .calls import Stream, StreamClosed
@@ -24,6 +30,12 @@ from .files import FileAccessError, FileServer
 from .processes import Processes, ProcessOutput
 from .saved import SavedState
 from .session import ActionsState
+
+log = logging.getLogger("roomhub.actions")
+
+ROOM = "actions"
+"""The lease key of the actions room in a cluster: its holder serves every client and runs the
+processes."""
 
 
 class ActionsFace(Face):
@@ -54,7 +66,14 @@ class ActionsFace(Face):
         )
         self.state.metrics = context.metrics
         self.processes = Processes(self.state)
-        self.socket = ActionsSocket(context, self.state)
+        # In a cluster, the room ``actions`` as its holder sees it: alive while clients or
+        # sessions are here, or while processes are registered and this hub holds the lease
+        # (they run there and nowhere else); dropped (fencing) when the lease is lost.
+        self.held = HeldRoom(alive=self._alive, drop=self._drop)
+        self.socket = ActionsSocket(context, self.state, self.held)
+        self._claiming: asyncio.Task[None] | None = None
+        self._processes_lock = asyncio.Lock()  # a start never overlaps a stop waiting for threads
+        self._start_failed = False
         self.files: FileServer | None = None
         if config.files.enabled:
             root = config.files.root or context.data_dir / "actions-files"
@@ -96,11 +115,61 @@ class ActionsFace(Face):
             ttl = self.context.config.actions.session_timeout + 30
             self.state.saved = SavedState(cluster.config.redis, cluster.config.prefix, ttl)
             self.state.saved.start(self.state.sessions.live)
-        self.processes.start()
+        relay = self.context.relay
+        if relay is not None and self.api.processes:
+            # The processes run on one hub, the holder of ``actions``, which serves every client
+            # (their output reaches all of them; their side effects happen once). Every hub
+            # claims it from its start; the others retry at each heartbeat, so that one of them
+            # takes over within the lease time when the holder dies.
+            self._claiming = relay.keep_claiming(ROOM, self.held, self._holding)
+        else:
+            self.processes.start()
+
+    def _alive(self) -> bool:
+        relay = self.context.relay
+        holding = bool(self.api.processes) and relay is not None and relay.cluster.holds(ROOM)
+        return holding or self.state.alive()
+
+    async def _holding(self) -> None:
+        """This hub holds ``actions``: start the processes unless they run (the scope a former
+        holder saved read first, so that they see it)."""
+        if self.processes.running or self._start_failed:
+            return
+        await self.state.restore(None, None)
+        relay = self.context.relay
+        async with self._processes_lock:
+            if self.processes.running or relay is None or not relay.cluster.holds(ROOM):
+                return  # started meanwhile, or the lease lost while the scope was read
+            log.info("actions: this hub holds the lease %r: starting the processes", ROOM)
+            try:
+                self.processes.start()
+            except Exception:
+                self._start_failed = True  # not again at every heartbeat: once per lease taken
+                log.exception("actions: the processes could not be started")
+
+    async def _drop(self, code: int, reason: str) -> None:
+        """The lease of ``actions`` is lost: the processes halted first (another hub may start
+        them once the lease expires), then the clients closed and the room emptied."""
+        async with self._processes_lock:
+            running = self.processes.running
+            if running:
+                log.info("actions: this hub lost the lease %r: stopping the processes", ROOM)
+            self.processes.halt()
+            self._start_failed = False
+            await self.state.drop(code, reason)
+            if running:
+                await self.processes.stop(self._grace())
+
+    def _grace(self) -> float:
+        return min(5.0, self.context.config.server.shutdown_timeout / 2)
 
     async def stop(self) -> None:
-        timeout = self.context.config.server.shutdown_timeout
-        await self.processes.stop(min(5.0, timeout / 2))
+        if self._claiming is not None:
+            self._claiming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._claiming
+        async with self._processes_lock:
+            await self.processes.stop(self._grace())
         await self.state.close()
         if self.state.saved is not None:
             await self.state.saved.close()

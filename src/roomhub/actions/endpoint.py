@@ -59,15 +59,16 @@ _ENCODED_SEPARATOR = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 class ActionsSocket(FaceSocketEndpoint):
     """``/actions`` and every path below it (Igor's Angular client appends its id; it is ignored)."""
 
-    def __init__(self, context: FaceContext, state: ActionsState) -> None:
+    def __init__(self, context: FaceContext, state: ActionsState, held: HeldRoom | None = None) -> None:
         super().__init__(context, "/actions")
         self.state = state
+        self.held = held or HeldRoom(alive=state.alive, drop=state.drop)
 
     async def placement(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> Placement:
         """In a cluster every actions client is served by one hub, the holder of the room
-        ``actions``: one scope, one session table, output to any client id, wherever the client
-        connected."""
-        return Placement("actions", HeldRoom(alive=self.state.alive, drop=self.state.drop))
+        ``actions`` (where the processes run): one scope, one session table, output to any
+        client id, wherever the client connected."""
+        return Placement("actions", self.held)
 
     async def serve(self, conn: CallbackWebSocket, scope: dict[str, Any]) -> None:
         LOG_FACE.set("actions")

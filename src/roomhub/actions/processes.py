@@ -1,5 +1,9 @@
 """Background processes: started with the hub, stopped with it, talking to clients.
 
+In a cluster they run on the hub holding the lease ``actions`` only: started when it takes
+the lease, stopped (:meth:`Processes.halt` at once, then waited for) when it loses it, started
+again if it takes the lease again (see :class:`~roomhub.actions.ActionsFace`).
+
 A process is registered with the API (:meth:`ActionsAPI.process` or
 ``add_process``): an ``async def`` (a task, cancelled at shutdown), a plain
 function (its own daemon thread; ``stop`` is set at shutdown) or, as in
@@ -89,7 +93,8 @@ def _quiet_on_close(run: Any) -> Any:
 
 
 class Processes:
-    """Runs the API's processes for the hub's lifetime."""
+    """Runs the API's processes: for the hub's lifetime alone, while it holds the lease
+    ``actions`` in a cluster (started again when it takes the lease again)."""
 
     def __init__(self, state: ActionsState) -> None:
         self.state = state
@@ -97,19 +102,27 @@ class Processes:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.threads: dict[str, threading.Thread] = {}
         self.stop_event = threading.Event()
+        self.running = False  # started and not stopped since
 
     def start(self) -> None:
+        """Start every process (a new ``stop`` event, new outputs). Raises RuntimeError, before
+        starting any, when a process registered as a Thread instance ran already (a Thread
+        starts once: register its class to run it again)."""
         loop = asyncio.get_running_loop()
+        for spec in self.state.api.processes.values():
+            if spec.kind == "thread" and not isinstance(spec.target, type) and spec.target.ident is not None:
+                raise RuntimeError(
+                    f"process {spec.name!r}: this Thread was already started "
+                    "(register its class to run it in more than one hub, or more than once)"
+                )
+        self.outputs, self.tasks, self.threads = {}, {}, {}
+        self.stop_event = threading.Event()
+        self.running = True
         for spec in self.state.api.processes.values():
             output = ProcessOutput(spec.name, self.state, loop)
             self.outputs[spec.name] = output
             if spec.kind == "thread":
                 thread = spec.target() if isinstance(spec.target, type) else spec.target
-                if thread.ident is not None:
-                    raise RuntimeError(
-                        f"process {spec.name!r}: this Thread was already started "
-                        "(register its class to run it in more than one hub)"
-                    )
                 thread.process_id = spec.name
                 thread.output = output
                 thread.scope = self.state.scope
@@ -187,14 +200,21 @@ class Processes:
         if not output.closed and not self.stop_event.is_set():
             output.finish()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Cancel async processes, signal threads (``stop``), wait for them up to ``grace`` s."""
+    def halt(self) -> list[asyncio.Task[None]]:
+        """Set ``stop``, close every output (sends raise ``StreamClosed``), cancel the async
+        processes, at once; the tasks cancelled. :meth:`stop` waits for them."""
+        self.running = False
         self.stop_event.set()
         for output in self.outputs.values():
             output.closed = True
         tasks = list(self.tasks.values())
         for task in tasks:
             task.cancel()
+        return tasks
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Cancel async processes, signal threads (``stop``), wait for them up to ``grace`` s."""
+        tasks = self.halt()
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
         for name, thread in self.threads.items():

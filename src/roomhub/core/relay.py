@@ -396,6 +396,27 @@ class RoomRelay:
                 if self.entries.get(key) is entry and not entry.uses:
                     del self.entries[key]
 
+    def keep_claiming(self, key: str, held: HeldRoom,
+                      holding: Callable[[], Awaitable[Any]]) -> asyncio.Task[None]:
+        """A standing claim: take ``key``'s lease for ``held`` now and retry every heartbeat
+        while another hub holds it (a room that lives on one hub of the cluster with or without
+        members: the actions face's processes). ``holding()`` is awaited at every heartbeat at
+        which this hub holds the key, however it took it (here or for a client), so it must do
+        nothing when what it starts runs already. The lease is kept while ``held.alive()`` and
+        lost as any room's: ``held.drop`` is called (fencing), then the claim goes on. Errors
+        (Redis unreachable) are logged and retried. Returns the task: cancel it to stop claiming."""
+
+        async def claiming() -> None:
+            while True:
+                try:
+                    if self.cluster.holds(key) or await self.claim(key, held):
+                        await holding()
+                except Exception as exc:
+                    log.debug("room %s: claiming its lease failed: %s", key, exc)
+                await asyncio.sleep(self.heartbeat)
+
+        return asyncio.create_task(claiming(), name=f"relay-claim:{key}")
+
 
 def _client_close(upstream: Any) -> tuple[int, str]:
     """The close a relayed client gets when its holder connection ended: the holder's own code
