@@ -171,3 +171,20 @@ async def test_a_holder_whose_lease_is_taken_stops_its_processes_before_another_
     assert [what for what, _, _ in runs_of(runs)][:5] == ["start", "start", "stop", "stop", "start"]
     holder = a_hub if started(runs)[1] == a_hub.proc.pid else b_hub
     assert await lease_owner(redis_url, "actions") == await run_of(holder)
+
+
+async def test_a_stopped_holder_stops_its_processes_and_hands_the_lease_over_at_once(
+    tmp_path, redis_url, hub_process
+):
+    runs = tmp_path / "runs.txt"
+    conf = config(tmp_path / "conf", redis_url)
+    a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in "ab")
+    await eventually(lambda: started(runs) == [a_hub.proc.pid], what="the processes started on hub a")
+    stopping = asyncio.get_running_loop().time()
+    assert a_hub.stop(signal.SIGTERM) == 0
+    # released at its stop: hub b need not wait for the lease to expire
+    await eventually(lambda: started(runs) == [a_hub.proc.pid, b_hub.proc.pid], within=LEASE * 2,
+                     what="the processes started on hub b")
+    assert asyncio.get_running_loop().time() - stopping < LEASE
+    # hub a's processes had stopped before hub b's started
+    assert [what for what, _, _ in runs_of(runs)][:5] == ["start", "start", "stop", "stop", "start"]
