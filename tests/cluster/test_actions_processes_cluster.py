@@ -44,6 +44,17 @@ def started(runs: Path) -> list[int]:
     return [pid for what, kind, pid in runs_of(runs) if what == "start" and kind == "task"]
 
 
+async def hubs_running_processes(tmp_path: Path, redis_url: str, hub_process, names: str
+                                 ) -> tuple[Path, list[HubProcess]]:
+    """Hubs ``names`` (started in that order) and the file their processes write to, once the
+    first hub started the async process."""
+    runs = tmp_path / "runs.txt"
+    conf = config(tmp_path / "conf", redis_url)
+    hubs = [hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in names]
+    await eventually(lambda: started(runs) == [hubs[0].proc.pid], what="started on the first hub")
+    return runs, hubs
+
+
 async def beat_from(client: IgorClient, pid: int, within: float = 10) -> dict:
     """The next beat of the hub ``pid`` (beats of another hub before it skipped)."""
     loop = asyncio.get_running_loop()
@@ -57,10 +68,8 @@ async def beat_from(client: IgorClient, pid: int, within: float = 10) -> dict:
 async def test_one_hub_runs_the_processes_and_clients_of_every_hub_get_their_output(
     tmp_path, redis_url, hub_process
 ):
-    runs = tmp_path / "runs.txt"
-    conf = config(tmp_path / "conf", redis_url)
-    a_hub, b_hub, c_hub = (hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in "abc")
     # the first hub to start takes the lease and runs them; the others do not
+    runs, (a_hub, b_hub, c_hub) = await hubs_running_processes(tmp_path, redis_url, hub_process, "abc")
     await eventually(lambda: len(runs_of(runs)) == 2, what="the two processes started")
     assert await lease_owner(redis_url, "actions") == await run_of(a_hub)
     b = await IgorClient.connect(b_hub.ws)  # relayed to hub a
@@ -86,11 +95,8 @@ async def test_one_hub_runs_the_processes_and_clients_of_every_hub_get_their_out
 async def test_a_killed_holder_s_processes_start_on_another_hub_within_a_few_seconds(
     tmp_path, redis_url, hub_process
 ):
-    runs = tmp_path / "runs.txt"
-    conf = config(tmp_path / "conf", redis_url)
-    hubs = [hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in "abc"]
+    runs, hubs = await hubs_running_processes(tmp_path, redis_url, hub_process, "abc")
     a_hub, b_hub, c_hub = hubs
-    await eventually(lambda: started(runs) == [a_hub.proc.pid], what="the processes started on hub a")
     b = await IgorClient.connect(b_hub.ws)
     await beat_from(b, a_hub.proc.pid)
     a_hub.stop(signal.SIGKILL)
@@ -155,10 +161,7 @@ async def test_a_holder_whose_lease_is_taken_stops_its_processes_before_another_
 
     from .test_rooms_relay import PREFIX
 
-    runs = tmp_path / "runs.txt"
-    conf = config(tmp_path / "conf", redis_url)
-    a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in "ab")
-    await eventually(lambda: started(runs) == [a_hub.proc.pid], what="the processes started on hub a")
+    runs, (a_hub, b_hub) = await hubs_running_processes(tmp_path, redis_url, hub_process, "ab")
     # another owner takes the lease (as after an expiry hub a did not see): its next renewal is
     # refused; the stolen lease expires within the lease time, then a hub takes it again
     async with redis.Redis.from_url(redis_url) as client:
@@ -176,10 +179,7 @@ async def test_a_holder_whose_lease_is_taken_stops_its_processes_before_another_
 async def test_a_stopped_holder_stops_its_processes_and_hands_the_lease_over_at_once(
     tmp_path, redis_url, hub_process
 ):
-    runs = tmp_path / "runs.txt"
-    conf = config(tmp_path / "conf", redis_url)
-    a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n), env=env(runs)) for n in "ab")
-    await eventually(lambda: started(runs) == [a_hub.proc.pid], what="the processes started on hub a")
+    runs, (a_hub, b_hub) = await hubs_running_processes(tmp_path, redis_url, hub_process, "ab")
     stopping = asyncio.get_running_loop().time()
     assert a_hub.stop(signal.SIGTERM) == 0
     # released at its stop: hub b need not wait for the lease to expire
