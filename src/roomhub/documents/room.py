@@ -41,6 +41,11 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   connection that sent the last one (1008);
 - a member's awareness states are removed, and the removal broadcast, when
   its connection ends;
+- while the room is open its document is attached to the store
+  (:meth:`~.stores.DocumentStore.attach`): a compaction takes the document's
+  own encoding (:meth:`DocumentRoom.snapshot`) instead of replaying the log,
+  unless an update waits or a deletion names an item the document lacks
+  (pycrdt keeps such a deletion aside and leaves it out of the encoding);
 - teardown (after the registry's grace period) flushes the store and
   compacts the document's log.
 """
@@ -61,6 +66,7 @@ from ..jsonlimits import DEFAULT_MAX_DEPTH
 from ..transport.traffic import Frame
 from . import protocol as p
 from .stores import DocumentStore, integrate, load_into, merge
+from .stores.base import deletes_beyond
 
 if TYPE_CHECKING:
     from .replication import Replication
@@ -136,6 +142,7 @@ class DocumentRoom(Room):
         self._local: list[bytes] = []  # changes of this turn made here, to replicate (in a cluster)
         self._stored: list[bytes] = []  # updates of this turn to store as one row (nothing waits)
         self._waiting: list[bytes] = []  # applied updates some of whose structs wait (stores.integrate)
+        self._deletes: list[bytes] = []  # delete sets naming items the document lacks (idem)
         self._flush_scheduled = False
         self.awareness_states: dict[int, str] = {}  # client id -> JSON state
         self.awareness_clocks: dict[int, int] = {}
@@ -147,12 +154,13 @@ class DocumentRoom(Room):
         if whole:  # a snapshot: nothing of it can wait, so it is decoded once, not twice
             self.doc.apply_update(updates[0])
         else:
-            self._waiting = load_into(self.doc, updates)
+            self._waiting = load_into(self.doc, updates, self._deletes)
         if len(updates) == 1 and not self._waiting:
             # One row (a compacted document) that integrated whole is the document's state:
             # joiners get it as it is, with no encoding of the document.
             self._step2_frame = p.sync_step2(updates[0])
         self._subscription = self.doc.observe(self._on_change)
+        self.ctx.store.attach(self.name, self.snapshot)
         if self.ctx.replication is not None:
             await self.ctx.replication.open(self)
 
@@ -171,6 +179,8 @@ class DocumentRoom(Room):
             await self.ctx.store.compact(self.name)
         except Exception:
             log.exception("%s: compaction at eviction failed (the log is kept as is)", self.name)
+        finally:
+            self.ctx.store.detach(self.name, self.snapshot)
 
     async def on_join(self, connection: Any) -> None:
         self._unsynced.add(connection)
@@ -274,7 +284,7 @@ class DocumentRoom(Room):
         if subscription is not None:
             doc.unobserve(subscription)
         try:
-            self._waiting = integrate(doc, update, self._waiting)
+            self._waiting = integrate(doc, update, self._waiting, self._deletes)
         except ValueError as exc:
             raise p.ProtocolError(f"update does not decode: {exc}") from None
         finally:
@@ -293,6 +303,22 @@ class DocumentRoom(Room):
             return p.sync_step2(self.doc.get_update(state_vector))
         except ValueError as exc:
             raise p.ProtocolError(f"state vector does not decode: {exc}") from None
+
+    def snapshot(self) -> bytes | None:
+        """The document's state as one Yjs update, standing for every update it applied (the
+        store compacts into it, see :mod:`.stores.group_commit`); None while some of them
+        wait or delete an item the document lacks: its encoding would leave that out."""
+        if self._waiting:
+            return None
+        if self._deletes:
+            state = self.doc.get_state()
+            self._deletes = [rest for rest in self._deletes if deletes_beyond(rest, state)]
+            if self._deletes:
+                return None
+        frame = self._step2_frame  # kept for joins: no encoding at all
+        if frame is not None:
+            return frame[p.sync_header_size(frame):]
+        return self.doc.get_update()
 
     def size(self) -> int:
         """The document's encoded size in bytes (its state as one update)."""
