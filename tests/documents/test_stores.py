@@ -448,3 +448,4 @@ async def test_a_room_compacts_into_its_state_unless_a_deletion_waits(tmp_path):
         assert text_of(await store.load("doc")) == "hlo"
     finally:
         await store.close()
+

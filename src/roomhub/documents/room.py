@@ -18,8 +18,9 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   encoding is needed (a row the store knows a compaction wrote as a
   snapshot is not even decoded a second time to see whether some of it
   waits, :meth:`~.stores.DocumentStore.load_whole`);
-- a client's update is applied with the document's observer unsubscribed
-  and relayed as received: pycrdt encodes an observed transaction's update
+- a client's update is applied at the end of its turn of the loop, with the
+  other updates of that turn in one transaction, with the document's observer unsubscribed
+  (once for the turn) and relayed as received: pycrdt encodes an observed transaction's update
   again, eagerly, at a cost that grows with the document (180 us per small
   insert into a text of 10,000 one-client inserts, against 48 us unobserved); a
   change made from Python is observed. Both are coalesced with the other
@@ -138,6 +139,7 @@ class DocumentRoom(Room):
         # The document's encoding while nothing changes (None: to be made on the next join).
         self._step1_frame: bytes | None = None
         self._step2_frame: bytes | None = None  # the answer to an empty state vector
+        self._incoming: list[tuple[Any, bytes]] = []  # (member, update) received this turn
         self._pending: list[bytes] = []  # changes of this turn, to send
         self._local: list[bytes] = []  # changes of this turn made here, to replicate (in a cluster)
         self._stored: list[bytes] = []  # updates of this turn to store as one row (nothing waits)
@@ -222,13 +224,14 @@ class DocumentRoom(Room):
 
     # -- frames from members ----------------------------------------------------
     def handle(self, member: Any, frame: bytes, writable: bool = True) -> None:
-        """Apply one frame from ``member``. Raises :class:`protocol.ProtocolError` on bad input.
+        """Apply one frame from ``member``. Raises :class:`protocol.ProtocolError` on a frame
+        that does not decode.
 
-        A member that is not ``writable`` (read-only access) has its updates
-        dropped and is told so once with a y-protocols permission-denied message.
-
-        A bad frame changes nothing: updates that do not decode are refused by
-        pycrdt before any struct is integrated.
+        A document update is applied at the end of the turn, with the others of the turn
+        (:meth:`_apply_incoming`, which closes ``member`` if it does not decode: pycrdt refuses
+        it before any struct is integrated, so it changes nothing). A member that is not
+        ``writable`` (read-only access) has its updates dropped and is told so once with a
+        y-protocols permission-denied message.
         """
         message = p.decode(frame, self.ctx.max_json_depth)
         if isinstance(message, p.SyncUpdate | p.SyncStep2):
@@ -244,28 +247,9 @@ class DocumentRoom(Room):
                     member.send(p.permission_denied(f"read-only access to document {self.name!r}"))
                 log.debug("%s: dropped an update from read-only %s", self.name, member.label)
                 return
-            waited = bool(self._waiting)
-            replicated = self.ctx.replication is not None
-            before = self.doc.get_state() if replicated else b""
-            self._integrate_unobserved(update)
-            self.updates_applied += 1
-            self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
-            self._pending.append(update)
-            if replicated:
-                # Only what is new here crosses Redis: a client that sends back what it received
-                # (pycrdt's Provider does) must not echo another hub's update to every hub.
-                fresh = get_update(update, before)
-                if fresh != p.EMPTY_UPDATE:
-                    self._local.append(fresh)
+            # Applied with the other updates of this turn, in one transaction (see _apply_incoming).
+            self._incoming.append((member, update))
             self._schedule_flush()
-            if waited or self._waiting:
-                self._store_alone(update)
-                if len(self._waiting) > MAX_WAITING:
-                    raise p.ProtocolError(
-                        f"more than {MAX_WAITING} updates wait for updates that never came", code=1008
-                    )
-            else:
-                self._stored.append(update)
         elif isinstance(message, p.SyncStep1):
             self._flush()  # members already synced get what is pending before this one does
             member.send(self._sync_step2(message.state_vector))
@@ -276,6 +260,58 @@ class DocumentRoom(Room):
             if self.awareness_states:
                 member.send(self._awareness_frame(list(self.awareness_states)))
         # Auth messages from clients carry nothing for us (as in y-websocket's server).
+
+    def _apply_incoming(self) -> None:
+        """Apply the updates members sent this turn, in the order they came, in one transaction
+        with the observer unsubscribed once (about 7 us per update applied alone, 3 us four to a
+        transaction). A member whose update does not decode, or leaves too many updates
+        waiting, is closed (1007, 1008); the others' updates are applied all the same."""
+        incoming, self._incoming = self._incoming, []
+        doc, subscription = self.doc, self._subscription
+        if subscription is not None:
+            doc.unobserve(subscription)
+        try:
+            with doc.transaction():
+                for member, update in incoming:
+                    try:
+                        self._apply_update(update)
+                    except p.ProtocolError as exc:
+                        log.info("%s: bad update from %s, closing (%d): %s",
+                                 self.name, getattr(member, "label", member), exc.code, exc.reason)
+                        if member is not None:
+                            member.close(exc.code, exc.reason)
+        finally:
+            if subscription is not None:
+                self._subscription = doc.observe(self._on_change)
+
+    def _apply_update(self, update: bytes) -> None:
+        """Apply a member's ``update`` (the observer unsubscribed), queue it to be sent and
+        stored. Raises :class:`protocol.ProtocolError` if it does not decode (nothing changed)
+        or leaves more than :data:`MAX_WAITING` updates waiting."""
+        waited = bool(self._waiting)
+        replicated = self.ctx.replication is not None
+        before = self.doc.get_state() if replicated else b""
+        try:
+            self._waiting = integrate(self.doc, update, self._waiting, self._deletes)
+        except ValueError as exc:
+            raise p.ProtocolError(f"update does not decode: {exc}") from None
+        self.updates_applied += 1
+        self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
+        self._pending.append(update)
+        if replicated:
+            # Only what is new here crosses Redis: a client that sends back what it received
+            # (pycrdt's Provider does) must not echo another hub's update to every hub.
+            fresh = get_update(update, before)
+            if fresh != p.EMPTY_UPDATE:
+                self._local.append(fresh)
+        if waited or self._waiting:
+            self._store_alone(update)
+            if len(self._waiting) > MAX_WAITING:
+                raise p.ProtocolError(
+                    f"more than {MAX_WAITING} updates wait for updates that never came", code=1008
+                )
+        else:
+            self._stored.append(update)
 
     def _integrate_unobserved(self, update: bytes) -> None:
         """Apply a client's ``update`` without the observer (see the module); raises
@@ -396,6 +432,8 @@ class DocumentRoom(Room):
         """Send the changes of this turn as one update; store the updates of this turn that
         wait for nothing as one row."""
         self._flush_scheduled = False
+        if self._incoming:
+            self._apply_incoming()
         pending, self._pending = self._pending, []
         sent = merge(pending) if pending else None
         if self._stored:
