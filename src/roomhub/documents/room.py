@@ -14,10 +14,10 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   vector (a client with nothing) are made once per change batch, on the first
   join that needs them, and the same bytes go to every joiner. A room loaded
   from a log of one row (a compacted document) whose structs all integrated
-  answers with that row as it is: loading it cost the only decoding, and no
-  encoding is needed (a row the store knows a compaction wrote as a
-  snapshot is not even decoded a second time to see whether some of it
-  waits, :meth:`~.stores.DocumentStore.load_whole`);
+  answers with that row as it is: no encoding is needed, and a row the store
+  knows a compaction wrote as a snapshot (:meth:`~.stores.DocumentStore.load_whole`)
+  is not even decoded until the document is first used (:attr:`DocumentRoom.doc`):
+  sync step 1 is made from the state vector read from the row;
 - a client's update is applied at the end of its turn of the loop, with the
   other updates of that turn in one transaction, with the document's observer unsubscribed
   (once for the turn) and relayed as received: pycrdt encodes an observed transaction's update
@@ -59,7 +59,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_update
+from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_state, get_update
 
 from ..core.bus import Bus
 from ..core.rooms import Room
@@ -128,7 +128,9 @@ class DocumentRoom(Room):
     def __init__(self, name: str, ctx: DocumentContext, bus: Bus) -> None:
         super().__init__(NAMESPACE, name, bus)
         self.ctx = ctx
-        self.doc = Doc()
+        self._doc = Doc()
+        self._cold: bytes | None = None  # a snapshot row not decoded yet (see doc)
+        self._observing = False  # from creation to teardown: the observer is subscribed
         self._subscription: Any = None
         # Per-member state, none of it kept longer than needed (an idle synced member costs its
         # entry in ``members`` alone): members not answered sync step 2 yet (document updates
@@ -150,26 +152,45 @@ class DocumentRoom(Room):
         self.awareness_clocks: dict[int, int] = {}
         self.updates_applied = 0
 
+    @property
+    def doc(self) -> Doc:
+        """The room's :class:`pycrdt.Doc`. A room loaded from a snapshot row decodes it here,
+        on the document's first use (an update, a client that has part of it, the Python API),
+        not at its creation: a cold join of a document nobody changes decodes nothing."""
+        if self._cold is not None:
+            row, self._cold = self._cold, None
+            self._doc.apply_update(row)  # unobserved: loading is not a change
+            if self._observing:
+                self._subscription = self._doc.observe(self._on_change)
+        return self._doc
+
     # -- lifecycle ------------------------------------------------------------
     async def on_create(self) -> None:
         updates, whole = await self.ctx.store.load_whole(self.name)
-        if whole:  # a snapshot: nothing of it can wait, so it is decoded once, not twice
-            self.doc.apply_update(updates[0])
+        if whole:
+            # A snapshot: nothing of it can wait, and joiners that have nothing get it as it is.
+            # It is decoded on the document's first use (see doc); sync step 1 needs only its
+            # state vector, read from the row (about a sixth of decoding it into a Doc).
+            self._cold = updates[0]
+            self._step1_frame = p.sync_step1(get_state(updates[0]))
         else:
-            self._waiting = load_into(self.doc, updates, self._deletes)
+            self._waiting = load_into(self._doc, updates, self._deletes)
         if len(updates) == 1 and not self._waiting:
             # One row (a compacted document) that integrated whole is the document's state:
             # joiners get it as it is, with no encoding of the document.
             self._step2_frame = p.sync_step2(updates[0])
-        self._subscription = self.doc.observe(self._on_change)
+        self._observing = True
+        if self._cold is None:
+            self._subscription = self._doc.observe(self._on_change)
         self.ctx.store.attach(self.name, self.snapshot)
         if self.ctx.replication is not None:
             await self.ctx.replication.open(self)
 
     async def on_teardown(self) -> None:
         self._flush()
+        self._observing = False
         if self._subscription is not None:
-            self.doc.unobserve(self._subscription)
+            self._doc.unobserve(self._subscription)
             self._subscription = None
         if self.ctx.replication is not None:
             self.ctx.replication.close(self)
