@@ -22,6 +22,23 @@ async def _sync_step2(ws_base: str, room: str, state_vector: bytes = p.EMPTY_STA
                 return message.update
 
 
+async def _write_numbers(h, room: str, rows_each: bool) -> str:
+    """Write "0;" to "19;" into ``room``'s text from a client; the text once the room has it.
+    ``rows_each``: each edit stored before the next (a row each, not one merged row)."""
+    face = h.hub.face("documents")
+    async with y_client(h.ws, room) as writer:
+        text = writer.doc.get("text", type=Text)
+        for i in range(20):
+            text += f"{i};"
+            if rows_each:
+                written = str(text)
+                await eventually(lambda w=written: face.get_room(room).to_json().get("text") == w)
+                await face.store.flush()
+        expected = str(text)
+        await eventually(lambda: face.get_room(room).to_json().get("text") == expected)
+    return expected
+
+
 def _text(update: bytes) -> str:
     doc = Doc()
     doc.apply_update(update)
@@ -55,12 +72,7 @@ async def test_joins_share_the_kept_state_until_a_change(docs_config, in_process
 async def test_a_compacted_document_is_answered_with_its_stored_row(docs_config, in_process_hub):
     async with in_process_hub(docs_config(grace_period=0)) as h:
         face = h.hub.face("documents")
-        async with y_client(h.ws, "cold") as writer:
-            text = writer.doc.get("text", type=Text)
-            for i in range(20):
-                text += f"{i};"
-            expected = str(text)
-            await eventually(lambda: face.get_room("cold").to_json().get("text") == expected)
+        expected = await _write_numbers(h, "cold", rows_each=False)
         await eventually(lambda: face.get_room("cold") is None, what="eviction")
 
         async def compacted() -> list[bytes] | None:
@@ -70,3 +82,23 @@ async def test_a_compacted_document_is_answered_with_its_stored_row(docs_config,
         rows = await eventually(compacted, what="the compaction at eviction")
         answer = await _sync_step2(h.ws, "cold")
         assert answer == rows[0] and _text(answer) == expected
+
+
+async def test_a_cold_join_decodes_nothing_and_the_first_change_sees_the_whole_document(
+    docs_config, in_process_hub
+):
+    """A room loaded from a snapshot answers a joiner from the row without decoding it into its
+    Doc; the document is decoded on its first use, and a change then builds on all of it."""
+    async with in_process_hub(docs_config(grace_period=30)) as h:
+        face = h.hub.face("documents")
+        expected = await _write_numbers(h, "lazy", rows_each=True)  # compacted to a snapshot
+        await face.rooms.drop("lazy", 1001, "evicted")  # torn down now: flushed and compacted
+        assert len(await face.store.load("lazy")) == 1
+        assert _text(await _sync_step2(h.ws, "lazy")) == expected
+        room = face.get_room("lazy")
+        assert room._cold is not None, "the cold join decoded the document"
+        async with y_client(h.ws, "lazy") as editor:
+            assert str(editor.doc.get("text", type=Text)) == expected
+            editor.doc.get("text", type=Text).insert(0, "!")
+            await eventually(lambda: room.to_json().get("text") == "!" + expected)
+        assert room._cold is None

@@ -16,6 +16,7 @@ document, a MULTI/EXEC or Lua script per compaction) can implement it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,27 +44,83 @@ def merge(updates: list[bytes]) -> bytes:
     return merge_updates(*updates)
 
 
-def _waits(update: bytes, state: bytes) -> bool:
-    """True if some struct of ``update`` lies beyond ``state`` (a state vector): not integrated."""
-    # pycrdt's get_update(update, state) keeps the structs beyond the state; its first byte is
-    # their number of clients (0: none) and the delete set follows.
-    return get_update(update, state)[:1] != b"\x00"
+SnapshotSource = Callable[[], "bytes | None"]
+"""What a live room gives its store (:meth:`DocumentStore.attach`): called on the event loop, it
+returns the room's document encoded as one update, which holds every update the room appended
+to the store so far, or None when it cannot stand for them (see :meth:`DocumentRoom.snapshot`)."""
 
 
-def integrate(doc: Doc, update: bytes, waiting: list[bytes]) -> list[bytes]:
+def _var_uint(data: bytes, pos: int) -> tuple[int, int]:
+    """The lib0 variable-length unsigned integer at ``data[pos:]`` and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def state_clocks(state: bytes) -> dict[int, int]:
+    """A Yjs v1 state vector decoded: client id -> the clock the document has up to (excluded)."""
+    count, pos = _var_uint(state, 0)
+    clocks: dict[int, int] = {}
+    for _ in range(count):
+        client, pos = _var_uint(state, pos)
+        clocks[client], pos = _var_uint(state, pos)
+    return clocks
+
+
+def deletes_beyond(rest: bytes, state: bytes) -> bool:
+    """True if the delete set of ``rest`` names an item beyond ``state`` (a state vector).
+
+    ``rest`` is what :func:`pycrdt.get_update` keeps of an update beyond ``state``; with no struct
+    left (its first byte 0) it is the update's delete set. A deletion of an item the document
+    does not have waits in the document (pycrdt keeps it aside and applies it when the item
+    comes) and is left out of the document's encoding, so a document with one cannot be stored
+    as its own state alone. Raises ``IndexError`` on a truncated delete set.
+    """
+    clocks: dict[int, int] | None = None
+    count, pos = _var_uint(rest, 1)
+    for _ in range(count):
+        client, pos = _var_uint(rest, pos)
+        ranges, pos = _var_uint(rest, pos)
+        for _ in range(ranges):
+            clock, pos = _var_uint(rest, pos)
+            length, pos = _var_uint(rest, pos)
+            if clocks is None:
+                clocks = state_clocks(state)
+            if clock + length > clocks.get(client, 0):
+                return True
+    return False
+
+
+def integrate(
+    doc: Doc, update: bytes, waiting: list[bytes], deletes: list[bytes] | None = None
+) -> list[bytes]:
     """Apply ``update`` to ``doc``; return which of ``waiting`` and ``update`` still wait.
 
     ``waiting`` holds the updates applied before some of whose structs were not
     integrated; the result is those, and ``update``, with a struct beyond the
     document's state after this one (a state vector read and one
     :func:`pycrdt.get_update` per update: about 3 us when nothing waits).
+    ``deletes``, if given, receives the delete set of each of them that names an item the
+    document does not have (:func:`deletes_beyond`; decoded only for an update that deletes).
     Raises ``ValueError`` for an update that does not decode.
     """
     doc.apply_update(update)
     state = doc.get_state()
-    if not waiting:
-        return [update] if _waits(update, state) else waiting
-    return [u for u in (*waiting, update) if _waits(u, state)]
+    still: list[bytes] = []
+    for u in (*waiting, update) if waiting else (update,):
+        # pycrdt's get_update(u, state) keeps the structs beyond the state; its first byte is
+        # their number of clients (0: none) and the delete set follows.
+        rest = get_update(u, state)
+        if rest[:1] != b"\x00":
+            still.append(u)
+        elif deletes is not None and rest != EMPTY_UPDATE and deletes_beyond(rest, state):
+            deletes.append(rest)
+    return still
 
 
 def squash(updates: list[bytes]) -> list[bytes]:
@@ -113,16 +170,16 @@ def squash_prefix(updates: list[bytes]) -> tuple[list[bytes], int]:
     return head, cut
 
 
-def load_into(doc: Doc, updates: list[bytes]) -> list[bytes]:
+def load_into(doc: Doc, updates: list[bytes], deletes: list[bytes] | None = None) -> list[bytes]:
     """Apply stored updates to ``doc`` one by one, in order: the document the log was written from.
 
     Never their merge applied at once: besides being slower than a squashed log, a Doc fed
     updates some of whose structs wait (see :func:`squash`) integrates them differently.
-    Returns the updates that still wait (see :func:`integrate`).
+    Returns the updates that still wait (see :func:`integrate`, which fills ``deletes``).
     """
     waiting: list[bytes] = []
     for update in updates:
-        waiting = integrate(doc, update, waiting)
+        waiting = integrate(doc, update, waiting, deletes)
     return waiting
 
 
@@ -159,6 +216,16 @@ class DocumentStore(abc.ABC):
         skips :func:`integrate`'s check, a second decoding of the whole document (this store
         knows nothing of the kind: False)."""
         return await self.load(name), False
+
+    def attach(self, name: str, source: SnapshotSource) -> None:
+        """Tell the store that document ``name`` is live here and ``source`` gives its state (see
+        :data:`SnapshotSource`), until :meth:`detach`: a store may then compact ``name`` into that
+        state instead of replaying its log. This one ignores it."""
+        return None
+
+    def detach(self, name: str, source: SnapshotSource) -> None:
+        """Undo :meth:`attach` of ``source`` (a later room's source for ``name`` stays)."""
+        return None
 
     @abc.abstractmethod
     def append(self, name: str, update: bytes) -> None:

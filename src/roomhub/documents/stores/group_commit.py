@@ -22,6 +22,17 @@ that other writers keep filling (it would wait as long as they write).
 
 After each batch, a document whose row count grew by ``compact_after`` since its
 last compaction is compacted in a task of its own (:meth:`DocumentStore.compact`).
+
+Compaction from a live room's state: a room open in this hub attaches its document
+(:meth:`~.base.DocumentStore.attach`). Its document then holds every row this store wrote
+for it, so the rows up to the last one committed can be replaced by the document's own
+encoding, taken on the event loop right after that commit (or at the compaction call), with
+no replay of the log (:meth:`GroupCommitStore.compact_snapshot`; one transaction, rows
+committed after that point are kept after the snapshot, whatever they hold, and stay after it
+on a load: applying what the snapshot already holds again changes nothing). A store some
+other writer may add rows to the same document in (PostgreSQL, several hubs) must not take it
+(:attr:`GroupCommitStore.sole_writer`). When the room cannot vouch for its state (an update
+waits, a deletion of an item it lacks) or no room is live, the log is replayed as before.
 """
 
 from __future__ import annotations
@@ -33,7 +44,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from .base import DocumentStore, StoredDocument, merge
+from .base import DocumentStore, SnapshotSource, StoredDocument, merge
 
 log = logging.getLogger("roomhub.documents.store")
 
@@ -59,6 +70,10 @@ class GroupCommitStore(DocumentStore):
     document.
     """
 
+    sole_writer = False
+    """True for a store no other process writes to: rows of a document up to one this store
+    committed are then all rows its live room applied (compaction from the room's state)."""
+
     def __init__(self, *, commit_window: float, max_batch: int, compact_after: int) -> None:
         self.commit_window = commit_window
         self.max_batch = max_batch
@@ -70,26 +85,61 @@ class GroupCommitStore(DocumentStore):
         self._compacting: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._compacted_rows: dict[str, int] = {}  # rows a document's last compaction left
+        self._last_rows: dict[str, int] = {}  # each document's last committed row id
+        self._sources: dict[str, SnapshotSource] = {}  # live rooms' states (attach)
         self._appended = 0  # updates appended since the store was made
         self._committed = 0  # of those, the first ones written (in append order)
         self._batch_done = asyncio.Event()  # set, and replaced, after each batch written or failed
 
     @abc.abstractmethod
-    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+    async def write_batch(
+        self, batch: list[Entry]
+    ) -> tuple[list[Row], dict[str, tuple[int, int]]]:
         """Write ``batch`` (its runs merged: :func:`merged_rows`) in one transaction, in its
-        order; the rows written and each document's row count after it. An exception leaves
-        nothing of the batch written (it is retried)."""
+        order; the rows written and, per document, its row count after it and its last row's
+        id. An exception leaves nothing of the batch written (it is retried)."""
 
     @abc.abstractmethod
     async def compact_rows(self, name: str) -> StoredDocument | None:
         """Replace ``name``'s rows by fewer in one transaction (see :meth:`compact`); what is
         left, or None for a document with no rows."""
 
+    async def compact_snapshot(self, name: str, snapshot: bytes, upto: int) -> StoredDocument | None:
+        """Replace ``name``'s rows with ids up to ``upto`` by ``snapshot`` (one Yjs update that
+        holds them all) in one transaction, keeping the rows after it; what is left, or None
+        when it cannot (row ``upto`` is gone: a replay compaction or a delete came first).
+        This one cannot (None); a :attr:`sole_writer` store implements it."""
+        return None
+
+    def attach(self, name: str, source: SnapshotSource) -> None:
+        self._sources[name] = source
+
+    def detach(self, name: str, source: SnapshotSource) -> None:
+        if self._sources.get(name) == source:  # bound methods: equal, not identical
+            del self._sources[name]
+
+    def _snapshot(self, name: str) -> tuple[bytes, int] | None:
+        """The live room's state of ``name`` and the last row id it holds, taken now (on the
+        loop: no row of it can be committed meanwhile), or None (see the module)."""
+        source = self._sources.get(name) if self.sole_writer else None
+        upto = self._last_rows.get(name)
+        if source is None or upto is None:
+            return None
+        state = source()
+        return None if state is None else (state, upto)
+
     async def compact(self, name: str) -> StoredDocument | None:
+        return await self._compact(name, self._snapshot(name))
+
+    async def _compact(self, name: str, snapshot: tuple[bytes, int] | None) -> StoredDocument | None:
         self._compacting.add(name)
         try:
             started = time.perf_counter()
-            result = await self.compact_rows(name)
+            result = None
+            if snapshot is not None:
+                result = await self.compact_snapshot(name, *snapshot)
+            if result is None:
+                result = await self.compact_rows(name)
             if result is not None:
                 self.compacted(name, result.updates)
                 if self.metrics is not None:
@@ -100,12 +150,15 @@ class GroupCommitStore(DocumentStore):
         finally:
             self._compacting.discard(name)
 
-    def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
+    def committed(self, batch: list[Row], counts: dict[str, tuple[int, int]]) -> None:
         """Called after each batch written: starts the compactions it makes due."""
-        for name, count in counts.items():
+        for name, (count, last) in counts.items():
+            self._last_rows[name] = last
             grown = count - self._compacted_rows.get(name, 0)
             if grown >= self.compact_after and name not in self._compacting:
-                self.spawn(self.compact(name))
+                # The room's state is taken here, before the next batch is written.
+                self._compacting.add(name)
+                self.spawn(self._compact(name, self._snapshot(name)))
 
     # -- group commit ---------------------------------------------------------
     def append(self, name: str, update: bytes) -> None:
@@ -190,5 +243,6 @@ class GroupCommitStore(DocumentStore):
         """Record that ``name`` was compacted to ``rows`` rows (None: forgotten)."""
         if rows is None:
             self._compacted_rows.pop(name, None)
+            self._last_rows.pop(name, None)
         else:
             self._compacted_rows[name] = rows

@@ -17,7 +17,8 @@ asynchronous pool (``psycopg_pool.AsyncConnectionPool``); the store needs the
   among the rows read, so they are neither deleted nor rewritten: a
   concurrent writer loses nothing (a delete by id range would delete a row
   committed between the read and the delete). A transaction interrupted at
-  any point leaves the old rows.
+  any point leaves the old rows. Never from a live room's state alone (other hubs write
+  rows of the same document that this hub's room may not have applied yet).
 - **several hubs**: every hub appends and loads through the same table; the
   schema is created under a transaction-wide advisory lock, so hubs starting
   together do not race on ``CREATE TABLE``.
@@ -113,7 +114,7 @@ class PostgresStore(GroupCommitStore):
         log.info("documents store: PostgreSQL %s (commit window %.0f ms)",
                  describe(self.dsn), self.commit_window * 1000)
 
-    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, tuple[int, int]]]:
         # Runs are merged in a worker thread: the merge is CPU work the event loop need not do.
         rows = await asyncio.to_thread(merged_rows, batch)
         async with self._pool.connection() as conn, conn.transaction():
@@ -123,9 +124,10 @@ class PostgresStore(GroupCommitStore):
                     await copy.write_row(row)
             names = sorted({name for name, _, _ in rows})
             await cur.execute(
-                f"SELECT doc, count(*) FROM {TABLE} WHERE doc = ANY(%s) GROUP BY doc", (names,)
+                f"SELECT doc, count(*), max(id) FROM {TABLE} WHERE doc = ANY(%s) GROUP BY doc",
+                (names,),
             )
-            return rows, dict(await cur.fetchall())
+            return rows, {doc: (count, last) for doc, count, last in await cur.fetchall()}
 
     async def load(self, name: str) -> list[bytes]:
         if self.pending(name):

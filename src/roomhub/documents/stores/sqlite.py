@@ -14,7 +14,12 @@ connection:
   log are written as one row, their merge, made in the worker thread: fewer
   rows to insert, to read at a load and to compact. An update appended alone
   (some of its structs wait) ends the document's run and gets its own row.
-- **compaction**: in one ``BEGIN IMMEDIATE`` transaction, read a document's
+- **compaction from the live room** (:mod:`.group_commit`): the file has one writer, this
+  store, so while a document's room is open its state holds every row up to the last one
+  committed; in one ``BEGIN IMMEDIATE`` transaction those rows are deleted and the state
+  takes the last one's id and place (a snapshot row), the rows committed after it stay.
+  No row is read or decoded.
+- **compaction** otherwise: in one ``BEGIN IMMEDIATE`` transaction, read a document's
   rows, squash them (:func:`~.base.squash`: a Doc's state with the same
   client ids, so nothing is duplicated, then the rows from the first one
   whose structs still wait, as they are, so replaying the rows builds the
@@ -61,7 +66,7 @@ CREATE TABLE IF NOT EXISTS updates (
 );
 CREATE INDEX IF NOT EXISTS updates_doc ON updates (doc, id);
 """
-COUNT = "SELECT count(*) FROM updates WHERE doc = ?"
+COUNT = "SELECT count(*), max(id) FROM updates WHERE doc = ?"
 LOAD = "SELECT data, snapshot FROM updates WHERE doc = ? ORDER BY id"
 INLINE_LOAD_BYTES = 1024 * 1024
 """Stored bytes up to which a document is read on the event loop's thread (see the module)."""
@@ -78,15 +83,16 @@ class SQLiteFile:
         self.db.execute("PRAGMA busy_timeout = 5000")
         self.db.executescript(SCHEMA)
 
-    def write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, int]:
-        """Append a batch in one transaction; returns each document's row count after it."""
+    def write(self, batch: list[tuple[str, bytes, float]]) -> dict[str, tuple[int, int]]:
+        """Append a batch in one transaction; returns each document's row count after it and
+        its last row's id."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO updates (doc, data, created) VALUES (?, ?, ?)", batch)
             names = {name for name, _, _ in batch}
             counts = {
-                name: db.execute(COUNT, (name,)).fetchone()[0] for name in names
+                name: db.execute(COUNT, (name,)).fetchone() for name in names
             }
             db.execute("COMMIT")
         except BaseException:
@@ -130,6 +136,36 @@ class SQLiteFile:
             raise
         return StoredDocument(name, len(compacted), sum(map(len, compacted)))
 
+    def compact_snapshot(self, name: str, snapshot: bytes, upto: int) -> StoredDocument | None:
+        """Rows of ``name`` up to id ``upto`` replaced by ``snapshot``, which takes that row's id
+        (so it stays in front of the rows after it), in one transaction; None if row ``upto``
+        is not ``name``'s any more (then nothing changed)."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT doc FROM updates WHERE id = ?", (upto,)).fetchone()
+            if row is None or row[0] != name:
+                db.execute("ROLLBACK")
+                return None
+            if db.execute("DELETE FROM updates WHERE doc = ? AND id < ?", (name, upto)).rowcount == 0:
+                # One row up to there: nothing to compact (a row is rewritten only to shrink the log).
+                db.execute("ROLLBACK")
+                count, size = db.execute(
+                    "SELECT count(*), sum(length(data)) FROM updates WHERE doc = ?", (name,)
+                ).fetchone()
+                return StoredDocument(name, count, size)
+            db.execute("UPDATE updates SET data = ?, snapshot = 1, created = ? WHERE id = ?",
+                       (snapshot, time.time(), upto))
+            count, size = db.execute(
+                "SELECT count(*), sum(length(data)) FROM updates WHERE doc = ?", (name,)
+            ).fetchone()
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return StoredDocument(name, count, size)
+
     def delete(self, name: str) -> bool:
         cur = self.db.execute("DELETE FROM updates WHERE doc = ?", (name,))
         return cur.rowcount > 0
@@ -155,6 +191,7 @@ class SQLiteStore(GroupCommitStore):
     """
 
     name = "sqlite"
+    sole_writer = True  # one hub owns its file: every row of a document is its room's
 
     def __init__(
         self,
@@ -186,17 +223,17 @@ class SQLiteStore(GroupCommitStore):
                  self.path, self.commit_window * 1000)
 
     # -- group commit (the queue, runs and the writer task: .group_commit) -----
-    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+    async def write_batch(self, batch: list[Entry]) -> tuple[list[Row], dict[str, tuple[int, int]]]:
         return await self._run(self._file_write, batch)
 
-    def committed(self, batch: list[Row], counts: dict[str, int]) -> None:
+    def committed(self, batch: list[Row], counts: dict[str, tuple[int, int]]) -> None:
         sizes = self._stored_bytes
         for name, update, _ in batch:
             if name in sizes:
                 sizes[name] += len(update)
         super().committed(batch, counts)
 
-    def _file_write(self, batch: list[Entry]) -> tuple[list[Row], dict[str, int]]:
+    def _file_write(self, batch: list[Entry]) -> tuple[list[Row], dict[str, tuple[int, int]]]:
         """In the worker thread: merge each run, write the batch; the rows and the counts."""
         assert self._file is not None
         rows = merged_rows(batch)
@@ -224,7 +261,15 @@ class SQLiteStore(GroupCommitStore):
 
     async def compact_rows(self, name: str) -> StoredDocument | None:
         assert self._file is not None
-        result = await self._run(self._file.compact, name)
+        return self._stored(name, await self._run(self._file.compact, name))
+
+    async def compact_snapshot(self, name: str, snapshot: bytes, upto: int) -> StoredDocument | None:
+        assert self._file is not None
+        result = await self._run(self._file.compact_snapshot, name, snapshot, upto)
+        return result if result is None else self._stored(name, result)
+
+    def _stored(self, name: str, result: StoredDocument | None) -> StoredDocument | None:
+        """Record the size a compaction left (the size decides where a load reads)."""
         self._stored_bytes.pop(name, None)
         if result is not None:
             self._stored_bytes[name] = result.bytes
@@ -234,7 +279,7 @@ class SQLiteStore(GroupCommitStore):
         await self.flush()
         assert self._file is not None
         self._stored_bytes.pop(name, None)
-        self._compacted_rows.pop(name, None)
+        self.compacted(name, None)
         return await self._run(self._file.delete, name)
 
     async def ping(self) -> None:
