@@ -159,21 +159,25 @@ async def test_a_forwarded_request_needs_no_token_on_the_holder_but_the_secret(t
     """The hub a client reached checks its token; the holder, which may not know that token (an
     instance's own is known to its hub only), lets a request with the cluster's secret pass."""
     auth = '[server.auth]\ntokens = ["s3cret-token"]\n'
-    a_hub, b_hub, _ = three_hubs(tmp_path, hub_process, config(tmp_path, redis_url, True, auth))
+    hubs = three_hubs(tmp_path, hub_process, config(tmp_path, redis_url, True, auth))
+    a_hub, b_hub, _ = hubs
     team = {"x-backends-partition": "team"}
     bearer = {"authorization": "Bearer s3cret-token"}
     async with httpx.AsyncClient(timeout=60) as http:
-        r = await http.get(f"{a_hub.base}{BASE}/text", headers={**team, **bearer})  # a holds it
+        r = await http.get(f"{a_hub.base}{BASE}/text", headers={**team, **bearer})  # a takes it
         assert r.text == "hello world"
         r = await http.get(f"{b_hub.base}{BASE}/text", headers=team)
         assert r.status_code == 401  # the client's hub checks the token
         r = await http.get(f"{b_hub.base}{BASE}/text", headers={**team, **bearer})
         assert r.text == "hello world"
+        # the holder now (a, unless a loaded machine let its lease lapse and b took it)
+        runs = {await run_of(h, bearer): h for h in hubs}
+        holder = runs[await lease_owner(redis_url, "backends:team")]
         secret = await redis_get(redis_url, f"{PREFIX}:relay-secret")
         relayed = {**team, "x-roomhub-relay": secret, "x-roomhub-relay-key": "backends:team"}
-        r = await http.get(f"{a_hub.base}{BASE}/text", headers=relayed)
+        r = await http.get(f"{holder.base}{BASE}/text", headers=relayed)
         assert r.status_code == 200 and r.text == "hello world"
-        r = await http.get(f"{a_hub.base}{BASE}/text", headers={**relayed, "x-roomhub-relay": "guess"})
+        r = await http.get(f"{holder.base}{BASE}/text", headers={**relayed, "x-roomhub-relay": "guess"})
         assert r.status_code == 401  # no secret, no token: the door refuses
 
 

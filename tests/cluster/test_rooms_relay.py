@@ -75,9 +75,9 @@ async def lease_owner(redis_url: str, key: str) -> str | None:
     return owner.decode() if owner is not None else None
 
 
-async def run_of(hub: HubProcess) -> str:
+async def run_of(hub: HubProcess, headers: dict[str, str] | None = None) -> str:
     async with httpx.AsyncClient() as http:
-        return (await http.get(f"{hub.base}/api/cluster")).json()["run"]
+        return (await http.get(f"{hub.base}/api/cluster", headers=headers)).json()["run"]
 
 
 def alive(pid: int) -> bool:

@@ -124,11 +124,14 @@ class Placement:
 
 
 class _Entry:
-    __slots__ = ("held", "lock", "uses")
+    __slots__ = ("held", "kept_until", "lock", "uses")
 
     def __init__(self) -> None:
         self.uses = 0  # connections served here (or deciding where) for the key
         self.held: HeldRoom | None = None
+        # A lease taken for a request (locate) is kept until then even if the room is not alive
+        # yet: the request makes what keeps it (an on-demand backend starts in a later task).
+        self.kept_until = 0.0  # loop time
         self.lock = asyncio.Lock()
 
 
@@ -257,7 +260,8 @@ class RoomRelay:
 
     async def locate(self, key: str, held: HeldRoom) -> str | None:
         """One look at ``key``'s lease: None when this hub holds it (taken now if it was free,
-        then kept while ``held`` is alive, see :meth:`sweep`), else the holder's ``host:port``.
+        then kept for one lease time, which the request has to make its room, and while
+        ``held`` is alive, see :meth:`sweep`), else the holder's ``host:port``.
 
         Raises :class:`HolderGone` when the holder left the cluster (its lease lapses within
         the lease time: look again after a heartbeat), ``redis.RedisError`` or ``OSError``
@@ -267,6 +271,7 @@ class RoomRelay:
             holder = await self.cluster.acquire(key)
             if holder.owner == self.cluster.run:
                 entry.held = held
+                entry.kept_until = asyncio.get_running_loop().time() + self.lease_seconds
                 return None
             address = await self.cluster.address_of(holder.owner)
         if address is None:
@@ -384,11 +389,13 @@ class RoomRelay:
     async def sweep(self) -> None:
         """Release the lease of every room no longer here (no connection, gone from its face);
         forget entries nobody uses."""
+        now = asyncio.get_running_loop().time()
         for key, entry in list(self.entries.items()):
-            if entry.uses or entry.lock.locked() or (entry.held is not None and entry.held.alive()):
+            if entry.uses or entry.lock.locked() or entry.kept_until > now or (
+                    entry.held is not None and entry.held.alive()):
                 continue
             async with entry.lock:
-                if entry.uses or (entry.held is not None and entry.held.alive()):
+                if entry.uses or entry.kept_until > now or (entry.held is not None and entry.held.alive()):
                     continue
                 if entry.held is not None:
                     await self.cluster.release(key)
