@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -175,7 +176,8 @@ class RoomRelay:
         secret = dict(scope["headers"]).get(RELAY_HEADER.encode())
         if secret is None:
             return None
-        return bool(self.cluster.relay_secret) and secret.decode("latin-1") == self.cluster.relay_secret
+        expected = self.cluster.relay_secret.encode("latin-1")
+        return bool(expected) and hmac.compare_digest(secret, expected)  # no timing leak
 
     def refusal(self, scope: dict[str, Any]) -> tuple[int, str] | None:
         """A hub-to-hub handshake's check (None for a client's own): 403 without the shared

@@ -54,8 +54,10 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -288,22 +290,15 @@ class DocumentRoom(Room):
         transaction). A member whose update does not decode, or leaves too many updates
         waiting, is closed (1007, 1008); the others' updates are applied all the same."""
         incoming, self._incoming = self._incoming, []
-        doc, subscription = self.doc, self._subscription
-        if subscription is not None:
-            doc.unobserve(subscription)
-        try:
-            with doc.transaction():
-                for member, update in incoming:
-                    try:
-                        self._apply_update(update)
-                    except p.ProtocolError as exc:
-                        log.info("%s: bad update from %s, closing (%d): %s",
-                                 self.name, getattr(member, "label", member), exc.code, exc.reason)
-                        if member is not None:
-                            member.close(exc.code, exc.reason)
-        finally:
-            if subscription is not None:
-                self._subscription = doc.observe(self._on_change)
+        with self._unobserved() as doc, doc.transaction():
+            for member, update in incoming:
+                try:
+                    self._apply_update(update)
+                except p.ProtocolError as exc:
+                    log.info("%s: bad update from %s, closing (%d): %s",
+                             self.name, getattr(member, "label", member), exc.code, exc.reason)
+                    if member is not None:
+                        member.close(exc.code, exc.reason)
 
     def _apply_update(self, update: bytes) -> None:
         """Apply a member's ``update`` (the observer unsubscribed), queue it to be sent and
@@ -312,10 +307,7 @@ class DocumentRoom(Room):
         waited = bool(self._waiting)
         replicated = self.ctx.replication is not None
         before = self.doc.get_state() if replicated else b""
-        try:
-            self._waiting = integrate(self.doc, update, self._waiting, self._deletes)
-        except ValueError as exc:
-            raise p.ProtocolError(f"update does not decode: {exc}") from None
+        self._integrate(update)
         self.updates_applied += 1
         self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
         self._pending.append(update)
@@ -334,19 +326,26 @@ class DocumentRoom(Room):
         else:
             self._stored.append(update)
 
-    def _integrate_unobserved(self, update: bytes) -> None:
-        """Apply a client's ``update`` without the observer (see the module); raises
-        :class:`protocol.ProtocolError` if it does not decode (then nothing changed)."""
+    @contextlib.contextmanager
+    def _unobserved(self) -> Iterator[Doc]:
+        """The document with its observer unsubscribed meanwhile: updates that came from
+        elsewhere are relayed as received, not encoded again (see the module)."""
         doc, subscription = self.doc, self._subscription
         if subscription is not None:
             doc.unobserve(subscription)
         try:
-            self._waiting = integrate(doc, update, self._waiting, self._deletes)
-        except ValueError as exc:
-            raise p.ProtocolError(f"update does not decode: {exc}") from None
+            yield doc
         finally:
             if subscription is not None:
                 self._subscription = doc.observe(self._on_change)
+
+    def _integrate(self, update: bytes) -> None:
+        """Integrate ``update`` (what waits kept aside, see :func:`.stores.integrate`); raises
+        :class:`protocol.ProtocolError` if it does not decode (then nothing changed)."""
+        try:
+            self._waiting = integrate(self.doc, update, self._waiting, self._deletes)
+        except ValueError as exc:
+            raise p.ProtocolError(f"update does not decode: {exc}") from None
 
     def _sync_step2(self, state_vector: bytes) -> bytes:
         """The sync step 2 frame answering ``state_vector``: from the kept encoding when the
@@ -479,7 +478,8 @@ class DocumentRoom(Room):
         :class:`protocol.ProtocolError` if it does not decode (nothing changed)."""
         if update == p.EMPTY_UPDATE:
             return
-        self._integrate_unobserved(update)
+        with self._unobserved():
+            self._integrate(update)
         self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
         self._pending.append(update)
         self._schedule_flush()
