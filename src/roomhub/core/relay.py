@@ -8,13 +8,14 @@ pages, actions, widgets, the backends' partition socket) belongs to a room whose
 - holder = this hub: the connection is served here as without a cluster; the lease is renewed
   with the heartbeat while the room lives here (members, a grace period, a session) and
   released once it is gone;
-- holder = another hub: this hub opens a WebSocket to the holder's same path (the ``websockets``
-  library's client) and **relays** the client's messages both ways, unchanged. The holder sees
-  a member like any other: one set of programs, one scope, one session table per room. The
-  hub-to-hub handshake carries the cluster's shared secret, the lease key and the client's
-  address (:data:`RELAY_HEADER`, :data:`KEY_HEADER`, :data:`PEER_HEADER`), so that the holder's
-  logs name the client. A relayed connection is never relayed again: a hub that does not hold
-  the key refuses it with HTTP 409, and the relaying hub resolves the holder again.
+- holder = another hub: this hub opens a WebSocket to the holder's same path (a
+  :class:`~roomhub.transport.client_websocket.ClientWebSocket`) and **relays** the client's
+  messages both ways, unchanged. The holder sees a member like any other: one set of programs,
+  one scope, one session table per room. The hub-to-hub handshake carries the cluster's shared
+  secret, the lease key and the client's address (:data:`RELAY_HEADER`, :data:`KEY_HEADER`,
+  :data:`PEER_HEADER`), so that the holder's logs name the client. A relayed connection is
+  never relayed again: a hub that does not hold the key refuses it with HTTP 409, and the
+  relaying hub resolves the holder again.
 
 Faults: when the holder dies, relayed clients are closed with 1012 (service restart) and
 reconnect; the hub they reach takes the lease once it expired. A hub that loses a lease
@@ -37,10 +38,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import websockets
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from ..transport.callback_websocket import CallbackWebSocket
+from ..transport.client_websocket import ClientWebSocket
 from ..transport.traffic import Frame
 from .errors import CloseCode
 
@@ -314,13 +315,34 @@ class RoomRelay:
         headers = [(RELAY_HEADER, self.cluster.relay_secret), (KEY_HEADER, placement.key),
                    (PEER_HEADER, sock.peer)]
         headers += [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k in FORWARDED]
+        skip = placement.sent  # messages the face sent the client here already (its first ones)
+        resuming: list[asyncio.Task[None]] = []
+
+        def to_client(message: str | bytes) -> None:
+            nonlocal skip
+            if skip:
+                skip -= 1
+                return
+            if not sock.send(message):
+                upstream.close()
+            elif not sock.is_drained and not resuming:
+                # The holder's send window then holds what the client cannot take (TCP).
+                upstream.pause_reading()
+                resuming.append(asyncio.ensure_future(resume()))
+
+        async def resume() -> None:
+            try:
+                await sock.drained.wait()
+            finally:
+                resuming.clear()
+                upstream.resume_reading()
+
         try:
             # Pings within the lease time: a holder cut off without a reset is noticed as fast as
             # its lease would expire. Messages are bounded by the holder's own limit already.
-            upstream = await websockets.connect(
-                url, additional_headers=headers, open_timeout=self.lease_seconds, max_size=None,
-                ping_interval=self.lease_seconds, ping_timeout=self.lease_seconds, compression=None,
-                user_agent_header=None,
+            upstream = await ClientWebSocket.connect(
+                url, to_client, headers=headers, open_timeout=self.lease_seconds,
+                ping_interval=self.lease_seconds,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -334,41 +356,29 @@ class RoomRelay:
             return
         self.relayed += 1
         log.debug("%s: relayed to %s for %s", sock.label, address, placement.key)
+        for frame in placement.received:
+            upstream.send(frame)
+        to_holder = asyncio.create_task(self._to_holder(sock, upstream))
         try:
-            for frame in placement.received:
-                await upstream.send(frame)
-            to_holder = asyncio.create_task(self._to_holder(sock, upstream))
-            try:
-                await self._to_client(sock, upstream, placement.sent)
-            finally:
-                to_holder.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await to_holder
-        except websockets.ConnectionClosed:
-            pass
+            await upstream.closed
         finally:
             self.relayed -= 1
-            await upstream.close()
+            for task in (to_holder, *resuming):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await to_holder
+            upstream.abort()
         sock.close(*_client_close(upstream))
 
     @staticmethod
-    async def _to_holder(sock: CallbackWebSocket, upstream: Any) -> None:
+    async def _to_holder(sock: CallbackWebSocket, upstream: ClientWebSocket) -> None:
         while (frame := await sock.next_frame()) is not None:
             if sock.close_code is not None:  # closed by this hub (a limit): nothing more to pass on
                 break
-            await upstream.send(frame)
-        await upstream.close()
-
-    @staticmethod
-    async def _to_client(sock: CallbackWebSocket, upstream: Any, skip: int) -> None:
-        async for message in upstream:
-            if skip:
-                skip -= 1
-                continue
-            if not sock.is_drained:  # the holder's send window then holds what the client cannot take
-                await sock.drained.wait()
-            if not sock.send(message):
+            if not upstream.send(frame):
                 return
+            await upstream.drain()  # the holder reads no faster: nor does this client get read
+        upstream.close()
 
     # -- leases ------------------------------------------------------------------------------
     def _lost(self, key: str) -> None:
@@ -427,10 +437,10 @@ class RoomRelay:
         return asyncio.create_task(claiming(), name=f"relay-claim:{key}")
 
 
-def _client_close(upstream: Any) -> tuple[int, str]:
+def _client_close(upstream: ClientWebSocket) -> tuple[int, str]:
     """The close a relayed client gets when its holder connection ended: the holder's own code
     and reason, or 1012 (reconnect) when the holder went away or vanished."""
-    received = upstream.protocol.close_rcvd
+    received = upstream.close_rcvd
     if received is None or received.code in (CloseCode.GOING_AWAY, 1005, 1006):
         return CloseCode.SERVICE_RESTART, MOVED
     if received.code == CloseCode.INTERNAL_ERROR and "keepalive" in received.reason:

@@ -109,6 +109,28 @@ _END = None  # the inbox's last entry once no message can follow (see CallbackWe
 _ids = itertools.count(1)
 
 
+Fragments = tuple[Opcode, list[bytes]]
+"""A message's first frames: its opcode (the first frame's) and their payloads."""
+
+
+def reassemble(fragments: Fragments | None, opcode: Opcode, data: bytes, fin: bool
+               ) -> tuple[Fragments | None, Opcode | None, bytes]:
+    """One data frame (RFC 6455 section 5.4) added to ``fragments``: ``(fragments kept, the
+    message's opcode, its payload)``, the opcode None while the message is incomplete. A
+    continuation without a first frame is dropped (the library refuses it already)."""
+    if opcode is Opcode.CONT:
+        if fragments is None:
+            return None, None, b""
+        first, parts = fragments
+        parts.append(data)
+        if not fin:
+            return fragments, None, b""
+        return None, first, b"".join(parts)
+    if not fin:
+        return (opcode, [data]), None, b""
+    return None, opcode, data
+
+
 class PreparedMessage:
     """One message framed once, to be sent as is to any number of connections.
 
@@ -336,7 +358,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         self.close_code: int | None = None  # set when the hub starts the close
         self.close_reason = ""
         self._label: str | None = None
-        self._fragments: tuple[Opcode, list[bytes]] | None = None
+        self._fragments: Fragments | None = None
         self._ping_unanswered = False
         self._abort_timer: asyncio.TimerHandle | None = None
         self.budget = ReceiveBudget(server.receive_rate, server.receive_burst, server.receive_throttled_close,
@@ -704,18 +726,11 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
     def _frame(self, opcode: Opcode, data: bytes, fin: bool) -> None:
         if self.closing or not self.opened:
             return
-        if opcode is Opcode.CONT:
-            if self._fragments is None:  # the library refuses this already; never reached
+        if opcode is Opcode.CONT or not fin:  # a fragment: most messages are one frame
+            self._fragments, whole, data = reassemble(self._fragments, opcode, data, fin)
+            if whole is None:
                 return
-            opcode, parts = self._fragments
-            parts.append(data)
-            if not fin:
-                return
-            self._fragments = None
-            data = b"".join(parts)
-        elif not fin:
-            self._fragments = (opcode, [data])  # the first frame's opcode is the message's
-            return
+            opcode = whole
         message: Frame = data
         if opcode is Opcode.TEXT:
             try:
