@@ -65,27 +65,31 @@ async def main(args: argparse.Namespace) -> None:
             async with connect(f"{b.ws}/p/ws?roomName=bench", max_size=None) as on_b:
                 await round_trips(on_b, 5)
                 totals: dict[str, dict[str, list[float] | float]] = {
-                    s: {"latencies": [], "cpu": 0.0} for s in ("holder", "relayed")}
+                    s: {"latencies": [], "cpu": 0.0, "cpu_b": 0.0} for s in ("holder", "relayed")}
                 for _ in range(args.rounds):
                     for setup, ws in (("holder", on_a), ("relayed", on_b)):
                         other = on_b if ws is on_a else on_a
-                        cpu = a.cpu_seconds() + b.cpu_seconds()
+                        cpu, cpu_b = a.cpu_seconds() + b.cpu_seconds(), b.cpu_seconds()
                         drain = asyncio.create_task(_drain(other))  # the other member reads too
                         totals[setup]["latencies"] += await round_trips(ws, args.count)  # type: ignore[operator]
                         drain.cancel()
                         totals[setup]["cpu"] += a.cpu_seconds() + b.cpu_seconds() - cpu  # type: ignore[operator]
+                        totals[setup]["cpu_b"] += b.cpu_seconds() - cpu_b  # type: ignore[operator]
     figures = {}
     for setup, total in totals.items():
         lat = sorted(total["latencies"])  # type: ignore[arg-type]
         figures[setup] = {"round_trips": len(lat), "p50_ms": percentile(lat, 50),
                           "p99_ms": percentile(lat, 99),
-                          "cpu_us_per_round_trip": 1e6 * total["cpu"] / max(1, len(lat))}  # type: ignore[operator]
+                          "cpu_us_per_round_trip": 1e6 * total["cpu"] / max(1, len(lat)),  # type: ignore[operator]
+                          "hub_b_cpu_us_per_round_trip": 1e6 * total["cpu_b"] / max(1, len(lat))}  # type: ignore[operator]
     rows = [[s, f["round_trips"], f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
-             f"{f['cpu_us_per_round_trip']:.0f}"] for s, f in figures.items()]
+             f"{f['cpu_us_per_round_trip']:.0f}", f"{f['hub_b_cpu_us_per_round_trip']:.0f}"]
+            for s, f in figures.items()]
     ratios = {k: figures["relayed"][k] / figures["holder"][k]
               for k in ("p50_ms", "p99_ms", "cpu_us_per_round_trip")}
     where = machine()
-    report("rooms_relay", ["member", "round trips", "p50 ms", "p99 ms", "hubs' CPU us/round trip"], rows,
+    report("rooms_relay", ["member", "round trips", "p50 ms", "p99 ms", "hubs' CPU us/round trip",
+                          "hub B's"], rows,
            {"figures": figures, "ratios": ratios, "count": args.count, "rounds": args.rounds, **where})
     print(f"relayed / holder: p50 {ratios['p50_ms']:.2f}x, p99 {ratios['p99_ms']:.2f}x, "
           f"hubs' CPU per round trip {ratios['cpu_us_per_round_trip']:.2f}x")
