@@ -132,7 +132,9 @@ timeout = 60
         )
         await reader.wait_type(None, "joined")
         await reader.send("flood")
-        finished = asyncio.create_task(reader.wait_type("flood", "finished", timeout=60))
+        # Well within the keepalive interval (20 s): a program's output left paused by a window
+        # nothing drains would only go on when the next ping is written.
+        finished = asyncio.create_task(reader.wait_type("flood", "finished", timeout=15))
         room = hub.hub.face("pages").rooms["/p"].get("slow")
         # The stuck member overflows its queue and is being closed while the flood goes on.
         await eventually(lambda: any(m.closing for m in room.members), within=30)

@@ -88,6 +88,20 @@ async def test_the_window_pauses_at_the_high_mark_resumes_at_the_low_one_and_bou
         SendWindow(bound=1000, high=600, low=600)
 
 
+async def test_a_window_paused_within_a_turn_drains_once_written_if_the_transport_is_not_paused():
+    window = SendWindow(bound=1000, high=600, low=200)
+    assert window.add(700) and not window.is_drained  # a turn's messages, not written yet
+    # Written, the kernel took all but 300 bytes: the transport holds no more than its high mark,
+    # so it is not paused and will never call resume_writing. The window must not wait for it.
+    assert window.written(300)
+    assert window.is_drained and window.drained.is_set()
+    window.pause_transport()  # more than the high mark held: the transport says when it drains
+    assert window.add(500) and window.written(700) and not window.is_drained
+    window.resume_transport(150)
+    assert window.is_drained and window.drained.is_set()
+    assert not window.written(1001)  # past the bound
+
+
 async def read_until_closed(sock: socket.socket) -> bytes:
     """Everything the hub sent ``sock`` (read only now) until it closed the connection."""
     def read() -> bytes:
@@ -136,7 +150,9 @@ async def test_a_page_client_that_reads_nothing_is_closed_4008_and_its_room_keep
                     await asyncio.wait_for(stuck.recv(), 30)
             assert stuck.close_code == 4008 and "too slow" in stuck.close_reason
             await eventually(lambda: len(room.members) == 1)
-            await reader.wait_type("flood", "finished", timeout=60)
+            # Well within the keepalive interval (20 s): a program's output left paused by a
+            # window nothing drains would only go on when the next ping is written.
+            await reader.wait_type("flood", "finished", timeout=15)
             assert reader.output("flood").rstrip().endswith(b"END")
             assert not reader.ws.close_code
         finally:

@@ -415,10 +415,13 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         self._inbox, self._inbox_pos = data, 0
         self._turn_of_work()
 
+    def pause_writing(self) -> None:
+        self.window.pause_transport()
+
     def resume_writing(self) -> None:
         transport = self.transport
         if transport is not None:
-            self.window.set(transport.get_write_buffer_size())
+            self.window.resume_transport(transport.get_write_buffer_size())
 
     def eof_received(self) -> bool | None:
         # Never behind a backlog: reading is paused while one waits, so EOF is read after it.
@@ -661,7 +664,7 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             data.pop()
         if data:
             transport.write(b"".join(data))  # one item: joined without a copy
-            if not self.window.set(transport.get_write_buffer_size()) and not self.closing:
+            if not self.window.written(transport.get_write_buffer_size()) and not self.closing:
                 log.warning("%s: %d bytes unsent, closing as slow consumer", self.label, self.window.buffered)
                 self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)
         if eof:

@@ -47,7 +47,7 @@ class SendWindow:
     made on first use so that an idle connection holds none.
     """
 
-    __slots__ = ("_event", "bound", "buffered", "high", "is_drained", "low")
+    __slots__ = ("_event", "bound", "buffered", "high", "is_drained", "low", "transport_paused")
 
     def __init__(self, bound: int, high: int, low: int) -> None:
         if not 0 <= low < high <= bound:
@@ -57,6 +57,8 @@ class SendWindow:
         self.low = low
         self.buffered = 0
         self.is_drained = True
+        # The transport's own pause (asyncio's pause_writing/resume_writing, same marks).
+        self.transport_paused = False
         self._event: asyncio.Event | None = None
 
     @classmethod
@@ -96,6 +98,27 @@ class SendWindow:
         elif buffered <= self.low:
             self._drained_is(True)
         return buffered <= self.bound
+
+    def written(self, buffered: int) -> bool:
+        """What the kernel did not take of a write: ``buffered`` bytes; False past the bound.
+
+        Bytes counted by :meth:`add` during a turn may have paused the window where the
+        transport, once written, is not paused (it holds no more than ``high``): such a
+        transport never calls ``resume_writing``, so nothing would drain the window but the
+        next write. It is drained now unless the transport is paused."""
+        within = self.set(buffered)
+        if not self.is_drained and not self.transport_paused:
+            self._drained_is(True)
+        return within
+
+    def pause_transport(self) -> None:
+        """The transport paused writing (asyncio's ``pause_writing``: more than ``high`` held)."""
+        self.transport_paused = True
+
+    def resume_transport(self, buffered: int) -> None:
+        """The transport resumed writing (``resume_writing``): ``buffered`` bytes are held."""
+        self.transport_paused = False
+        self.set(buffered)
 
     def release(self) -> None:
         """Nothing is owed any more (the connection is closing): drained, so nobody waits on it."""
