@@ -70,6 +70,29 @@ async def stream_entries(redis_url: str, room: str) -> list[dict[bytes, bytes]]:
         return [fields for _, fields in await client.xrange(f"{PREFIX}:doc:{room}")]
 
 
+@contextlib.asynccontextmanager
+async def channel_messages(redis_url: str, room: str):
+    """Every message published on ``room``'s channel meanwhile, as ``(run id, kind, payload)``."""
+    seen: list[tuple[str, bytes, bytes]] = []
+    async with redis.Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.subscribe(f"{PREFIX}:live:{room}")
+
+        async def listen() -> None:
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    origin, _, rest = message["data"].partition(b"|")
+                    seen.append((origin.decode(), rest[:1], rest[1:]))
+
+        task = asyncio.create_task(listen())
+        try:
+            yield seen
+        finally:
+            await asyncio.sleep(0.2)  # the last ones on their way
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 async def run_of(hub: HubProcess) -> str:
     async with httpx.AsyncClient() as http:
         return (await http.get(f"{hub.base}/api/cluster")).json()["run"]
@@ -87,7 +110,8 @@ async def test_two_hubs_converge_both_ways_a_late_hub_gets_all_and_nothing_echoe
 ):
     conf = config(tmp_path / "conf", redis_url, postgres_dsn)
     a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n)) for n in ("a", "b"))
-    async with y_client(a_hub.ws, "shared") as a, y_client(b_hub.ws, "shared") as b:
+    async with (channel_messages(redis_url, "shared") as messages,
+                y_client(a_hub.ws, "shared") as a, y_client(b_hub.ws, "shared") as b):
         # one round each way first: from then on every hub has read the other's state request
         b.doc.get("arr", type=Array).append("b-first")
         await eventually(lambda: items(a.doc) == ["b-first"], what="b's first item on hub a")
@@ -106,27 +130,30 @@ async def test_two_hubs_converge_both_ways_a_late_hub_gets_all_and_nothing_echoe
             # and, connected, what is written next
             a.doc.get("arr", type=Array).append("late")
             await eventually(lambda: "late" in items(c.doc), what="a later item on hub c")
-        # No echo, no amplification: a hub publishes updates its own clients made, once each;
-        # nothing it read comes back from it.
-        runs = {await run_of(h): client for h, client in ((a_hub, a), (b_hub, b), (c_hub, None))}
-        entries = await stream_entries(redis_url, "shared")
-        published: dict[str, int] = dict.fromkeys(runs, 0)
-        for fields in entries:
-            run = fields[b"o"].decode()
-            assert run in runs
-            if b"u" in fields:
-                published[run] += 1
-                client = runs[run]
-                assert client is not None, "hub c, whose client wrote nothing, published an update"
-                others = [c.doc.client_id for c in (a, b) if c is not client]
-                assert carries(fields[b"u"], client.doc.client_id)
-                assert not any(carries(fields[b"u"], other) for other in others), (
-                    f"hub {run} sent back what it read from another hub")
-        assert 0 < published[await run_of(b_hub)] <= 61
-        assert 0 < published[await run_of(a_hub)] <= 62
-        # each hub asked once, at opening; answers (what a hub lacked) carry anybody's structs
-        assert sum(b"q" in f for f in entries) == 3
-        assert all(b"u" in f or b"q" in f or b"s" in f for f in entries)
+    # No echo, no amplification: a hub publishes updates its own clients made, once each;
+    # nothing it received comes back from it, on the document's channel or in its stream.
+    runs = {await run_of(h): client for h, client in ((a_hub, a), (b_hub, b), (c_hub, None))}
+    entries = await stream_entries(redis_url, "shared")
+    stored = [(f[b"o"].decode(), b"u" if b"u" in f else b"s", f.get(b"u") or f[b"s"]) for f in entries]
+    for run in runs:  # the same updates, in each hub's order (hubs interleave as Redis saw them)
+        assert [m for m in messages if m[0] == run and m[1] in (b"u", b"s")] == [
+            m for m in stored if m[0] == run]
+    published: dict[str, int] = dict.fromkeys(runs, 0)
+    for run, kind, payload in messages:
+        assert run in runs
+        if kind == b"u":
+            published[run] += 1
+            client = runs[run]
+            assert client is not None, "hub c, whose client wrote nothing, published an update"
+            others = [c.doc.client_id for c in (a, b) if c is not client]
+            assert carries(payload, client.doc.client_id)
+            assert not any(carries(payload, other) for other in others), (
+                f"hub {run} sent back what it received from another hub")
+    assert 0 < published[await run_of(b_hub)] <= 61
+    assert 0 < published[await run_of(a_hub)] <= 62
+    # each hub asked once, at opening; answers (what a hub lacked) carry anybody's structs
+    assert sum(kind == b"q" for _, kind, _ in messages) == 3
+    assert {kind for _, kind, _ in messages} <= {b"u", b"q", b"s", b"a"}
 
 
 async def test_a_hub_killed_before_its_commit_loses_nothing(tmp_path, redis_url, postgres_dsn, hub_process):
@@ -224,8 +251,9 @@ async def test_awareness_reaches_the_members_of_other_hubs_and_so_does_its_remov
 async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
     tmp_path, redis_url, postgres_dsn, hub_process
 ):
-    """Redis keeps its streams but closes every hub's connection, five times, while a client on
-    each hub edits: each hub resumes reading from the last id it read, and both end with all."""
+    """Redis keeps its streams but closes every hub's connections (subscriptions too), five
+    times, while a client on each hub edits: what was published while a hub's subscription was
+    down comes by the resync (state vectors exchanged), and both end with all."""
     conf = config(tmp_path / "conf", redis_url, postgres_dsn)
     a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n)) for n in ("a", "b"))
     async with y_client(a_hub.ws, "shared") as a, y_client(b_hub.ws, "shared") as b:
@@ -234,14 +262,15 @@ async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
             async with redis.Redis.from_url(redis_url) as admin:
                 for _ in range(5):
                     await asyncio.sleep(0.2)
-                    await admin.client_kill_filter(_type="normal", skipme=True)
+                    for kind in ("pubsub", "normal"):
+                        await admin.client_kill_filter(_type=kind, skipme=True)
 
         await asyncio.gather(append_slowly(a.doc, "a", 100, 0.01), append_slowly(b.doc, "b", 100, 0.01),
                              drop_connections())
         await eventually(lambda: len(items(a.doc)) == len(items(b.doc)) == 200, within=30,
                          what="both clients to hold all 200 items")
         assert items(a.doc) == items(b.doc)
-    assert "resuming from the last ids read" in a_hub.log() + b_hub.log()
+    assert "Redis reachable again; resyncing 1 document(s)" in a_hub.log() + b_hub.log()
 
 
 def test_stream_length_is_validated_with_its_key():
