@@ -264,15 +264,9 @@ class PostgresStore(GroupCommitStore):
                     )
                     await cur.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%s)", (ids[len(head):],))
                 updates = [*head, *updates[cut:]]
-            else:
-                ids = []
-        held = self._held.get(name)
-        if held is not None:
-            # The snapshot written may hold rows of other hubs that the room never applied:
-            # the rewritten rows are not the room's any more (the deleted ones are gone).
-            for row_id in ids:
-                held.pop(row_id, None)
-        return StoredDocument(name, len(updates), sum(map(len, updates)))
+            # The rows it rewrote may now hold rows of other hubs that a live room never applied:
+            # their new xmin tells the room's next compaction (compact_snapshot) to keep them.
+            return StoredDocument(name, len(updates), sum(map(len, updates)))
 
     async def delete(self, name: str) -> bool:
         await self.flush()
