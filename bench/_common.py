@@ -389,3 +389,19 @@ def timer() -> Iterator[list[float]]:
         yield out
     finally:
         out.append(time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def postgres(dsn: str | None) -> Iterator[str]:
+    """``dsn`` itself, or without one a private PostgreSQL cluster for the ``with`` block
+    (Debian's server in a temporary folder, started as the tests start theirs,
+    ``tests/services.py``, with fsync on): its connection string."""
+    if dsn:
+        yield dsn
+        return
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from services import running, start_postgres
+
+    with running("roomhub-bench-postgres-", lambda folder: start_postgres(folder, fsync=True)) as server:
+        yield server.dsn()

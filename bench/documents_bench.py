@@ -26,7 +26,9 @@ documents) drives each. Scenarios:
   new client to be synced (median of 9: single joins vary by several ms on
   a shared machine), content checked; and the part of it from the socket's
   opening to synced (sync step 1 sent, the whole document loaded by the
-  server, sync step 2 received and applied). The rest is the WebSocket
+  server, sync step 2 received and applied), and the part of that spent by the
+  client applying sync step 2 to its own document (``Y.applyUpdate``: the same
+  bytes, so about the same cost, whichever server sent them). The rest is the WebSocket
   handshake, mostly the Node client's own work (2-3 ms against a bare
   asyncio server, ``documents_floor.py``).
 
@@ -297,6 +299,8 @@ def main() -> None:
              "higher"),
             (f"history{h}", "join_ms_median", f"join {h} updates history p50 (ms)", 1, "lower"),
             (f"history{h}", "sync_ms_median", "  of which open -> synced (ms)", 1, "lower"),
+            (f"history{h}", "apply_ms_median", "    of which the client applying it (ms)", 1,
+             "lower"),
         ]
 
     def value(name: str, mode: str, key: str, scale: float) -> float | None:

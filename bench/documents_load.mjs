@@ -67,7 +67,9 @@ class Client {
         if (sub === 0) {
           this.ws.send(syncMsg(1, Y.encodeStateAsUpdate(this.doc, payload)))
         } else if (sub === 1) {
+          const received = now()
           if (opts.applyStep2) Y.applyUpdate(this.doc, payload, 'remote')
+          this.applyMs = now() - received // the client's own share of the join, whatever the server
           this.syncedAfter = now() - this.t0
           clearTimeout(timer)
           resolve(this)
@@ -212,12 +214,13 @@ async function history () {
   const joins = []
   for (let i = 0; i < (opts.joins || 9); i++) {
     const c = await new Client('history', 1000 + i).connect(60000)
-    joins.push({ ms: c.syncedAfter, syncMs: c.syncedAfter - c.openedAfter, complete: c.text.length === expected })
+    joins.push({ ms: c.syncedAfter, syncMs: c.syncedAfter - c.openedAfter, applyMs: c.applyMs, complete: c.text.length === expected })
     c.close()
     await sleep(opts.coldDelay * 1000)
   }
   const ms = joins.map((j) => j.ms).sort((a, b) => a - b)
   const syncMs = joins.map((j) => j.syncMs).sort((a, b) => a - b)
+  const applyMs = joins.map((j) => j.applyMs).sort((a, b) => a - b)
   return {
     updates: total,
     writer_closed: writerClosed,
@@ -228,6 +231,8 @@ async function history () {
     join_ms: ms,
     sync_ms_median: syncMs[Math.floor(syncMs.length / 2)],
     sync_ms: syncMs,
+    apply_ms_median: applyMs[Math.floor(applyMs.length / 2)],
+    apply_ms: applyMs,
     complete: joins.every((j) => j.complete)
   }
 }

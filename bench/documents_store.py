@@ -24,16 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from _common import ROOT, machine, percentile, report
-
-sys.path.insert(0, str(ROOT / "tests"))  # the tests' private PostgreSQL (tests/services.py)
-
+from _common import machine, percentile, postgres, report
 from pycrdt import Doc, Text
 
 from roomhub.documents.stores import DocumentStore, PostgresStore, SQLiteStore
@@ -105,17 +101,6 @@ async def opened(store: DocumentStore) -> AsyncIterator[DocumentStore]:
         yield store
     finally:
         await store.close()
-
-
-@contextlib.contextmanager
-def postgres(dsn: str | None) -> Iterator[str]:
-    if dsn:
-        yield dsn
-        return
-    from services import running, start_postgres
-
-    with running("roomhub-bench-postgres-", lambda folder: start_postgres(folder, fsync=True)) as server:
-        yield server.dsn()
 
 
 async def main(args: argparse.Namespace) -> None:

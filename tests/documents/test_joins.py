@@ -102,3 +102,28 @@ async def test_a_cold_join_decodes_nothing_and_the_first_change_sees_the_whole_d
             editor.doc.get("text", type=Text).insert(0, "!")
             await eventually(lambda: room.to_json().get("text") == "!" + expected)
         assert room._cold is None
+
+
+async def test_joins_get_the_kept_framed_state_of_any_size_up_to_date(docs_config, in_process_hub):
+    """The answer to a client that has nothing is kept framed as one WebSocket message: joins
+    share that very message until a change, and get the new state after one, at each of the
+    frame header's length sizes (RFC 6455 section 5.2: 7, 16 and 64 bits), warm and cold."""
+    async with in_process_hub(docs_config(grace_period=30)) as h:
+        face = h.hub.face("documents")
+        async with y_client(h.ws, "sizes") as writer:
+            text = writer.doc.get("text", type=Text)
+            room = face.get_room("sizes")
+            for chunk in ("a" * 50, "b" * 300, "c" * 70_000):
+                text += chunk
+                expected = str(text)
+                await eventually(lambda e=expected: room.to_json().get("text") == e)
+                first = await _sync_step2(h.ws, "sizes")
+                kept = room._step2
+                assert kept is not None and bytes(kept.payload) == p.sync_step2(first)
+                assert _text(first) == expected
+                second = await _sync_step2(h.ws, "sizes")
+                assert second == first and room._step2 is kept  # framed once for both joins
+            assert room.size() == len(room.doc.get_update())
+        await face.rooms.drop("sizes", 1001, "evicted")  # flushed and compacted: a snapshot row
+        assert _text(await _sync_step2(h.ws, "sizes")) == expected  # cold: the row, framed
+        assert face.get_room("sizes").snapshot() == (await face.store.load("sizes"))[0]

@@ -9,6 +9,7 @@ from roomhub.core.bus import LocalBus
 from roomhub.documents import protocol as p
 from roomhub.documents.room import DocumentContext, DocumentRoom
 from roomhub.documents.stores import SQLiteStore
+from roomhub.transport.callback_websocket import PreparedMessage
 
 from .test_stores import edits, text_of
 
@@ -22,7 +23,7 @@ class Recorder:
         self.closed: tuple[int, str] | None = None
 
     def send(self, frame) -> bool:
-        self.frames.append(bytes(frame))
+        self.frames.append(bytes(frame.payload if isinstance(frame, PreparedMessage) else frame))
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:

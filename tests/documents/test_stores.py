@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pycrdt import Array, Doc, Text
+from pycrdt import Array, Doc, Map, Text
 
 from hubtest import eventually
 from roomhub.documents.stores import MemoryStore, PostgresStore, SQLiteStore, load_into, merge
@@ -292,11 +292,15 @@ async def test_postgres_group_commit_writes_a_window_in_one_transaction(postgres
     await again.close()
 
 
-async def test_postgres_stores_compacting_one_document_while_writing_lose_nothing(postgres_dsn):
+@pytest.mark.parametrize("live", [False, True], ids=["replay", "live"])
+async def test_postgres_stores_compacting_one_document_while_writing_lose_nothing(postgres_dsn, live):
     """Three stores on one database (three hubs): two append updates of their own clients to one
     document in small, frequent batches while all three compact it again and again; every item is
-    there once at the end."""
-    writers = [PostgresStore(postgres_dsn, commit_window=0.001, compact_after=15) for _ in range(2)]
+    there once at the end. ``live``: each writer's document is attached as an open room's (its
+    compactions write its state, which lacks the other writer's items), the third replays."""
+    writers = [HeldPostgresStore(postgres_dsn, commit_window=0.001, compact_after=15) for _ in range(2)]
+    for s in writers:
+        s.release.set()
     compactor = PostgresStore(postgres_dsn, compact_after=10**6)
     for s in (*writers, compactor):
         await s.open()
@@ -307,6 +311,8 @@ async def test_postgres_stores_compacting_one_document_while_writing_lose_nothin
     async def write(store: PostgresStore, tag: str) -> None:
         doc = Doc()
         doc.observe(lambda e: store.append("shared", e.update))
+        if live:
+            store.attach("shared", doc.get_update)
         arr = doc.get("arr", type=Array)
         for i in range(per_writer):
             arr.append(f"{tag}{i}")
@@ -318,7 +324,9 @@ async def test_postgres_stores_compacting_one_document_while_writing_lose_nothin
         while writing:
             result = await store.compact("shared")
             compactions += result is not None and result.updates < 15
-            await asyncio.sleep(0)
+            # Live: rows a writer committed must outlive the replays a while, or none is left
+            # for its state to replace.
+            await asyncio.sleep(0.01 if live else 0)
 
     compacting = [asyncio.create_task(compact_continuously(s)) for s in (*writers, compactor)]
     await asyncio.gather(write(writers[0], "a"), write(writers[1], "b"))
@@ -332,6 +340,10 @@ async def test_postgres_stores_compacting_one_document_while_writing_lose_nothin
     expected = [f"a{i}" for i in range(per_writer)] + [f"b{i}" for i in range(per_writer)]
     assert sorted(items) == sorted(expected)
     assert compactions > 0, "no compaction happened while the writers wrote"
+    if live:
+        assert sum(s.written for s in writers) > 0, "no compaction from a writer's state"
+    else:
+        assert not any(s.snapshots for s in writers)
     rows = {d.name: d.updates for d in await compactor.documents()}["shared"]
     assert rows < 2 * per_writer
     await compactor.close()
@@ -365,25 +377,72 @@ async def test_flush_waits_for_what_was_appended_before_not_for_other_writers(st
     assert text_of(await store.load("a")) == expected
 
 
-class HeldCompactionStore(SQLiteStore):
-    """An SQLite store whose compactions from a room's state wait for ``release`` before their
-    transaction: the test commits rows between the state's taking and its transaction."""
+class Recorded:
+    """A database store (mixed into SQLiteStore or PostgresStore) that records its compactions:
+    ``snapshots`` the rows each compaction from a room's state was told its state holds (it
+    waits for ``release`` before its transaction: a test commits rows between the state's taking
+    and its transaction) and ``written`` how many of them wrote it, ``replays`` the compactions
+    that read and replayed the log."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.release = asyncio.Event()
-        self.snapshots: list[int] = []  # the row id each compaction from a state stopped at
+        self.snapshots: list[object] = []
+        self.written = 0
+        self.replays = 0
 
-    async def compact_snapshot(self, name, snapshot, upto):
-        self.snapshots.append(upto)
+    async def compact_snapshot(self, name, snapshot, held):
+        self.snapshots.append(held)
         await self.release.wait()
-        return await super().compact_snapshot(name, snapshot, upto)
+        result = await super().compact_snapshot(name, snapshot, held)
+        self.written += result is not None
+        return result
+
+    async def compact_rows(self, name):
+        self.replays += 1
+        return await super().compact_rows(name)
 
 
-async def test_compaction_from_a_live_document_keeps_rows_committed_after_its_state(tmp_path):
+class HeldSQLiteStore(Recorded, SQLiteStore):
+    pass
+
+
+class HeldPostgresStore(Recorded, PostgresStore):
+    pass
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def held_store(request, tmp_path):
+    """Makes a :class:`Recorded` store of either kind, keyword arguments passed on (the test
+    opens and closes it)."""
+
+    def make(**kwargs):
+        if request.param == "postgres":
+            return HeldPostgresStore(request.getfixturevalue("postgres_dsn"), **kwargs)
+        return HeldSQLiteStore(tmp_path / "d.sqlite3", **kwargs)
+
+    return make
+
+
+async def open_room(store, stored: int = 0):
+    """A document room ``doc`` of ``store`` (no cluster), created after ``stored`` updates were
+    committed for it (:func:`edits`): it loaded them."""
+    from roomhub.core.bus import LocalBus
+    from roomhub.documents.room import DocumentContext, DocumentRoom
+
+    updates, _ = edits(stored)
+    for u in updates:
+        store.append("doc", u)
+    await store.flush()
+    room = DocumentRoom("doc", DocumentContext(store), LocalBus())
+    await room.on_create()
+    return room
+
+
+async def test_compaction_from_a_live_document_keeps_rows_committed_after_its_state(held_store):
     """A compaction takes the live document's state at one commit and writes it later: the rows
     committed in between (updates the state lacks) are kept after it, none lost, none doubled."""
-    store = HeldCompactionStore(tmp_path / "d.sqlite3", commit_window=0.001, compact_after=20)
+    store = held_store(commit_window=0.001, compact_after=20)
     await store.open()
     try:
         live = Doc()
@@ -404,21 +463,21 @@ async def test_compaction_from_a_live_document_keeps_rows_committed_after_its_st
         assert not whole and text_of(rows) == str(text)
         assert text_of(rows[:1]) == "".join(f"{i}," for i in range(25))  # the snapshot, first
         assert len(rows) == 16  # the snapshot and the 15 rows committed after it
-        assert store.snapshots and (await store.compact("doc")).updates == 1  # no state: replay
+        assert store.replays == 0
+        assert (await store.compact("doc")).updates == 1  # no state: replay
+        assert store.replays == 1 and len(store.snapshots) == 1
         assert text_of(await store.load("doc")) == str(text)
     finally:
         store.release.set()
         await store.close()
 
 
-async def test_a_room_compacts_into_its_state_unless_a_deletion_waits(tmp_path):
+async def test_a_room_compacts_into_its_state_unless_a_deletion_waits(held_store):
     """A document room hands the store its state; a deletion of an item the document lacks
     (left out of a Doc's encoding) makes it replay the log instead, so the deletion is kept."""
-    from roomhub.core.bus import LocalBus
     from roomhub.documents import protocol as p
-    from roomhub.documents.room import DocumentContext, DocumentRoom
 
-    store = HeldCompactionStore(tmp_path / "d.sqlite3", commit_window=0.001, compact_after=10**6)
+    store = held_store(commit_window=0.001, compact_after=10**6)
     store.release.set()
     await store.open()
     try:
@@ -430,14 +489,13 @@ async def test_a_room_compacts_into_its_state_unless_a_deletion_waits(tmp_path):
         del text[1:3]
         deletion = author.get_update(before)
 
-        room = DocumentRoom("doc", DocumentContext(store), LocalBus())
-        await room.on_create()
+        room = await open_room(store)
         room.handle(None, p.sync_update(deletion))  # the item it deletes never reached the room
         room._flush()
         await store.flush()
         assert room.snapshot() is None
         await store.compact("doc")
-        assert store.snapshots == []  # replayed: the deletion is in the log
+        assert store.snapshots == [] and store.replays == 1  # replayed: the deletion is in the log
         room.handle(None, p.sync_update(inserted))
         room._flush()
         await store.flush()
@@ -449,3 +507,150 @@ async def test_a_room_compacts_into_its_state_unless_a_deletion_waits(tmp_path):
     finally:
         await store.close()
 
+
+async def test_an_open_room_compacts_from_its_state_without_replaying_the_log(held_store):
+    """A room loaded from stored rows, changed by its clients and by another hub (replicated to
+    it, stored by that hub, so in no row of this store), is compacted into its state: one row,
+    holding the other hub's change too, which a replay of the log could not have written; it
+    loads back as the room's document."""
+    store = held_store(commit_window=0.001, compact_after=10**6)
+    store.release.set()
+    await store.open()
+    try:
+        room = await open_room(store, stored=30)  # loads the 30 rows
+        text = room.doc.get("text", type=Text)
+        for i in range(10):
+            text += f"r{i},"  # a change made here: stored by this store
+        other = Doc()
+        other.get("map", type=Map)["from"] = "another hub"
+        room.apply_remote(other.get_update())  # applied, not stored here
+        room._flush()
+        await store.flush()
+        assert len(await store.load("doc")) == 31
+        result = await store.compact("doc")
+        assert store.replays == 0 and len(store.snapshots) == 1
+        assert result is not None and result.updates == 1
+        rows = await store.load("doc")
+        assert len(rows) == 1 and result.bytes == len(rows[0])
+        loaded = Doc()
+        load_into(loaded, rows)
+        assert str(loaded.get("text", type=Text)) == str(text)
+        assert loaded.get("map", type=Map).to_py() == {"from": "another hub"}  # the state's alone
+        await room.on_teardown()
+        assert text_of(await store.load("doc")) == str(text)
+    finally:
+        await store.close()
+
+
+async def test_postgres_room_compaction_keeps_rows_another_hub_committed_after_its_load(postgres_dsn):
+    """Hub A's room compacts from its state while hub B stores updates of its own clients that
+    A's room never applied: one committed between A's commits, one whose transaction took a
+    smaller id than A's last row and committed after it (ids come from one sequence and commit
+    out of order). Both are kept: a cut at A's last id would have deleted them. The one in
+    between builds on A's text (B's copy had it, replicated): it comes before A's snapshot in
+    the log now, and integrates once the snapshot is applied."""
+    import psycopg
+
+    store = HeldPostgresStore(postgres_dsn, commit_window=0.001, compact_after=10**6)
+    store.release.set()
+    other_hub = PostgresStore(postgres_dsn, commit_window=0.001)
+    await store.open()
+    await other_hub.open()
+    late = await psycopg.AsyncConnection.connect(postgres_dsn)
+    try:
+        room = await open_room(store, stored=5)
+        text = room.doc.get("text", type=Text)
+
+        def other_client(key: str) -> bytes:
+            doc = Doc()
+            doc.get("map", type=Map)[key] = key
+            return doc.get_update()
+
+        # B's transaction takes its id now and commits after A's rows.
+        cur = await late.execute(
+            "INSERT INTO roomhub_updates (doc, data, created) VALUES ('doc', %s, 0) RETURNING id",
+            (other_client("late"),),
+        )
+        (late_id,) = await cur.fetchone()
+        text += "a,"
+        room._flush()
+        await store.flush()
+        copy = Doc()  # hub B's copy of the document: A's text replicated to it
+        copy.apply_update(room.doc.get_update())
+        before = copy.get_state()
+        copy.get("text", type=Text).insert(1, "B")
+        copy.get("map", type=Map)["between"] = "between"
+        other_hub.append("doc", copy.get_update(before))
+        await other_hub.flush()
+        text += "b,"
+        room._flush()
+        await store.flush()
+        await late.commit()
+        expected = Doc()  # every update, once: what each copy shows once replication is done
+        for update in (room.doc.get_update(), copy.get_update(), other_client("late")):
+            expected.apply_update(update)
+        result = await store.compact("doc")
+        assert store.replays == 0 and len(store.snapshots) == 1
+        assert result is not None and result.updates == 3  # the snapshot and B's two rows
+        with psycopg.connect(postgres_dsn) as db:
+            snapshot_id = db.execute("SELECT id FROM roomhub_updates WHERE snapshot").fetchone()[0]
+        assert late_id < snapshot_id  # committed after A's rows up to the snapshot's id
+        loaded = Doc()
+        assert load_into(loaded, await store.load("doc")) == []  # nothing waits
+        assert str(loaded.get("text", type=Text)) == str(expected.get("text", type=Text))
+        assert str(expected.get("text", type=Text)).replace("B", "") == str(text)
+        assert loaded.get("map", type=Map).to_py() == {"late": "late", "between": "between"}
+        await room.on_teardown()
+    finally:
+        await late.close()
+        await other_hub.close()
+        await store.close()
+
+
+async def test_postgres_room_keeps_a_row_another_hub_rewrote_since_it_saw_it(postgres_dsn):
+    """Hub B's replay compaction rewrites a row A's room holds into a snapshot that also holds
+    B's row, which A's room never applied. A's next compaction from its state sees that row
+    rewritten (a new xmin) and keeps it as it is: B's row is not lost; the rows A's room still
+    holds are replaced by its state."""
+    store = HeldPostgresStore(postgres_dsn, commit_window=0.001, compact_after=10**6)
+    store.release.set()
+    other_hub = PostgresStore(postgres_dsn, commit_window=0.001, compact_after=10**6)
+    await store.open()
+    await other_hub.open()
+    try:
+        room = await open_room(store)
+        text = room.doc.get("text", type=Text)
+
+        def commit(word: str):
+            nonlocal text
+            text += word
+            room._flush()
+            return store.flush()
+
+        def stored() -> tuple[str, dict]:
+            doc = Doc()
+            load_into(doc, rows)
+            return str(doc.get("text", type=Text)), doc.get("map", type=Map).to_py()
+
+        await commit("a,")
+        b = Doc()
+        b.get("map", type=Map)["b"] = "b"
+        other_hub.append("doc", b.get_update())
+        await other_hub.flush()
+        assert (await other_hub.compact("doc")).updates == 1  # A's row rewritten, B's deleted
+        for word in ("c,", "d,", "e,"):
+            await commit(word)
+        result = await store.compact("doc")
+        rows = await store.load("doc")
+        assert stored() == ("a,c,d,e,", {"b": "b"})
+        assert store.replays == 0 and store.written == 1
+        assert result.updates == len(rows) == 2  # B's snapshot (with A's "a,") and A's state
+        await commit("f,")
+        await store.compact("doc")
+        rows = await store.load("doc")
+        assert stored() == ("a,c,d,e,f,", {"b": "b"}) and len(rows) == 2
+        assert store.replays == 0 and store.written == 2
+        await room.on_teardown()
+    finally:
+        await other_hub.close()
+        await store.close()

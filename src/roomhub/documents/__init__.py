@@ -25,7 +25,7 @@ from ..core.context import FaceContext
 from ..core.errors import HubError
 from ..core.face import Face
 from ..core.rooms import RoomRegistry, validate_room_name
-from ..transport.callback_websocket import SocketEndpoint
+from ..transport.callback_websocket import PreparedMessage, SocketEndpoint
 from ..transport.traffic import Frame
 from . import protocol
 from .access import Access, AccessRequest, load_hook
@@ -52,7 +52,7 @@ class _ServerMember:
         event.set()
         return event
 
-    def send(self, frame: Frame) -> bool:
+    def send(self, frame: Frame | PreparedMessage) -> bool:
         return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:

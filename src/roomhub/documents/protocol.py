@@ -218,6 +218,12 @@ def _sync(sub: int, payload: bytes) -> bytes:
     return bytes((MSG_SYNC, sub)) + write_var_uint(len(payload)) + payload
 
 
+def sync_step2_header(size: int) -> bytes:
+    """The bytes before a sync step 2 payload of ``size`` bytes (type, sub-type, length): a
+    large payload is framed after them without being copied into a frame of its own."""
+    return bytes((MSG_SYNC, SYNC_STEP2)) + write_var_uint(size)
+
+
 def sync_header_size(frame: bytes) -> int:
     """Bytes before the payload of a sync frame (type, sub-type, payload length)."""
     r = _Reader(frame)

@@ -10,9 +10,12 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   answer (sync step 2 is computed from the document at that instant, so no
   update can reach it before the state it builds on);
 - the document's encoding is kept while nothing changes: the sync step 1
-  frame every joiner gets and the sync step 2 frame answering an empty state
+  frame every joiner gets and the sync step 2 message answering an empty state
   vector (a client with nothing) are made once per change batch, on the first
-  join that needs them, and the same bytes go to every joiner. A room loaded
+  join that needs them, and the same bytes go to every joiner: the sync step 2
+  is kept framed as a WebSocket message
+  (:class:`~roomhub.transport.callback_websocket.PreparedMessage`, the state copied once
+  into it), so a join of a document of 870 KiB copies nothing and encodes nothing. A room loaded
   from a log of one row (a compacted document) whose structs all integrated
   answers with that row as it is: no encoding is needed, and a row the store
   knows a compaction wrote as a snapshot (:meth:`~.stores.DocumentStore.load_whole`)
@@ -66,6 +69,7 @@ from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_state, get_updat
 from ..core.bus import Bus
 from ..core.rooms import Room
 from ..jsonlimits import DEFAULT_MAX_DEPTH
+from ..transport.callback_websocket import PreparedMessage
 from ..transport.traffic import Frame
 from . import protocol as p
 from .stores import DocumentStore, integrate, load_into, merge
@@ -87,7 +91,7 @@ class Member(Protocol):
 
     label: str
 
-    def send(self, frame: Frame) -> bool: ...
+    def send(self, frame: Frame | PreparedMessage) -> bool: ...
 
     def close(self, code: int = 1000, reason: str = "") -> None: ...
 
@@ -124,6 +128,11 @@ def root_types_json(doc: Doc) -> dict[str, Any]:
     return view
 
 
+def _framed_step2(update: bytes) -> PreparedMessage:
+    """``[0, 1, update]`` framed as a binary WebSocket message, ``update`` copied once."""
+    return PreparedMessage.binary(p.sync_step2_header(len(update)), update)
+
+
 class DocumentRoom(Room):
     """A Yjs document shared over the y-websocket protocol (see the module's description)."""
 
@@ -142,7 +151,7 @@ class DocumentRoom(Room):
         self._told_read_only: set[Any] | None = None
         # The document's encoding while nothing changes (None: to be made on the next join).
         self._step1_frame: bytes | None = None
-        self._step2_frame: bytes | None = None  # the answer to an empty state vector
+        self._step2: PreparedMessage | None = None  # the answer to an empty state vector, framed
         self._incoming: list[tuple[Any, bytes]] = []  # (member, update) received this turn
         self._pending: list[bytes] = []  # changes of this turn, to send
         self._local: list[bytes] = []  # changes of this turn made here, to replicate (in a cluster)
@@ -180,7 +189,7 @@ class DocumentRoom(Room):
         if len(updates) == 1 and not self._waiting:
             # One row (a compacted document) that integrated whole is the document's state:
             # joiners get it as it is, with no encoding of the document.
-            self._step2_frame = p.sync_step2(updates[0])
+            self._step2 = _framed_step2(updates[0])
         self._observing = True
         if self._cold is None:
             self._subscription = self._doc.observe(self._on_change)
@@ -309,7 +318,7 @@ class DocumentRoom(Room):
         before = self.doc.get_state() if replicated else b""
         self._integrate(update)
         self.updates_applied += 1
-        self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
+        self._step1_frame = self._step2 = None  # the kept encoding is out of date
         self._pending.append(update)
         if replicated:
             # Only what is new here crosses Redis: a client that sends back what it received
@@ -347,14 +356,11 @@ class DocumentRoom(Room):
         except ValueError as exc:
             raise p.ProtocolError(f"update does not decode: {exc}") from None
 
-    def _sync_step2(self, state_vector: bytes) -> bytes:
-        """The sync step 2 frame answering ``state_vector``: from the kept encoding when the
+    def _sync_step2(self, state_vector: bytes) -> bytes | PreparedMessage:
+        """The sync step 2 message answering ``state_vector``: the kept one, framed, when the
         client has nothing (an empty state vector), else what the document has beyond it."""
         if state_vector == p.EMPTY_STATE_VECTOR:
-            frame = self._step2_frame
-            if frame is None:
-                frame = self._step2_frame = p.sync_step2(self.doc.get_update())
-            return frame
+            return self._state_message()
         try:
             return p.sync_step2(self.doc.get_update(state_vector))
         except ValueError as exc:
@@ -371,15 +377,22 @@ class DocumentRoom(Room):
             self._deletes = [rest for rest in self._deletes if deletes_beyond(rest, state)]
             if self._deletes:
                 return None
-        frame = self._step2_frame  # kept for joins: no encoding at all
-        if frame is not None:
-            return frame[p.sync_header_size(frame):]
+        if self._step2 is not None:  # kept for joins: no encoding at all
+            message = self._step2.payload
+            return bytes(message[p.sync_header_size(message):])
         return self.doc.get_update()
 
     def size(self) -> int:
         """The document's encoded size in bytes (its state as one update)."""
-        frame = self._sync_step2(p.EMPTY_STATE_VECTOR)
-        return len(frame) - p.sync_header_size(frame)
+        message = self._state_message().payload
+        return len(message) - p.sync_header_size(message)
+
+    def _state_message(self) -> PreparedMessage:
+        """The sync step 2 message of the document's whole state, kept until it changes."""
+        prepared = self._step2
+        if prepared is None:
+            prepared = self._step2 = _framed_step2(self.doc.get_update())
+        return prepared
 
     def _apply_awareness(self, member: Any, message: p.AwarenessUpdate) -> None:
         """Apply an awareness update from ``member`` (None: from another hub of the cluster,
@@ -426,7 +439,7 @@ class DocumentRoom(Room):
         if update == p.EMPTY_UPDATE:
             return
         # A change made from Python (a client's update is applied unobserved, see handle).
-        self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
+        self._step1_frame = self._step2 = None  # the kept encoding is out of date
         if self._waiting:
             self._store_alone(update)
         else:
@@ -480,7 +493,7 @@ class DocumentRoom(Room):
             return
         with self._unobserved():
             self._integrate(update)
-        self._step1_frame = self._step2_frame = None  # the kept encoding is out of date
+        self._step1_frame = self._step2 = None  # the kept encoding is out of date
         self._pending.append(update)
         self._schedule_flush()
 

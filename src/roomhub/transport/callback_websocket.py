@@ -36,7 +36,9 @@ What each connection gets:
   and ``y-websocket`` servers do);
 - **one write per turn**: :meth:`CallbackWebSocket.send` never waits; it
   keeps the framed message and the connection is written once per turn of the
-  event loop, every frame it is owed joined in one ``transport.write``;
+  event loop, every frame it is owed joined in one ``transport.write`` (from
+  :data:`WRITEV_BYTES` on, handed over unjoined in one ``writelines``, so a large
+  frame is not copied);
 - **framed once**: a server's frames are not masked (RFC 6455 section 5.1),
   so a message sent to many members is the same bytes for each: a
   :class:`PreparedMessage` is framed once (by the ``websockets`` library's
@@ -76,6 +78,7 @@ import asyncio
 import itertools
 import json
 import logging
+import struct
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, cast
@@ -105,6 +108,10 @@ TURN_BYTES = 256 * 1024
 INBOX_MESSAGES = TURN_MESSAGES
 """Messages a task-served connection (:class:`TaskSocketEndpoint`) holds unread by its task; while
 that many wait, the connection is read no further (TCP flow control slows the client down)."""
+_FIN_BINARY = 0x80 | Opcode.BINARY  # a frame's first byte: final fragment, binary
+WRITEV_BYTES = 64 * 1024
+"""From this many bytes owed in one turn, a connection's frames are handed to the transport as
+they are (one ``writelines``: a ``writev`` on uvloop) instead of joined: no copy of a large frame."""
 _END = None  # the inbox's last entry once no message can follow (see CallbackWebSocket.next_frame)
 _ids = itertools.count(1)
 
@@ -151,6 +158,32 @@ class PreparedMessage:
             payload, opcode = message, Opcode.BINARY
         self.size = len(payload)
         self.wire = wire.Frame(opcode, payload).serialize(mask=False)
+
+    @classmethod
+    def binary(cls, *parts: bytes) -> PreparedMessage:
+        """A binary message whose payload is ``parts`` joined, framed in one copy of them.
+
+        The same bytes as ``PreparedMessage(b"".join(parts))``, which copies a payload three
+        times (the join, then ``Frame.serialize``'s buffer and its value): for a large message a
+        room keeps to send to every joiner (a document's state, hundreds of KiB) the framing
+        is most of the cost of a join.
+        """
+        size = sum(map(len, parts))
+        if size < 126:
+            header = struct.pack("!BB", _FIN_BINARY, size)
+        elif size < 65536:
+            header = struct.pack("!BBH", _FIN_BINARY, 126, size)
+        else:
+            header = struct.pack("!BBQ", _FIN_BINARY, 127, size)
+        prepared = cls.__new__(cls)
+        prepared.size = size
+        prepared.wire = b"".join((header, *parts))
+        return prepared
+
+    @property
+    def payload(self) -> memoryview:
+        """The message's payload (a text message's as UTF-8), a view of :attr:`wire`: no copy."""
+        return memoryview(self.wire)[len(self.wire) - self.size:]
 
 
 class SocketEndpoint:
@@ -646,8 +679,9 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
             transport.resume_reading()
 
     def _write(self) -> None:
-        """Write everything framed so far in one ``transport.write``: the messages sent (in
-        order), then what the protocol queued (pongs, pings, the close frame)."""
+        """Write everything framed so far in one ``transport.write`` (``writelines`` from
+        :data:`WRITEV_BYTES` on): the messages sent (in order), then what the protocol queued
+        (pongs, pings, the close frame)."""
         self._owed = False
         data = self.ws.data_to_send()
         pending = self._pending
@@ -663,7 +697,10 @@ class CallbackWebSocket(asyncio.Protocol, SendWindowed):
         if eof:
             data.pop()
         if data:
-            transport.write(b"".join(data))  # one item: joined without a copy
+            if len(data) > 1 and sum(map(len, data)) >= WRITEV_BYTES:
+                transport.writelines(data)
+            else:
+                transport.write(b"".join(data))  # one item: joined without a copy
             if not self.window.written(transport.get_write_buffer_size()) and not self.closing:
                 log.warning("%s: %d bytes unsent, closing as slow consumer", self.label, self.window.buffered)
                 self.close(CloseCode.SLOW_CONSUMER, SLOW_CONSUMER_REASON)

@@ -25,14 +25,17 @@ last compaction is compacted in a task of its own (:meth:`DocumentStore.compact`
 
 Compaction from a live room's state: a room open in this hub attaches its document
 (:meth:`~.base.DocumentStore.attach`). Its document then holds every row this store wrote
-for it, so the rows up to the last one committed can be replaced by the document's own
-encoding, taken on the event loop right after that commit (or at the compaction call), with
-no replay of the log (:meth:`GroupCommitStore.compact_snapshot`; one transaction, rows
+for it and every row its load read, so those rows can be replaced by the document's own
+encoding, taken on the event loop right after a commit (or at the compaction call), with no
+replay of the log (:meth:`GroupCommitStore.compact_snapshot`; one transaction, rows
 committed after that point are kept after the snapshot, whatever they hold, and stay after it
-on a load: applying what the snapshot already holds again changes nothing). A store some
-other writer may add rows to the same document in (PostgreSQL, several hubs) must not take it
-(:attr:`GroupCommitStore.sole_writer`). When the room cannot vouch for its state (an update
-waits, a deletion of an item it lacks) or no room is live, the log is replayed as before.
+on a load: applying what the snapshot already holds again changes nothing). Which rows the
+state holds is the store's to say (:meth:`GroupCommitStore.held_rows`): a store that is its
+file's only writer (SQLite, :attr:`GroupCommitStore.sole_writer`) names the last row it
+committed, since every row up to it is the room's; a store other writers add rows to
+(PostgreSQL, several hubs) names the very rows the room loaded or this store committed for it.
+When the room cannot vouch for its state (an update waits, a deletion of an item it lacks),
+the store cannot say which rows it holds, or no room is live, the log is replayed as before.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class GroupCommitStore(DocumentStore):
 
     sole_writer = False
     """True for a store no other process writes to: rows of a document up to one this store
-    committed are then all rows its live room applied (compaction from the room's state)."""
+    committed are then all rows its live room applied (:meth:`held_rows` names the last)."""
 
     def __init__(self, *, commit_window: float, max_batch: int, compact_after: int) -> None:
         self.commit_window = commit_window
@@ -104,12 +107,21 @@ class GroupCommitStore(DocumentStore):
         """Replace ``name``'s rows by fewer in one transaction (see :meth:`compact`); what is
         left, or None for a document with no rows."""
 
-    async def compact_snapshot(self, name: str, snapshot: bytes, upto: int) -> StoredDocument | None:
-        """Replace ``name``'s rows with ids up to ``upto`` by ``snapshot`` (one Yjs update that
-        holds them all) in one transaction, keeping the rows after it; what is left, or None
-        when it cannot (row ``upto`` is gone: a replay compaction or a delete came first).
-        This one cannot (None); a :attr:`sole_writer` store implements it."""
+    async def compact_snapshot(self, name: str, snapshot: bytes, held: Any) -> StoredDocument | None:
+        """Replace the rows of ``name`` that ``held`` names (what :meth:`held_rows` returned when
+        ``snapshot`` was taken) by ``snapshot``, one Yjs update that holds them all, in one
+        transaction, keeping every other row; what is left, or None when it cannot (the rows it
+        names are gone or were rewritten: a replay compaction or a delete came first; then
+        nothing changed and the log is replayed). This one cannot (None)."""
         return None
+
+    def held_rows(self, name: str) -> Any:
+        """Which rows of ``name`` the live room's state holds, in the shape
+        :meth:`compact_snapshot` takes; called on the loop when the state is taken. None: this
+        store cannot tell (no compaction from the state). This one: for a :attr:`sole_writer`
+        store, the id of the last row of ``name`` committed (an ``int``; every row up to it is
+        the room's), else None."""
+        return self._last_rows.get(name) if self.sole_writer else None
 
     def attach(self, name: str, source: SnapshotSource) -> None:
         self._sources[name] = source
@@ -118,20 +130,20 @@ class GroupCommitStore(DocumentStore):
         if self._sources.get(name) == source:  # bound methods: equal, not identical
             del self._sources[name]
 
-    def _snapshot(self, name: str) -> tuple[bytes, int] | None:
-        """The live room's state of ``name`` and the last row id it holds, taken now (on the
-        loop: no row of it can be committed meanwhile), or None (see the module)."""
-        source = self._sources.get(name) if self.sole_writer else None
-        upto = self._last_rows.get(name)
-        if source is None or upto is None:
+    def _snapshot(self, name: str) -> tuple[bytes, Any] | None:
+        """The live room's state of ``name`` and the rows it holds (:meth:`held_rows`), taken
+        now (on the loop: no row of it can be committed meanwhile), or None (see the module)."""
+        source = self._sources.get(name)
+        held = None if source is None else self.held_rows(name)
+        if held is None:
             return None
         state = source()
-        return None if state is None else (state, upto)
+        return None if state is None else (state, held)
 
     async def compact(self, name: str) -> StoredDocument | None:
         return await self._compact(name, self._snapshot(name))
 
-    async def _compact(self, name: str, snapshot: tuple[bytes, int] | None) -> StoredDocument | None:
+    async def _compact(self, name: str, snapshot: tuple[bytes, Any] | None) -> StoredDocument | None:
         self._compacting.add(name)
         try:
             started = time.perf_counter()
