@@ -1,4 +1,4 @@
-"""A document room served by two hubs (replication over Redis Streams) against one hub, same run.
+"""A document room served by two hubs (replication over Redis pub/sub) against one hub, same run.
 
 Two hubs of one cluster (a private Redis and PostgreSQL, as the tests start
 them) serve ``--rooms`` documents. In each room a writer sends one small text
@@ -7,7 +7,7 @@ measures when it arrives:
 
 - ``same``: writer and reader on hub A (the update goes through one hub);
 - ``cross``: writer on hub A, reader on hub B (hub A publishes it to the
-  document's stream, hub B reads and sends it).
+  document's channel, hub B receives it and sends it).
 
 The two set-ups alternate for ``--rounds`` rounds of ``--seconds`` each (other
 rooms each round, so that every round starts fresh). Every writer waits until
