@@ -80,7 +80,8 @@ class Replica(Protocol):
     name: str
 
     def apply_remote(self, update: bytes) -> None:
-        """Apply another hub's Yjs update and send it to the local members (store nothing)."""
+        """Apply another hub's Yjs update and send it to the local members (store nothing; at
+        the end of this turn of the event loop, with the other updates of the turn)."""
         ...
 
     def apply_remote_awareness(self, frame: bytes) -> None:

@@ -81,6 +81,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("roomhub.documents.room")
 
 NAMESPACE = "yjs"
+REMOTE = object()
+"""The sender of another hub's update in a room's incoming updates (see apply_remote)."""
 MAX_WAITING = 64
 """Updates with structs waiting for missing ones a document keeps (each costs every update a check)."""
 
@@ -294,35 +296,44 @@ class DocumentRoom(Room):
         # Auth messages from clients carry nothing for us (as in y-websocket's server).
 
     def _apply_incoming(self) -> None:
-        """Apply the updates members sent this turn, in the order they came, in one transaction
-        with the observer unsubscribed once (about 7 us per update applied alone, 3 us four to a
-        transaction). A member whose update does not decode, or leaves too many updates
-        waiting, is closed (1007, 1008); the others' updates are applied all the same."""
+        """Apply the updates members (and other hubs) sent this turn, in the order they came,
+        in one transaction with the observer unsubscribed once (about 7 us per update applied
+        alone, 3 us four to a transaction). A member whose update does not decode, or leaves
+        too many updates waiting, is closed (1007, 1008); the others' updates are applied all
+        the same. Another hub's update (:data:`REMOTE`) is sent, not stored or replicated."""
         incoming, self._incoming = self._incoming, []
+        # In a cluster only what is new here crosses Redis: a client that sends back what it
+        # received (pycrdt's Provider does) must not echo another hub's update to every hub.
+        # What it received came in an earlier turn, so the state before this batch tells.
+        before = self.doc.get_state() if self.ctx.replication is not None else None
         with self._unobserved() as doc, doc.transaction():
             for member, update in incoming:
                 try:
-                    self._apply_update(update)
+                    if member is REMOTE:
+                        self._integrate(update)
+                        self._pending.append(update)
+                    else:
+                        self._apply_update(update, before)
                 except p.ProtocolError as exc:
+                    if member is REMOTE:
+                        log.warning("%s: an update of another hub not applied: %s", self.name, exc.reason)
+                        continue
                     log.info("%s: bad update from %s, closing (%d): %s",
                              self.name, getattr(member, "label", member), exc.code, exc.reason)
                     if member is not None:
                         member.close(exc.code, exc.reason)
+        self._step1_frame = self._step2 = None  # the kept encoding is out of date
 
-    def _apply_update(self, update: bytes) -> None:
+    def _apply_update(self, update: bytes, before: bytes | None) -> None:
         """Apply a member's ``update`` (the observer unsubscribed), queue it to be sent and
-        stored. Raises :class:`protocol.ProtocolError` if it does not decode (nothing changed)
-        or leaves more than :data:`MAX_WAITING` updates waiting."""
+        stored, and, in a cluster, what it holds beyond ``before`` (the state vector before
+        this turn's batch) to be replicated. Raises :class:`protocol.ProtocolError` if it does
+        not decode (nothing changed) or leaves more than :data:`MAX_WAITING` updates waiting."""
         waited = bool(self._waiting)
-        replicated = self.ctx.replication is not None
-        before = self.doc.get_state() if replicated else b""
         self._integrate(update)
         self.updates_applied += 1
-        self._step1_frame = self._step2 = None  # the kept encoding is out of date
         self._pending.append(update)
-        if replicated:
-            # Only what is new here crosses Redis: a client that sends back what it received
-            # (pycrdt's Provider does) must not echo another hub's update to every hub.
+        if before is not None:
             fresh = get_update(update, before)
             if fresh != p.EMPTY_UPDATE:
                 self._local.append(fresh)
@@ -486,15 +497,13 @@ class DocumentRoom(Room):
 
     # -- replication (a cluster's other hubs, see .replication) ---------------------
     def apply_remote(self, update: bytes) -> None:
-        """Apply another hub's ``update`` and send it to the members with this turn's changes.
-        Not stored (the hub that received it stores it) and not replicated again. Raises
-        :class:`protocol.ProtocolError` if it does not decode (nothing changed)."""
+        """Apply another hub's ``update`` at the end of this turn, with the members' updates of
+        the turn (one transaction), and send it to the members with this turn's changes. Not
+        stored (the hub that received it stores it) and not replicated again; one that does not
+        decode is logged and dropped."""
         if update == p.EMPTY_UPDATE:
             return
-        with self._unobserved():
-            self._integrate(update)
-        self._step1_frame = self._step2 = None  # the kept encoding is out of date
-        self._pending.append(update)
+        self._incoming.append((REMOTE, update))
         self._schedule_flush()
 
     def apply_remote_awareness(self, frame: bytes) -> None:
@@ -506,11 +515,16 @@ class DocumentRoom(Room):
         self._apply_awareness(None, message)
 
     def state_vector(self) -> bytes:
-        """The document's Yjs state vector."""
+        """The document's Yjs state vector (with this turn's updates applied first)."""
+        if self._incoming:
+            self._flush()
         return self.doc.get_state()
 
     def missing(self, state_vector: bytes) -> bytes | None:
-        """What the document has beyond ``state_vector`` (one Yjs update); None if nothing."""
+        """What the document has beyond ``state_vector`` (one Yjs update; this turn's updates
+        applied first: another hub may have missed them too); None if nothing."""
+        if self._incoming:
+            self._flush()
         update = self.doc.get_update(state_vector)
         return None if update == p.EMPTY_UPDATE else update
 
