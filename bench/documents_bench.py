@@ -48,10 +48,13 @@ import argparse
 import contextlib
 import json
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -138,6 +141,28 @@ def wait_stored(db: Path, updates: int, stalled: float = 30.0) -> dict[str, Any]
         time.sleep(0.5)
 
 
+def start_generator(ports: list[int], mode: str, options: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """The load generator (``documents_load.mjs``) in ``mode`` against the servers on ``ports``
+    (several: its clients spread over them round-robin), ``options`` passed on; stdin and stdout
+    piped (it reports JSON events, one a line, and waits on stdin where it says so)."""
+    budget = 150 + options.get("history", 0) / 100  # a long history takes a while to write and store
+    urls = [f"ws://127.0.0.1:{p}/yjs" for p in ports]
+    opts = {"url": urls[0], "mode": mode, "budget": budget, **options}
+    if len(urls) > 1:
+        opts["urls"] = urls
+    return subprocess.Popen(
+        ["node", str(HERE / "documents_load.mjs"), json.dumps(opts)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=HERE,
+    )
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``processes``, summed."""
+    return sum(float(t.user + t.system) for t in (p.cpu_times() for p in processes))
+
+
 def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psutil.Process], *,
              on_written: Callable[[int], dict[str, Any]] | None = None, **options: Any) -> dict[str, Any]:
     """Run the load generator in ``mode`` against the server on ``port`` (``server``: its process,
@@ -146,43 +171,29 @@ def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psu
     every process; RSS is the first's. With ``on_written`` (history mode), the writer stays
     connected once it wrote every update until ``on_written(updates)`` returns (what it returns
     joins the result)."""
-    budget = 150 + options.get("history", 0) / 100  # a long history takes a while to write and store
     ports = port if isinstance(port, list) else [port]
     servers = server if isinstance(server, list) else [server]
     server = servers[0]
-    urls = [f"ws://127.0.0.1:{p}/yjs" for p in ports]
-    opts = {"url": urls[0], "mode": mode, "budget": budget, **options}
-    if len(urls) > 1:
-        opts["urls"] = urls
     if on_written is not None:
-        opts["waitStored"] = True
-    gen = subprocess.Popen(
-        ["node", str(HERE / "documents_load.mjs"), json.dumps(opts)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=HERE,
-    )
+        options = {**options, "waitStored": True}
+    gen = start_generator(ports, mode, options)
     assert gen.stdout is not None and gen.stdin is not None
     result: dict[str, Any] = {}
     base_rss = server.memory_info().rss
-
-    def cpu(processes: list[psutil.Process] = servers) -> float:
-        return sum(float(t.user + t.system) for t in (s.cpu_times() for s in processes))
-
     generator = [psutil.Process(gen.pid)]
-    cpu0 = cpu()
+    cpu0 = cpu_seconds(servers)
     measured_cpu = 0.0
     t0 = time.monotonic()
     for line in gen.stdout:
         event = json.loads(line)
         if event.get("event") == "measuring":
-            measured_cpu = cpu()
-            generator_cpu, measured_at = cpu(generator), time.monotonic()
+            measured_cpu = cpu_seconds(servers)
+            generator_cpu, measured_at = cpu_seconds(generator), time.monotonic()
         elif event.get("event") == "measured":
-            measured_cpu = cpu() - measured_cpu
+            measured_cpu = cpu_seconds(servers) - measured_cpu
             # how much of the machine the load generator itself took while measuring (cores)
             elapsed = time.monotonic() - measured_at
-            result["generator_cpu_share"] = (cpu(generator) - generator_cpu) / elapsed
+            result["generator_cpu_share"] = (cpu_seconds(generator) - generator_cpu) / elapsed
         elif event.get("event") == "ready":  # idle mode: everyone is connected and synced
             time.sleep(2)
             rss = server.memory_info().rss
@@ -197,11 +208,134 @@ def run_load(port: int | list[int], mode: str, server: psutil.Process | list[psu
         elif event.get("event") == "result":
             result.update(event)
     gen.wait(30)
-    result["server_cpu_share"] = (cpu() - cpu0) / (time.monotonic() - t0)
+    result["server_cpu_share"] = (cpu_seconds(servers) - cpu0) / (time.monotonic() - t0)
     if result.get("delivered"):
         result["cpu_us_per_delivered"] = measured_cpu / result["delivered"] * 1e6
     result.pop("event", None)
     return result
+
+
+def run_load_split(ports: list[int], mode: str, servers: list[psutil.Process], generators: int,
+                   **options: Any) -> dict[str, Any]:
+    """:func:`run_load`'s ``throughput`` or ``paced`` mode with the rooms split over ``generators``
+    load generator processes running at once (one Node process saturates at about one core).
+
+    Each takes a contiguous slice of the rooms, with the room names and client ids one generator
+    would give them (so each client goes to the same hub). Each says when its clients are
+    connected; once all are, all are told to go, so their warm-ups and measured seconds coincide.
+    Combined: updates delivered (and per second) summed; latency p50/p99 over every generator's
+    samples (their histograms merged: to 0.01 ms); the generators' cores summed (each over its own
+    measured seconds); the servers' CPU time from the first generator's ``measuring`` to the last's
+    ``measured``, per update delivered (``measured_s``: that window; ``measuring_spread_ms``: how
+    far apart the generators started measuring).
+    """
+    if mode not in ("throughput", "paced"):
+        raise ValueError(f"only throughput and paced runs split over generators, not {mode}")
+    rooms = options["rooms"]
+    if not 1 <= generators <= rooms:
+        raise ValueError(f"{generators} generators for {rooms} rooms")
+    slices, first = [], 0
+    for g in range(generators):  # (first room, rooms): sizes differing by one at most
+        count = rooms // generators + (g < rooms % generators)
+        slices.append((first, count))
+        first += count
+    gens = [start_generator(ports, mode, {**options, "rooms": count, "firstRoom": first, "gate": True,
+                                          "histogram": True})
+            for first, count in slices]
+    events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
+
+    def read(index: int, gen: subprocess.Popen[bytes]) -> None:
+        assert gen.stdout is not None
+        try:
+            for line in gen.stdout:
+                events.put((index, json.loads(line)))
+        finally:
+            events.put((index, None))  # its end (or a line that is no JSON: raised in this thread)
+
+    for index, gen in enumerate(gens):
+        threading.Thread(target=read, args=(index, gen), daemon=True).start()
+    processes = [psutil.Process(gen.pid) for gen in gens]
+    results: list[dict[str, Any]] = [{} for _ in gens]
+    shares = [0.0] * generators  # each generator's cores over its measured seconds
+    started: dict[int, tuple[float, float]] = {}  # generator -> (its CPU seconds, time) at measuring
+    connected = finished = ended = 0
+    window: dict[str, float] = {}
+    cpu0, t0 = cpu_seconds(servers), time.monotonic()
+    while ended < generators:
+        index, event = events.get()
+        kind = None if event is None else event.get("event")
+        if event is None:
+            ended += 1
+            if connected < generators:  # it failed before the start: the others would wait for it
+                for gen in gens:
+                    gen.kill()
+        elif kind == "connected":
+            connected += 1
+            if connected == generators:  # everyone connected: go
+                for gen in gens:
+                    assert gen.stdin is not None
+                    gen.stdin.write(b"go\n")
+                    gen.stdin.flush()
+        elif kind == "measuring":
+            now = time.monotonic()
+            if not started:
+                window.update(cpu=cpu_seconds(servers), start=now)
+            window["last_start"] = now
+            started[index] = (cpu_seconds([processes[index]]), now)
+        elif kind == "measured":
+            cpu, at = started[index]
+            shares[index] = (cpu_seconds([processes[index]]) - cpu) / (time.monotonic() - at)
+            finished += 1
+            if finished == generators:
+                window.update(cpu=cpu_seconds(servers) - window["cpu"], end=time.monotonic())
+        elif kind == "result":
+            results[index] = event
+    for gen in gens:
+        gen.wait(30)
+    failed = [gen.returncode for gen in gens if gen.returncode]
+    reported = sum(1 for r in results if r)
+    if failed or finished < generators or reported < generators:
+        raise RuntimeError(f"load generators failed (exit codes {failed}): {finished} of {generators} "
+                           f"measured, {reported} reported")
+    histogram: Counter[int] = Counter()
+    for result in results:
+        for bucket, count in result.get("latency_hist", []):
+            histogram[bucket] += count
+    bucket_ms = results[0].get("latency_hist_ms", 0.01)
+    delivered = sum(r.get("delivered", 0) for r in results)
+    return {
+        "generators": generators,
+        "join_all_ms": max(r.get("join_all_ms", 0) for r in results),
+        "unsynced": sum(r.get("unsynced", 0) for r in results),
+        "delivered": delivered,
+        "measured_s": window["end"] - window["start"],
+        "measuring_spread_ms": (window["last_start"] - window["start"]) * 1000,
+        "delivered_per_s": sum(r.get("delivered_per_s", 0) for r in results),
+        "p50_ms": histogram_percentile(histogram, 50, bucket_ms),
+        "p99_ms": histogram_percentile(histogram, 99, bucket_ms),
+        "samples": sum(histogram.values()),
+        "generator_cpu_share": sum(shares),
+        "per_generator": [{"rooms": count, "delivered_per_s": r.get("delivered_per_s"),
+                           "p50_ms": r.get("p50_ms"), "p99_ms": r.get("p99_ms"), "cores": share}
+                          for (_, count), r, share in zip(slices, results, shares, strict=True)],
+        "server_cpu_share": (cpu_seconds(servers) - cpu0) / (time.monotonic() - t0),
+        **({"cpu_us_per_delivered": window["cpu"] / delivered * 1e6} if delivered else {}),
+    }
+
+
+def histogram_percentile(histogram: Counter[int], p: float, bucket_ms: float) -> float | None:
+    """The ``p``-th percentile (ms, the bucket's lower bound) of latencies counted in buckets of
+    ``bucket_ms``; the sample the load generator's own percentile picks (index ``floor(n * p / 100)``)."""
+    n = sum(histogram.values())
+    if not n:
+        return None
+    rank = min(n - 1, int(n * p / 100))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen > rank:
+            return round(bucket * bucket_ms, 6)
+    raise AssertionError("unreachable")
 
 
 def bench_server(name: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -31,9 +31,16 @@ cluster with the clients spread over them round-robin (as haproxy spreads
 them: a room's clients on every hub), alternating for ``--rounds`` rounds,
 each with fresh hubs and a fresh PostgreSQL database (``--spread rooms``: each
 room's clients on one hub instead, as a balancer hashing the room name would
-put them). Prints the updates
-delivered per second, latency, hub CPU per delivered update (every hub's,
-summed) and the ratios N hubs / 1 hub.
+put them). ``--generators G`` (default 1): the rooms split over G Node load
+generators running at once (one saturates at about one core: beyond that, the
+figures would show the generator, not the hubs), each a contiguous slice of
+them with the names and client ids one generator would give them (the same
+hub for every client); all connect, then start together, so that they measure
+over the same seconds. Prints the updates delivered per second (summed over
+the generators), latency p50/p99 (over every generator's samples), hub CPU
+per delivered update (every hub's, summed, from the first generator's
+measuring to the last's, over the updates all delivered), the hubs' and the
+generators' cores (summed) and the ratios N hubs / 1 hub.
 """
 
 from __future__ import annotations
@@ -226,7 +233,7 @@ def fanout(args: argparse.Namespace) -> None:
     import contextlib
 
     import psycopg
-    from documents_bench import run_load
+    from documents_bench import run_load_split
 
     from services import running, start_postgres, start_redis
 
@@ -245,29 +252,35 @@ def fanout(args: argparse.Namespace) -> None:
                     redis_url = redis_server.url if count > 1 else None
                     hubs = [stack.enter_context(HubProcess(fanout_config(redis_url, pg.dsn(database))))
                             for _ in range(count)]
-                    result = run_load(
+                    result = run_load_split(
                         [h.port for h in hubs], "throughput", [h.ps for h in hubs],  # type: ignore[misc]
-                        rooms=args.rooms, clients=args.clients, window=args.window, warmup=1.0,
-                        duration=args.seconds, spread=args.spread,
+                        args.generators, rooms=args.rooms, clients=args.clients, window=args.window,
+                        warmup=1.0, duration=args.seconds, spread=args.spread,
                     )
-                print(f"round {round_no} {label}: {result.get('delivered_per_s', 0):.0f} updates/s "
-                      f"delivered, hubs' CPU {result['server_cpu_share']:.2f} cores, the load "
-                      f"generator's {result.get('generator_cpu_share', 0):.2f}",
-                      file=sys.stderr, flush=True)
+                split, whose = "", "the load generator's"
+                if args.generators > 1:  # each generator's share, how far apart they started measuring
+                    split = " (" + " + ".join(f"{g['delivered_per_s']:.0f}" for g in result["per_generator"])
+                    split += f", started measuring {result['measuring_spread_ms']:.0f} ms apart)"
+                    whose = f"the {args.generators} load generators'"
+                print(f"round {round_no} {label}: {result['delivered_per_s']:.0f} updates/s "
+                      f"delivered{split}, hubs' CPU {result['server_cpu_share']:.2f} cores, "
+                      f"{whose} {result['generator_cpu_share']:.2f}", file=sys.stderr, flush=True)
                 runs[label].append(result)
     figures = {}
     for label, results in runs.items():
         delivered = sum(r.get("delivered", 0) for r in results)
-        seconds = sum(r.get("measured_s", 0) for r in results)
+        seconds = sum(r["measured_s"] for r in results)
         cpu = sum(r.get("cpu_us_per_delivered", 0) * r.get("delivered", 0) for r in results)
+        # each round's rate (summed over the generators), weighted by its measured seconds
+        rate = sum(r["delivered_per_s"] * r["measured_s"] for r in results) / max(seconds, 1e-9)
         figures[label] = {
-            "hubs": setups[label], "delivered_per_s": delivered / max(seconds, 1e-9),
+            "hubs": setups[label], "delivered_per_s": rate,
             "p50_ms": max(r.get("p50_ms") or 0 for r in results),
             "p99_ms": max(r.get("p99_ms") or 0 for r in results),
             "cpu_us_per_delivered": cpu / max(delivered, 1),
             "per_round_per_s": [round(r.get("delivered_per_s", 0)) for r in results],
             "hub_cores": max(r["server_cpu_share"] for r in results),
-            "generator_cores": max(r.get("generator_cpu_share", 0) for r in results),
+            "generator_cores": max(r["generator_cpu_share"] for r in results),
         }
     one, many = figures["1 hub"], figures[f"{args.hubs} hubs"]
     ratios = {"delivered_per_s": many["delivered_per_s"] / max(one["delivered_per_s"], 1e-9),
@@ -279,16 +292,18 @@ def fanout(args: argparse.Namespace) -> None:
             for label, f in figures.items()]
     report("documents_cluster_fanout",
            ["set-up", "hubs", "delivered/s", "per round", "p50 ms (worst round)", "p99 ms (worst round)",
-            "hub CPU us/delivered", "hubs' cores", "generator's cores"],
+            "hub CPU us/delivered", "hubs' cores", "generators' cores"],
            rows, {"figures": figures, "ratios": ratios, "rooms": args.rooms, "clients": args.clients,
-                  "window": args.window, "spread": args.spread, "seconds": args.seconds,
-                  "rounds": args.rounds, **where})
+                  "window": args.window, "spread": args.spread, "generators": args.generators,
+                  "seconds": args.seconds, "rounds": args.rounds, **where})
     print(f"{args.hubs} hubs / 1 hub: delivered updates/s {ratios['delivered_per_s']:.2f}x (bar: at least "
           f"1.6x for 2 hubs), hub CPU per delivered update {ratios['cpu_us_per_delivered']:.2f}x "
           "(bar: at most 1.5x)")
+    generators = "one Node load generator" if args.generators == 1 else \
+        f"{args.generators} Node load generators"
     print(f"shared the machine's {where['cpus']} cores: {args.hubs} hubs (or 1), Redis, PostgreSQL and "
-          f"one Node load generator ({args.rooms * args.clients} clients: {args.rooms} rooms x "
-          f"{args.clients}); load average {where['load_avg']}")
+          f"{generators} ({args.rooms * args.clients} clients: {args.rooms} rooms x {args.clients}); "
+          f"load average {where['load_avg']}")
 
 
 if __name__ == "__main__":
@@ -309,7 +324,12 @@ if __name__ == "__main__":
     parser.add_argument("--spread", choices=("clients", "rooms"), default="clients",
                         help="fan-out mode: clients over the hubs round-robin (a room on every hub, "
                         "default) or each room's clients on one hub (a balancer hashing the room)")
+    parser.add_argument("--generators", type=int, default=1,
+                        help="fan-out mode: Node load generator processes sharing the rooms, running "
+                        "at once (default 1; one saturates at about one core)")
     arguments = parser.parse_args()
+    if not 1 <= arguments.generators <= arguments.rooms:
+        parser.error("--generators: from 1 to --rooms")
     if arguments.hubs is not None:
         fanout(arguments)
     else:

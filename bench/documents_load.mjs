@@ -4,6 +4,9 @@
 // makes small text edits whose text carries a marker "k<client>.<seq>;". A receiver finds the
 // markers in the update bytes (Yjs keeps inserted strings verbatim), which gives end-to-end
 // latency (send -> receipt by another client) and delivered updates. The last stdout line is JSON.
+// Several generators can share a throughput or paced run (documents_bench.py's run_load_split): each
+// takes the rooms firstRoom .. firstRoom + rooms - 1; with gate, it says 'connected' and waits for a
+// stdin line before its first edit; with histogram, its result carries its latencies' histogram.
 import * as Y from '../tests/interop/node_modules/yjs/dist/yjs.mjs'
 import WebSocket from '../tests/interop/node_modules/ws/wrapper.mjs'
 
@@ -107,11 +110,27 @@ class Client {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const pct = (sorted, p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : null
+const line = () => new Promise((resolve) => process.stdin.once('data', resolve))
+// latencies (sorted) counted in buckets of HIST_MS: [[bucket, count], ...], for whoever merges
+// several load generators' figures (documents_bench.py's run_load_split)
+const HIST_MS = 0.01
+function histogram (sorted) {
+  const out = []
+  for (const ms of sorted) {
+    const b = Math.floor(ms / HIST_MS)
+    if (out.length && out[out.length - 1][0] === b) out[out.length - 1][1]++
+    else out.push([b, 1])
+  }
+  return out
+}
 
-async function connectAll (rooms, perRoom, prefix) {
+// rooms `${prefix}-${first}` .. `${prefix}-${first + rooms - 1}`, client ids from first * perRoom:
+// the same names and ids (so the same hub for each client, see connect) as the whole set of rooms
+// in one generator, whichever slice of it this one takes
+async function connectAll (rooms, perRoom, prefix, first = 0) {
   const clients = []
-  let cid = 0
-  for (let r = 0; r < rooms; r++) {
+  let cid = first * perRoom
+  for (let r = first; r < first + rooms; r++) {
     for (let c = 0; c < perRoom; c++) clients.push(new Client(`${prefix}-${r}`, cid++))
   }
   const t0 = now()
@@ -122,7 +141,12 @@ async function connectAll (rooms, perRoom, prefix) {
 }
 
 async function load (paced) {
-  const { clients, joinMs, unsynced } = await connectAll(opts.rooms, opts.clients, paced ? 'paced' : 'fast')
+  const { clients, joinMs, unsynced } = await connectAll(opts.rooms, opts.clients, paced ? 'paced' : 'fast',
+    opts.firstRoom || 0)
+  if (opts.gate) { // several generators: all connected, they start (and so measure) together
+    process.stdout.write(JSON.stringify({ event: 'connected', connected: clients.length, unsynced }) + '\n')
+    await line()
+  }
   const timers = []
   let stop = false
   for (const c of clients) {
@@ -161,14 +185,15 @@ async function load (paced) {
     delivered_per_s: delivered / elapsed,
     p50_ms: pct(sorted, 0.5),
     p99_ms: pct(sorted, 0.99),
-    samples: sorted.length
+    samples: sorted.length,
+    ...(opts.histogram ? { latency_hist_ms: HIST_MS, latency_hist: histogram(sorted) } : {})
   }
 }
 
 async function idle () {
   const { clients, joinMs, unsynced } = await connectAll(opts.rooms, opts.clients, 'idle')
   process.stdout.write(JSON.stringify({ event: 'ready', connected: clients.length + unsynced }) + '\n')
-  await new Promise((resolve) => process.stdin.once('data', resolve))
+  await line()
   clients.forEach((c) => c.close())
   return { join_all_ms: joinMs, connected: clients.length, unsynced }
 }
@@ -196,7 +221,7 @@ async function history () {
   const writerClosed = writer.closedWith || null // by the server, while writing
   if (opts.waitStored) { // the server stores behind its echoes: the writer stays until told it caught up
     process.stdout.write(JSON.stringify({ event: 'written', updates: total }) + '\n')
-    await new Promise((resolve) => process.stdin.once('data', resolve))
+    await line()
   }
   writer.close()
   await sleep(opts.coldDelay * 1000)
@@ -254,6 +279,6 @@ async function join () {
 setTimeout(() => { console.error('load generator: time budget exceeded'); process.exit(2) }, opts.budget * 1000)
 const modes = { throughput: () => load(false), paced: () => load(true), idle, history, join }
 modes[opts.mode]().then((result) => {
-  process.stdout.write(JSON.stringify({ event: 'result', ...result }) + '\n')
-  process.exit(0)
+  // exit once written: a line longer than the pipe's buffer (a latency histogram) is written in parts
+  process.stdout.write(JSON.stringify({ event: 'result', ...result }) + '\n', () => process.exit(0))
 }, (err) => { console.error(err); process.exit(1) })
