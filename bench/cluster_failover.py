@@ -3,47 +3,103 @@
 Two hubs of one cluster (a private Redis and PostgreSQL, as the tests start them)
 behind a private haproxy in round-robin (``tests/balancer.py``; ``--direct``:
 no haproxy, the client reconnects straight to the other hub). Each trial, for
-each kind of room in :data:`KINDS`:
+each kind of room in :data:`KINDS` (``--kinds``), with hub A started afresh on
+its port (hub B serves every trial) and a room name of its own:
 
 1. a client connects straight to hub A, a witness to hub B; the client makes
-   ``--updates`` edits, which the witness receives (acknowledged: the cluster
-   holds them outside hub A);
+   ``--updates`` changes, which the witness receives (acknowledged);
 2. hub A is killed with SIGKILL (t = 0);
 3. the client sees its connection end, reconnects through haproxy (hub A's
-   port refuses: haproxy tries the next hub), and is synced with everything
-   acknowledged (``synced``), then makes one more edit, which the witness on
-   hub B receives (``serving``: the room works again for everybody);
-4. hub A is started again on its port for the next trial.
+   port refuses: haproxy tries the next hub) and is back in the room on hub B
+   (``synced``), then makes one more change, which the witness on hub B
+   receives (``serving``: the room works again for everybody);
+4. hub A is stopped (dead already) and started again for the next trial.
 
-Prints p50 and max of both times (ms) per kind and what shared the machine.
-Documents rooms are replicated (no holder: hub B serves the room all along, so
-failover is the client's detection and reconnection); page rooms, held by one hub
-through a lease, will add their trial to :data:`KINDS` once relaying them between
-hubs exists: a function ``trial(a, b, entry) -> (synced_ms, serving_ms)``.
+The kinds:
+
+- ``documents`` (:func:`documents_trial`): a y-websocket document, its changes
+  edits. Documents are replicated (no holder: hub B serves the room all along,
+  and holds every acknowledged edit), so failover is the client's detection and
+  reconnection; ``synced``: its copy synced with everything acknowledged.
+- ``pages`` (:func:`pages_trial`): a page room running ``cat`` after a
+  prologue, its changes lines to ``cat``'s stdin, echoed to every member. The
+  room is held by hub A (its first member joined there; the trial checks the
+  lease in ``GET /api/cluster``) and the witness is relayed to it through hub B.
+  When hub A dies the room dies with it: the client's connection ends without
+  a close frame (1006), hub B closes the relayed witness with 1012 ("the
+  room's hub changed: reconnect"; the codes seen are printed), the witness
+  reconnects straight to hub B (a member stays with its hub), and both
+  connections are accepted and wait there: hub B asks who holds the room
+  every heartbeat until hub A's lease expired (``[cluster] lease_seconds``
+  after hub A's last renewal), then takes it and makes the room anew
+  (prologue run again, ``cat`` started fresh, nothing of the old room's
+  output kept: the trial checks the prologue's output names another pid, the
+  old lines never come back, and hub B holds the lease).
+  ``synced``: the client's ``joined`` frame from the new room; ``serving``:
+  its line echoed by the new ``cat`` to the witness (live, or in the
+  scrollback the witness gets on joining if it joined later). Both are about
+  the lease time (at most a lease and a heartbeat), which ``--lease`` sets
+  (default: the hub's own default, 5 s; ``--heartbeat``: a fifth of it).
+
+Clients reconnect at once (a browser's client adds its reconnection backoff),
+and again if a reconnection is closed before it joined (counted). Prints p50
+and max of both times (ms) per kind, the lease time, how the hub closed each
+page trial's members, and what shared the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import json
 import signal
 import sys
 import tempfile
 import time
+import tomllib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT, HubProcess, free_port, machine, percentile, report
 
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' Redis, PostgreSQL and haproxy
 
-from documents_cluster import config
+from documents_cluster import config as documents_config
 from pycrdt import Array, Doc
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from roomhub.documents import protocol as p
+
+PAGE = "/p"
+PAGE_CONFIG = f"""
+[pages."{PAGE}"]
+html = "page.html"
+
+[pages."{PAGE}".executors.setup]
+type = "prologue"
+command = ["sh", "-c", "echo prologue $$"]
+
+[pages."{PAGE}".executors.cat]
+type = "always"
+command = ["cat"]
+"""
+"""The page of the ``pages`` trial: a prologue printing its own pid (each room's differs: the
+room made anew shows another) and ``cat``, whose output every member of the room gets."""
+
+
+def config(redis_url: str, dsn: str, lease: float, heartbeat: float) -> str:
+    """The hubs' configuration: the documents benchmark's cluster (``documents_cluster.config``)
+    with the lease time and heartbeat given, and the page of the ``pages`` trial."""
+    text = (documents_config(redis_url, dsn)
+            + f"lease_seconds = {lease!r}\nheartbeat_seconds = {heartbeat!r}\n" + PAGE_CONFIG)
+    parsed = tomllib.loads(text)  # the keys added must have landed in [cluster]
+    assert parsed["cluster"]["lease_seconds"] == lease, "[cluster] is no longer the last table"
+    return text
 
 
 class YPeer:
@@ -96,6 +152,76 @@ class YPeer:
             await self._reader
 
 
+class PagePeer:
+    """One connection of a pages client asking for roomhub's additions (as roomhub's browser client
+    does: it gets the ``joined`` frame). Every frame is timestamped when it arrives, and the output
+    of each executor is kept, so that a wait reports when something came, not when it was seen."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.joined_at: float | None = None
+        self.output: dict[str, bytearray] = {}
+        self.marks: dict[str, list[tuple[int, float]]] = {}  # executor -> (output length, arrival)
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str) -> PagePeer:
+        return cls(await connect(url + "&roomhub=1", max_size=None, open_timeout=10))
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                now = time.perf_counter()
+                frame = json.loads(raw)
+                executor, message = frame.get("executor"), frame.get("message") or {}
+                if executor is None and message.get("type") == "joined" and self.joined_at is None:
+                    self.joined_at = now
+                elif message.get("type") == "output":
+                    out = self.output.setdefault(executor, bytearray())
+                    out += base64.b64decode(message.get("stdout") or message.get("stderr") or "")
+                    self.marks.setdefault(executor, []).append((len(out), now))
+        except ConnectionClosed:
+            pass
+        self.close_code = self.ws.close_code  # 1006: ended without a close frame
+        self.close_reason = self.ws.close_reason or ""
+
+    def joined(self) -> float | None:
+        """When the room's ``joined`` frame came (None: not yet)."""
+        return self.joined_at
+
+    @property
+    def ended(self) -> bool:
+        return self._reader.done()
+
+    def seen(self, executor: str, needle: bytes) -> float | None:
+        """When ``needle`` was complete in ``executor``'s output (None: not yet)."""
+        at = self.output.get(executor, bytearray()).find(needle)
+        if at < 0:
+            return None
+        return next(t for length, t in self.marks[executor] if length >= at + len(needle))
+
+    async def wait(self, what: Callable[[], float | None], within: float = 30.0) -> float:
+        """When ``what()`` became true (a timestamp); ConnectionError if the connection ends first."""
+        await until(lambda: what() is not None or self.ended, within)
+        when = what()
+        if when is None:
+            raise ConnectionError(f"closed {self.close_code} {self.close_reason!r} first")
+        return when
+
+    async def stdin(self, executor: str, text: str) -> None:
+        message = {"stdin": base64.b64encode(text.encode()).decode()}
+        await self.ws.send(json.dumps({"executor": executor, "message": message}))
+
+    def closes(self) -> str:
+        return f"{self.close_code} {self.close_reason!r}" if self.close_reason else str(self.close_code)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self._reader
+
+
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     while not check():
@@ -105,7 +231,7 @@ async def until(check: Callable[[], bool], within: float = 30.0) -> None:
 
 
 async def documents_trial(a: HubProcess, b: HubProcess, entry: str, room: str,
-                          updates: int) -> tuple[float, float]:
+                          updates: int) -> tuple[float, float, dict[str, Any]]:
     """One trial with a document room (see the module): (synced, serving) in ms after SIGKILL."""
     client, witness = YPeer(), YPeer()
     await witness.connect(f"{b.ws}/yjs/{room}")
@@ -128,25 +254,111 @@ async def documents_trial(a: HubProcess, b: HubProcess, entry: str, room: str,
     serving = time.perf_counter()
     await client.close()
     await witness.close()
-    return (synced - killed) * 1000, (serving - killed) * 1000
+    return (synced - killed) * 1000, (serving - killed) * 1000, {}
 
 
-Trial = Callable[[HubProcess, HubProcess, str, str, int], Awaitable[tuple[float, float]]]
-KINDS: dict[str, Trial] = {"documents": documents_trial}
-"""The kinds of room measured: each a trial function (see the module). Page rooms join here once
-their relaying between hubs lands."""
+async def cluster_view(hub: HubProcess) -> dict[str, Any]:
+    return await asyncio.to_thread(hub.get_json, "/api/cluster")
+
+
+async def lease_hub(hub: HubProcess, key: str) -> str | None:
+    """The id of the hub holding lease ``key``, as ``GET /api/cluster`` on ``hub`` says."""
+    leases = (await cluster_view(hub))["leases"]
+    return next((lease["hub"] for lease in leases if lease["room"] == key), None)
+
+
+async def rejoin(url: str, within: float = 30.0) -> tuple[PagePeer, int]:
+    """Connect to ``url`` until a connection joins the room (again at once when one is closed
+    first, as a browser's client would after its backoff): that connection and the attempts."""
+    deadline = time.monotonic() + within
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            peer = await PagePeer.connect(url)
+            await peer.wait(peer.joined, max(0.1, deadline - time.monotonic()))
+            return peer, attempts
+        except (OSError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+
+
+async def pages_trial(a: HubProcess, b: HubProcess, entry: str, room: str,
+                      updates: int) -> tuple[float, float, dict[str, Any]]:
+    """One trial with a page room held by hub A (see the module): (synced, serving) in ms after
+    SIGKILL, and how the hub closed the members and how long the witness took to join again."""
+    path = f"{PAGE}/ws?roomName={room}"
+    key = f"pages:{PAGE}:{room}"
+    client = await PagePeer.connect(f"{a.ws}{path}")  # the first member: hub A makes the room
+    await client.wait(client.joined, 10)
+    witness = await PagePeer.connect(f"{b.ws}{path}")  # relayed to hub A
+    await witness.wait(witness.joined, 10)
+    a_id, b_view = (await cluster_view(a))["hub"], await cluster_view(b)
+    assert await lease_hub(b, key) == a_id, f"hub A does not hold {key}: {b_view['leases']}"
+    [own] = [h for h in b_view["hubs"] if h["id"] == b_view["hub"]]
+    assert not [r for r in own["room_list"] if r["namespace"] == PAGE], "the witness is not relayed"
+    prologue_a = bytes(client.output["setup"])
+    for i in range(updates):
+        await client.stdin("cat", f"before-{i}\n")
+    last = f"before-{updates - 1}\n".encode()
+    await witness.wait(lambda: witness.seen("cat", last), 10)  # acknowledged: all through cat
+    assert a.proc is not None
+    killed = time.perf_counter()
+    a.proc.send_signal(signal.SIGKILL)
+
+    async def witness_back() -> tuple[PagePeer, int, float]:
+        await witness._reader
+        ended = time.perf_counter()
+        peer, attempts = await rejoin(f"{b.ws}{path}")  # a member of hub B stays with hub B
+        return peer, attempts, ended
+
+    witnessing = asyncio.create_task(witness_back())
+    await client._reader
+    client_ended = time.perf_counter()
+    first = client
+    client, attempts = await rejoin(f"{entry}{path}")
+    assert client.joined_at is not None
+    synced = client.joined_at
+    await client.stdin("cat", "after\n")
+    witness_again, witness_attempts, witness_ended = await asyncio.wait_for(witnessing, 30)
+    serving = await witness_again.wait(lambda: witness_again.seen("cat", b"after\n"))
+    # the room made anew on hub B: its own prologue (another pid), its own cat, no old output
+    assert await lease_hub(b, key) == b_view["hub"], "hub B does not hold the room"
+    assert client.output["setup"] != prologue_a and client.output["setup"].startswith(b"prologue ")
+    assert b"before-" not in witness_again.output.get("cat", b""), "the old room's output came back"
+    await client.close()
+    await witness_again.close()
+    assert witness_again.joined_at is not None
+    ms = lambda t: (t - killed) * 1000  # noqa: E731
+    return ms(synced), ms(serving), {
+        "client_closed": first.closes(), "client_ended_ms": ms(client_ended), "client_attempts": attempts,
+        "witness_closed": witness.closes(), "witness_ended_ms": ms(witness_ended),
+        "witness_attempts": witness_attempts, "witness_joined_ms": ms(witness_again.joined_at),
+    }
+
+
+Trial = Callable[[HubProcess, HubProcess, str, str, int], Awaitable[tuple[float, float, dict[str, Any]]]]
+KINDS: dict[str, Trial] = {"documents": documents_trial, "pages": pages_trial}
+"""The kinds of room measured: each a trial function ``trial(a, b, entry, room, updates) ->
+(synced_ms, serving_ms, notes)`` (see the module); ``notes`` go into the JSON line."""
 
 
 async def main(args: argparse.Namespace) -> None:
     from balancer import start_haproxy
     from services import running, start_postgres, start_redis
 
-    times: dict[str, dict[str, list[float]]] = {k: {"synced": [], "serving": []} for k in KINDS}
+    kinds = {k: KINDS[k] for k in args.kinds.split(",")}
+    heartbeat = args.heartbeat if args.heartbeat is not None else args.lease / 5
+    times: dict[str, dict[str, list[float]]] = {k: {"synced": [], "serving": []} for k in kinds}
+    notes: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     with contextlib.ExitStack() as stack:
         redis_server = stack.enter_context(running("roomhub-bench-redis-", start_redis))
         pg = stack.enter_context(running("roomhub-bench-postgres-", start_postgres))
-        toml = config(redis_server.url, pg.dsn())
+        toml = config(redis_server.url, pg.dsn(), args.lease, heartbeat)
         b = stack.enter_context(HubProcess(toml))
+        view = await cluster_view(b)
+        lease, heartbeat = view["lease_seconds"], view["heartbeat_seconds"]  # as the hubs have them
         a_port = free_port()
         entry = b.ws
         if not args.direct:
@@ -155,14 +367,17 @@ async def main(args: argparse.Namespace) -> None:
             stack.callback(balancer.stop)
             entry = balancer.ws
         for trial in range(args.trials):
-            for kind, run in KINDS.items():
+            for kind, run in kinds.items():
                 a = HubProcess(toml)
                 a.port = a_port  # the port haproxy knows
                 with a:
-                    synced, serving = await run(a, b, entry, f"failover-{trial}", args.updates)
+                    synced, serving, noted = await run(a, b, entry, f"failover-{trial}", args.updates)
                 times[kind]["synced"].append(synced)
                 times[kind]["serving"].append(serving)
-                print(f"trial {trial} {kind}: synced {synced:.1f} ms, serving {serving:.1f} ms",
+                notes[kind].append(noted)
+                extra = "".join(f", {k} {v:.1f}" if isinstance(v, float) else f", {k} {v}"
+                                for k, v in noted.items())
+                print(f"trial {trial} {kind}: synced {synced:.1f} ms, serving {serving:.1f} ms{extra}",
                       file=sys.stderr, flush=True)
     rows, figures = [], {}
     for kind, measured in times.items():
@@ -177,18 +392,45 @@ async def main(args: argparse.Namespace) -> None:
     report("cluster_failover",
            ["rooms", "trials", "synced p50 ms", "synced max ms", "serving p50 ms", "serving max ms"],
            rows, {"figures": figures, "trials": args.trials, "updates": args.updates,
+                  "lease_seconds": lease, "heartbeat_seconds": heartbeat,
+                  "notes": {k: v for k, v in notes.items() if any(v)},
                   "through": "direct" if args.direct else "haproxy", **where})
+    if notes.get("pages"):
+        pages = notes["pages"]
+        joined = sorted(n["witness_joined_ms"] for n in pages)
+        retried = sum(n["client_attempts"] + n["witness_attempts"] - 2 for n in pages)
+        print(f"pages: the witness on hub B closed with {_tally(n['witness_closed'] for n in pages)} "
+              f"(after {max(n['witness_ended_ms'] for n in pages):.1f} ms at most), the client on hub A "
+              f"with {_tally(n['client_closed'] for n in pages)}; the witness joined again on hub B "
+              f"after p50 {percentile(joined, 50):.1f} ms, max {joined[-1]:.1f} ms; reconnections "
+              f"closed before they joined: {retried}")
     print(f"from SIGKILL of a hub to its room serving again on the other, {args.trials} trials, "
-          f"through {'no balancer' if args.direct else 'haproxy'}; the machine's {where['cpus']} cores "
+          f"through {'no balancer' if args.direct else 'haproxy'}; [cluster] lease_seconds = {lease}, "
+          f"heartbeat_seconds = {heartbeat}; the machine's {where['cpus']} cores "
           f"shared by 2 hubs, Redis, PostgreSQL{'' if args.direct else ', haproxy'} and this client; "
           f"load average {where['load_avg']}")
+
+
+def _tally(values: Any) -> str:
+    return ", ".join(f"{value} ({count}x)" for value, count in Counter(values).most_common())
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=20, help="kills (default 20)")
-    parser.add_argument("--updates", type=int, default=50, help="acknowledged edits before each kill (50)")
+    parser.add_argument("--trials", type=int, default=20, help="kills per kind (default 20)")
+    parser.add_argument("--updates", type=int, default=50,
+                        help="acknowledged edits (documents) or stdin lines (pages) before each kill (50)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"the kinds of room measured, comma-separated (default {','.join(KINDS)})")
+    parser.add_argument("--lease", type=float, default=5.0,
+                        help="[cluster] lease_seconds (default 5.0, the hub's default)")
+    parser.add_argument("--heartbeat", type=float, default=None,
+                        help="[cluster] heartbeat_seconds (default: a fifth of the lease, 1.0 by default)")
     parser.add_argument("--direct", action="store_true",
                         help="no haproxy: the client reconnects straight to the other hub")
-    asyncio.run(main(parser.parse_args()))
+    arguments = parser.parse_args()
+    unknown = set(arguments.kinds.split(",")) - set(KINDS)
+    if unknown:
+        parser.error(f"unknown kinds: {', '.join(sorted(unknown))} (known: {', '.join(KINDS)})")
+    asyncio.run(main(arguments))
