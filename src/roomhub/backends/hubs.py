@@ -112,7 +112,7 @@ class PartitionHubs:
                 if loop.time() > deadline:
                     raise p.BadRequest("cluster-unavailable", f"the hub of partition {partition!r} left "
                                        "and its lease did not lapse in time", status=503) from None
-                await asyncio.sleep(self.heartbeat)
+                await asyncio.sleep(self.relay.retry_after(key))
                 continue
             except Exception as exc:
                 log.warning("partition %s: the cluster cannot say which hub holds it: %s", partition, exc)
@@ -174,7 +174,7 @@ class PartitionHubs:
                                        f"answer: {exc!r}", status=502) from None
                 log.info("%s %s: the partition's hub %s did not answer (%r): asking again",
                          request.method, scope["path"], address, exc)
-                await asyncio.sleep(self.heartbeat)
+                await asyncio.sleep(self.relay.retry_after(partition_key(partition)))
                 continue
             if answer.status_code == 409:
                 self.moved(partition, address)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # KEYS: lease, fence. ARGV: owner, lease ms.
-# Returns {token, owner}: token 0 when another owner holds the lease (owner: that one).
+# Returns {token, owner}: token 0 when another owner holds the lease (owner: that one, and the
+# lease's time left in ms: when a look may find it free, unless renewed meanwhile).
 ACQUIRE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner == ARGV[1] then
@@ -38,7 +39,7 @@ if owner == ARGV[1] then
   return {tonumber(redis.call('HGET', KEYS[1], 'token')), owner}
 end
 if owner then
-  return {0, owner}
+  return {0, owner, redis.call('PTTL', KEYS[1])}
 end
 local token
 if redis.call('EXISTS', KEYS[2]) == 0 then
@@ -118,13 +119,14 @@ class LeaseTable:
 
     async def acquire(self, room: str, owner: str) -> Lease | Holder:
         """Take ``room`` for ``owner`` (or extend it, same token, if ``owner`` holds it already).
-        Returns the :class:`Lease`, or the :class:`Holder` (ttl unknown: 0) that holds it."""
+        Returns the :class:`Lease`, or the :class:`Holder` that holds it (token unknown: 0; ttl:
+        the seconds its lease has left, as Redis counts them)."""
         sent = time.monotonic()
-        token, holder = await self._acquire(keys=[self.lease_key(room), self.fence_key(room)],
-                                            args=[owner, self.lease_ms])
+        token, holder, *ttl = await self._acquire(keys=[self.lease_key(room), self.fence_key(room)],
+                                                  args=[owner, self.lease_ms])
         holder = holder.decode() if isinstance(holder, bytes) else holder
         if int(token) == 0:
-            return Holder(room, holder, 0, 0.0)
+            return Holder(room, holder, 0, max(0, int(ttl[0])) / 1000 if ttl else 0.0)
         return Lease(room, owner, int(token), sent + self.lease_ms / 1000)
 
     async def renew(self, lease: Lease) -> Lease | None:

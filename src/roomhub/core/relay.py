@@ -76,7 +76,8 @@ class ClusterLeases(Protocol):
     """What the relay uses of the hub's cluster (:class:`roomhub.cluster.Cluster`).
 
     ``acquire(key)`` returns an object with ``owner`` (a run id): ``run`` when this hub holds the
-    lease now; it raises (``redis.RedisError``) when Redis cannot be reached."""
+    lease now, else another hub's, with ``ttl``: the seconds that hub's lease has left; it raises
+    (``redis.RedisError``) when Redis cannot be reached."""
 
     run: str
     relay_secret: str
@@ -126,7 +127,7 @@ class Placement:
 
 
 class _Entry:
-    __slots__ = ("held", "kept_until", "lock", "uses")
+    __slots__ = ("held", "kept_until", "lapses_at", "lock", "uses")
 
     def __init__(self) -> None:
         self.uses = 0  # connections served here (or deciding where) for the key
@@ -134,6 +135,8 @@ class _Entry:
         # A lease taken for a request (locate) is kept until then even if the room is not alive
         # yet: the request makes what keeps it (an on-demand backend starts in a later task).
         self.kept_until = 0.0  # loop time
+        # When another hub's lease on the key lapses unless renewed (loop time, last look).
+        self.lapses_at = 0.0
         self.lock = asyncio.Lock()
 
 
@@ -247,7 +250,7 @@ class RoomRelay:
                 await self._serve_here(endpoint, sock, scope, placement, entry)
                 return
             entry.uses -= 1
-            wait = self.heartbeat  # a gone holder's lease lapses within the lease time
+            wait = self.retry_after(key)  # a gone holder's lease lapses within the lease time
             if address:
                 try:
                     await self._relay(sock, scope, address, placement)
@@ -272,14 +275,27 @@ class RoomRelay:
         entry = self._entry(key)
         async with entry.lock:
             holder = await self.cluster.acquire(key)
+            now = asyncio.get_running_loop().time()
             if holder.owner == self.cluster.run:
                 entry.held = held
-                entry.kept_until = asyncio.get_running_loop().time() + self.lease_seconds
+                entry.kept_until = now + self.lease_seconds
                 return None
+            entry.lapses_at = now + holder.ttl
             address = await self.cluster.address_of(holder.owner)
         if address is None:
             raise HolderGone(f"the hub holding {key!r} left the cluster")
         return str(address)
+
+    def retry_after(self, key: str) -> float:
+        """Seconds to wait before looking at ``key``'s lease again when its holder cannot be
+        reached or left the cluster: until the lease lapses (as the last :meth:`locate` read
+        its time left; a killed holder renews it no more), at least 10 ms and at most a
+        heartbeat (a holder that renews it meanwhile is looked at again then)."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return self.heartbeat
+        left = entry.lapses_at - asyncio.get_running_loop().time() + 0.002  # Redis expires keys to the ms
+        return min(self.heartbeat, max(0.01, left))
 
     async def claim(self, key: str, held: HeldRoom) -> bool:
         """Take ``key``'s lease for a room this hub has just made under a new name (a new
