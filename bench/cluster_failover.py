@@ -29,8 +29,8 @@ The kinds:
   a close frame (1006), hub B closes the relayed witness with 1012 ("the
   room's hub changed: reconnect"; the codes seen are printed), the witness
   reconnects straight to hub B (a member stays with its hub), and both
-  connections are accepted and wait there: hub B asks who holds the room
-  every heartbeat until hub A's lease expired (``[cluster] lease_seconds``
+  connections are accepted and wait there: hub B reads the time hub A's
+  lease has left and looks again when it lapses (``[cluster] lease_seconds``
   after hub A's last renewal), then takes it and makes the room anew
   (prologue run again, ``cat`` started fresh, nothing of the old room's
   output kept: the trial checks the prologue's output names another pid, the
@@ -38,8 +38,11 @@ The kinds:
   ``synced``: the client's ``joined`` frame from the new room; ``serving``:
   its line echoed by the new ``cat`` to the witness (live, or in the
   scrollback the witness gets on joining if it joined later). Both are about
-  the lease time (at most a lease and a heartbeat), which ``--lease`` sets
-  (default: the hub's own default, 5 s; ``--heartbeat``: a fifth of it).
+  the lease time left at the kill (at most a lease), which ``--lease`` sets
+  (default: the hub's own default, 5 s; ``--heartbeat``: a fifth of it). The
+  kill comes at a random moment of hub A's renewal period (a pause of up to
+  a heartbeat after the last line is acknowledged): a member joining renews
+  the lease, and a kill right after it would always find a whole lease left.
 
 Clients reconnect at once (a browser's client adds its reconnection backoff),
 and again if a reconnection is closed before it joined (counted). Prints p50
@@ -54,6 +57,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import random
 import signal
 import sys
 import tempfile
@@ -304,6 +308,7 @@ async def pages_trial(a: HubProcess, b: HubProcess, entry: str, room: str,
     last = f"before-{updates - 1}\n".encode()
     await witness.wait(lambda: witness.seen("cat", last), 10)  # acknowledged: all through cat
     assert a.proc is not None
+    await asyncio.sleep(random.uniform(0, b_view["heartbeat_seconds"]))  # see the module
     killed = time.perf_counter()
     a.proc.send_signal(signal.SIGKILL)
 
