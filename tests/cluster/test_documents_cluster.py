@@ -1,4 +1,4 @@
-"""A document room served by several hubs at once (replication over Redis Streams, the store in
+"""A document room served by several hubs at once (replication over Redis pub/sub, the store in
 PostgreSQL), through real hub processes, a real Redis, a real PostgreSQL and pycrdt y-websocket
 clients: edits on two hubs converge both ways, a hub joining later gets the whole document, no
 update comes back to the hub that published it, a hub killed with SIGKILL before its store commit
@@ -280,3 +280,26 @@ def test_stream_length_is_validated_with_its_key():
     assert parse_config({"cluster": cluster}).cluster.stream_length == 1000
     with pytest.raises(ConfigError, match=r"cluster\.stream_length"):
         parse_config({"cluster": {**cluster, "stream_length": 5}})
+
+
+def test_a_batch_publishes_each_document_s_updates_as_one_message():
+    from roomhub.documents.replication import coalesced
+
+    doc, updates = Doc(), []
+    array = doc.get("items", type=Array)
+    for i in range(3):
+        before = doc.get_state()
+        array.append(i)
+        updates.append(get_update(doc.get_update(), before))
+    other = Doc()
+    other.get("items", type=Array).append("y")
+    batch = [(b"s:x", b"c:x", b"u", updates[0]), (None, b"c:x", b"q", b"\x00"),
+             (b"s:y", b"c:y", b"u", other.get_update()), (b"s:x", b"c:x", b"u", updates[1]),
+             (None, b"c:x", b"a", b"aw"), (b"s:x", b"c:x", b"u", updates[2])]
+    result = coalesced(batch)
+    assert [(m[1], m[2]) for m in result] == [(b"c:x", b"u"), (b"c:x", b"q"), (b"c:y", b"u"), (b"c:x", b"a")]
+    assert result[0][0] == b"s:x" and result[1:] == [batch[1], batch[2], batch[4]]
+    copy = Doc()
+    copy.apply_update(result[0][3])  # the three updates in one
+    assert copy.get("items", type=Array).to_py() == [0, 1, 2]
+    assert coalesced(batch[:1]) == batch[:1]  # one update: as it was

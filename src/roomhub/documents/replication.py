@@ -33,9 +33,10 @@ What a hub does:
   state request, below, carries other hubs' updates, and only those the
   asking hub lacks), so an update crosses Redis once per hub with the
   document open and never comes back to its sender (messages tagged with its
-  own run id are skipped: no echo, no amplification). The entries of one
-  turn go in one pipeline (``XADD`` and ``PUBLISH``, in order), from one
-  writer task;
+  own run id are skipped: no echo, no amplification). What waits when a
+  pipeline leaves goes in it (``XADD`` and ``PUBLISH``, in order), from one
+  writer task, each document's updates merged into one message
+  (:func:`coalesced`);
 - on opening a room, after loading the store: subscribes to its channel
   (and waits until Redis confirmed it, so that nothing published from then
   on is missed), replays the retained stream (idempotent: an update already
@@ -61,6 +62,8 @@ import contextlib
 import logging
 from typing import Protocol
 
+from .stores.base import merge
+
 log = logging.getLogger("roomhub.documents.replication")
 
 BLOCK_SECONDS = 0.25
@@ -72,6 +75,36 @@ MAX_QUEUED = 10_000
 that follows Redis's return (state vectors exchanged) brings the other hubs what it held."""
 STORED_KINDS = (b"u", b"s")
 """Message kinds also appended to the document's stream (updates; not state vectors, awareness)."""
+
+
+Outgoing = tuple[bytes | None, bytes, bytes, bytes]
+"""A message waiting for Redis: stream key (None: published only), channel, kind, payload."""
+
+
+def coalesced(batch: list[Outgoing]) -> list[Outgoing]:
+    """``batch`` with each channel's updates (``u``) merged into one message, where the first
+    was: the turns that passed while the previous batch was in flight cost one publish and one
+    stream entry per document, and the other hubs one message to receive and apply, not one
+    per turn. Updates commute, so moving one ahead of another kind's message (a state request,
+    an answer, awareness) of the same batch changes nothing."""
+    first: dict[bytes, int] = {}  # channel -> index in the result of its first update
+    parts: dict[int, list[bytes]] = {}
+    result: list[Outgoing] = []
+    for message in batch:
+        channel, kind = message[1], message[2]
+        if kind == b"u":
+            at = first.get(channel)
+            if at is not None:
+                parts[at].append(message[3])
+                continue
+            first[channel] = len(result)
+            parts[len(result)] = [message[3]]
+        result.append(message)
+    for at, updates in parts.items():
+        if len(updates) > 1:
+            stream, channel, kind, _ = result[at]
+            result[at] = (stream, channel, kind, merge(updates))
+    return result
 
 
 class Replica(Protocol):
@@ -122,8 +155,7 @@ class Replication:
         # One (un)subscription at a time: redis-py's PubSub opens its connection on first use,
         # and concurrent first uses would each open one (all but one never read).
         self._subscribing = asyncio.Lock()
-        # (stream key or None, channel, kind, payload), in the order they go out
-        self._outbox: list[tuple[bytes | None, bytes, bytes, bytes]] = []
+        self._outbox: list[Outgoing] = []  # in the order they go out
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._drops = 0  # times the queue was dropped (a batch in flight then is not in it any more)
@@ -250,7 +282,7 @@ class Replication:
                 batch, drops = self._outbox[:READ_COUNT], self._drops
                 try:
                     async with self.writer.pipeline(transaction=False) as pipe:
-                        for stream, channel, kind, payload in batch:
+                        for stream, channel, kind, payload in coalesced(batch):
                             if stream is not None:
                                 pipe.xadd(stream, {"o": self.origin, kind: payload},  # type: ignore[dict-item]
                                           maxlen=self.stream_length, approximate=True)
