@@ -161,8 +161,6 @@ class Replication:
         self._drops = 0  # times the queue was dropped (a batch in flight then is not in it any more)
         self._tasks: list[asyncio.Task[None]] = []
         self._cut_off = False  # Redis failed since the last message received: resync when it answers
-        self.published = 0  # messages published
-        self.applied = 0  # other hubs' updates applied
 
     def key(self, room: str) -> bytes:
         """The stream of ``room``'s updates (read when a hub opens it)."""
@@ -217,7 +215,7 @@ class Replication:
                 for _, fields in entries:
                     update = fields.get(b"u") or fields.get(b"s")
                     if fields.get(b"o") != self.origin and update is not None:
-                        self._apply(room, update)
+                        room.apply_remote(update)
                 if len(entries) < READ_COUNT:
                     break
                 position = entries[-1][0]
@@ -298,7 +296,6 @@ class Replication:
                     continue
                 if drops == self._drops:
                     del self._outbox[:len(batch)]
-                self.published += len(batch)
             self._outbox_empty.set()
 
     async def _listen_loop(self) -> None:
@@ -344,7 +341,7 @@ class Replication:
         kind, payload = rest[:1], rest[1:]
         try:
             if kind == b"u" or kind == b"s":
-                self._apply(room, payload)
+                room.apply_remote(payload)
             elif kind == b"a":
                 room.apply_remote_awareness(payload)
             elif kind == b"q" or kind == b"r":
@@ -355,7 +352,3 @@ class Replication:
                     self._send(room.name, b"q", room.state_vector())
         except Exception:  # one bad message (written by something else) must not stop the others
             log.exception("%s: message of another hub not applied", room.name)
-
-    def _apply(self, room: Replica, update: bytes) -> None:
-        self.applied += 1
-        room.apply_remote(update)
