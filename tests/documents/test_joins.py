@@ -127,3 +127,43 @@ async def test_joins_get_the_kept_framed_state_of_any_size_up_to_date(docs_confi
         await face.rooms.drop("sizes", 1001, "evicted")  # flushed and compacted: a snapshot row
         assert _text(await _sync_step2(h.ws, "sizes")) == expected  # cold: the row, framed
         assert face.get_room("sizes").snapshot() == (await face.store.load("sizes"))[0]
+
+
+async def _both_sync_steps(ws_base: str, room: str) -> tuple[bytes, bytes]:
+    """Join ``room`` with nothing: the hub's sync step 1 (its state vector) and its answer to
+    ours (the update), in whichever order they came."""
+    step1 = step2 = None
+    async with connect(f"{ws_base}/yjs/{room}", max_size=None) as ws:
+        await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
+        while step1 is None or step2 is None:
+            message = p.decode(await ws.recv())
+            if isinstance(message, p.SyncStep1):
+                step1 = message.state_vector
+            elif isinstance(message, p.SyncStep2):
+                step2 = message.update
+    return step1, step2
+
+
+async def test_the_hubs_sync_step1_names_the_state_it_answers_with_warm_and_cold(
+    docs_config, in_process_hub
+):
+    """The hub's sync step 1 is made after the turn that joins (a cold document's answer leaves
+    first): it still names the very state the joiner was sent, it is the same kept frame for
+    the next joiner, and a joiner gone before it is made costs the room nothing."""
+    async with in_process_hub(docs_config(grace_period=30)) as h:
+        face = h.hub.face("documents")
+        expected = await _write_numbers(h, "steps", rows_each=True)
+        for state in ("warm", "cold"):
+            if state == "cold":
+                await face.rooms.drop("steps", 1001, "evicted")  # a snapshot row, loaded again
+            # gone at once: its step 1 finds it no longer a member
+            async with connect(f"{h.ws}/yjs/steps") as ws:
+                await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
+            state_vector, update = await _both_sync_steps(h.ws, "steps")
+            doc = Doc()
+            doc.apply_update(update)
+            assert str(doc.get("text", type=Text)) == expected, state
+            assert state_vector == doc.get_state(), state
+            room = face.get_room("steps")
+            assert room._step1_frame == p.sync_step1(state_vector)  # kept for the next joiner
+            assert await _both_sync_steps(h.ws, "steps") == (state_vector, update)
