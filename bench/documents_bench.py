@@ -481,9 +481,14 @@ def main() -> None:
     print("\nbars:")
     for label, figure, met in bars:
         print(f"  {label:48} {_num(figure):>10}  {'met' if met else 'NOT met'}")
+    # keyed by scenario and figure: the indented labels of the history sizes repeat
     summary = {
-        label: {**values, **{f"ratio_{name}": ratio(values["roomhub"], values[name]) for name in args.peers}}
-        for label, values, _ in rows
+        f"{mode}: {key}": {
+            "label": label.strip(), **values,
+            **{f"ratio_{name}": ratio(values["roomhub"], values[name]) for name in args.peers},
+        }
+        for (mode, key, *_), (label, values, _) in zip(
+            (m for m in metrics if m[0] in results["roomhub"]), rows, strict=True)
     }
     print(json.dumps({"options": vars(args), "load_average": [load_before, load_after],
                       "summary": summary, "raw": results}, indent=1))
