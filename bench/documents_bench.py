@@ -442,7 +442,7 @@ def main() -> None:
         return None if found is None else found / scale
 
     rows = [
-        (label, {name: value(name, mode, key, scale) for name in servers}, better)
+        (mode, key, label, {name: value(name, mode, key, scale) for name in servers}, better)
         for mode, key, label, scale, better in metrics
         if mode in results["roomhub"]
     ]
@@ -450,7 +450,7 @@ def main() -> None:
     head += "".join(f" {'rh/' + name[:6]:>10}" for name in args.peers)
     print(f"\nload average (1, 5, 15 min) before: {load_before}, after: {load_after}")
     print(head)
-    for label, values, better in rows:
+    for _, _, label, values, better in rows:
         line = f"{label:42}" + "".join(f" {_num(values[name]):>12}" for name in servers)
         line += "".join(f" {_num(ratio(values['roomhub'], values[name])):>10}" for name in args.peers)
         print(f"{line}  ({better} is better)")
@@ -487,8 +487,7 @@ def main() -> None:
             "label": label.strip(), **values,
             **{f"ratio_{name}": ratio(values["roomhub"], values[name]) for name in args.peers},
         }
-        for (mode, key, *_), (label, values, _) in zip(
-            (m for m in metrics if m[0] in results["roomhub"]), rows, strict=True)
+        for mode, key, label, values, _ in rows
     }
     print(json.dumps({"options": vars(args), "load_average": [load_before, load_after],
                       "summary": summary, "raw": results}, indent=1))

@@ -12,14 +12,26 @@ from roomhub.documents import protocol as p
 from .ycl import y_client
 
 
-async def _sync_step2(ws_base: str, room: str, state_vector: bytes = p.EMPTY_STATE_VECTOR) -> bytes:
-    """Join ``room`` as a raw y-websocket client with ``state_vector``; the update of the answer."""
+async def _sync_steps(
+    ws_base: str, room: str, state_vector: bytes = p.EMPTY_STATE_VECTOR
+) -> tuple[bytes, bytes]:
+    """Join ``room`` as a raw y-websocket client with ``state_vector``: the hub's sync step 1
+    (its state vector) and its answer to ours (the update), in whichever order they came."""
+    step1 = step2 = None
     async with connect(f"{ws_base}/yjs/{room}", max_size=None) as ws:
         await ws.send(p.sync_step1(state_vector))
-        while True:
+        while step1 is None or step2 is None:
             message = p.decode(await ws.recv())
-            if isinstance(message, p.SyncStep2):
-                return message.update
+            if isinstance(message, p.SyncStep1):
+                step1 = message.state_vector
+            elif isinstance(message, p.SyncStep2):
+                step2 = message.update
+    return step1, step2
+
+
+async def _sync_step2(ws_base: str, room: str, state_vector: bytes = p.EMPTY_STATE_VECTOR) -> bytes:
+    """Join ``room`` as a raw y-websocket client with ``state_vector``; the update of the answer."""
+    return (await _sync_steps(ws_base, room, state_vector))[1]
 
 
 async def _write_numbers(h, room: str, rows_each: bool) -> str:
@@ -129,21 +141,6 @@ async def test_joins_get_the_kept_framed_state_of_any_size_up_to_date(docs_confi
         assert face.get_room("sizes").snapshot() == (await face.store.load("sizes"))[0]
 
 
-async def _both_sync_steps(ws_base: str, room: str) -> tuple[bytes, bytes]:
-    """Join ``room`` with nothing: the hub's sync step 1 (its state vector) and its answer to
-    ours (the update), in whichever order they came."""
-    step1 = step2 = None
-    async with connect(f"{ws_base}/yjs/{room}", max_size=None) as ws:
-        await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
-        while step1 is None or step2 is None:
-            message = p.decode(await ws.recv())
-            if isinstance(message, p.SyncStep1):
-                step1 = message.state_vector
-            elif isinstance(message, p.SyncStep2):
-                step2 = message.update
-    return step1, step2
-
-
 async def test_the_hubs_sync_step1_names_the_state_it_answers_with_warm_and_cold(
     docs_config, in_process_hub
 ):
@@ -159,11 +156,11 @@ async def test_the_hubs_sync_step1_names_the_state_it_answers_with_warm_and_cold
             # gone at once: its step 1 finds it no longer a member
             async with connect(f"{h.ws}/yjs/steps") as ws:
                 await ws.send(p.sync_step1(p.EMPTY_STATE_VECTOR))
-            state_vector, update = await _both_sync_steps(h.ws, "steps")
+            state_vector, update = await _sync_steps(h.ws, "steps")
             doc = Doc()
             doc.apply_update(update)
             assert str(doc.get("text", type=Text)) == expected, state
             assert state_vector == doc.get_state(), state
             room = face.get_room("steps")
             assert room._step1_frame == p.sync_step1(state_vector)  # kept for the next joiner
-            assert await _both_sync_steps(h.ws, "steps") == (state_vector, update)
+            assert await _sync_steps(h.ws, "steps") == (state_vector, update)
