@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as redis
-from pycrdt import Array, Doc, get_update
+from pycrdt import Array, Doc, Text, get_update
 
 from documents.ycl import y_client
 from hubtest import HubProcess, eventually, free_port, write_config
@@ -248,12 +248,14 @@ async def test_awareness_reaches_the_members_of_other_hubs_and_so_does_its_remov
         await states_seen(b, lambda e: e.client_id == 42 and e.removed)
 
 
+@pytest.mark.parametrize("kinds", [("pubsub", "normal"), ("pubsub",)], ids=["all", "subscriptions"])
 async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
-    tmp_path, redis_url, postgres_dsn, hub_process
+    tmp_path, redis_url, postgres_dsn, hub_process, kinds
 ):
-    """Redis keeps its streams but closes every hub's connections (subscriptions too), five
-    times, while a client on each hub edits: what was published while a hub's subscription was
-    down comes by the resync (state vectors exchanged), and both end with all."""
+    """Redis keeps its streams but closes the hubs' connections (every one, or the subscriptions
+    alone: redis-py reconnects and subscribes again without an error), five times, while a client
+    on each hub edits: what was published while a hub's subscription was down comes by the resync
+    (state vectors exchanged), and both end with all."""
     conf = config(tmp_path / "conf", redis_url, postgres_dsn)
     a_hub, b_hub = (hub_process(conf, "--data-dir", str(tmp_path / n)) for n in ("a", "b"))
     async with y_client(a_hub.ws, "shared") as a, y_client(b_hub.ws, "shared") as b:
@@ -262,7 +264,7 @@ async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
             async with redis.Redis.from_url(redis_url) as admin:
                 for _ in range(5):
                     await asyncio.sleep(0.2)
-                    for kind in ("pubsub", "normal"):
+                    for kind in kinds:
                         await admin.client_kill_filter(_type=kind, skipme=True)
 
         await asyncio.gather(append_slowly(a.doc, "a", 100, 0.01), append_slowly(b.doc, "b", 100, 0.01),
@@ -270,7 +272,41 @@ async def test_connections_to_redis_dropped_while_clients_edit_lose_nothing(
         await eventually(lambda: len(items(a.doc)) == len(items(b.doc)) == 200, within=30,
                          what="both clients to hold all 200 items")
         assert items(a.doc) == items(b.doc)
-    assert "Redis reachable again; resyncing 1 document(s)" in a_hub.log() + b_hub.log()
+    logs = a_hub.log() + b_hub.log()
+    assert "shared: subscribed again after a dropped connection; resyncing" in logs or \
+        "Redis reachable again; resyncing 1 document(s)" in logs
+
+
+async def test_another_hubs_updates_waiting_for_lost_ones_do_not_close_a_member(
+    tmp_path, redis_url, postgres_dsn, hub_process
+):
+    """More of another hub's updates than MAX_WAITING wait for one Redis lost (published while
+    this hub's subscription was down): the member who edits meanwhile stays connected, and the
+    lost update, when it comes, completes the document."""
+    from documents.ycl import typed_updates
+    from roomhub.documents.room import MAX_WAITING
+
+    hub = hub_process(config(tmp_path / "conf", redis_url, postgres_dsn))
+    updates, text = typed_updates(MAX_WAITING + 6, key="t")  # each builds on the one before
+    channel = f"{PREFIX}:live:gaps"
+    async with y_client(hub.ws, "gaps") as member, redis.Redis.from_url(redis_url) as other_hub:
+        async def subscribed() -> bool:
+            return (await other_hub.pubsub_numsub(channel))[0][1] > 0
+
+        await eventually(subscribed, what="the hub subscribed to the room's channel")
+        for update in updates[1:]:  # the first is lost: every other one waits for it
+            await other_hub.publish(channel, b"elsewhere|u" + update)
+        for i in range(5):
+            member.doc.get("arr", type=Array).append(f"m{i}")
+            await asyncio.sleep(0.05)
+        await other_hub.publish(channel, b"elsewhere|u" + updates[0])
+        await eventually(lambda: str(member.doc.get("t", type=Text)) == text,
+                         what="the member to hold the other hub's text")
+        assert items(member.doc) == [f"m{i}" for i in range(5)]
+    assert "closing (1008)" not in hub.log()
+    async with y_client(hub.ws, "gaps") as joiner:
+        assert str(joiner.doc.get("t", type=Text)) == text
+        assert items(joiner.doc) == [f"m{i}" for i in range(5)]
 
 
 def test_stream_length_is_validated_with_its_key():

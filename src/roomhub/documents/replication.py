@@ -46,9 +46,11 @@ What a hub does:
   its store commit and the stream was trimmed since;
 - after losing Redis (a dropped connection, a restart, its queue dropped, see
   :data:`MAX_QUEUED`), once Redis answers again, publishes for every open room
-  an ``r``: the other hubs answer it and send their own ``q``, which it
-  answers in turn, so what either side lacks crosses once and every copy
-  converges, also when this hub alone was cut off;
+  an ``r`` (and so for a room whose subscription redis-py renewed by itself,
+  which it learns from the renewed subscription's confirmation): the other
+  hubs answer it and send their own ``q``, which it answers in turn, so what
+  either side lacks crosses once and every copy converges, also when this hub
+  alone was cut off;
 - durability is the store's: the hub whose client made an update appends it
   to the (shared PostgreSQL) store, and a hub closing a room appends the
   state of its copy before compacting, so what a killed hub had not
@@ -323,6 +325,13 @@ class Replication:
                 waiter = self._confirming.get(message["channel"])
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+                elif (room := self.rooms.get(message["channel"])) is not None:
+                    # redis-py subscribed again to every channel on a new connection. Its
+                    # retries may have hidden the drop from this loop (a dropped connection
+                    # found by a (un)subscription of another room): what was published
+                    # meanwhile never came, so the room resyncs as after an error.
+                    log.info("%s: subscribed again after a dropped connection; resyncing", room.name)
+                    self._send(room.name, b"r", room.state_vector())
 
     def _resync(self) -> None:
         """Redis answers again: ask the other hubs for whatever every open room lacks (messages

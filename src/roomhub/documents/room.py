@@ -43,8 +43,10 @@ Life of a room (through :class:`roomhub.core.rooms.RoomRegistry`):
   waits (:func:`~.stores.integrate` tells), the updates of one turn are
   stored as one merged row, as they are sent; an update some of whose
   structs wait, and every update while one does, is stored alone, exactly
-  as received. More than :data:`MAX_WAITING` waiting updates close the
-  connection that sent the last one (1008);
+  as received. More than :data:`MAX_WAITING` waiting updates that members
+  sent close the connection that sent the last one (1008); another hub's
+  updates may wait too, for messages the resync brings (see
+  :mod:`.replication`), and do not count;
 - a member's awareness states are removed, and the removal broadcast, when
   its connection ends;
 - while the room is open its document is attached to the store
@@ -161,6 +163,7 @@ class DocumentRoom(Room):
         self._local: list[bytes] = []  # changes of this turn made here, to replicate (in a cluster)
         self._stored: list[bytes] = []  # updates of this turn to store as one row (nothing waits)
         self._waiting: list[bytes] = []  # applied updates some of whose structs wait (stores.integrate)
+        self._sent_waiting: set[int] = set()  # ids of those of them that members sent
         self._deletes: list[bytes] = []  # delete sets naming items the document lacks (idem)
         self._flush_scheduled = False
         self.awareness_states: dict[int, str] = {}  # client id -> JSON state
@@ -329,7 +332,7 @@ class DocumentRoom(Room):
             for member, update in incoming:
                 try:
                     if member is REMOTE:
-                        self._integrate(update)
+                        self._integrate(update, by_member=False)
                         self._pending.append(update)
                     else:
                         self._apply_update(update, before)
@@ -349,7 +352,7 @@ class DocumentRoom(Room):
         this turn's batch) to be replicated. Raises :class:`protocol.ProtocolError` if it does
         not decode (nothing changed) or leaves more than :data:`MAX_WAITING` updates waiting."""
         waited = bool(self._waiting)
-        self._integrate(update)
+        self._integrate(update, by_member=True)
         self.updates_applied += 1
         self._pending.append(update)
         if before is not None:
@@ -358,7 +361,7 @@ class DocumentRoom(Room):
                 self._local.append(fresh)
         if waited or self._waiting:
             self._store_alone(update)
-            if len(self._waiting) > MAX_WAITING:
+            if len(self._sent_waiting) > MAX_WAITING:
                 raise p.ProtocolError(
                     f"more than {MAX_WAITING} updates wait for updates that never came", code=1008
                 )
@@ -378,13 +381,21 @@ class DocumentRoom(Room):
             if subscription is not None:
                 self._subscription = doc.observe(self._on_change)
 
-    def _integrate(self, update: bytes) -> None:
-        """Integrate ``update`` (what waits kept aside, see :func:`.stores.integrate`); raises
-        :class:`protocol.ProtocolError` if it does not decode (then nothing changed)."""
+    def _integrate(self, update: bytes, by_member: bool) -> None:
+        """Integrate ``update`` (what waits kept aside, see :func:`.stores.integrate`), sent by
+        a member or not (another hub's); raises :class:`protocol.ProtocolError` if it does not
+        decode (then nothing changed)."""
         try:
             self._waiting = integrate(self.doc, update, self._waiting, self._deletes)
         except ValueError as exc:
             raise p.ProtocolError(f"update does not decode: {exc}") from None
+        # Only the members' waiting updates count against MAX_WAITING: another hub's wait for
+        # messages Redis lost, which the resync brings (see .replication), not for a client.
+        if self._sent_waiting or (by_member and self._waiting):
+            held = {id(u) for u in self._waiting}  # integrate keeps the very objects
+            self._sent_waiting &= held
+            if by_member and id(update) in held:
+                self._sent_waiting.add(id(update))
 
     def _sync_step2(self, state_vector: bytes) -> bytes | PreparedMessage:
         """The sync step 2 message answering ``state_vector``: the kept one, framed, when the
