@@ -44,13 +44,16 @@ What a hub does:
   other hub with the room open answers with what it has beyond that state
   (an ``s``), so the new copy is whole even if an update's hub died before
   its store commit and the stream was trimmed since;
-- after losing Redis (a dropped connection, a restart, its queue dropped, see
-  :data:`MAX_QUEUED`), once Redis answers again, publishes for every open room
-  an ``r`` (and so for a room whose subscription redis-py renewed by itself,
-  which it learns from the renewed subscription's confirmation): the other
-  hubs answer it and send their own ``q``, which it answers in turn, so what
-  either side lacks crosses once and every copy converges, also when this hub
-  alone was cut off;
+- publishes an ``r`` for a room whenever messages may have been lost: when
+  Redis confirms the room's subscription renewed on a new connection (after
+  a dropped connection or a restart: redis-py subscribes again by itself,
+  sometimes without an error reaching this module, so the confirmation is
+  what tells), and for every open room once Redis takes its messages again
+  after this hub lost some of its own (its queue dropped, see
+  :data:`MAX_QUEUED`, or a replay at opening failed). The other hubs answer
+  it and send their own ``q``, which it answers in turn, so what either side
+  lacks crosses once and every copy converges, also when this hub alone was
+  cut off;
 - durability is the store's: the hub whose client made an update appends it
   to the (shared PostgreSQL) store, and a hub closing a room appends the
   state of its copy before compacting, so what a killed hub had not
@@ -68,8 +71,6 @@ from .stores.base import merge
 
 log = logging.getLogger("roomhub.documents.replication")
 
-BLOCK_SECONDS = 0.25
-"""Longest the listening loop waits for a message before it looks again (a resync due)."""
 RETRY_SECONDS = 0.2  # between attempts while Redis does not answer
 READ_COUNT = 512  # stream entries per XREAD (opening a room), messages per pipeline
 MAX_QUEUED = 10_000
@@ -162,7 +163,9 @@ class Replication:
         self._outbox_empty = asyncio.Event()
         self._drops = 0  # times the queue was dropped (a batch in flight then is not in it any more)
         self._tasks: list[asyncio.Task[None]] = []
-        self._cut_off = False  # Redis failed since the last message received: resync when it answers
+        self._cut_off = False  # messages may be lost (queue dropped, replay failed): resync
+        self._down = False  # the subscription's connection failed (warned) and is not back yet
+        self._renewing = False  # subscriptions renewed after a drop (told), confirmations coming
 
     def key(self, room: str) -> bytes:
         """The stream of ``room``'s updates (read when a hub opens it)."""
@@ -275,6 +278,7 @@ class Replication:
         import redis
 
         prefix = self.origin + b"|"
+        failing = False  # since the last batch that went out (one warning per outage)
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
@@ -290,14 +294,17 @@ class Replication:
                         await pipe.execute()
                 except redis.RedisError as exc:
                     # Kept, in order, and sent again (an update applied twice changes nothing).
-                    if not self._cut_off:
+                    if not failing:
                         log.warning("replication: Redis unreachable (%s); %d messages wait",
                                     exc, len(self._outbox))
-                    self._cut_off = True
+                    failing = True
                     await asyncio.sleep(RETRY_SECONDS)
                     continue
+                failing = False
                 if drops == self._drops:
                     del self._outbox[:len(batch)]
+                if self._cut_off:  # Redis answers again: what was lost is asked for
+                    self._resync()
             self._outbox_empty.set()
 
     async def _listen_loop(self) -> None:
@@ -306,38 +313,49 @@ class Replication:
         await self._subscribed.wait()
         while True:
             try:
-                # redis-py reconnects and subscribes again to every channel after a drop
-                message = await self.pubsub.get_message(timeout=BLOCK_SECONDS)
+                # Blocking, with no timeout to arm and cancel per message: nothing here waits
+                # for time to pass. redis-py reconnects and subscribes again to every channel
+                # after a drop, and the confirmations say when (below).
+                message = await self.pubsub.get_message(timeout=None)
             except redis.RedisError as exc:
-                if not self._cut_off:
+                if not self._down:
                     log.warning("replication: Redis unreachable (%s); resyncing when it answers", exc)
-                self._cut_off = True
+                self._down, self._renewing = True, False
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if self._cut_off:
-                self._resync()
             if message is None:
                 continue
             kind = message["type"]
             if kind == "message":
+                self._down = self._renewing = False
                 self._receive(message["channel"], message["data"])
             elif kind == "subscribe":
                 waiter = self._confirming.get(message["channel"])
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
                 elif (room := self.rooms.get(message["channel"])) is not None:
-                    # redis-py subscribed again to every channel on a new connection. Its
-                    # retries may have hidden the drop from this loop (a dropped connection
-                    # found by a (un)subscription of another room): what was published
-                    # meanwhile never came, so the room resyncs as after an error.
-                    log.info("%s: subscribed again after a dropped connection; resyncing", room.name)
-                    self._send(room.name, b"r", room.state_vector())
+                    self._renewed(room)
+
+    def _renewed(self, room: Replica) -> None:
+        """``room``'s subscription, renewed on a new connection, is confirmed: what was
+        published while it was down never came, so the room resyncs (its ``r`` is answered
+        from now on). redis-py's retries may have hidden the drop from the listening loop (a
+        dropped connection found by a (un)subscription of another room): the confirmation,
+        not an error, is what tells."""
+        if not self._renewing:
+            log.info("replication: Redis reachable again; resyncing %d document(s) as their "
+                     "subscriptions are renewed", len(self.rooms))
+            self._down, self._renewing = False, True
+        log.debug("%s: subscription renewed; resyncing", room.name)
+        self._send(room.name, b"r", room.state_vector())
 
     def _resync(self) -> None:
-        """Redis answers again: ask the other hubs for whatever every open room lacks (messages
-        may have been lost meanwhile; the answers to theirs carry what this hub has)."""
+        """Redis takes this hub's messages again after some were lost (the queue dropped, a
+        replay at opening failed): ask the other hubs for whatever every open room lacks (the
+        answers to theirs carry what this hub has)."""
         self._cut_off = False
-        log.info("replication: Redis reachable again; resyncing %d document(s)", len(self.rooms))
+        log.info("replication: Redis reachable again; resyncing %d document(s) (messages were "
+                 "lost)", len(self.rooms))
         for room in list(self.rooms.values()):
             self._send(room.name, b"r", room.state_vector())
 
