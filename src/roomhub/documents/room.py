@@ -509,21 +509,27 @@ class DocumentRoom(Room):
         if self._incoming:
             self._apply_incoming()
         pending, self._pending = self._pending, []
-        sent = merge(pending) if pending else None
-        if self._stored:
-            stored, self._stored = self._stored, []
+        if not pending:  # what is stored or published was sent too
+            return
+        sent = merge(pending)
+        stored, self._stored = self._stored, []
+        if stored:
             # Usually the same updates (nothing was stored alone this turn): merged once.
-            self.ctx.store.append_mergeable(
-                self.name, sent if sent is not None and stored == pending else merge(stored)
-            )
+            stored_update = sent if stored == pending else merge(stored)
+            self.ctx.store.append_mergeable(self.name, stored_update)
         if self._local:
             local, self._local = self._local, []
             assert self.ctx.replication is not None
-            self.ctx.replication.publish(
-                self, sent if sent is not None and local == pending else merge(local)
-            )
-        if sent is not None:
-            self.broadcast(p.sync_update(sent))
+            # Usually what was sent, or else stored: another hub's updates of the turn are sent,
+            # not stored; a member's echo of what the room had is stored, not published.
+            if local == pending:
+                published = sent
+            elif local == stored:
+                published = stored_update
+            else:
+                published = merge(local)
+            self.ctx.replication.publish(self, published)
+        self.broadcast(p.sync_update(sent))
 
     # -- replication (a cluster's other hubs, see .replication) ---------------------
     def apply_remote(self, update: bytes) -> None:
