@@ -3,8 +3,8 @@
 What exists: membership (:mod:`.membership`, a heartbeat key per hub) and
 room leases with fencing tokens (:mod:`.leases`). :class:`Cluster` is one
 hub's side: it beats every ``heartbeat_seconds``, renews the leases it holds
-in the same turn, and reports a lease it lost (refused renewal, or no
-successful renewal for ``lease_seconds``: Redis unreachable) to the
+in the same turn, and reports a lease it lost (refused renewal, or none
+that succeeded until only two heartbeats of it were left: Redis unreachable) to the
 callbacks registered with :meth:`Cluster.on_lost`, so that the hub stops
 serving a room before another hub may hold it. It also gives what relaying a
 client to a room's holder needs: the holder's address (:meth:`Cluster.address_of`)
@@ -38,6 +38,9 @@ log = logging.getLogger("roomhub.cluster")
 MAX_PUBLISHED_ROOMS = 2000
 """Rooms a heartbeat publishes at most (the record's ``rooms`` still counts them all): it is
 written every ``heartbeat_seconds``, so its size is bounded."""
+LOSS_MARGIN_HEARTBEATS = 2
+"""Heartbeats of a lease left when, not renewed, it counts as lost here: time to stop its room
+(programs, processes, members) before Redis lets another hub take it."""
 
 __all__ = ["Cluster", "ClusterUnavailable", "Holder", "Lease", "LeaseTable", "Membership", "advertised"]
 
@@ -101,6 +104,7 @@ class Cluster:
         self.membership = Membership(self.client, config.prefix, config.lease_seconds)
         self.leases = LeaseTable(self.client, config.prefix, config.lease_seconds)
         self.held: dict[str, Lease] = {}
+        self._deadlines: dict[str, asyncio.TimerHandle] = {}  # room -> when its lease counts as lost
         self._lost_callbacks: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._leaving = asyncio.Event()
@@ -158,6 +162,8 @@ class Cluster:
             for lease in list(self.held.values()):
                 await self.leases.release(lease)
             await self.membership.leave(self.hub_id)
+        for room in list(self._deadlines):
+            self._forget_deadline(room)
         self.held.clear()
         await self.client.aclose()
         log.info("cluster %s: hub %s left", self.config.prefix, self.hub_id)
@@ -188,7 +194,7 @@ class Cluster:
         another hub has it. Raises ``redis.RedisError`` when Redis is unreachable."""
         result = await self.leases.acquire(room, self.run)
         if isinstance(result, Lease):
-            self.held[room] = result
+            self._hold(result)
         return result
 
     def holds(self, room: str) -> bool:
@@ -208,9 +214,34 @@ class Cluster:
     async def release(self, room: str) -> bool:
         """Give ``room``'s lease back; False if this hub did not hold it (any more)."""
         lease = self.held.pop(room, None)
+        self._forget_deadline(room)
         return lease is not None and await self.leases.release(lease)
 
+    def _hold(self, lease: Lease) -> None:
+        """Keep ``lease`` (taken or renewed) and count it lost when too little of it is left for
+        a renewal to come: at the clock, not at the next heartbeat's failure, which comes late
+        on a busy machine (each heartbeat's wait and request timeout drift)."""
+        self.held[lease.room] = lease
+        self._forget_deadline(lease.room)
+        # The room must be stopped here before Redis lets another hub take it: with
+        # LOSS_MARGIN_HEARTBEATS heartbeats left, a renewal has already failed to come.
+        left = lease.valid_until - time.monotonic()
+        margin = LOSS_MARGIN_HEARTBEATS * self.config.heartbeat_seconds
+        self._deadlines[lease.room] = asyncio.get_running_loop().call_later(
+            max(0.0, left - margin), self._deadline_passed, lease)
+
+    def _deadline_passed(self, lease: Lease) -> None:
+        self._deadlines.pop(lease.room, None)
+        if self.held.get(lease.room) is lease:
+            self._lose(lease.room, "not renewed: Redis unreachable for nearly the lease time")
+
+    def _forget_deadline(self, room: str) -> None:
+        deadline = self._deadlines.pop(room, None)
+        if deadline is not None:
+            deadline.cancel()
+
     def _lose(self, room: str, why: str) -> None:
+        self._forget_deadline(room)
         if self.held.pop(room, None) is None:
             return
         log.warning("cluster: lease of room %s lost (%s): no longer served here", room, why)
@@ -244,20 +275,13 @@ class Cluster:
                 if renewed is None:
                     self._lose(lease.room, "its renewal was refused: another hub holds it or it expired")
                 else:
-                    self.held[lease.room] = renewed
+                    self._hold(renewed)
             hubs = await self.membership.hubs()
         except redis.RedisError as exc:
             if self._reachable:
                 log.warning("cluster: Redis %s unreachable (%s); leases lapse after %.1f s without it",
                             _public(self.config.redis), exc, self.config.lease_seconds)
-            self._reachable = False
-            # Lost while some of the lease is left: the next check may come two heartbeats later
-            # (a wait, then a request that times out), and the room must be stopped here before
-            # Redis lets another hub take it.
-            margin = 2 * self.config.heartbeat_seconds
-            for room, lease in list(self.held.items()):
-                if lease.valid_until - time.monotonic() < margin:
-                    self._lose(room, "Redis unreachable for nearly the lease time")
+            self._reachable = False  # each lease is lost at its deadline unless renewed (_hold)
             return
         if not self._reachable:
             log.info("cluster: Redis reachable again")
