@@ -511,11 +511,12 @@ class DocumentRoom(Room):
         pending, self._pending = self._pending, []
         if not pending:  # what is stored or published was sent too
             return
-        sent = merge(pending)
+        sent = stored_update = merge(pending)
         stored, self._stored = self._stored, []
         if stored:
             # Usually the same updates (nothing was stored alone this turn): merged once.
-            stored_update = sent if stored == pending else merge(stored)
+            if stored != pending:
+                stored_update = merge(stored)
             self.ctx.store.append_mergeable(self.name, stored_update)
         if self._local:
             local, self._local = self._local, []
